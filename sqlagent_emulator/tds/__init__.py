@@ -1,0 +1,1 @@
+"""The TDS wire protocol ([MS-TDS]): framing, messages, tokens and data types. No SQL here."""

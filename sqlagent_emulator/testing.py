@@ -1,0 +1,50 @@
+"""A controller that runs emulated servers on a background event loop, for tests and tools.
+
+    with EmulatorController([ServerConfig(...)]) as emulator:
+        port = emulator["SQL1"].port
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+from .config import ServerConfig
+from .server import EmulatedServer
+
+T = TypeVar("T")
+
+
+class EmulatorController:
+    def __init__(self, configs: Iterable[ServerConfig]) -> None:
+        self.servers = {c.name: EmulatedServer(c) for c in configs}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sqlagent-emulator", daemon=True)
+
+    def __getitem__(self, name: str) -> EmulatedServer:
+        return self.servers[name]
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run a coroutine on the emulator's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> EmulatorController:
+        self._thread.start()
+        for server in self.servers.values():
+            self.call(server.start())
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            self.call(server.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> EmulatorController:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
