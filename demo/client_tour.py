@@ -72,10 +72,10 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     print(line)
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print(line.replace("-", "="))
     for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     print(line)
 
 
@@ -100,7 +100,13 @@ def tour_one(stack: str, host: str, port: int, login: dict, timeout: int) -> tup
         return [stack, "-", login["name"], f"FAILED {type(exc).__name__}: {where}{msg}", f"{ms:.0f}"], False
     ms = (time.monotonic() - started) * 1000
     if row is None or extra:
-        return [stack, "-", login["name"], f"FAILED: expected one row, got {row!r} + {extra!r}", f"{ms:.0f}"], False
+        return [
+            stack,
+            "-",
+            login["name"],
+            f"FAILED: expected one row, got {row!r} + {extra!r}",
+            f"{ms:.0f}",
+        ], False
     server_name, login_name, server_time = row
     return [stack, str(server_name), str(login_name), fmt_time(server_time), f"{ms:.0f}"], True
 

@@ -80,7 +80,7 @@ def odbc18_driver_path() -> str:
     arch = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
     candidates: list[str] = []
     try:
-        import mssql_python_odbc  # noqa: PLC0415
+        import mssql_python_odbc
 
         libs = mssql_python_odbc.get_libs_dir()
     except ImportError:
@@ -132,7 +132,7 @@ def freetds_driver() -> str:
 
 def _registered_odbc_drivers() -> list[str]:
     try:
-        import pyodbc  # noqa: PLC0415
+        import pyodbc
 
         return list(pyodbc.drivers())
     except Exception:  # pragma: no cover - pyodbc missing or driver manager broken
@@ -151,7 +151,9 @@ def _odbc_value(value: str) -> str:
     return value
 
 
-def odbc18_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
+def odbc18_connection_string(
+    host: str, port: int, user: str, password: str, database: str | None = None
+) -> str:
     parts = [
         f"DRIVER={{{odbc18_driver_path()}}}",
         f"SERVER={host},{int(port)}",
@@ -182,40 +184,25 @@ def freetds_connection_string(
 
 
 # --- one function per stack -----------------------------------------------------------------------
-def odbc18(
-    host: str,
-    port: int,
-    user: str,
-    password: str,
-    database: str | None = None,
-    autocommit: bool = True,
-    login_timeout: int = DEFAULT_LOGIN_TIMEOUT,
-) -> Any:
-    import pyodbc  # noqa: PLC0415
-
-    return pyodbc.connect(
-        odbc18_connection_string(host, port, user, password, database),
-        autocommit=autocommit,
-        timeout=login_timeout,
-    )
+# Each takes (host, port, user, password, database, *, autocommit, login_timeout, query_timeout);
+# query_timeout (seconds, 0 = none) is the client-side statement timeout, which makes the driver
+# send ATTENTION when it expires.
 
 
-def freetds(
-    host: str,
-    port: int,
-    user: str,
-    password: str,
-    database: str | None = None,
-    autocommit: bool = True,
-    login_timeout: int = DEFAULT_LOGIN_TIMEOUT,
-) -> Any:
-    import pyodbc  # noqa: PLC0415
+def odbc18(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
+    return _pyodbc_connect(odbc18_connection_string(host, port, user, password, database), **options)
 
-    return pyodbc.connect(
-        freetds_connection_string(host, port, user, password, database),
-        autocommit=autocommit,
-        timeout=login_timeout,
-    )
+
+def freetds(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
+    return _pyodbc_connect(freetds_connection_string(host, port, user, password, database), **options)
+
+
+def _pyodbc_connect(connection_string: str, *, autocommit: bool, login_timeout: int, query_timeout: int) -> Any:
+    import pyodbc
+
+    conn = pyodbc.connect(connection_string, autocommit=autocommit, timeout=login_timeout)
+    conn.timeout = query_timeout
+    return conn
 
 
 def pymssql(
@@ -224,23 +211,23 @@ def pymssql(
     user: str,
     password: str,
     database: str | None = None,
-    autocommit: bool = True,
-    login_timeout: int = DEFAULT_LOGIN_TIMEOUT,
+    *,
+    autocommit: bool,
+    login_timeout: int,
+    query_timeout: int,
 ) -> Any:
-    import pymssql as _pymssql  # noqa: PLC0415
+    import pymssql as _pymssql
 
-    kwargs: dict[str, Any] = {}
-    if database:
-        kwargs["database"] = database
     return _pymssql.connect(
         server=host,
         port=str(int(port)),
         user=user,
         password=password,
+        database=database or "",
         tds_version="7.4",
         autocommit=autocommit,
         login_timeout=login_timeout,
-        **kwargs,
+        timeout=query_timeout,
     )
 
 
@@ -250,12 +237,14 @@ def pytds(
     user: str,
     password: str,
     database: str | None = None,
-    autocommit: bool = True,
-    login_timeout: int = DEFAULT_LOGIN_TIMEOUT,
+    *,
+    autocommit: bool,
+    login_timeout: int,
+    query_timeout: int,
 ) -> Any:
-    import pytds as _pytds  # noqa: PLC0415
+    import pytds as _pytds
 
-    # No cafile -> no TLS; tds_version defaults to 7.4.
+    # No cafile -> no TLS; tds_version defaults to 7.4. bytes_to_unicode=False keeps bytes binary.
     return _pytds.connect(
         dsn=host,
         port=int(port),
@@ -264,6 +253,8 @@ def pytds(
         database=database,
         autocommit=autocommit,
         login_timeout=login_timeout,
+        timeout=query_timeout or None,
+        bytes_to_unicode=False,
     )
 
 
@@ -279,13 +270,23 @@ def connect(
     database: str | None = None,
     autocommit: bool = True,
     login_timeout: int = DEFAULT_LOGIN_TIMEOUT,
+    query_timeout: int = 0,
 ) -> Any:
     """Open a DB-API connection with the named client stack (one of ``STACKS``)."""
     try:
         fn = _CONNECTORS[stack]
     except KeyError:
         raise ValueError(f"unknown client stack {stack!r}; expected one of {STACKS}") from None
-    return fn(host, port, user, password, database, autocommit=autocommit, login_timeout=login_timeout)
+    return fn(
+        host,
+        port,
+        user,
+        password,
+        database,
+        autocommit=autocommit,
+        login_timeout=login_timeout,
+        query_timeout=query_timeout,
+    )
 
 
 # --- errors ---------------------------------------------------------------------------------------

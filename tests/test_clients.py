@@ -56,9 +56,11 @@ def test_pymssql_reaches_the_network(closed_port):
 
 
 def test_pytds_reaches_the_network(closed_port):
-    with pytest.raises((OSError, Exception)) as info:
+    import pytds
+
+    # python-tds retries a refused connection until login_timeout, then raises TimeoutError.
+    with pytest.raises((OSError, pytds.Error)):
         clients.connect("pytds", "127.0.0.1", closed_port, "sa", "x", login_timeout=1)
-    assert not isinstance(info.value, (ImportError, TypeError)), info.value
 
 
 def test_unknown_stack():
@@ -88,7 +90,8 @@ def test_error_number_pyodbc():
     )
     assert clients.error_number(two) == 208
     login_timeout = pyodbc.OperationalError(
-        "HYT00", "[HYT00] [Microsoft][ODBC Driver 18 for SQL Server]Login timeout expired (0) (SQLDriverConnect)"
+        "HYT00",
+        "[HYT00] [Microsoft][ODBC Driver 18 for SQL Server]Login timeout expired (0) (SQLDriverConnect)",
     )
     assert clients.error_number(login_timeout) is None
 

@@ -1,0 +1,257 @@
+"""System stored procedures written in Python, and how calls bind to them.
+
+Register a procedure by its three-part name and its documented parameter names, in order::
+
+    @SYSTEM.procedure("msdb.dbo.sp_start_job", params=("@job_name", "@job_id", "@server_name", "@step_name"))
+    def sp_start_job(ctx: ProcContext, job_name=None, job_id=None, server_name=None, step_name=None) -> int:
+        rows = ctx.query("SELECT job_id FROM msdb.dbo.sysjobs WHERE name = @name", {"@name": job_name})
+        ...
+        return 0
+
+The Python keyword for ``@job_name`` is ``job_name`` (lower case). Arguments bind by name
+(case-insensitive, '@' optional) or by position; values arrive as plain Python values. A parameter
+without a Python default is required (error 201 when missing). Return the return status (None -> 0);
+raise ``SqlError`` to fail the call. Name resolution follows SQL Server: ``sp_`` procedures in master
+are found from any database; others only in their own database.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import missing_parameter, not_a_parameter, too_many_arguments, unknown_procedure
+from .model import Login, ProcArg
+from .names import split_name
+from .results import Column, Message, OutputParam, ResultSet, SqlError, SqlType, StatementResult, TypedValue
+from .sqltypes import type_of_python
+from .sysprocs import register_system_procedures
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .session import SqlSession
+
+ProcFunc = Callable[..., "int | None"]
+
+
+@dataclass(frozen=True)
+class ProcedureDef:
+    name: str  # three-part, e.g. 'msdb.dbo.sp_start_job'
+    params: tuple[str, ...]  # '@job_name', ... in declaration order
+    func: ProcFunc
+    accepts_extra: bool = False  # unknown named args go to ctx.extra_args instead of failing (sp_executesql)
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    def keyword(self, param: str) -> str:
+        return param.lstrip("@").lower()
+
+
+class ProcedureRegistry:
+    """Procedures by three-part name (case-insensitive). Copy it to give a server its own set."""
+
+    def __init__(self) -> None:
+        self._procs: dict[str, ProcedureDef] = {}
+
+    def add(self, name: str, params: Sequence[str], func: ProcFunc, *, accepts_extra: bool = False) -> None:
+        parts = split_name(name)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"register procedures by three-part name (db.schema.name), not {name!r}")
+        params = tuple(p if p.startswith("@") else "@" + p for p in params)
+        _check_signature(name, params, func)
+        self._procs[".".join(parts).lower()] = ProcedureDef(".".join(parts), params, func, accepts_extra)
+
+    def procedure(
+        self, name: str, params: Sequence[str] = (), *, accepts_extra: bool = False
+    ) -> Callable[[ProcFunc], ProcFunc]:
+        """Decorator form of ``add``."""
+
+        def register(func: ProcFunc) -> ProcFunc:
+            self.add(name, params, func, accepts_extra=accepts_extra)
+            return func
+
+        return register
+
+    def copy(self) -> ProcedureRegistry:
+        clone = ProcedureRegistry()
+        clone._procs = dict(self._procs)
+        return clone
+
+    def get(self, name: str) -> ProcedureDef | None:
+        return self._procs.get(".".join(split_name(name)).lower())
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __iter__(self) -> Iterator[ProcedureDef]:
+        return iter(self._procs.values())
+
+    def resolve(self, name: str, current_db: str) -> ProcedureDef:
+        """Find the procedure a 1-3 part name means from ``current_db``; error 2812 if none."""
+        parts = split_name(name)
+        if len(parts) > 3 or not parts[-1]:
+            raise unknown_procedure(name)
+        proc = parts[-1]
+        schema = (parts[-2] if len(parts) >= 2 else "") or "dbo"
+        database = (parts[-3] if len(parts) == 3 else "") or current_db
+        found = self._procs.get(f"{database}.{schema}.{proc}".lower())
+        if found is None and proc.lower().startswith("sp_"):
+            found = self._procs.get(f"master.{schema}.{proc}".lower())
+        if found is None:
+            raise unknown_procedure(proc if len(parts) == 1 else ".".join(parts))
+        return found
+
+
+def _check_signature(name: str, params: tuple[str, ...], func: ProcFunc) -> None:
+    sig = inspect.signature(func)
+    accepted = set(sig.parameters)
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for param in params:
+        key = param.lstrip("@").lower()
+        if key not in accepted and not has_var_kw:
+            raise ValueError(f"{name}: function {func.__name__} has no keyword parameter {key!r} for {param}")
+
+
+@dataclass
+class ProcContext:
+    """What a Python procedure gets as its first argument."""
+
+    session: SqlSession
+    procedure: ProcedureDef
+    result_sets: list[ResultSet] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    outputs: dict[str, tuple[Any, SqlType | None]] = field(default_factory=dict)
+    extra_args: list[ProcArg] = field(default_factory=list)
+
+    @property
+    def engine(self) -> Engine:
+        return self.session.engine
+
+    @property
+    def login(self) -> Login:
+        return self.session.login
+
+    @property
+    def database(self) -> str:
+        return self.session.database
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run T-SQL (any statements, same databases and session, e.g. ``msdb.dbo.sysjobs`` names);
+        return the rows of the last result set as Python values. ``params`` maps '@name' to a value or
+        a ``TypedValue``; they are visible as variables. Raises ``SqlError`` on failure."""
+        results = self.session.run_internal(sql, _typed(params))
+        sets = [rs for r in results for rs in r.result_sets]
+        return sets[-1].rows if sets else []
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run T-SQL for its effect; return the last statement's row count (0 if none)."""
+        results = self.session.run_internal(sql, _typed(params))
+        counts = [r.rowcount for r in results if r.rowcount is not None]
+        return counts[-1] if counts else 0
+
+    def result(self, columns: list[Column], rows: Sequence[Sequence[Any]]) -> None:
+        """Emit a result set (values must already be the Python objects for the column types)."""
+        self.result_sets.append(ResultSet(list(columns), [tuple(r) for r in rows]))
+
+    def message(self, number: int, text: str, severity: int = 10) -> None:
+        """Emit an INFO message (severity <= 10), e.g. 'Job 'x' started successfully.'"""
+        self.messages.append(Message(number, text, severity, procedure=self.procedure.short_name))
+
+    def set_output(self, name: str, value: Any, sql_type: SqlType | None = None) -> None:
+        """Set an OUTPUT parameter ('@job_id' or 'job_id')."""
+        key = "@" + name.lstrip("@").lower()
+        self.outputs[key] = (value, sql_type)
+
+    def now(self) -> Any:
+        return self.engine.now()
+
+
+def _typed(params: Mapping[str, Any] | None) -> dict[str, TypedValue]:
+    typed: dict[str, TypedValue] = {}
+    for name, value in (params or {}).items():
+        key = name if name.startswith("@") else "@" + name
+        typed[key] = value if isinstance(value, TypedValue) else TypedValue(value, type_of_python(value))
+    return typed
+
+
+def bind_arguments(
+    proc: ProcedureDef, args: Sequence[ProcArg]
+) -> tuple[dict[str, Any], list[ProcArg], dict[str, ProcArg]]:
+    """Python keyword arguments for a call; also unknown named args (when accepted) and args by param."""
+    by_key = {p.lstrip("@").lower(): p for p in proc.params}
+    kwargs: dict[str, Any] = {}
+    bound: dict[str, ProcArg] = {}
+    extra: list[ProcArg] = []
+    position = 0
+    for arg in args:
+        if arg.name is None:
+            if position >= len(proc.params):
+                if proc.accepts_extra:
+                    extra.append(arg)
+                    continue
+                raise too_many_arguments(proc.short_name)
+            param = proc.params[position]
+            position += 1
+        else:
+            param = by_key.get(arg.name.lstrip("@").lower())
+            if param is None:
+                if proc.accepts_extra:
+                    extra.append(arg)
+                    continue
+                shown = arg.name if arg.name.startswith("@") else "@" + arg.name
+                raise not_a_parameter(shown, proc.short_name)
+        kwargs[proc.keyword(param)] = arg.value.value
+        bound[param.lower()] = arg
+    sig = inspect.signature(proc.func)
+    for param in proc.params:
+        key = proc.keyword(param)
+        declared = sig.parameters.get(key)
+        if key not in kwargs and declared is not None and declared.default is inspect.Parameter.empty:
+            raise missing_parameter(param, proc.short_name)
+    return kwargs, extra, bound
+
+
+def call(session: SqlSession, proc: ProcedureDef, args: Sequence[ProcArg]) -> StatementResult:
+    """Run a Python procedure; errors come back as a failed result naming the procedure."""
+    try:
+        kwargs, extra, bound = bind_arguments(proc, args)
+        ctx = ProcContext(session, proc, extra_args=extra)
+        status = proc.func(ctx, **kwargs)
+    except SqlError as exc:
+        message = exc.message
+        if not message.procedure:
+            from dataclasses import replace
+
+            message = replace(message, procedure=proc.short_name)
+        return StatementResult(messages=[message], failed=True, is_procedure=True)
+    outputs = []
+    for param_key, arg in bound.items():
+        if arg.is_output:
+            value, sql_type = ctx.outputs.get(param_key, (arg.value.value, None))
+            outputs.append(
+                OutputParam(arg.name or _spelled(proc, param_key), value, sql_type or arg.value.sql_type)
+            )
+    for arg in extra:
+        if arg.is_output and arg.name:
+            value, sql_type = ctx.outputs.get("@" + arg.name.lstrip("@").lower(), (arg.value.value, None))
+            outputs.append(OutputParam(arg.name, value, sql_type or arg.value.sql_type))
+    return StatementResult(
+        messages=ctx.messages,
+        result_sets=ctx.result_sets,
+        is_procedure=True,
+        return_status=int(status or 0),
+        output_params=outputs,
+        rowcount=None,
+    )
+
+
+def _spelled(proc: ProcedureDef, key: str) -> str:
+    return next((p for p in proc.params if p.lower() == key), key)
+
+
+SYSTEM = ProcedureRegistry()
+register_system_procedures(SYSTEM)

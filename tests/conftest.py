@@ -1,0 +1,75 @@
+"""The one place integration tests get their SQL Server from.
+
+Without ``SSIS_LB_TEST_MSSQL`` the fixtures start the emulator on a free loopback port. With it
+(an ODBC connection string such as ``SERVER=host,1433;UID=sa;PWD=...``) the same tests run
+against that real SQL Server; tests that need the emulator's controls are skipped there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sqlagent_emulator.config import ServerConfig
+from sqlagent_emulator.sql.engine import Login
+from sqlagent_emulator.testing import EmulatorController
+
+REAL_SERVER_ENV = "SSIS_LB_TEST_MSSQL"
+SA_PASSWORD = "Emul4tor!Pass"
+OPERATOR_PASSWORD = "Oper4tor!Pass"
+
+
+@dataclass(frozen=True)
+class SqlServerTarget:
+    """Where a test connects, and as whom."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+    password: str
+    emulator: EmulatorController | None = None
+
+    def as_login(self, user: str, password: str) -> SqlServerTarget:
+        return SqlServerTarget(self.name, self.host, self.port, user, password, self.emulator)
+
+
+def emulator_config(name: str = "SQLTEST1", cpus: int = 2) -> ServerConfig:
+    return ServerConfig(
+        name=name,
+        cpus=cpus,
+        logins=(
+            Login("sa", SA_PASSWORD, frozenset({"sysadmin"})),
+            Login("agent_operator", OPERATOR_PASSWORD, frozenset({"SQLAgentOperatorRole"})),
+        ),
+    )
+
+
+def _parse_odbc(connection_string: str) -> dict[str, str]:
+    pairs = re.findall(r"([^=;]+)=(\{(?:[^}]|\}\})*\}|[^;]*)", connection_string)
+    return {k.strip().upper(): v.strip("{}").replace("}}", "}") for k, v in pairs}
+
+
+@pytest.fixture(scope="session")
+def sql_server() -> Iterator[SqlServerTarget]:
+    real = os.environ.get(REAL_SERVER_ENV)
+    if real:
+        parts = _parse_odbc(real)
+        host, _, port = parts.get("SERVER", "127.0.0.1").partition(",")
+        yield SqlServerTarget(host.replace("tcp:", ""), host, int(port or 1433), parts["UID"], parts["PWD"])
+        return
+    with EmulatorController([emulator_config()]) as controller:
+        server = controller["SQLTEST1"]
+        yield SqlServerTarget(server.name, "127.0.0.1", server.port, "sa", SA_PASSWORD, controller)
+
+
+@pytest.fixture
+def emulator(sql_server: SqlServerTarget) -> EmulatorController:
+    """Tests that drive the emulator's own controls; skipped against a real server."""
+    if sql_server.emulator is None:
+        pytest.skip("needs the emulator's controls")
+    return sql_server.emulator
