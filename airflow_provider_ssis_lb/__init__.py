@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 
 def get_provider_info() -> dict:
-    """Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point."""
+    """Provider metadata, read by Airflow through the ``apache_airflow_provider`` entry point."""
     return {
         "package-name": "airflow-provider-ssis-lb",
         "name": "SSIS load balancing over SQL Server Agent",

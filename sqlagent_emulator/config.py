@@ -61,7 +61,9 @@ def parse_server(entry: dict[str, Any], where: str) -> ServerConfig:
         raise ConfigError(f"{where}: port {port} is out of range")
     if cpus < 1:
         raise ConfigError(f"{where}: cpus must be at least 1")
-    logins = tuple(_parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", [])))
+    logins = tuple(
+        _parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", []))
+    )
     if not logins:
         raise ConfigError(f"{where}: at least one [[servers.logins]] entry is needed")
     return ServerConfig(
@@ -85,11 +87,15 @@ def _parse_login(entry: dict[str, Any], where: str) -> Login:
         raise ConfigError(f"{where} ({name}): roles must be a list of strings")
     bad = set(roles) - ROLES
     if bad:
-        raise ConfigError(f"{where} ({name}): unknown role(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(ROLES))}")
+        raise ConfigError(
+            f"{where} ({name}): unknown role(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(ROLES))}"
+        )
     return Login(name=name, password=password, roles=frozenset(roles))
 
 
-def _typed(entry: dict[str, Any], key: str, kind: type, where: str, *, required: bool = False, default: Any = None):
+def _typed(
+    entry: dict[str, Any], key: str, kind: type, where: str, *, required: bool = False, default: Any = None
+):
     if key not in entry:
         if required:
             raise ConfigError(f"{where}: missing field '{key}'")

@@ -45,7 +45,11 @@ class EmulatedServer:
         config = self.config
         self.engine = await self.run(
             functools.partial(
-                Engine, config.name, config.logins, utc_offset_minutes=config.utc_offset_minutes, path=config.state_dir
+                Engine,
+                config.name,
+                config.logins,
+                utc_offset_minutes=config.utc_offset_minutes,
+                path=config.state_dir,
             )
         )
         await self.listen()

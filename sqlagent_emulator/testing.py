@@ -1,7 +1,7 @@
 """A controller that runs emulated servers on a background event loop, for tests and tools.
 
-    with EmulatorController([ServerConfig(...)]) as emulator:
-        port = emulator["SQL1"].port
+with EmulatorController([ServerConfig(...)]) as emulator:
+    port = emulator["SQL1"].port
 """
 
 from __future__ import annotations

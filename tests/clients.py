@@ -189,15 +189,21 @@ def freetds_connection_string(
 # send ATTENTION when it expires.
 
 
-def odbc18(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
+def odbc18(
+    host: str, port: int, user: str, password: str, database: str | None = None, **options: Any
+) -> Any:
     return _pyodbc_connect(odbc18_connection_string(host, port, user, password, database), **options)
 
 
-def freetds(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
+def freetds(
+    host: str, port: int, user: str, password: str, database: str | None = None, **options: Any
+) -> Any:
     return _pyodbc_connect(freetds_connection_string(host, port, user, password, database), **options)
 
 
-def _pyodbc_connect(connection_string: str, *, autocommit: bool, login_timeout: int, query_timeout: int) -> Any:
+def _pyodbc_connect(
+    connection_string: str, *, autocommit: bool, login_timeout: int, query_timeout: int
+) -> Any:
     import pyodbc
 
     conn = pyodbc.connect(connection_string, autocommit=autocommit, timeout=login_timeout)
@@ -244,7 +250,7 @@ def pytds(
 ) -> Any:
     import pytds as _pytds
 
-    # No cafile -> no TLS; tds_version defaults to 7.4. bytes_to_unicode=False keeps bytes binary.
+    # No cafile -> no TLS; tds_version defaults to 7.4. Binary parameters go as pytds.Binary(...).
     return _pytds.connect(
         dsn=host,
         port=int(port),
@@ -254,7 +260,6 @@ def pytds(
         autocommit=autocommit,
         login_timeout=login_timeout,
         timeout=query_timeout or None,
-        bytes_to_unicode=False,
     )
 
 

@@ -52,7 +52,8 @@ def test_pymssql_reaches_the_network(closed_port):
 
     with pytest.raises(pymssql.OperationalError) as info:
         clients.connect("pymssql", "127.0.0.1", closed_port, "sa", "x", login_timeout=2)
-    assert clients.error_number(info.value) == 20009  # DB-Lib "unable to connect"
+    # DB-Library keeps the previous connection's last message number around, so check the text.
+    assert "Unable to connect" in str(info.value) or "unavailable" in str(info.value)
 
 
 def test_pytds_reaches_the_network(closed_port):

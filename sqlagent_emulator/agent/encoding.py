@@ -25,7 +25,9 @@ def run_duration(elapsed: dt.timedelta) -> int:
 
 def agent_datetime(date: int, time: int) -> dt.datetime:
     """msdb.dbo.agent_datetime: run_date and run_time back to a datetime (ValueError when invalid)."""
-    return dt.datetime(date // 10000, date % 10000 // 100, date % 100, time // 10000, time % 10000 // 100, time % 100)
+    return dt.datetime(
+        date // 10000, date % 10000 // 100, date % 100, time // 10000, time % 10000 // 100, time % 100
+    )
 
 
 def duration_seconds(encoded: int) -> int:

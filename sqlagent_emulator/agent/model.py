@@ -110,7 +110,9 @@ class PackageSpec:
         """(folder, project, package) from the catalog path."""
         pieces = [p for p in self.path.replace("/", "\\").split("\\") if p]
         if len(pieces) != 4 or pieces[0].upper() != "SSISDB" or not pieces[3].lower().endswith(".dtsx"):
-            raise ValueError(f"SSIS package path must be \\SSISDB\\<folder>\\<project>\\<package>.dtsx, got {self.path!r}")
+            raise ValueError(
+                f"SSIS package path must be \\SSISDB\\<folder>\\<project>\\<package>.dtsx, got {self.path!r}"
+            )
         return pieces[1], pieces[2], pieces[3]
 
 

@@ -98,6 +98,8 @@ class ProcedureRegistry:
         proc = parts[-1]
         schema = (parts[-2] if len(parts) >= 2 else "") or "dbo"
         database = (parts[-3] if len(parts) == 3 else "") or current_db
+        if schema.lower() == "sys":  # system procedures live in sys; they are registered under dbo
+            schema = "dbo"
         found = self._procs.get(f"{database}.{schema}.{proc}".lower())
         if found is None and proc.lower().startswith("sp_"):
             found = self._procs.get(f"master.{schema}.{proc}".lower())

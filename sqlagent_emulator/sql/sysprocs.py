@@ -74,8 +74,9 @@ _TYPES: list[tuple[Any, ...]] = [
     ("real", 7, 24, (None, None), None, 2, 0, 0, 0, None, None, None, 2, 23),
     ("varchar", 12, 8000, _Q, "max length", 3, None, 0, None, None, None, None, None, 2),
     ("date", 91, 10, _Q, None, 3, None, 0, None, None, None, (9, 1), None, 0),
-    ("datetime", 93, 23, _Q, None, 3, None, 0, None, 3, 3, (9, 3), None, 12),
+    # datetime2 first: drivers size SQL_TYPE_TIMESTAMP parameters from the first row (TDS-NOTES: 93 -> 27)
     ("datetime2", 93, 27, _Q, "scale", 3, None, 0, None, 0, 7, (9, 3), None, 0),
+    ("datetime", 93, 23, _Q, None, 3, None, 0, None, 3, 3, (9, 3), None, 12),
     ("smalldatetime", 93, 16, _Q, None, 3, None, 0, None, 0, 0, (9, 3), None, 22),
 ]
 

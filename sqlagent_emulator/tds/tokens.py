@@ -109,14 +109,14 @@ def login_ack(tds_version: int, program: str, version: tuple[int, int, int]) -> 
 def col_metadata(columns: Sequence[Column], codecs: Sequence[ColumnCodec]) -> bytes:
     """COLMETADATA (2.2.7.4) for TDS 7.2+: 4-byte user type, flags, TYPE_INFO, column name."""
     out = bytearray(struct.pack("<BH", Token.COLMETADATA, len(columns)))
-    for column, codec in zip(columns, codecs):
+    for column, codec in zip(columns, codecs, strict=True):
         flags = FLAG_UPDATEABLE_UNKNOWN | (FLAG_NULLABLE if column.nullable else 0)
         out += struct.pack("<IH", 0, flags) + codec.type_info + b_varchar(column.name)
     return bytes(out)
 
 
 def row(values: Sequence[Any], codecs: Sequence[ColumnCodec]) -> bytes:
-    return bytes([Token.ROW]) + b"".join(codec.encode(v) for v, codec in zip(values, codecs))
+    return bytes([Token.ROW]) + b"".join(codec.encode(v) for v, codec in zip(values, codecs, strict=True))
 
 
 def return_status(value: int) -> bytes:

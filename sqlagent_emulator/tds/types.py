@@ -69,20 +69,55 @@ class TdsType(enum.IntEnum):
 
 
 _FIXED_SIZE = {
-    TdsType.NULL: 0, TdsType.INT1: 1, TdsType.BIT: 1, TdsType.INT2: 2, TdsType.INT4: 4,
-    TdsType.DATETIM4: 4, TdsType.FLT4: 4, TdsType.MONEY: 8, TdsType.DATETIME: 8, TdsType.FLT8: 8,
-    TdsType.MONEY4: 4, TdsType.INT8: 8,
+    TdsType.NULL: 0,
+    TdsType.INT1: 1,
+    TdsType.BIT: 1,
+    TdsType.INT2: 2,
+    TdsType.INT4: 4,
+    TdsType.DATETIM4: 4,
+    TdsType.FLT4: 4,
+    TdsType.MONEY: 8,
+    TdsType.DATETIME: 8,
+    TdsType.FLT8: 8,
+    TdsType.MONEY4: 4,
+    TdsType.INT8: 8,
 }
 _BYTELEN = {
-    TdsType.GUID, TdsType.INTN, TdsType.DECIMAL, TdsType.NUMERIC, TdsType.BITN, TdsType.DECIMALN,
-    TdsType.NUMERICN, TdsType.FLTN, TdsType.MONEYN, TdsType.DATETIMN, TdsType.CHAR, TdsType.VARCHAR,
-    TdsType.BINARY, TdsType.VARBINARY,
+    TdsType.GUID,
+    TdsType.INTN,
+    TdsType.DECIMAL,
+    TdsType.NUMERIC,
+    TdsType.BITN,
+    TdsType.DECIMALN,
+    TdsType.NUMERICN,
+    TdsType.FLTN,
+    TdsType.MONEYN,
+    TdsType.DATETIMN,
+    TdsType.CHAR,
+    TdsType.VARCHAR,
+    TdsType.BINARY,
+    TdsType.VARBINARY,
 }
 _SCALED = {TdsType.TIMEN, TdsType.DATETIME2N, TdsType.DATETIMEOFFSETN}
-_USHORTLEN = {TdsType.BIGVARBIN, TdsType.BIGVARCHR, TdsType.BIGBINARY, TdsType.BIGCHAR, TdsType.NVARCHAR, TdsType.NCHAR}
+_USHORTLEN = {
+    TdsType.BIGVARBIN,
+    TdsType.BIGVARCHR,
+    TdsType.BIGBINARY,
+    TdsType.BIGCHAR,
+    TdsType.NVARCHAR,
+    TdsType.NCHAR,
+}
 _LONGLEN = {TdsType.TEXT, TdsType.IMAGE, TdsType.NTEXT}
-_COLLATED = {TdsType.BIGVARCHR, TdsType.BIGCHAR, TdsType.NVARCHAR, TdsType.NCHAR, TdsType.TEXT, TdsType.NTEXT,
-             TdsType.CHAR, TdsType.VARCHAR}
+_COLLATED = {
+    TdsType.BIGVARCHR,
+    TdsType.BIGCHAR,
+    TdsType.NVARCHAR,
+    TdsType.NCHAR,
+    TdsType.TEXT,
+    TdsType.NTEXT,
+    TdsType.CHAR,
+    TdsType.VARCHAR,
+}
 _UNICODE = {TdsType.NVARCHAR, TdsType.NCHAR, TdsType.NTEXT}
 _BINARY = {TdsType.BIGVARBIN, TdsType.BIGBINARY, TdsType.IMAGE, TdsType.BINARY, TdsType.VARBINARY}
 
@@ -133,15 +168,31 @@ def _decode_fixed(tds_type: TdsType, raw: bytes) -> Any:
 
 
 _SQL_TYPE_OF = {
-    TdsType.INT1: SqlType.TINYINT, TdsType.INT2: SqlType.SMALLINT, TdsType.INT4: SqlType.INT,
-    TdsType.INT8: SqlType.BIGINT, TdsType.BIT: SqlType.BIT, TdsType.BITN: SqlType.BIT,
-    TdsType.FLT4: SqlType.FLOAT, TdsType.FLT8: SqlType.FLOAT, TdsType.FLTN: SqlType.FLOAT,
-    TdsType.DATETIME: SqlType.DATETIME, TdsType.DATETIM4: SqlType.DATETIME, TdsType.DATETIMN: SqlType.DATETIME,
-    TdsType.MONEY: SqlType.DECIMAL, TdsType.MONEY4: SqlType.DECIMAL, TdsType.MONEYN: SqlType.DECIMAL,
-    TdsType.DECIMAL: SqlType.DECIMAL, TdsType.NUMERIC: SqlType.DECIMAL, TdsType.DECIMALN: SqlType.DECIMAL,
-    TdsType.NUMERICN: SqlType.DECIMAL, TdsType.GUID: SqlType.UNIQUEIDENTIFIER, TdsType.DATEN: SqlType.DATE,
-    TdsType.TIMEN: SqlType.NVARCHAR, TdsType.DATETIME2N: SqlType.DATETIME2,
-    TdsType.DATETIMEOFFSETN: SqlType.DATETIME2, TdsType.NULL: SqlType.NVARCHAR,
+    TdsType.INT1: SqlType.TINYINT,
+    TdsType.INT2: SqlType.SMALLINT,
+    TdsType.INT4: SqlType.INT,
+    TdsType.INT8: SqlType.BIGINT,
+    TdsType.BIT: SqlType.BIT,
+    TdsType.BITN: SqlType.BIT,
+    TdsType.FLT4: SqlType.FLOAT,
+    TdsType.FLT8: SqlType.FLOAT,
+    TdsType.FLTN: SqlType.FLOAT,
+    TdsType.DATETIME: SqlType.DATETIME,
+    TdsType.DATETIM4: SqlType.DATETIME,
+    TdsType.DATETIMN: SqlType.DATETIME,
+    TdsType.MONEY: SqlType.DECIMAL,
+    TdsType.MONEY4: SqlType.DECIMAL,
+    TdsType.MONEYN: SqlType.DECIMAL,
+    TdsType.DECIMAL: SqlType.DECIMAL,
+    TdsType.NUMERIC: SqlType.DECIMAL,
+    TdsType.DECIMALN: SqlType.DECIMAL,
+    TdsType.NUMERICN: SqlType.DECIMAL,
+    TdsType.GUID: SqlType.UNIQUEIDENTIFIER,
+    TdsType.DATEN: SqlType.DATE,
+    TdsType.TIMEN: SqlType.NVARCHAR,
+    TdsType.DATETIME2N: SqlType.DATETIME2,
+    TdsType.DATETIMEOFFSETN: SqlType.DATETIME2,
+    TdsType.NULL: SqlType.NVARCHAR,
 }
 _INTN_SQL = {1: SqlType.TINYINT, 2: SqlType.SMALLINT, 4: SqlType.INT, 8: SqlType.BIGINT}
 
@@ -158,9 +209,10 @@ def read_typed_value(r: ByteReader) -> TypedValue:
         return TypedValue(value, _SQL_TYPE_OF[tds_type])
     if tds_type in _BYTELEN:
         max_len = r.u8()
-        precision = scale = 0
+        scale = 0
         if tds_type in (TdsType.DECIMAL, TdsType.NUMERIC, TdsType.DECIMALN, TdsType.NUMERICN):
-            precision, scale = r.u8(), r.u8()
+            r.u8()  # precision
+            scale = r.u8()
         if tds_type in (TdsType.CHAR, TdsType.VARCHAR):
             r.take(5)
         raw = r.take(r.u8())
@@ -357,7 +409,9 @@ def codec_for(column: Column, values: list[Any], tds_version: int) -> ColumnCode
     return _variable(TdsType.NVARCHAR, COLLATION, values, lambda v: str(v).encode("utf-16-le"))
 
 
-def _variable(tds_type: TdsType, collation: bytes, values: list[Any], pack: Callable[[Any], bytes]) -> ColumnCodec:
+def _variable(
+    tds_type: TdsType, collation: bytes, values: list[Any], pack: Callable[[Any], bytes]
+) -> ColumnCodec:
     """A 2-byte-length type, declared 8000 bytes long, or (MAX) with PLP values when a value is longer.
 
     Declaring the full 8000 matters: FreeTDS truncates values to the declared length.

@@ -137,7 +137,7 @@ def test_sp_datatype_info_100(session):
         12: ("varchar", 8000),
         -9: ("nvarchar", 4000),
         -3: ("varbinary", 8000),
-        93: ("datetime", 23),
+        93: ("datetime2", 27),  # first row: drivers size timestamp parameters from it
         4: ("int", 10),
         -5: ("bigint", 19),
         -7: ("bit", 1),
@@ -188,3 +188,9 @@ def test_exec_dynamic_sql_and_sp_who(session):
     assert rows(session, "DECLARE @s NVARCHAR(50) = N'SELECT 6'; EXEC (@s)") == [(6,)]
     who = run(session, "sp_who")[0].result_sets[0]
     assert who.columns[0].name == "spid" and (51, "sa") in [(r[0], r[3]) for r in who.rows]
+
+
+def test_sys_schema_names_a_system_procedure(session):
+    """ODBC Driver 18 calls ``[sys].sp_datatype_info_100`` by RPC."""
+    result = run(session, "EXEC [sys].sp_datatype_info_100 -9, 3")[0]
+    assert result.result_sets[0].rows[0][:3] == ("nvarchar", -9, 4000)

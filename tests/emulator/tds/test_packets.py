@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from sqlagent_emulator.tds.packets import HEADER, PacketStatus, PacketType, ProtocolError, encode_message, read_message
+from sqlagent_emulator.tds.packets import (
+    HEADER,
+    PacketStatus,
+    PacketType,
+    ProtocolError,
+    encode_message,
+    read_message,
+)
 
 
 def _read(data: bytes) -> tuple[PacketType, bytes]:

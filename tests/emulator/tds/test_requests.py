@@ -20,7 +20,13 @@ from sqlagent_emulator.tds.login import (
     parse_prelogin,
 )
 from sqlagent_emulator.tds.packets import ProtocolError
-from sqlagent_emulator.tds.requests import ProcId, TmRequest, parse_rpc, parse_sql_batch, parse_transaction_request
+from sqlagent_emulator.tds.requests import (
+    ProcId,
+    TmRequest,
+    parse_rpc,
+    parse_sql_batch,
+    parse_transaction_request,
+)
 from sqlagent_emulator.tds.types import read_typed_value
 
 ALL_HEADERS = struct.pack("<I", 4)  # empty ALL_HEADERS: just its own length
@@ -102,7 +108,9 @@ def test_rpc_by_name() -> None:
     value = "nightly".encode("utf-16-le")
     payload = (
         ALL_HEADERS
-        + struct.pack("<H", len(name) // 2) + name + b"\x00\x00"
+        + struct.pack("<H", len(name) // 2)
+        + name
+        + b"\x00\x00"
         + _param("@job_name", 0, bytes.fromhex("e7 4000 0904d00034") + struct.pack("<H", len(value)) + value)
     )
     (call,) = parse_rpc(payload)
@@ -130,7 +138,9 @@ def test_parameter_types(hex_value: str, expected: object, sql_type: SqlType) ->
 def test_varbinary_decimal_and_plp_parameters() -> None:
     binary = read_typed_value(ByteReader(bytes.fromhex("a5 4000 0300 010203")))
     assert binary.value == b"\x01\x02\x03"
-    decimal_value = read_typed_value(ByteReader(bytes.fromhex("6a 11 0a 02 11 01 39300000000000000000000000000000")))
+    decimal_value = read_typed_value(
+        ByteReader(bytes.fromhex("6a 11 0a 02 11 01 39300000000000000000000000000000"))
+    )
     assert str(decimal_value.value) == "123.45"
     text = "é" * 5000
     raw = text.encode("utf-16-le")
