@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .agent.model import JobSpec, PackageSpec, StepSpec
 from .sql.engine import Login
 
 if sys.version_info >= (3, 11):
@@ -15,8 +16,32 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROLES = frozenset({"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole"})
-_SERVER_KEYS = {"name", "port", "cpus", "utc_offset_minutes", "state_dir", "logins"}
+_SERVER_KEYS = {
+    "name",
+    "port",
+    "cpus",
+    "utc_offset_minutes",
+    "state_dir",
+    "logins",
+    "jobs",
+    "agent_running",
+    "agent_minute_seconds",
+}
 _LOGIN_KEYS = {"name", "password", "roles"}
+_PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "errors", "warnings"}
+_JOB_KEYS = {"name", "owner", "enabled", "description", "category", "steps"}
+_STEP_KEYS = {
+    "name",
+    "subsystem",
+    "command",
+    "package",
+    "database_name",
+    "on_success_action",
+    "on_fail_action",
+    "retry_attempts",
+    "retry_interval",
+}
+_ACTIONS = {"quit_with_success": 1, "quit_with_failure": 2, "go_to_next_step": 3}
 
 
 class ConfigError(ValueError):
@@ -31,6 +56,10 @@ class ServerConfig:
     utc_offset_minutes: int = 0
     state_dir: str | None = None
     logins: tuple[Login, ...] = field(default_factory=tuple)
+    jobs: tuple[JobSpec, ...] = ()  # created at start when missing (the file's [[jobs]] and the server's own)
+    packages: tuple[PackageSpec, ...] = ()  # what the emulated SSIS catalog can run
+    agent_running: bool = True  # start SQL Server Agent with the server
+    agent_minute_seconds: float = 60.0  # length of Agent's "minute" (retry_interval), shorter for tests
 
 
 def load_config(path: str | Path) -> list[ServerConfig]:
@@ -42,14 +71,30 @@ def load_config(path: str | Path) -> list[ServerConfig]:
     servers = data.get("servers")
     if not isinstance(servers, list) or not servers:
         raise ConfigError(f"{path}: expected at least one [[servers]] table")
-    configs = [parse_server(entry, f"{path}: servers[{i}]") for i, entry in enumerate(servers)]
+    packages = tuple(
+        _parse_package(p, f"{path}: packages[{i}]") for i, p in enumerate(data.get("packages", []))
+    )
+    jobs = tuple(_parse_job(j, f"{path}: jobs[{i}]") for i, j in enumerate(data.get("jobs", [])))
+    unknown = set(data) - {"servers", "packages", "jobs"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}")
+    configs = [
+        parse_server(entry, f"{path}: servers[{i}]", packages=packages, shared_jobs=jobs)
+        for i, entry in enumerate(servers)
+    ]
     names = [c.name.lower() for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: server names must be unique")
     return configs
 
 
-def parse_server(entry: dict[str, Any], where: str) -> ServerConfig:
+def parse_server(
+    entry: dict[str, Any],
+    where: str,
+    *,
+    packages: tuple[PackageSpec, ...] = (),
+    shared_jobs: tuple[JobSpec, ...] = (),
+) -> ServerConfig:
     unknown = set(entry) - _SERVER_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -73,6 +118,11 @@ def parse_server(entry: dict[str, Any], where: str) -> ServerConfig:
         utc_offset_minutes=_typed(entry, "utc_offset_minutes", int, where, default=0),
         state_dir=_typed(entry, "state_dir", str, where, default=None),
         logins=logins,
+        jobs=shared_jobs
+        + tuple(_parse_job(j, f"{where}: jobs[{i}]") for i, j in enumerate(entry.get("jobs", []))),
+        packages=packages,
+        agent_running=_typed(entry, "agent_running", bool, where, default=True),
+        agent_minute_seconds=float(_typed(entry, "agent_minute_seconds", (int, float), where, default=60.0)),
     )
 
 
@@ -93,8 +143,90 @@ def _parse_login(entry: dict[str, Any], where: str) -> Login:
     return Login(name=name, password=password, roles=frozenset(roles))
 
 
+def _check_keys(entry: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+
+
+def _parse_package(entry: dict[str, Any], where: str) -> PackageSpec:
+    _check_keys(entry, _PACKAGE_KEYS, where)
+    outcome = _typed(entry, "outcome", str, where, default="success")
+    if outcome not in ("success", "failure"):
+        raise ConfigError(f"{where}: outcome must be 'success' or 'failure', got {outcome!r}")
+    package = PackageSpec(
+        path=_typed(entry, "path", str, where, required=True),
+        duration=float(_typed(entry, "duration", (int, float), where, default=1.0)),
+        outcome=outcome,
+        fail_first=_typed(entry, "fail_first", int, where, default=0),
+        errors=tuple(_typed(entry, "errors", list, where, default=[])),
+        warnings=tuple(_typed(entry, "warnings", list, where, default=[])),
+    )
+    try:
+        package.parts  # noqa: B018 - validates the catalog path
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return package
+
+
+def _parse_job(entry: dict[str, Any], where: str) -> JobSpec:
+    _check_keys(entry, _JOB_KEYS, where)
+    name = _typed(entry, "name", str, where, required=True)
+    where = f"{where} ({name})"
+    steps = tuple(_parse_step(s, f"{where}: steps[{i}]") for i, s in enumerate(entry.get("steps", [])))
+    if not steps:
+        raise ConfigError(f"{where}: a job needs at least one [[jobs.steps]] entry")
+    return JobSpec(
+        name=name,
+        owner=_typed(entry, "owner", str, where, default="sa"),
+        enabled=_typed(entry, "enabled", bool, where, default=True),
+        description=_typed(entry, "description", str, where, default=None),
+        category=_typed(entry, "category", str, where, default=None),
+        steps=steps,
+    )
+
+
+def _parse_step(entry: dict[str, Any], where: str) -> StepSpec:
+    """A step runs ``command`` in ``subsystem``; ``package`` is shorthand for an SSIS catalog step."""
+    _check_keys(entry, _STEP_KEYS, where)
+    package = _typed(entry, "package", str, where, default=None)
+    command = _typed(entry, "command", str, where, default=None)
+    if (package is None) == (command is None):
+        raise ConfigError(f"{where}: give exactly one of 'command' and 'package'")
+    subsystem = "SSIS" if package else _typed(entry, "subsystem", str, where, default="TSQL")
+    actions = {}
+    for key in ("on_success_action", "on_fail_action"):
+        value = _typed(entry, key, str, where, default=None)
+        if value is None:
+            continue
+        if value not in _ACTIONS:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(_ACTIONS)}, got {value!r}")
+        actions[key] = _ACTIONS[value]
+    return StepSpec(
+        name=_typed(entry, "name", str, where, required=True),
+        subsystem=subsystem,
+        command=command if command is not None else isserver_command(package or ""),
+        database_name=_typed(entry, "database_name", str, where, default="master"),
+        retry_attempts=_typed(entry, "retry_attempts", int, where, default=0),
+        retry_interval=_typed(entry, "retry_interval", int, where, default=0),
+        **actions,
+    )
+
+
+def isserver_command(package_path: str, server: str = "(local)") -> str:
+    """The dtexec command line SSMS scripts for a catalog package step (synchronized, errors reported)."""
+    quoted = lambda value: '"\\"' + value + '\\""'  # noqa: E731 - dtexec's "\"value\"" quoting
+    return (
+        f"/ISSERVER {quoted(package_path)} /SERVER {quoted(server)} "
+        f"/Par {quoted('$ServerOption::LOGGING_LEVEL(Int16)')};1 "
+        f"/Par {quoted('$ServerOption::SYNCHRONIZED(Boolean)')};True /CALLERINFO SQLAGENT /REPORTING E"
+    )
+
+
 def _typed(
-    entry: dict[str, Any], key: str, kind: type, where: str, *, required: bool = False, default: Any = None
+    entry: dict[str, Any], key: str, kind: Any, where: str, *, required: bool = False, default: Any = None
 ):
     if key not in entry:
         if required:
@@ -102,5 +234,6 @@ def _typed(
         return default
     value = entry[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: field '{key}' must be {kind.__name__}, got {value!r}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ConfigError(f"{where}: field '{key}' must be {names}, got {value!r}")
     return value

@@ -1,4 +1,10 @@
-"""One emulated SQL Server: a TCP listener on 127.0.0.1 and the SQL engine behind it."""
+"""One emulated SQL Server: a TCP listener on 127.0.0.1, the SQL engine and SQL Server Agent.
+
+Besides serving clients it has the controls tests and the demo use to imitate failures: stop,
+start or restart Agent; take the server off the network and bring it back on the same port;
+restart the whole service (state reloaded from ``state_dir`` when set); drop every connection;
+add latency to answers. None of these is reachable from an ordinary login.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .agent.logins import login_name
+from .agent.permissions import check_table_select
+from .agent.procedures import register_agent_procedures
+from .agent.runner import Agent
+from .agent.schema import install_schema
+from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .sql.engine import Engine
 from .tds.connection import TdsConnection
@@ -21,7 +33,8 @@ T = TypeVar("T")
 
 
 class EmulatedServer:
-    """Owns the engine (driven from one dedicated thread, which serializes SQLite access) and the listener."""
+    """Owns the engine (driven from one dedicated thread, which serializes SQLite access), the Agent
+    and the listener."""
 
     version = (16, 0, 1000)  # SQL Server 2022 RTM
 
@@ -31,6 +44,7 @@ class EmulatedServer:
         self.port = config.port
         self.reply_delay = 0.0
         self.engine: Engine
+        self.agent: Agent
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{config.name}")
         self._listener: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -41,7 +55,15 @@ class EmulatedServer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
+    # ------------------------------------------------------------------ life cycle
+
     async def start(self) -> None:
+        await self._open_engine()
+        if self.config.agent_running:
+            await self.agent.start()
+        await self.listen()
+
+    async def _open_engine(self) -> None:
         config = self.config
         self.engine = await self.run(
             functools.partial(
@@ -52,7 +74,23 @@ class EmulatedServer:
                 path=config.state_dir,
             )
         )
-        await self.listen()
+        await self.run(install_schema, self.engine)
+        self.engine.table_guard = lambda login, ref: check_table_select(
+            login, ref.database, ref.schema, ref.name
+        )
+        self.agent = Agent(
+            self.engine,
+            self.run,
+            asyncio.get_running_loop(),
+            cpus=config.cpus,
+            spids=self._spids,
+            packages={p.path: p for p in config.packages},
+            minute_seconds=config.agent_minute_seconds,
+            find_login=self.engine.find_login,
+            owner_name=lambda sid: login_name(self.engine, sid) or "sa",
+        )
+        await self.run(register_agent_procedures, self.engine.procedures, self.agent)
+        await self.run(ensure_jobs, self.engine, config.jobs)
 
     async def listen(self) -> None:
         """Accept connections on the configured port (or the one picked the first time, for restarts)."""
@@ -68,6 +106,18 @@ class EmulatedServer:
         finally:
             self._connections.pop(task, None)
 
+    async def stop(self) -> None:
+        await self.agent.stop()
+        await self.take_offline()
+        await self.run(self.engine.close)
+        self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ controls and faults
+
+    @property
+    def online(self) -> bool:
+        return self._listener is not None
+
     async def drop_connections(self) -> None:
         """Close every open client connection, as a network failure would."""
         tasks = list(self._connections.items())
@@ -77,14 +127,29 @@ class EmulatedServer:
             with contextlib.suppress(Exception):
                 await task
 
-    async def close_listener(self) -> None:
+    async def take_offline(self) -> None:
+        """Unreachable: stop listening and drop connections. SQL Server and its Agent go on running."""
         if self._listener is not None:
             self._listener.close()
             await self._listener.wait_closed()
             self._listener = None
         await self.drop_connections()
 
-    async def stop(self) -> None:
-        await self.close_listener()
-        await self.run(self.engine.close)
-        self._executor.shutdown(wait=True)
+    async def bring_online(self) -> None:
+        if self._listener is None:
+            await self.listen()
+
+    async def restart_service(self) -> None:
+        """Stop SQL Server (and so its Agent, abandoning running jobs) and start it again on the same
+        port; with ``state_dir`` the databases are reloaded from disk, else kept in memory."""
+        await self.agent.stop()
+        await self.take_offline()
+        if self.config.state_dir:
+            await self.run(self.engine.close)
+            await self._open_engine()
+        await self.agent.start()
+        await self.listen()
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every answer by ``seconds`` (0 removes the delay)."""
+        self.reply_delay = max(0.0, seconds)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sqlagent_emulator.agent.model import PackageSpec
 from sqlagent_emulator.config import ServerConfig
 from sqlagent_emulator.sql.engine import Login
 from sqlagent_emulator.testing import EmulatorController
@@ -38,13 +39,33 @@ class SqlServerTarget:
         return SqlServerTarget(self.name, self.host, self.port, user, password, self.emulator)
 
 
-def emulator_config(name: str = "SQLTEST1", cpus: int = 2) -> ServerConfig:
+# Packages the emulated SSIS catalog of the test servers can run (a real server needs them deployed).
+TEST_PACKAGES = (
+    PackageSpec("\\SSISDB\\Tests\\Demo\\Quick.dtsx", duration=0.3),
+    PackageSpec(
+        "\\SSISDB\\Tests\\Demo\\Broken.dtsx",
+        duration=0.2,
+        outcome="failure",
+        errors=('Cannot open the datafile "C:\\in\\orders.csv".',),
+        warnings=("Truncation may occur.",),
+    ),
+    PackageSpec(
+        "\\SSISDB\\Tests\\Demo\\Flaky.dtsx", duration=0.1, fail_first=1, errors=("Deadlock victim.",)
+    ),
+)
+
+
+def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) -> ServerConfig:
     return ServerConfig(
         name=name,
         cpus=cpus,
+        packages=TEST_PACKAGES,
+        agent_minute_seconds=0.05,
+        **overrides,
         logins=(
             Login("sa", SA_PASSWORD, frozenset({"sysadmin"})),
             Login("agent_operator", OPERATOR_PASSWORD, frozenset({"SQLAgentOperatorRole"})),
+            Login("agent_user", OPERATOR_PASSWORD, frozenset({"SQLAgentUserRole"})),
         ),
     )
 

@@ -122,7 +122,7 @@ class StepSpec:
     subsystem: str = "TSQL"
     command: str = ""
     database_name: str = "master"
-    on_success_action: int = StepAction.QUIT_WITH_SUCCESS
+    on_success_action: int | None = None  # None: go to the next step, or quit with success on the last
     on_fail_action: int = StepAction.QUIT_WITH_FAILURE
     retry_attempts: int = 0
     retry_interval: int = 0  # minutes, as msdb stores it

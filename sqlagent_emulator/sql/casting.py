@@ -154,6 +154,8 @@ def cast_value(
     if sql_type is SqlType.UNIQUEIDENTIFIER:
         return _to_guid(value)
     if sql_type is SqlType.VARBINARY:
+        if isinstance(value, uuid.UUID):  # SQL Server's binary form of a uniqueidentifier
+            value = value.bytes_le
         if isinstance(value, bytes):
             return value[:length] if length else value
         if isinstance(value, int):

@@ -129,7 +129,7 @@ def _is_identity(col: exp.ColumnDef) -> bool:
 def _table_key_columns(items: list[exp.Expression]) -> list[tuple[str, list[str]]]:
     keys: list[tuple[str, list[str]]] = []
     for item in items:
-        for key in item.find_all(exp.PrimaryKey, exp.UniqueColumnConstraint, exp.Unique):
+        for key in item.find_all(exp.PrimaryKey, exp.UniqueColumnConstraint):
             kind = "PRIMARY KEY" if isinstance(key, exp.PrimaryKey) else "UNIQUE"
             target = key.this if isinstance(key, exp.UniqueColumnConstraint) and key.this else key
             names = [c.name for c in target.find_all(exp.Column, exp.Identifier) if c.name] if target else []

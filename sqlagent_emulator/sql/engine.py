@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import functions
-from .catalog import DATABASE_IDS, Catalog, canonical_database
+from .catalog import DATABASE_IDS, Catalog, TableRef, canonical_database
 from .model import Login, ProcArg
 from .procedures import SYSTEM, ProcedureRegistry
 from .results import SqlError, StatementResult
@@ -47,6 +47,8 @@ class Engine:
         self._logins = {login.name.lower(): login for login in logins}
         self._sessions: dict[int, SqlSession] = {}
         self.pending_error: SqlError | None = None
+        # Table permissions for client SQL: called with (login, table) and raises SqlError to deny.
+        self.table_guard: Callable[[Login, TableRef], None] | None = None
         self.active_session: SqlSession | None = None
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.catalog = Catalog(self.conn, path)
@@ -57,6 +59,13 @@ class Engine:
     def authenticate(self, login: str, password: str) -> Login | None:
         found = self._logins.get(login.lower())
         return found if found is not None and found.password == password else None
+
+    def find_login(self, name: str) -> Login | None:
+        """The configured login of that name (case-insensitive), for work done on its behalf."""
+        return self._logins.get(name.lower())
+
+    def logins(self) -> list[Login]:
+        return list(self._logins.values())
 
     def now(self) -> datetime.datetime:
         """Server local time (naive): UTC plus the server's offset."""

@@ -252,6 +252,26 @@ def _implementations(host: FunctionHost) -> dict[str, tuple[int, Callable[..., A
     }
 
 
+def user_function_name(database: str, schema: str, name: str) -> str:
+    """The SQLite name of a schema-scoped scalar function, e.g. ``UDF__MSDB__DBO__AGENT_DATETIME``."""
+    return f"UDF__{database}__{schema}__{name}".upper()
+
+
+class UserFunctionHost(FunctionHost, Protocol):
+    conn: sqlite3.Connection
+
+
+def register_user_function(
+    host: UserFunctionHost, qualified_name: str, nargs: int, func: Callable[..., Any], result: SqlType
+) -> None:
+    """Register a T-SQL user-defined scalar function ``db.schema.name`` (called schema-qualified, as T-SQL
+    requires) on this engine's connection; ``func`` gets and returns storage values."""
+    database, schema, name = qualified_name.split(".")
+    sqlite_name = user_function_name(database, schema, name)
+    FUNCTIONS[sqlite_name] = FunctionSpec(nargs, result)
+    host.conn.create_function(sqlite_name, nargs, _guarded(host, func))
+
+
 def register(conn: sqlite3.Connection, host: FunctionHost) -> None:
     """Register every function on ``conn``; errors are parked on ``host.pending_error``."""
     for name, (nargs, func) in _implementations(host).items():

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 class Runtime:
     """The environment statements run in; implements ``translate.Env``."""
 
-    def __init__(self, session: SqlSession, scope: Scope) -> None:
+    def __init__(self, session: SqlSession, scope: Scope, *, guarded: bool = True) -> None:
         self.session = session
         self.scope = scope
+        self.guarded = guarded  # client SQL; procedures' own queries are trusted (ownership chaining)
 
     @property
     def engine(self) -> Engine:
@@ -37,6 +38,12 @@ class Runtime:
 
     def table_exists(self, ref: TableRef) -> bool:
         return self.engine.catalog.exists(ref)
+
+    def check_access(self, ref: TableRef) -> None:
+        """Table permissions for client SQL, through the server's ``table_guard`` (raises 229)."""
+        guard = self.engine.table_guard
+        if self.guarded and guard is not None:
+            guard(self.session.login, ref)
 
     def table_columns(self, ref: TableRef) -> list[ColumnInfo]:
         return self.engine.catalog.columns(ref)

@@ -100,7 +100,7 @@ class SqlSession:
         """Run a whole batch for Python callers; raise the first error as SqlError."""
         scope = Scope()
         scope.add_params(params or {})
-        runtime = Runtime(self, scope)
+        runtime = Runtime(self, scope, guarded=False)
         results: list[StatementResult] = []
         try:
             for stmt in compile_batch(sql):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -161,7 +162,8 @@ class ExecStmt(Stmt):
                 key = (arg.name or "").lower()
                 out = outputs.get(key)
                 if out is not None:
-                    rt.scope.get(parameter_name(arg.value)).assign(to_storage(out.value))
+                    value = out.value if isinstance(out.value, uuid.UUID) else to_storage(out.value)
+                    rt.scope.get(parameter_name(arg.value)).assign(value)
         if self.status_variable:
             rt.scope.get(self.status_variable).assign(result.return_status)
         result.output_params = []

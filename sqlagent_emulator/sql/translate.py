@@ -18,8 +18,8 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 from .catalog import ColumnInfo, TableRef
 from .coltypes import OutCol, Typer, parameter_name
 from .errors import invalid_column, invalid_object, unknown_function, unsupported
-from .functions import DATEPART_FUNCTIONS, FUNCTIONS
-from .results import SqlType
+from .functions import DATEPART_FUNCTIONS, FUNCTIONS, user_function_name
+from .results import SqlError, SqlType
 from .sqltypes import NORMALISED_TYPES
 
 
@@ -28,6 +28,7 @@ class Env(Protocol):
 
     def resolve_table(self, parts: list[str], display: str) -> TableRef: ...
     def table_exists(self, ref: TableRef) -> bool: ...
+    def check_access(self, ref: TableRef) -> None: ...
     def table_columns(self, ref: TableRef) -> list[ColumnInfo]: ...
     def variable(self, name: str) -> tuple[Any, SqlType | None]: ...
 
@@ -69,6 +70,7 @@ class Translator:
 
     def translate(self, statement: exp.Expression) -> Translation:
         tree = statement.copy()
+        self._resolve_user_functions(tree)
         self._check_functions(tree)
         ctes = {cte.alias_or_name.lower(): cte.this for cte in tree.find_all(exp.CTE)}
         self._resolve_tables(tree, ctes)
@@ -94,6 +96,24 @@ class Translator:
             if node.name.upper() not in FUNCTIONS:
                 raise unknown_function(node.name)
 
+    def _resolve_user_functions(self, tree: exp.Expression) -> None:
+        """``schema.f(...)`` / ``db.schema.f(...)``: a registered user-defined scalar function, else 4121."""
+        for dot in list(tree.find_all(exp.Dot)):
+            call = dot.expression
+            qualifier = _name_parts(dot.this)
+            if not isinstance(call, exp.Anonymous) or qualifier is None or len(qualifier) > 2:
+                continue
+            ref = self.env.resolve_table([*qualifier, call.name], ".".join([*qualifier, call.name]))
+            sqlite_name = user_function_name(ref.database, ref.schema, ref.name)
+            if sqlite_name not in FUNCTIONS:
+                raise SqlError(
+                    4121,
+                    f'Cannot find either column "{qualifier[0]}" or the user-defined function or aggregate '
+                    f'"{ref.display}", or the name is ambiguous.',
+                    16,
+                )
+            dot.replace(exp.Anonymous(this=sqlite_name, expressions=call.expressions))
+
     def _resolve_tables(self, tree: exp.Expression, ctes: dict[str, exp.Expression]) -> None:
         for table in tree.find_all(exp.Table):
             if not isinstance(table.this, exp.Identifier):
@@ -104,6 +124,7 @@ class Translator:
             ref = self.env.resolve_table(parts, display)
             if not self.env.table_exists(ref):
                 raise invalid_object(display)
+            self.env.check_access(ref)
             self.tables[id(table)] = ref
 
     def _normalise_writes(self, tree: exp.Expression) -> TableRef | None:
@@ -218,6 +239,16 @@ class Translator:
             if isinstance(part, (exp.Column, exp.Var, exp.Identifier)):
                 part.replace(exp.Literal.string(part.name))
         return node
+
+
+def _name_parts(node: exp.Expression) -> list[str] | None:
+    """``msdb.dbo`` (nested Dots of identifiers) as ['msdb', 'dbo']; None for anything else."""
+    if isinstance(node, exp.Identifier):
+        return [node.name]
+    if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Identifier):
+        head = _name_parts(node.this)
+        return None if head is None else [*head, node.expression.name]
+    return None
 
 
 def _wrap(value: exp.Expression, col: ColumnInfo) -> None:

@@ -1,0 +1,124 @@
+"""Who may do what with Agent jobs: sysadmin and msdb's three fixed Agent roles.
+
+Source: https://learn.microsoft.com/en-us/sql/ssms/agent/sql-server-agent-fixed-database-roles and the
+procedure pages (docs/agent-reference.md, 3, "Permissions summary"). The roles are concentric:
+SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRole.
+
+- Executing any Agent procedure needs one of the roles or sysadmin (else error 229).
+- Seeing a job (msdb's sysjobs_view): its owner, sysadmin, or Reader and above. A User-role member
+  therefore gets "does not exist" (14262) for another login's job, as msdb's procedures do.
+- Changing or deleting a job: its owner or sysadmin (14525); Operator may only enable/disable any job.
+- Starting or stopping: its owner, Operator or sysadmin (14393).
+- Job activity (sp_help_jobactivity) of other owners' jobs: sysadmin only.
+- msdb.dbo.syssessions: sysadmin only.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from ..sql.results import SqlError
+from .logins import login_sid
+
+if TYPE_CHECKING:
+    from ..sql.model import Login
+
+SYSADMIN = "sysadmin"
+USER_ROLE = "SQLAgentUserRole"
+READER_ROLE = "SQLAgentReaderRole"
+OPERATOR_ROLE = "SQLAgentOperatorRole"
+
+
+class AgentAccess(enum.IntEnum):
+    """How much of Agent a login may use; each level includes the ones below it."""
+
+    NONE = 0
+    USER = 1
+    READER = 2
+    OPERATOR = 3
+    SYSADMIN = 4
+
+
+_ROLE_LEVELS = {
+    SYSADMIN.lower(): AgentAccess.SYSADMIN,
+    OPERATOR_ROLE.lower(): AgentAccess.OPERATOR,
+    READER_ROLE.lower(): AgentAccess.READER,
+    USER_ROLE.lower(): AgentAccess.USER,
+}
+
+
+def access_of(login: Login) -> AgentAccess:
+    """The highest Agent access among the login's server and msdb roles."""
+    levels = [_ROLE_LEVELS.get(role.lower(), AgentAccess.NONE) for role in login.roles]
+    return max(levels, default=AgentAccess.NONE)
+
+
+def is_sysadmin(login: Login) -> bool:
+    return access_of(login) is AgentAccess.SYSADMIN
+
+
+def permission_denied(action: str, obj: str, database: str = "msdb", schema: str = "dbo") -> SqlError:
+    """Error 229 (severity 14): https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-0-to-999"""
+    return SqlError(
+        229,
+        f"The {action} permission was denied on the object '{obj}', database '{database}', schema "
+        f"'{schema}'.",
+        14,
+        5,
+    )
+
+
+def require_agent_user(login: Login, procedure: str) -> AgentAccess:
+    """Any Agent role or sysadmin may execute the procedure; anyone else gets 229."""
+    access = access_of(login)
+    if access is AgentAccess.NONE:
+        raise permission_denied("EXECUTE", procedure)
+    return access
+
+
+def require_sysadmin(login: Login, procedure: str) -> None:
+    """Procedures msdb grants to no Agent role (sp_add_category): 229 for everyone but sysadmin."""
+    if not is_sysadmin(login):
+        raise permission_denied("EXECUTE", procedure)
+
+
+def owns(login: Login, owner_sid: bytes | None) -> bool:
+    return owner_sid is not None and bytes(owner_sid) == login_sid(login.name)
+
+
+def can_see_job(login: Login, owner_sid: bytes | None) -> bool:
+    """msdb's sysjobs_view: the owner, sysadmin, or SQLAgentReaderRole (which Operator includes)."""
+    return access_of(login) >= AgentAccess.READER or owns(login, owner_sid)
+
+
+def can_modify_job(login: Login, owner_sid: bytes | None) -> bool:
+    """sp_update_job / sp_update_jobstep / sp_add_jobstep / sp_delete_job: the owner or sysadmin."""
+    return is_sysadmin(login) or owns(login, owner_sid)
+
+
+def can_enable_job(login: Login, owner_sid: bytes | None) -> bool:
+    """sp_update_job with only @enabled: Operator may enable or disable any job."""
+    return access_of(login) >= AgentAccess.OPERATOR or owns(login, owner_sid)
+
+
+def can_start_job(login: Login, owner_sid: bytes | None) -> bool:
+    """sp_start_job / sp_stop_job on a local job: the owner, Operator or sysadmin."""
+    return access_of(login) >= AgentAccess.OPERATOR or owns(login, owner_sid)
+
+
+def can_see_activity(login: Login, owner_sid: bytes | None) -> bool:
+    """sp_help_jobactivity: "Only members of sysadmin can view the activity for jobs owned by others"."""
+    return is_sysadmin(login) or owns(login, owner_sid)
+
+
+# Tables a plain SELECT may read only as sysadmin (the syssessions page: "Only sysadmin can access this
+# table"). The SQL layer consults this through ``check_table_select``.
+SYSADMIN_ONLY_TABLES = frozenset({("msdb", "dbo", "syssessions")})
+
+
+def check_table_select(login: Login, database: str, schema: str, table: str) -> None:
+    """Raise 229 (SELECT) when the login may not read the table."""
+    key = (database.lower(), schema.lower(), table.lower())
+    if key in {tuple(p.lower() for p in t) for t in SYSADMIN_ONLY_TABLES} and not is_sysadmin(login):
+        raise permission_denied("SELECT", table, database, schema)

@@ -1,0 +1,259 @@
+"""SQL Server Agent through real client drivers: jobs created by sa, started by a least-privilege
+login, watched in msdb until they end (issue: Agent, msdb and the SSIS catalog)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+import pytest
+
+from tests.clients import connect, error_number
+from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
+
+DRIVERS = ("odbc18", "pymssql")
+FAILED, SUCCEEDED, RETRY, CANCELED = 0, 1, 2, 3
+EXECUTING, IDLE = 1, 4
+
+
+class Client:
+    """A DB-API connection plus the placeholder style of its driver."""
+
+    def __init__(self, stack: str, target: SqlServerTarget, user: str, password: str) -> None:
+        self.stack = stack
+        self.conn = connect(stack, target.host, target.port, user, password, database="msdb")
+        self.mark = "?" if stack in ("odbc18", "freetds") else "%s"
+
+    def run(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        cursor = self.conn.cursor()
+        cursor.execute(sql.replace("?", self.mark), params) if params else cursor.execute(sql)
+        while cursor.description is None:
+            if not cursor.nextset():
+                return []
+        return [tuple(row) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture(params=DRIVERS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def sa(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
+    with closing(Client(stack, sql_server, sql_server.user, sql_server.password)) as client:
+        yield client
+
+
+@pytest.fixture
+def operator(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
+    with closing(Client(stack, sql_server, "agent_operator", OPERATOR_PASSWORD)) as client:
+        yield client
+
+
+def create_job(sa: Client, steps: list[dict[str, Any]], name: str | None = None) -> str:
+    """A job owned by sa with the given steps and the local server as its target."""
+    name = name or f"test job {uuid.uuid4().hex[:8]}"
+    sa.run("EXEC msdb.dbo.sp_add_job @job_name = ?", name)
+    for number, step in enumerate(steps, start=1):
+        params = {"step_name": f"step {number}", **step}
+        assignments = ", ".join(f"@{key} = ?" for key in params)
+        sa.run(f"EXEC msdb.dbo.sp_add_jobstep @job_name = ?, {assignments}", name, *params.values())
+    sa.run("EXEC msdb.dbo.sp_add_jobserver @job_name = ?", name)
+    return name
+
+
+def job_status(client: Client, name: str) -> tuple[int, str]:
+    rows = client.run("EXEC msdb.dbo.sp_help_job @job_name = ?, @job_aspect = 'JOB'", name)
+    columns = _help_job_columns(client, name)
+    row = rows[0]
+    return row[columns.index("current_execution_status")], row[columns.index("current_execution_step")]
+
+
+def _help_job_columns(client: Client, name: str) -> list[str]:
+    cursor = client.conn.cursor()
+    cursor.execute(f"EXEC msdb.dbo.sp_help_job @job_name = {client.mark}, @job_aspect = 'JOB'", (name,))
+    columns = [d[0] for d in cursor.description]
+    cursor.fetchall()
+    return columns
+
+
+def wait_until_idle(client: Client, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while job_status(client, name)[0] != IDLE:
+        assert time.monotonic() < deadline, f"job {name} still running after {timeout}s"
+        time.sleep(0.05)
+
+
+def history(client: Client, name: str) -> list[tuple[Any, ...]]:
+    return client.run(
+        "SELECT h.step_id, h.step_name, h.run_status, h.run_date, h.run_time, h.run_duration, h.message, "
+        "h.retries_attempted, h.sql_message_id FROM msdb.dbo.sysjobhistory h JOIN msdb.dbo.sysjobs j "
+        "ON j.job_id = h.job_id WHERE j.name = ? ORDER BY h.instance_id",
+        name,
+    )
+
+
+def server_now(client: Client) -> dt.datetime:
+    return client.run("SELECT GETDATE() AS now")[0][0]
+
+
+def test_operator_starts_sa_job_and_history_is_encoded(sa: Client, operator: Client) -> None:
+    name = create_job(sa, [{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'"}])
+    before = server_now(sa)
+    operator.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    assert job_status(operator, name)[0] == EXECUTING
+    deadline = time.monotonic() + 5  # until the Agent has begun step 1 it reports '0 (unknown)'
+    while (step := job_status(operator, name)[1]) != "1 (step 1)":
+        assert time.monotonic() < deadline, step
+        time.sleep(0.02)
+
+    with pytest.raises(Exception) as again:
+        operator.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    assert error_number(again.value) == 22022
+    assert "refused because the job is already running from a request by User agent_operator" in str(
+        again.value
+    )
+
+    wait_until_idle(operator, name)
+    rows = history(sa, name)
+    assert [(r[0], r[1], r[2]) for r in rows] == [(1, "step 1", SUCCEEDED), (0, "(Job outcome)", SUCCEEDED)]
+    step_row, outcome_row = rows
+    started = dt.datetime.strptime(f"{step_row[3]}{step_row[4]:06d}", "%Y%m%d%H%M%S")
+    assert abs((started - before).total_seconds()) < 3
+    assert step_row[5] in (1, 2)  # run_duration HHMMSS: about one second
+    assert outcome_row[6] == (
+        "The job succeeded.  The Job was invoked by User agent_operator.  The last step to run was step 1 (step 1)."
+    )
+
+
+def test_step_failure_is_recorded_with_its_error(sa: Client) -> None:
+    name = create_job(sa, [{"subsystem": "TSQL", "command": "SELECT * FROM dbo.table_that_is_not_there"}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    (step_row, outcome_row) = history(sa, name)
+    assert step_row[2] == FAILED and step_row[8] == 208
+    assert "Invalid object name 'dbo.table_that_is_not_there'. [SQLSTATE 42000] (Error 208)." in step_row[6]
+    assert step_row[6].endswith("The step failed.")
+    assert outcome_row[2] == FAILED
+    assert outcome_row[6].startswith("The job failed.  The Job was invoked by User sa.")
+
+
+def test_stop_kills_a_cmdexec_process(sa: Client, tmp_path: Any) -> None:
+    pid_file = tmp_path / "pid"
+    name = create_job(sa, [{"subsystem": "CmdExec", "command": f"echo $$ > {pid_file}; exec sleep 30"}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    deadline = time.monotonic() + 10
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    sa.run("EXEC msdb.dbo.sp_stop_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    rows = history(sa, name)
+    assert [r[2] for r in rows] == [CANCELED, CANCELED]
+    assert rows[1][6].startswith("The job was stopped prior to completion by User sa.")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_cmdexec_output_and_exit_code(sa: Client) -> None:
+    name = create_job(sa, [{"subsystem": "CmdExec", "command": "echo hello from the step; exit 3"}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    step_row = history(sa, name)[0]
+    assert step_row[2] == FAILED
+    assert "hello from the step" in step_row[6] and "Process Exit Code 3.  The step failed." in step_row[6]
+
+
+def test_retries_write_retry_rows_then_the_outcome(sa: Client) -> None:
+    name = create_job(
+        sa,
+        [
+            {
+                "subsystem": "TSQL",
+                "command": "SELECT * FROM no_such_table",
+                "retry_attempts": 2,
+                "retry_interval": 1,
+            }
+        ],
+    )
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    rows = history(sa, name)
+    assert [(r[0], r[2], r[7]) for r in rows] == [
+        (1, RETRY, 0),
+        (1, RETRY, 1),
+        (1, FAILED, 2),
+        (0, FAILED, 0),
+    ]
+    assert "NOTE: The step was retried the requested number of times (2) without succeeding." in rows[2][6]
+
+
+def test_step_flow_on_failure_goes_to_a_step(sa: Client) -> None:
+    name = create_job(
+        sa,
+        [
+            {"subsystem": "TSQL", "command": "SELECT 1/0", "on_fail_action": 4, "on_fail_step_id": 3},
+            {"subsystem": "TSQL", "command": "SELECT 'never runs'"},
+            {"subsystem": "TSQL", "command": "SELECT 'cleanup'"},
+        ],
+    )
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    assert [(r[0], r[2]) for r in history(sa, name)] == [(1, FAILED), (3, SUCCEEDED), (0, SUCCEEDED)]
+
+
+def test_ssis_package_failure_writes_catalog_rows(sa: Client) -> None:
+    command = (
+        '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Broken.dtsx\\"" /SERVER "\\"(local)\\"" '
+        '/Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True /CALLERINFO SQLAGENT /REPORTING E'
+    )
+    name = create_job(sa, [{"subsystem": "SSIS", "command": command}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    step_row = history(sa, name)[0]
+    assert step_row[2] == FAILED
+    assert "Package execution on IS Server failed. Execution ID: " in step_row[6]
+    execution_id = int(step_row[6].split("Execution ID: ")[1].split(",")[0])
+    (status,) = sa.run("SELECT status FROM SSISDB.catalog.executions WHERE execution_id = ?", execution_id)[0]
+    assert status == 4
+    kinds = sa.run(
+        "SELECT message_type, message FROM SSISDB.catalog.event_messages WHERE operation_id = ? "
+        "AND message_type IN (110, 120) ORDER BY event_message_id",
+        execution_id,
+    )
+    assert kinds == [
+        (110, "Broken:Warning: Truncation may occur."),
+        (120, 'Broken:Error: Cannot open the datafile "C:\\in\\orders.csv".'),
+    ]
+
+
+def test_job_name_with_quotes_and_tsql_is_just_a_name(sa: Client) -> None:
+    name = create_job(
+        sa,
+        [{"subsystem": "TSQL", "command": "SELECT 1"}],
+        name=f"it's'; DROP TABLE msdb.dbo.sysjobs; -- {uuid.uuid4().hex[:6]}",
+    )
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    assert [r[2] for r in history(sa, name)] == [SUCCEEDED, SUCCEEDED]
+    assert sa.run("SELECT COUNT(*) FROM msdb.dbo.sysjobs WHERE name = ?", name) == [(1,)]
+
+
+def test_syssessions_is_readable_by_sysadmin_only(sa: Client, operator: Client) -> None:
+    assert sa.run("SELECT COUNT(*) FROM msdb.dbo.syssessions")[0][0] >= 1
+    with pytest.raises(Exception) as caught:
+        operator.run("SELECT session_id FROM msdb.dbo.syssessions")
+    assert error_number(caught.value) == 229
+    assert (
+        "The SELECT permission was denied on the object 'syssessions', database 'msdb', schema 'dbo'."
+        in str(caught.value)
+    )
