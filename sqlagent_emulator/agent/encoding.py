@@ -21,17 +21,3 @@ def run_duration(elapsed: dt.timedelta) -> int:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return hours * 10000 + minutes * 100 + seconds
-
-
-def agent_datetime(date: int, time: int) -> dt.datetime:
-    """msdb.dbo.agent_datetime: run_date and run_time back to a datetime (ValueError when invalid)."""
-    return dt.datetime(
-        date // 10000, date % 10000 // 100, date % 100, time // 10000, time % 10000 // 100, time % 100
-    )
-
-
-def duration_seconds(encoded: int) -> int:
-    """An HHMMSS duration back to seconds."""
-    hours, rest = divmod(encoded, 10000)
-    minutes, seconds = divmod(rest, 100)
-    return hours * 3600 + minutes * 60 + seconds

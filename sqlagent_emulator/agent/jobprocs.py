@@ -94,6 +94,24 @@ class JobSettings:
     notify_level_page: int
     delete_level: int
 
+    def params(self, job_id: str, now: object) -> dict[str, object]:
+        """The statement parameters that write these settings to the job's sysjobs row."""
+        return {
+            "@id": job_id,
+            "@name": self.name,
+            "@enabled": self.enabled,
+            "@description": self.description,
+            "@start": self.start_step_id,
+            "@category": self.category_id,
+            "@owner": self.owner_sid,
+            "@eventlog": self.notify_level_eventlog,
+            "@email": self.notify_level_email,
+            "@netsend": self.notify_level_netsend,
+            "@page": self.notify_level_page,
+            "@delete_level": self.delete_level,
+            "@now": now,
+        }
+
 
 def _verify_settings(
     ctx: ProcContext, job_id: str | None, settings: JobSettings, operators: tuple[Any, ...]
@@ -218,21 +236,7 @@ def sp_add_job(
         "@description, "
         "@start, @category, @owner, @eventlog, @email, @netsend, @page, 0, 0, 0, @delete_level, @now, @now, "
         "1)",
-        {
-            "@id": new_id,
-            "@name": settings.name,
-            "@enabled": settings.enabled,
-            "@description": settings.description,
-            "@start": settings.start_step_id,
-            "@category": settings.category_id,
-            "@owner": settings.owner_sid,
-            "@eventlog": settings.notify_level_eventlog,
-            "@email": settings.notify_level_email,
-            "@netsend": settings.notify_level_netsend,
-            "@page": settings.notify_level_page,
-            "@delete_level": settings.delete_level,
-            "@now": now,
-        },
+        settings.params(new_id, now),
     )
     ctx.set_output("@job_id", uuid.UUID(new_id), SqlType.UNIQUEIDENTIFIER)
     return 0
@@ -315,21 +319,7 @@ def sp_update_job(
         "notify_level_email = @email, notify_level_netsend = @netsend, notify_level_page = @page, "
         "delete_level = @delete_level, version_number = version_number + 1, date_modified = @now "
         "WHERE job_id = @id",
-        {
-            "@id": job.job_id,
-            "@name": settings.name,
-            "@enabled": settings.enabled,
-            "@description": settings.description,
-            "@start": settings.start_step_id,
-            "@category": settings.category_id,
-            "@owner": settings.owner_sid,
-            "@eventlog": settings.notify_level_eventlog,
-            "@email": settings.notify_level_email,
-            "@netsend": settings.notify_level_netsend,
-            "@page": settings.notify_level_page,
-            "@delete_level": settings.delete_level,
-            "@now": ctx.now(),
-        },
+        settings.params(job.job_id, ctx.now()),
     )
     return 0
 
