@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+
+# Airflow reads its home at import time: give the test run its own, before anything imports it.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ssis-lb-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA", "true")
 from collections.abc import Iterator
 from dataclasses import dataclass
 

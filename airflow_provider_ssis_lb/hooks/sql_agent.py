@@ -1,0 +1,342 @@
+"""SqlAgentHook: every T-SQL statement the provider sends to SQL Server Agent lives here.
+
+It only calls msdb's documented procedures (sp_help_job, sp_help_jobactivity, sp_help_jobhistory,
+sp_start_job, sp_stop_job), so a login with nothing but ``SQLAgentOperatorRole`` in msdb is enough
+(docs/permissions.md). All statements are parameterized. Times are the server's local time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from ..exceptions import (
+    AgentNotRunningError,
+    AgentPermissionError,
+    JobAlreadyRunningError,
+    JobNotFoundError,
+    LoginFailedError,
+    SqlAgentError,
+    TransientConnectionError,
+)
+from ..runs import (
+    JobRun,
+    RunResult,
+    RunStatus,
+    SsisMessage,
+    StepResult,
+    decode_run_datetime,
+    decode_run_duration,
+    execution_ids,
+)
+from ..sqlerrors import error_number, error_text, is_transient
+
+Row = dict[str, Any]
+_PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    name: str
+    enabled: bool
+    executing: bool
+    current_step: str
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What msdb says about a run now."""
+
+    state: str  # 'pending' | 'running' | 'finished' | 'abandoned'
+    current_step: str = ""
+    outcome_instance_id: int | None = None
+
+
+class SqlAgentHook(BaseHook):
+    """Talk to SQL Server Agent on one server through an Airflow ``mssql`` or ``odbc`` connection.
+
+    :param conn_id: the Airflow connection; its own hook (MsSqlHook or OdbcHook) opens the DB-API
+        connection, so drivers and connection options are configured as for any SQL task.
+    """
+
+    conn_name_attr = "conn_id"
+    default_conn_name = "mssql_default"
+    conn_type = "mssql"
+    hook_name = "SQL Server Agent"
+
+    def __init__(self, conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self._server = conn_id
+
+    # ------------------------------------------------------------------ connection and calls
+
+    def get_conn(self) -> Any:
+        """A DB-API connection in autocommit mode, opened by the connection type's own hook."""
+        connection = self.get_connection(self.conn_id)
+        self._server = connection.host or self.conn_id
+        raw = connection.get_hook().get_conn()
+        if callable(getattr(raw, "autocommit", None)):
+            raw.autocommit(True)  # pymssql
+        else:
+            raw.autocommit = True  # pyodbc
+        return raw
+
+    @contextlib.contextmanager
+    def _session(self, job: str | None = None) -> Iterator[_Session]:
+        try:
+            raw = self.get_conn()
+        except SqlAgentError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, job) from exc
+        try:
+            yield _Session(raw, self, job)
+        finally:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+    def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
+        """The typed error for a driver exception; the message names the server, the job and the cause."""
+        number, text = error_number(exc), error_text(exc)
+        server = self._server
+        if number == 14262:
+            return JobNotFoundError(
+                server, job, f"the job does not exist or this login may not see it ({text})", number=number
+            )
+        if number == 22022 and "already running" in text:
+            return JobAlreadyRunningError(server, job, f"the job is already running ({text})", number=number)
+        if number == 22022 and "not currently running" in text:
+            return AgentNotRunningError(server, job, "SQL Server Agent is not running on this server", number=number)
+        if number in _PERMISSION_ERRORS:
+            return AgentPermissionError(
+                server, job, f"permission denied ({text}); see docs/permissions.md", number=number
+            )
+        if number == 18456 or number == 4060:
+            return LoginFailedError(server, job, f"login failed ({text})", number=number)
+        if is_transient(exc):
+            return TransientConnectionError(server, job, f"connection problem: {text or exc!r}", number=number)
+        return SqlAgentError(server, job, text or repr(exc), number=number)
+
+    # ------------------------------------------------------------------ reads
+
+    def server_clock(self) -> tuple[str, dt.datetime]:
+        """@@SERVERNAME and the server's local time."""
+        with self._session() as s:
+            return s.clock()
+
+    def get_job(self, job_name: str | None = None, job_id: str | None = None) -> JobInfo:
+        """The job by name or id (exactly one), with whether it is executing now."""
+        label = job_name or job_id
+        with self._session(label) as s:
+            return s.job(job_name, job_id)
+
+    def running_job_count(self) -> int:
+        """Agent jobs executing on the server now, whoever started them (load for balancing)."""
+        with self._session() as s:
+            rows = s.call("sp_help_job", {"execution_status": 0})
+            return len(rows[0]) if rows else 0
+
+    # ------------------------------------------------------------------ start, watch, stop
+
+    def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        """sp_start_job, remembering the server's clock and the job's last history row just before.
+
+        Agent runs one instance of a job at a time, so the first outcome row after that baseline
+        is this run's, whoever starts the job later. Only sp_help_job and sp_help_jobhistory are
+        read: sp_help_jobactivity hides other owners' jobs from SQLAgentOperatorRole.
+        """
+        with self._session(job.name) as s:
+            server, now = s.clock()
+            baseline = s.last_instance_id(job.job_id, now)
+            params: dict[str, Any] = {"job_id": job.job_id}
+            if step_name:
+                params["step_name"] = step_name
+            s.call("sp_start_job", params)
+        return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), baseline)
+
+    def current_run(self, job: JobInfo) -> JobRun | None:
+        """The job's run in progress (started by anyone), to attach to it; None when it is idle."""
+        with self._session(job.name) as s:
+            server, now = s.clock()
+            if not s.job(None, job.job_id).executing:
+                return None
+            return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), s.last_instance_id(job.job_id, now))
+
+    def run_state(self, run: JobRun) -> RunState:
+        """'finished' once the run's outcome row exists; 'running' while the job executes; 'pending'
+        while Agent has not picked the request up yet; 'abandoned' when the job went idle without an
+        outcome (Agent stopped or restarted mid-run, or the job was deleted)."""
+        with self._session(run.job_name) as s:
+            outcome = s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at)
+            if outcome is not None:
+                return RunState("finished", outcome_instance_id=outcome)
+            try:
+                job = s.job(None, run.job_id)
+            except JobNotFoundError:
+                return RunState("abandoned", current_step="the job was deleted")
+            if job.executing:
+                return RunState("running", current_step=job.current_step)
+            _server, now = s.clock()
+            waited = (now - dt.datetime.fromisoformat(run.requested_at)).total_seconds()
+            return RunState("pending" if waited < PICKUP_GRACE_SECONDS else "abandoned")
+
+    def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
+        """The finished run's outcome, its step rows and the SSIS catalog's errors and warnings."""
+        with self._session(run.job_name) as s:
+            rows = [
+                r
+                for r in s.history(run.job_id, run.requested_at)
+                if run.baseline_instance_id < int(r["instance_id"]) <= outcome_instance_id
+            ]
+            outcome = next((r for r in rows if int(r["instance_id"]) == outcome_instance_id), None)
+            steps = [_step(r) for r in rows if int(r["step_id"]) != 0]
+            ids = sorted({i for step in steps for i in execution_ids(step.message)})
+            messages, notes = s.ssis_messages(ids)
+        if outcome is None:
+            raise SqlAgentError(run.server, run.job_name, f"history row {outcome_instance_id} of the run is missing")
+        return RunResult(
+            run=run,
+            outcome=RunStatus(int(outcome["run_status"])).name.lower(),
+            started=_iso(decode_run_datetime(outcome["run_date"], outcome["run_time"])),
+            duration_seconds=decode_run_duration(outcome["run_duration"]),
+            message=outcome["message"],
+            steps=steps,
+            ssis_messages=messages,
+            notes=notes,
+        )
+
+    def stop_run(self, run: JobRun) -> bool:
+        """sp_stop_job, but only while this exact run is the job's active one; True if asked to stop."""
+        with self._session(run.job_name) as s:
+            if s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at) is not None:
+                return False  # our run is over; a running job now is someone else's run
+            if not s.job(None, run.job_id).executing:
+                return False
+            try:
+                s.call("sp_stop_job", {"job_id": run.job_id})
+            except SqlAgentError as exc:
+                if exc.number == 22022:  # it ended between our check and the stop
+                    return False
+                raise
+            return True
+
+
+class _Session:
+    """One open connection: parameterized calls and the reads built on them."""
+
+    def __init__(self, raw: Any, hook: SqlAgentHook, label: str | None) -> None:
+        self.raw = raw
+        self.hook = hook
+        self.label = label  # the job, for error messages
+        self.mark = "%s" if type(raw).__module__.startswith("pymssql") else "?"
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[list[Row]]:
+        """Run one statement; every result set as rows keyed by lower-case column name."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql.replace("?", self.mark), params) if params else cursor.execute(sql)
+            sets: list[list[Row]] = []
+            while True:
+                if cursor.description:
+                    names = [d[0].lower() for d in cursor.description]
+                    sets.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
+                if not cursor.nextset():
+                    return sets
+        except SqlAgentError:
+            raise
+        except Exception as exc:
+            raise self.hook._translate(exc, self.label) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+    def call(self, procedure: str, params: dict[str, Any]) -> list[list[Row]]:
+        """EXEC msdb.dbo.<procedure> with named, parameterized arguments."""
+        assignments = ", ".join(f"@{name} = ?" for name in params)
+        return self.query(f"EXEC msdb.dbo.{procedure} {assignments}", tuple(params.values()))
+
+    def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
+        params = {"job_id": job_id} if job_id else {"job_name": job_name}
+        sets = self.call("sp_help_job", {**params, "job_aspect": "JOB"})
+        if not sets or not sets[0]:
+            raise JobNotFoundError(self.hook._server, self.label, "sp_help_job returned no job")
+        row = sets[0][0]
+        return JobInfo(
+            job_id=str(row["job_id"]).upper(),
+            name=row["name"],
+            enabled=bool(row["enabled"]),
+            executing=int(row["current_execution_status"]) != 4,
+            current_step=str(row.get("current_execution_step") or ""),
+        )
+
+    def history(self, job_id: str, since: str | None = None) -> list[Row]:
+        params: dict[str, Any] = {"job_id": job_id, "mode": "FULL"}
+        if since:  # the day before, so a run that crosses midnight is covered
+            day = dt.datetime.fromisoformat(since).date() - dt.timedelta(days=1)
+            params["start_run_date"] = day.year * 10000 + day.month * 100 + day.day
+        sets = self.call("sp_help_jobhistory", params)
+        return sorted(sets[0] if sets else [], key=lambda r: int(r["instance_id"]))
+
+    def clock(self) -> tuple[str, dt.datetime]:
+        row = self.query("SELECT @@SERVERNAME AS server_name, GETDATE() AS now")[0][0]
+        return row["server_name"], row["now"]
+
+    def last_instance_id(self, job_id: str, server_now: dt.datetime) -> int:
+        """The job's newest history row (runs of the last two days suffice: older ones are smaller)."""
+        rows = self.history(job_id, server_now.isoformat())
+        return max((int(r["instance_id"]) for r in rows), default=0)
+
+    def first_outcome_after(self, job_id: str, baseline: int, since: str) -> int | None:
+        for row in self.history(job_id, since):
+            if int(row["instance_id"]) > baseline and int(row["step_id"]) == 0:
+                return int(row["instance_id"])
+        return None
+
+    def ssis_messages(self, ids: list[int]) -> tuple[list[SsisMessage], list[str]]:
+        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them."""
+        if not ids:
+            return [], []
+        marks = ", ".join("?" for _ in ids)
+        try:
+            sets = self.query(
+                "SELECT operation_id, message_type, message, message_source_name FROM SSISDB.catalog.event_messages "
+                f"WHERE operation_id IN ({marks}) AND message_type IN (110, 120) ORDER BY event_message_id",
+                tuple(ids),
+            )
+        except SqlAgentError as exc:
+            return [], [f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}"]
+        return [
+            SsisMessage(
+                int(r["operation_id"]), int(r["message_type"]), r["message"], r.get("message_source_name") or ""
+            )
+            for r in (sets[0] if sets else [])
+        ], []
+
+
+def _iso(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="milliseconds")
+    return dt.datetime.fromisoformat(str(value)).isoformat(timespec="milliseconds")
+
+
+def _step(row: Row) -> StepResult:
+    return StepResult(
+        step_id=int(row["step_id"]),
+        step_name=row["step_name"],
+        status=RunStatus(int(row["run_status"])).name.lower(),
+        started=_iso(decode_run_datetime(row["run_date"], row["run_time"])) or None,
+        duration_seconds=decode_run_duration(row["run_duration"]),
+        message=row["message"] or "",
+        retries_attempted=int(row.get("retries_attempted") or 0),
+        sql_message_id=int(row.get("sql_message_id") or 0),
+    )

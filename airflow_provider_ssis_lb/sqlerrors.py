@@ -1,0 +1,57 @@
+"""Reading SQL Server error numbers out of driver exceptions (pymssql, pyodbc), without I/O.
+
+- pyodbc puts the native number inside the text: ``[42000] [...]<message> (22022) (SQLExecDirectW)``.
+- pymssql gives ``args == (number, b'message...')``, sometimes nested one level deeper.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PYODBC_NUMBER = re.compile(r"\((-?\d+)\) \(SQL\w+\)")
+# Client-side connection failures: ODBC SQLSTATEs and DB-Library message numbers.
+_TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "HYT00", "HYT01"}
+_TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20047}
+_TRANSIENT_TEXT = ("connection", "network", "timeout", "timed out", "communication link", "not connected")
+
+
+def error_number(exc: BaseException) -> int | None:
+    """The SQL Server (or DB-Library) error number an exception carries, if any."""
+    number = getattr(exc, "number", None)
+    if isinstance(number, int):
+        return number
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], tuple):
+        args = args[0]
+    if args and isinstance(args[0], int):
+        return args[0]
+    match = _PYODBC_NUMBER.search(" ".join(str(a) for a in args))
+    if match and int(match.group(1)) != 0:
+        return int(match.group(1))
+    return None
+
+
+def error_text(exc: BaseException) -> str:
+    """The server's message without driver decoration."""
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], tuple):
+        args = args[0]
+    if len(args) >= 2 and isinstance(args[1], bytes):  # pymssql
+        return args[1].decode("utf-8", "replace").split("DB-Lib error message")[0].strip()
+    text = str(args[1] if len(args) >= 2 else args[0] if args else exc)
+    text = re.sub(r"^(\[[^\]]*\])+", "", text.split("] ", 1)[-1] if text.startswith("[") else text)
+    return re.sub(r"\s*\(-?\d+\) \(SQL\w+\)$", "", text).strip()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures to reach or keep the server (not for errors the server raised)."""
+    number = error_number(exc)
+    if number in _TRANSIENT_DBLIB:
+        return True
+    if number is not None and number < 20000:
+        return False  # the server answered with an error
+    state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    if state in _TRANSIENT_SQLSTATES:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError)) or any(t in text for t in _TRANSIENT_TEXT)

@@ -1,0 +1,81 @@
+"""SqlAgentHook through real Airflow connections and drivers (mssql/pymssql and odbc/ODBC Driver 18),
+with a login that has only SQLAgentOperatorRole."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_provider_ssis_lb.exceptions import JobAlreadyRunningError, JobNotFoundError
+from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook, RunState
+from airflow_provider_ssis_lb.runs import JobRun
+
+SSIS_BROKEN = (
+    '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Broken.dtsx\\"" /SERVER "\\"(local)\\"" '
+    '/Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True /CALLERINFO SQLAGENT /REPORTING E'
+)
+
+
+def wait_finished(hook: SqlAgentHook, run: JobRun, timeout: float = 30) -> RunState:
+    deadline = time.monotonic() + timeout
+    while (state := hook.run_state(run)).state in ("pending", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return state
+
+
+def test_start_watch_and_read_a_failed_ssis_run(airflow_connections, conn_type, make_job) -> None:
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    name = make_job([{"subsystem": "SSIS", "command": SSIS_BROKEN}])
+    job = hook.get_job(job_name=name)
+    run = hook.start_job(job)
+    assert run.job_name == name and run.job_id == job.job_id
+    state = wait_finished(hook, run)
+    assert state.state == "finished"
+    result = hook.run_result(run, state.outcome_instance_id)
+    assert result.outcome == "failed"
+    assert result.failed_step is not None and "Package execution on IS Server failed" in result.failed_step.message
+    assert [m.message_type for m in result.ssis_messages] == [110, 120]
+    assert "Cannot open the datafile" in result.ssis_messages[1].message
+
+
+def test_second_start_is_already_running(airflow_connections, conn_type, make_job) -> None:
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    name = make_job([{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'"}])
+    job = hook.get_job(job_name=name)
+    run = hook.start_job(job)
+    with pytest.raises(JobAlreadyRunningError, match=f"job '{name}' on server"):
+        hook.start_job(job)
+    assert hook.running_job_count() >= 1
+    assert wait_finished(hook, run).state == "finished"
+
+
+def test_unknown_job_names_job_and_server(airflow_connections, conn_type) -> None:
+    with pytest.raises(JobNotFoundError) as caught:
+        SqlAgentHook(f"agent_op_{conn_type}").get_job(job_name="no such child")
+    assert "job 'no such child'" in str(caught.value) and "does not exist" in str(caught.value)
+
+
+def test_runs_are_told_apart(airflow_connections, conn_type, make_job) -> None:
+    """Two runs back to back: each handle finds its own outcome row."""
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    name = make_job([{"subsystem": "TSQL", "command": "SELECT 1"}])
+    job = hook.get_job(job_name=name)
+    first = hook.start_job(job)
+    first_outcome = wait_finished(hook, first).outcome_instance_id
+    second = hook.start_job(job)
+    second_outcome = wait_finished(hook, second).outcome_instance_id
+    assert second_outcome > first_outcome
+    assert hook.run_state(first).outcome_instance_id == first_outcome
+
+
+def test_stop_run_stops_only_its_own_run(airflow_connections, conn_type, make_job) -> None:
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    name = make_job([{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:05'"}])
+    job = hook.get_job(job_name=name)
+    run = hook.start_job(job)
+    assert hook.stop_run(run) is True
+    state = wait_finished(hook, run)
+    assert hook.run_result(run, state.outcome_instance_id).outcome == "canceled"
+    assert hook.stop_run(run) is False  # over: a later run of the job would not be touched
