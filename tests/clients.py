@@ -151,9 +151,7 @@ def _odbc_value(value: str) -> str:
     return value
 
 
-def odbc18_connection_string(
-    host: str, port: int, user: str, password: str, database: str | None = None
-) -> str:
+def odbc18_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
     parts = [
         f"DRIVER={{{odbc18_driver_path()}}}",
         f"SERVER={host},{int(port)}",
@@ -166,9 +164,7 @@ def odbc18_connection_string(
     return ";".join(parts) + ";"
 
 
-def freetds_connection_string(
-    host: str, port: int, user: str, password: str, database: str | None = None
-) -> str:
+def freetds_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
     parts = [
         f"DRIVER={{{freetds_driver()}}}",
         f"SERVER={host}",
@@ -189,21 +185,15 @@ def freetds_connection_string(
 # send ATTENTION when it expires.
 
 
-def odbc18(
-    host: str, port: int, user: str, password: str, database: str | None = None, **options: Any
-) -> Any:
+def odbc18(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
     return _pyodbc_connect(odbc18_connection_string(host, port, user, password, database), **options)
 
 
-def freetds(
-    host: str, port: int, user: str, password: str, database: str | None = None, **options: Any
-) -> Any:
+def freetds(host: str, port: int, user: str, password: str, database: str | None = None, **options: Any) -> Any:
     return _pyodbc_connect(freetds_connection_string(host, port, user, password, database), **options)
 
 
-def _pyodbc_connect(
-    connection_string: str, *, autocommit: bool, login_timeout: int, query_timeout: int
-) -> Any:
+def _pyodbc_connect(connection_string: str, *, autocommit: bool, login_timeout: int, query_timeout: int) -> Any:
     import pyodbc
 
     conn = pyodbc.connect(connection_string, autocommit=autocommit, timeout=login_timeout)

@@ -55,9 +55,7 @@ TEST_PACKAGES = (
         errors=('Cannot open the datafile "C:\\in\\orders.csv".',),
         warnings=("Truncation may occur.",),
     ),
-    PackageSpec(
-        "\\SSISDB\\Tests\\Demo\\Flaky.dtsx", duration=0.1, fail_first=1, errors=("Deadlock victim.",)
-    ),
+    PackageSpec("\\SSISDB\\Tests\\Demo\\Flaky.dtsx", duration=0.1, fail_first=1, errors=("Deadlock victim.",)),
 )
 
 

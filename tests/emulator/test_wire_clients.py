@@ -82,9 +82,7 @@ def test_every_type_round_trips_with_nulls(stack: str, sql_server: SqlServerTarg
     with closing(open_conn(stack, sql_server)) as conn:
         cursor = conn.cursor()
         cursor.execute(
-            "CREATE TABLE #types ("
-            + ", ".join(f"{name} {sql_type} NULL" for name, sql_type, _ in TYPED_COLUMNS)
-            + ")"
+            "CREATE TABLE #types (" + ", ".join(f"{name} {sql_type} NULL" for name, sql_type, _ in TYPED_COLUMNS) + ")"
         )
         names = ", ".join(name for name, _, _ in TYPED_COLUMNS)
         marks = ", ".join("?" for _ in TYPED_COLUMNS)

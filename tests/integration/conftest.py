@@ -62,7 +62,9 @@ def airflow_connections(sql_server: SqlServerTarget) -> Iterator[dict[str, str]]
     for prefix, (user, password) in logins.items():
         for conn_type in CONN_TYPES:
             conn_id = f"{prefix}_{conn_type}"
-            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(_connection(conn_type, sql_server, user, password))
+            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+                _connection(conn_type, sql_server, user, password)
+            )
             names[conn_id] = conn_id
     yield names
     for conn_id in names:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from airflow_provider_ssis_lb.exceptions import JobAlreadyRunningError, JobNotFoundError
-from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook, RunState
+from airflow_provider_ssis_lb.hooks.sql_agent import RunState, SqlAgentHook
 from airflow_provider_ssis_lb.runs import JobRun
 
 SSIS_BROKEN = (

@@ -115,9 +115,7 @@ class Server:
 
     def add_job(self, name: str, owner: str = "sa", steps: int = 1, server: bool = True, **job: Any) -> str:
         """Create a job (as its owner) with ``steps`` TSQL steps and a local target; return its id."""
-        extra = "".join(
-            f", @{k} = {v!r}" if isinstance(v, int) else f", @{k} = N'{v}'" for k, v in job.items()
-        )
+        extra = "".join(f", @{k} = {v!r}" if isinstance(v, int) else f", @{k} = N'{v}'" for k, v in job.items())
         out = self.ok(
             f"DECLARE @id UNIQUEIDENTIFIER; EXEC msdb.dbo.sp_add_job @job_name = N'{name}'{extra}, "
             "@job_id = @id OUTPUT; SELECT @id",

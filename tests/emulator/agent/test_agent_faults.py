@@ -72,9 +72,7 @@ def test_start_while_agent_is_stopped_is_22022(own_server) -> None:
         with pytest.raises(Exception) as caught:
             sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
         assert error_number(caught.value) == 22022
-        assert "SQLServerAgent is not currently running so it cannot be notified of this action." in str(
-            caught.value
-        )
+        assert "SQLServerAgent is not currently running so it cannot be notified of this action." in str(caught.value)
         controller.call(controller["FAULTY"].agent.start())
         sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
         wait_until_idle(sa, name)
@@ -124,8 +122,7 @@ def test_flaky_package_fails_its_first_execution_then_succeeds(own_server) -> No
     """``fail_first`` counts this server's catalog executions of the package (a fresh server here)."""
     _controller, target = own_server
     command = (
-        '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Flaky.dtsx\\"" '
-        '/Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True'
+        '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Flaky.dtsx\\"" /Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True'
     )
     with closing(sa_client(target)) as sa:
         name = create_job(sa, [{"subsystem": "SSIS", "command": command}])
@@ -166,9 +163,7 @@ def test_server_clock_is_local_time_with_its_offset(own_server) -> None:
 
 def _two_jobs_wall_time(target: SqlServerTarget) -> float:
     with closing(sa_client(target)) as sa:
-        names = [
-            create_job(sa, [{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'"}]) for _ in range(2)
-        ]
+        names = [create_job(sa, [{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'"}]) for _ in range(2)]
         started = time.monotonic()
         for name in names:
             sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)

@@ -118,9 +118,7 @@ def test_operator_starts_sa_job_and_history_is_encoded(sa: Client, operator: Cli
     with pytest.raises(Exception) as again:
         operator.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
     assert error_number(again.value) == 22022
-    assert "refused because the job is already running from a request by User agent_operator" in str(
-        again.value
-    )
+    assert "refused because the job is already running from a request by User agent_operator" in str(again.value)
 
     wait_until_idle(operator, name)
     rows = history(sa, name)
@@ -253,7 +251,6 @@ def test_syssessions_is_readable_by_sysadmin_only(sa: Client, operator: Client) 
     with pytest.raises(Exception) as caught:
         operator.run("SELECT session_id FROM msdb.dbo.syssessions")
     assert error_number(caught.value) == 229
-    assert (
-        "The SELECT permission was denied on the object 'syssessions', database 'msdb', schema 'dbo'."
-        in str(caught.value)
+    assert "The SELECT permission was denied on the object 'syssessions', database 'msdb', schema 'dbo'." in str(
+        caught.value
     )

@@ -153,12 +153,10 @@ def test_add_jobserver_local_names(server: Server) -> None:
         (
             "EXEC msdb.dbo.sp_add_job @job_name = N'X', @notify_email_operator_name = N'DBA'",
             14234,
-            "The specified '@notify_email_operator_name' is invalid (valid values are returned by "
-            "sp_help_operator).",
+            "The specified '@notify_email_operator_name' is invalid (valid values are returned by sp_help_operator).",
         ),
         (
-            "DECLARE @id UNIQUEIDENTIFIER = NEWID(); "
-            "EXEC msdb.dbo.sp_add_job @job_name = N'X', @job_id = @id OUTPUT",
+            "DECLARE @id UNIQUEIDENTIFIER = NEWID(); EXEC msdb.dbo.sp_add_job @job_name = N'X', @job_id = @id OUTPUT",
             14284,
             "Cannot specify a job ID for a new job. An ID will be assigned by the procedure.",
         ),
@@ -170,8 +168,7 @@ def test_add_jobserver_local_names(server: Server) -> None:
         (
             "EXEC msdb.dbo.sp_add_jobstep @job_name = N'Dup', @step_name = N's', @subsystem = N'Bogus'",
             14234,
-            "The specified '@subsystem' is invalid (valid values are returned by "
-            "sp_enum_sqlagent_subsystems).",
+            "The specified '@subsystem' is invalid (valid values are returned by sp_enum_sqlagent_subsystems).",
         ),
         (
             "EXEC msdb.dbo.sp_add_jobstep @job_name = N'Dup', @step_name = N's', @on_success_action = 5",
@@ -210,8 +207,7 @@ def test_add_jobserver_local_names(server: Server) -> None:
             "The specified '@flags' is invalid (valid values are: 0..114).",
         ),
         (
-            "EXEC msdb.dbo.sp_add_jobstep @job_name = N'Dup', @step_name = N's', @subsystem = N'CmdExec', "
-            "@flags = 4",
+            "EXEC msdb.dbo.sp_add_jobstep @job_name = N'Dup', @step_name = N's', @subsystem = N'CmdExec', @flags = 4",
             14545,
             "The @flags parameter is not valid for a job step of type 'CmdExec'.",
         ),
@@ -274,8 +270,7 @@ def test_add_jobserver_local_names(server: Server) -> None:
         (
             "EXEC msdb.dbo.sp_update_jobstep @job_name = N'Dup', @step_id = 1, @subsystem = N'Nope'",
             14234,
-            "The specified '@subsystem' is invalid (valid values are returned by "
-            "sp_enum_sqlagent_subsystems).",
+            "The specified '@subsystem' is invalid (valid values are returned by sp_enum_sqlagent_subsystems).",
         ),
         (
             "EXEC msdb.dbo.sp_add_category @name = N'[Uncategorized (Local)]'",
@@ -312,8 +307,7 @@ def test_unknown_job_id_wording_uses_upper_case_guid(server: Server) -> None:
 def test_forward_goto_reference_is_a_warning(server: Server) -> None:
     server.add_job("J", steps=0, server=False)
     outcome = server.ok(
-        "EXEC msdb.dbo.sp_add_jobstep @job_name = N'J', @step_name = N's', "
-        "@on_fail_action = 4, @on_fail_step_id = 3"
+        "EXEC msdb.dbo.sp_add_jobstep @job_name = N'J', @step_name = N's', @on_fail_action = 4, @on_fail_step_id = 3"
     )
     assert [(m.number, m.text) for m in outcome.infos] == [
         (14236, "Warning: Non-existent step referenced by @on_fail_step_id.")
@@ -321,9 +315,7 @@ def test_forward_goto_reference_is_a_warning(server: Server) -> None:
 
 
 def test_return_code_is_1_when_a_procedure_fails(server: Server) -> None:
-    outcome = server.run(
-        "DECLARE @rc INT = 5; EXEC @rc = msdb.dbo.sp_help_jobstep @job_name = N'none'; SELECT @rc"
-    )
+    outcome = server.run("DECLARE @rc INT = 5; EXEC @rc = msdb.dbo.sp_help_jobstep @job_name = N'none'; SELECT @rc")
     assert outcome.error.number == 14262
 
 
@@ -333,12 +325,8 @@ def test_return_code_is_1_when_a_procedure_fails(server: Server) -> None:
 def test_update_job_changes_only_given_columns_and_bumps_version(server: Server) -> None:
     server.add_job("J", steps=2, server=False, description="before")
     before = server.rows("SELECT version_number FROM msdb.dbo.sysjobs")[0][0]
-    server.ok(
-        "EXEC msdb.dbo.sp_update_job @job_name = N'J', @new_name = N'K', @enabled = 0, @start_step_id = 2"
-    )
-    row = server.rows(
-        "SELECT name, enabled, start_step_id, description, version_number FROM msdb.dbo.sysjobs"
-    )[0]
+    server.ok("EXEC msdb.dbo.sp_update_job @job_name = N'J', @new_name = N'K', @enabled = 0, @start_step_id = 2")
+    row = server.rows("SELECT name, enabled, start_step_id, description, version_number FROM msdb.dbo.sysjobs")[0]
     assert row == ("K", 0, 2, "before", before + 1)
 
 
@@ -351,17 +339,14 @@ def test_update_jobstep_bumps_version_and_keeps_other_columns(server: Server) ->
     )
     assert server.rows("SELECT version_number FROM msdb.dbo.sysjobs") == [(before + 1,)]
     row = server.rows(
-        "SELECT step_name, command, retry_attempts, retry_interval, on_success_action "
-        "FROM msdb.dbo.sysjobsteps"
+        "SELECT step_name, command, retry_attempts, retry_interval, on_success_action FROM msdb.dbo.sysjobsteps"
     )
     assert row == [("step 1", "SELECT 42", 2, 1, 3)]
 
 
 def test_update_jobstep_rename_and_clear_output_file(server: Server) -> None:
     server.add_job("J", steps=1, server=False)
-    server.ok(
-        "EXEC msdb.dbo.sp_update_jobstep @job_name = N'J', @step_id = 1, @output_file_name = N'/tmp/o.txt'"
-    )
+    server.ok("EXEC msdb.dbo.sp_update_jobstep @job_name = N'J', @step_id = 1, @output_file_name = N'/tmp/o.txt'")
     assert server.rows("SELECT output_file_name FROM msdb.dbo.sysjobsteps") == [("/tmp/o.txt",)]
     server.ok(
         "EXEC msdb.dbo.sp_update_jobstep @job_name = N'J', @step_id = 1, @step_name = N'renamed', "
@@ -420,9 +405,7 @@ def test_delete_job_removes_everything(server: Server, delete_history: str, left
         ("sysjobactivity", 0),
         ("sysjobhistory", left),
     ):
-        assert server.rows(f"SELECT COUNT(*) FROM msdb.dbo.{table} WHERE job_id = '{doomed}'") == [
-            (expected,)
-        ]
+        assert server.rows(f"SELECT COUNT(*) FROM msdb.dbo.{table} WHERE job_id = '{doomed}'") == [(expected,)]
     assert server.rows(f"SELECT COUNT(*) FROM msdb.dbo.sysjobsteps WHERE job_id = '{kept}'") == [(1,)]
     assert server.rows(f"SELECT COUNT(*) FROM msdb.dbo.sysjobhistory WHERE job_id = '{kept}'") == [(1,)]
 

@@ -109,9 +109,7 @@ def test_help_job_list_columns_and_idle_values(server: Server) -> None:
 def test_help_job_shows_running_state_from_the_agent(server: Server) -> None:
     job_id = server.add_job("Busy", steps=2)
     server.agent.pretend_running(job_id, "Busy", current_step_id=2, current_step_name="step 2")
-    row = _by_name(
-        JOB_SET, server.rows("EXEC msdb.dbo.sp_help_job @job_name = N'Busy', @job_aspect = N'JOB'")[0]
-    )
+    row = _by_name(JOB_SET, server.rows("EXEC msdb.dbo.sp_help_job @job_name = N'Busy', @job_aspect = N'JOB'")[0])
     assert (row["current_execution_status"], row["current_execution_step"]) == (1, "2 (step 2)")
     listed = server.rows("EXEC msdb.dbo.sp_help_job @execution_status = 1")
     assert [r[2] for r in listed] == ["Busy"]
@@ -128,9 +126,7 @@ def test_help_job_between_retries(server: Server) -> None:
         retry_attempt=2,
         between_retries=True,
     )
-    row = _by_name(
-        JOB_SET, server.rows("EXEC msdb.dbo.sp_help_job @job_id = '" + job_id + "', @job_aspect = 'JOB'")[0]
-    )
+    row = _by_name(JOB_SET, server.rows("EXEC msdb.dbo.sp_help_job @job_id = '" + job_id + "', @job_aspect = 'JOB'")[0])
     assert (row["current_execution_status"], row["current_retry_attempt"]) == (3, 2)
 
 
@@ -159,9 +155,7 @@ def test_help_job_one_job_returns_four_sets(server: Server) -> None:
 @pytest.mark.parametrize(("aspect", "count"), [("STEPS", 1), ("TARGETS", 1), ("all", 4), ("SCHEDULES", 1)])
 def test_help_job_aspects(server: Server, aspect: str, count: int) -> None:
     server.add_job("J")
-    assert (
-        len(server.ok(f"EXEC msdb.dbo.sp_help_job @job_name = N'J', @job_aspect = N'{aspect}'").sets) == count
-    )
+    assert len(server.ok(f"EXEC msdb.dbo.sp_help_job @job_name = N'J', @job_aspect = N'{aspect}'").sets) == count
 
 
 def test_help_job_errors(server: Server) -> None:
@@ -235,9 +229,7 @@ def test_help_jobhistory_full_and_summary(server: Server) -> None:
         "server",
     ]
     assert [(r[0], r[3], r[7]) for r in full.rows] == [(2, 0, "The job succeeded."), (1, 1, full.rows[1][7])]
-    oldest = server.rows(
-        "EXEC msdb.dbo.sp_help_jobhistory @job_name = N'J', @mode = N'FULL', @oldest_first = 1"
-    )
+    oldest = server.rows("EXEC msdb.dbo.sp_help_jobhistory @job_name = N'J', @mode = N'FULL', @oldest_first = 1")
     assert [r[0] for r in oldest] == [1, 2]
     summary = server.ok("EXEC msdb.dbo.sp_help_jobhistory").sets[0]
     assert [c.name for c in summary.columns][:3] == ["job_id", "job_name", "run_status"]

@@ -37,8 +37,7 @@ def test_no_agent_role_gets_229(server: Server, procedure: str) -> None:
     error = server.fails(f"EXEC msdb.dbo.{procedure} {args}", as_login="nobody")
     assert (error.number, error.severity) == (229, 14)
     assert (
-        error.text
-        == f"The EXECUTE permission was denied on the object '{procedure}', database 'msdb', schema 'dbo'."
+        error.text == f"The EXECUTE permission was denied on the object '{procedure}', database 'msdb', schema 'dbo'."
     )
 
 
@@ -82,24 +81,17 @@ def test_user_cannot_see_other_logins_jobs(server: Server) -> None:
 
 
 def test_user_cannot_add_job_for_someone_else(server: Server) -> None:
-    error = server.fails(
-        "EXEC msdb.dbo.sp_add_job @job_name = N'X', @owner_login_name = N'sa'", as_login="usr"
-    )
+    error = server.fails("EXEC msdb.dbo.sp_add_job @job_name = N'X', @owner_login_name = N'sa'", as_login="usr")
     assert (error.number, error.text) == (
         14515,
-        "Only a member of the sysadmin server role can add a job for a different owner with "
-        "@owner_login_name.",
+        "Only a member of the sysadmin server role can add a job for a different owner with @owner_login_name.",
     )
-    server.ok(
-        "EXEC msdb.dbo.sp_add_job @job_name = N'Y', @owner_login_name = N'USR'", as_login="usr"
-    )  # self: fine
+    server.ok("EXEC msdb.dbo.sp_add_job @job_name = N'Y', @owner_login_name = N'USR'", as_login="usr")  # self: fine
 
 
 def test_owner_cannot_reassign_ownership(server: Server) -> None:
     server.add_job("Mine", owner="usr")
-    error = server.fails(
-        "EXEC msdb.dbo.sp_update_job @job_name = N'Mine', @owner_login_name = N'usr2'", "usr"
-    )
+    error = server.fails("EXEC msdb.dbo.sp_update_job @job_name = N'Mine', @owner_login_name = N'usr2'", "usr")
     assert (error.number, error.text) == (
         14242,
         "Only a system administrator can reassign ownership of a job.",
@@ -123,14 +115,10 @@ def test_reader_sees_all_but_cannot_modify_or_start(server: Server) -> None:
         assert server.fails(sql, as_login="rdr").number == number, sql
     assert server.rows("SELECT version_number, description FROM msdb.dbo.sysjobs") == before
     text = server.fails("EXEC msdb.dbo.sp_start_job @job_name = N'Theirs'", as_login="rdr").text
-    assert (
-        text == "Only owner of a job or members of role sysadmin or SQLAgentOperatorRole can start and stop "
-        "the job."
-    )
+    assert text == "Only owner of a job or members of role sysadmin or SQLAgentOperatorRole can start and stop the job."
     delete_text = server.fails("EXEC msdb.dbo.sp_delete_job @job_name = N'Theirs'", as_login="rdr").text
     assert (
-        delete_text
-        == "Only members of sysadmin role are allowed to update or delete jobs owned by a different login."
+        delete_text == "Only members of sysadmin role are allowed to update or delete jobs owned by a different login."
     )
 
 
@@ -143,9 +131,7 @@ def test_operator_starts_and_stops_any_job_and_toggles_enabled_only(server: Serv
     assert server.agent.stopped == [(job_id, "op")]
     server.ok("EXEC msdb.dbo.sp_update_job @job_name = N'Theirs', @enabled = 0", as_login="op")
     assert server.rows("SELECT enabled FROM msdb.dbo.sysjobs") == [(0,)]
-    error = server.fails(
-        "EXEC msdb.dbo.sp_update_job @job_name = N'Theirs', @enabled = 1, @description = N'x'", "op"
-    )
+    error = server.fails("EXEC msdb.dbo.sp_update_job @job_name = N'Theirs', @enabled = 1, @description = N'x'", "op")
     assert error.number == 14525
     assert server.fails("EXEC msdb.dbo.sp_delete_job @job_name = N'Theirs'", as_login="op").number == 14525
 
@@ -154,9 +140,7 @@ def test_already_running_names_both_users(server: Server) -> None:
     job_id = server.add_job("Mine", owner="usr")
     server.agent.pretend_running(job_id, "Mine", by="op")
     error = server.fails("EXEC msdb.dbo.sp_start_job @job_name = N'Mine'", as_login="usr")
-    assert (
-        "(from User usr) refused because the job is already running from a request by User op." in error.text
-    )
+    assert "(from User usr) refused because the job is already running from a request by User op." in error.text
 
 
 def test_history_and_activity_visibility(server: Server) -> None:
@@ -213,7 +197,5 @@ def test_only_sysadmin_names_an_output_file_or_database_user(server: Server) -> 
         "usr",
     )
     assert server.rows("SELECT database_user_name FROM msdb.dbo.sysjobsteps") == [(None,)]
-    server.ok(
-        "EXEC msdb.dbo.sp_update_jobstep @job_name = N'Mine', @step_id = 1, @database_user_name = N'dbo'"
-    )
+    server.ok("EXEC msdb.dbo.sp_update_jobstep @job_name = N'Mine', @step_id = 1, @database_user_name = N'dbo'")
     assert server.rows("SELECT database_user_name FROM msdb.dbo.sysjobsteps") == [("dbo",)]

@@ -64,9 +64,7 @@ def test_columns_in_microsofts_order(server: Server, table: str) -> None:
 
 
 def test_column_types_that_clients_read(server: Server) -> None:
-    types = {
-        c.name: c.sql_type for c in server.ok("SELECT * FROM msdb.dbo.sysjobs WHERE 1 = 0").sets[0].columns
-    }
+    types = {c.name: c.sql_type for c in server.ok("SELECT * FROM msdb.dbo.sysjobs WHERE 1 = 0").sets[0].columns}
     assert types["job_id"] is SqlType.UNIQUEIDENTIFIER
     assert types["enabled"] is SqlType.TINYINT
     assert types["owner_sid"] is SqlType.VARBINARY
@@ -132,9 +130,7 @@ def test_agent_datetime_in_sql(server: Server) -> None:
         "30405, 1, "
         "0, 0, 0, 0, N'EMU1')"
     )
-    outcome = server.ok(
-        "SELECT msdb.dbo.agent_datetime(run_date, run_time) AS started FROM msdb.dbo.sysjobhistory"
-    )
+    outcome = server.ok("SELECT msdb.dbo.agent_datetime(run_date, run_time) AS started FROM msdb.dbo.sysjobhistory")
     assert outcome.sets[0].columns[0].sql_type is SqlType.DATETIME
     assert outcome.sets[0].rows == [(dt.datetime(2024, 1, 2, 3, 4, 5),)]
 

@@ -7,9 +7,7 @@ from .conftest import Server, new_guid
 
 def test_start_calls_agent_and_says_so(server: Server) -> None:
     job_id = server.add_job("Nightly ETL", steps=2)
-    outcome = server.ok(
-        "DECLARE @rc INT; EXEC @rc = msdb.dbo.sp_start_job @job_name = N'Nightly ETL'; SELECT @rc"
-    )
+    outcome = server.ok("DECLARE @rc INT; EXEC @rc = msdb.dbo.sp_start_job @job_name = N'Nightly ETL'; SELECT @rc")
     assert outcome.sets[-1].rows == [(0,)]
     assert server.agent.started == [(job_id, "Nightly ETL", 1, "sa")]
     assert [(m.number, m.text, m.severity) for m in outcome.infos] == [
@@ -112,14 +110,8 @@ def test_failed_start_returns_1_to_an_rpc_caller(server: Server) -> None:
     from .conftest import LOGINS
 
     session = server.engine.open_session(LOGINS["sa"], 98, "master")
-    result = session.call_procedure(
-        "msdb.dbo.sp_start_job", [ProcArg("@job_name", TypedValue("x", SqlType.NVARCHAR))]
-    )
-    assert (
-        result.failed
-        and result.messages[0].number == 14262
-        and result.messages[0].procedure == "sp_start_job"
-    )
+    result = session.call_procedure("msdb.dbo.sp_start_job", [ProcArg("@job_name", TypedValue("x", SqlType.NVARCHAR))])
+    assert result.failed and result.messages[0].number == 14262 and result.messages[0].procedure == "sp_start_job"
 
 
 def test_stop_running_job(server: Server) -> None:
@@ -127,9 +119,7 @@ def test_stop_running_job(server: Server) -> None:
     server.agent.pretend_running(job_id, "J")
     outcome = server.ok("EXEC msdb.dbo.sp_stop_job @job_name = N'J'")
     assert server.agent.stopped == [(job_id, "sa")]
-    assert [(m.number, m.text, m.severity) for m in outcome.infos] == [
-        (14254, "Job 'J' stopped successfully.", 0)
-    ]
+    assert [(m.number, m.text, m.severity) for m in outcome.infos] == [(14254, "Job 'J' stopped successfully.", 0)]
 
 
 def test_stop_idle_job(server: Server) -> None:

@@ -26,15 +26,11 @@ def session(engine: Engine) -> SqlSession:
     return engine.open_session(SA, 51)
 
 
-def run(
-    session: SqlSession, sql: str, params: Mapping[str, TypedValue] | None = None
-) -> list[StatementResult]:
+def run(session: SqlSession, sql: str, params: Mapping[str, TypedValue] | None = None) -> list[StatementResult]:
     return list(session.run_batch(sql, params))
 
 
-def rows(
-    session: SqlSession, sql: str, params: Mapping[str, TypedValue] | None = None
-) -> list[tuple[Any, ...]]:
+def rows(session: SqlSession, sql: str, params: Mapping[str, TypedValue] | None = None) -> list[tuple[Any, ...]]:
     """Rows of the last result set of a batch that must succeed."""
     results = run(session, sql, params)
     failed = [m for r in results for m in r.messages if m.is_error]

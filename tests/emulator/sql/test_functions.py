@@ -24,9 +24,9 @@ def offset_session():
 
 
 def test_dates_are_server_local_time(offset_session):
-    result = run(
-        offset_session, "SELECT GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP, GETUTCDATE(), SYSUTCDATETIME()"
-    )[0].result_sets[0]
+    result = run(offset_session, "SELECT GETDATE(), SYSDATETIME(), CURRENT_TIMESTAMP, GETUTCDATE(), SYSUTCDATETIME()")[
+        0
+    ].result_sets[0]
     local = FIXED_UTC - datetime.timedelta(hours=5)
     assert result.rows == [(local, local, local, FIXED_UTC, FIXED_UTC)]
     assert [c.sql_type for c in result.columns] == [

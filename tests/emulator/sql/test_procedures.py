@@ -44,10 +44,7 @@ def test_exec_named_positional_and_output(agent):
     call = results[0]
     assert call.is_procedure and call.return_status == 7
     assert call.result_sets[0].rows == [("load", 3)]
-    assert (
-        call.messages[0].text == "Job 'load' started successfully."
-        and call.messages[0].procedure == "sp_echo"
-    )
+    assert call.messages[0].text == "Job 'load' started successfully." and call.messages[0].procedure == "sp_echo"
     assert results[1].result_sets[0].rows == [(7, "id-load")]
     assert run(agent, "EXECUTE sp_echo 'pos', 5")[0].result_sets[0].rows == [("pos", 5)]
     assert run(agent, "sp_echo @JOB_NAME = bare")[0].result_sets[0].rows == [("bare", 1)]
@@ -55,9 +52,7 @@ def test_exec_named_positional_and_output(agent):
 
 def test_exec_with_variables_and_params(agent):
     params = {"@P1": TypedValue("via-param", SqlType.NVARCHAR)}
-    assert run(agent, "EXEC msdb.dbo.sp_echo @job_name = @P1", params)[0].result_sets[0].rows == [
-        ("via-param", 1)
-    ]
+    assert run(agent, "EXEC msdb.dbo.sp_echo @job_name = @P1", params)[0].result_sets[0].rows == [("via-param", 1)]
 
 
 def test_procedure_errors(agent):
@@ -74,9 +69,7 @@ def test_rpc_call_procedure(agent):
     ]
     result = agent.call_procedure("[msdb].[dbo].[sp_echo]", args)
     assert result.is_procedure and result.return_status == 7 and not result.failed
-    assert [(p.name, p.value, p.sql_type) for p in result.output_params] == [
-        ("@job_id", "id-rpc", SqlType.NVARCHAR)
-    ]
+    assert [(p.name, p.value, p.sql_type) for p in result.output_params] == [("@job_id", "id-rpc", SqlType.NVARCHAR)]
     missing = agent.call_procedure("sp_nothing", [])
     assert missing.failed and missing.messages[0].number == 2812
 
@@ -125,10 +118,7 @@ def test_procedure_can_query_the_databases(agent_engine):
 
     agent_engine.procedures.add("msdb.dbo.sp_count", ("@enabled",), sp_count)
     session = agent_engine.open_session(SA, 74)
-    assert (
-        session.call_procedure("msdb.dbo.sp_count", [ProcArg(None, TypedValue(1, SqlType.BIT))]).return_status
-        == 1
-    )
+    assert session.call_procedure("msdb.dbo.sp_count", [ProcArg(None, TypedValue(1, SqlType.BIT))]).return_status == 1
     assert rows(session, "SELECT name, enabled FROM msdb.dbo.sysjobs") == [("x", True)]
 
 
@@ -158,9 +148,7 @@ def test_sp_datatype_info_100(session):
     assert datetime2[0][2] == 27
     empty = run(session, "EXEC sp_datatype_info_100 @data_type = 9999, @odbcver = 3")[0].result_sets[0]
     assert empty.rows == [] and len(empty.columns) == 20
-    rpc = session.call_procedure(
-        "sp_datatype_info_100", [ProcArg("@data_type", TypedValue(-9, SqlType.SMALLINT))]
-    )
+    rpc = session.call_procedure("sp_datatype_info_100", [ProcArg("@data_type", TypedValue(-9, SqlType.SMALLINT))])
     assert rpc.result_sets[0].rows[0][0] == "nvarchar"
 
 

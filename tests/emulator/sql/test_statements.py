@@ -68,9 +68,7 @@ def test_if_commit_pattern_and_implicit_transactions(session):
 
 
 def test_if_else_and_blocks(session):
-    got = run(
-        session, "IF EXISTS (SELECT 1 WHERE 1 = 0) SELECT 'yes' ELSE BEGIN SELECT 'no'; SELECT 'again' END"
-    )
+    got = run(session, "IF EXISTS (SELECT 1 WHERE 1 = 0) SELECT 'yes' ELSE BEGIN SELECT 'no'; SELECT 'again' END")
     assert [r.result_sets[0].rows for r in got] == [[("no",)], [("again",)]]
     assert rows(session, "DECLARE @n INT = 3 IF @n > 2 BEGIN SET @n = @n * 10 END SELECT @n") == [(30,)]
 

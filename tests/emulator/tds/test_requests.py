@@ -138,9 +138,7 @@ def test_parameter_types(hex_value: str, expected: object, sql_type: SqlType) ->
 def test_varbinary_decimal_and_plp_parameters() -> None:
     binary = read_typed_value(ByteReader(bytes.fromhex("a5 4000 0300 010203")))
     assert binary.value == b"\x01\x02\x03"
-    decimal_value = read_typed_value(
-        ByteReader(bytes.fromhex("6a 11 0a 02 11 01 39300000000000000000000000000000"))
-    )
+    decimal_value = read_typed_value(ByteReader(bytes.fromhex("6a 11 0a 02 11 01 39300000000000000000000000000000")))
     assert str(decimal_value.value) == "123.45"
     text = "é" * 5000
     raw = text.encode("utf-16-le")

@@ -55,10 +55,7 @@ def _codec(sql_type: SqlType, values: list) -> bytes:
 
 
 def test_int_and_bit_and_float_encodings() -> None:
-    assert (
-        _codec(SqlType.INT, [7, None])
-        == bytes.fromhex("2604") + b"|" + bytes.fromhex("0407000000") + b"|\x00"
-    )
+    assert _codec(SqlType.INT, [7, None]) == bytes.fromhex("2604") + b"|" + bytes.fromhex("0407000000") + b"|\x00"
     assert _codec(SqlType.BIGINT, [-2]) == bytes.fromhex("2608") + b"|" + bytes.fromhex("08feffffffffffffff")
     assert _codec(SqlType.BIT, [True]) == bytes.fromhex("6801") + b"|" + bytes.fromhex("0101")
     assert _codec(SqlType.FLOAT, [1.0]) == bytes.fromhex("6d08") + b"|" + bytes.fromhex("08000000000000f03f")
@@ -66,16 +63,12 @@ def test_int_and_bit_and_float_encodings() -> None:
 
 def test_datetime_is_days_since_1900_and_three_hundredths() -> None:
     value = dt.datetime(1900, 1, 2, 0, 0, 1)
-    assert _codec(SqlType.DATETIME, [value]) == bytes.fromhex("6f08") + b"|" + bytes.fromhex(
-        "08 01000000 2c010000"
-    )
+    assert _codec(SqlType.DATETIME, [value]) == bytes.fromhex("6f08") + b"|" + bytes.fromhex("08 01000000 2c010000")
 
 
 def test_datetime2_is_100ns_units_then_days_since_year_one() -> None:
     value = dt.datetime(1, 1, 2, 0, 0, 0, 1)
-    assert _codec(SqlType.DATETIME2, [value]) == bytes.fromhex("2a07") + b"|" + bytes.fromhex(
-        "08 0a00000000 010000"
-    )
+    assert _codec(SqlType.DATETIME2, [value]) == bytes.fromhex("2a07") + b"|" + bytes.fromhex("08 0a00000000 010000")
 
 
 def test_datetime2_falls_back_to_datetime_below_tds_73() -> None:
@@ -85,9 +78,7 @@ def test_datetime2_falls_back_to_datetime_below_tds_73() -> None:
 
 def test_guid_is_little_endian_bytes() -> None:
     value = uuid.UUID("00112233-4455-6677-8899-aabbccddeeff")
-    assert (
-        _codec(SqlType.UNIQUEIDENTIFIER, [value]) == bytes.fromhex("2410") + b"|" + b"\x10" + value.bytes_le
-    )
+    assert _codec(SqlType.UNIQUEIDENTIFIER, [value]) == bytes.fromhex("2410") + b"|" + b"\x10" + value.bytes_le
 
 
 def test_nvarchar_declares_8000_bytes_and_null_is_ffff() -> None:
