@@ -1,0 +1,130 @@
+"""Choosing a server for a child package: the pool, each server's live load, and planning order.
+
+No I/O here: the operator reads each server's load through SqlAgentHook and hands the readings
+to ``choose_server``. Loads come from the servers themselves (Agent jobs executing in msdb), not
+from Airflow's bookkeeping, because other people's jobs load the servers too.
+"""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+class Strategy(str, enum.Enum):
+    LEAST_LOADED = "least_loaded"  # the most free capacity relative to the server's size
+    ROUND_ROBIN = "round_robin"  # by the child's position, skipping ineligible servers
+    FIXED = "fixed"  # the first eligible server in pool order
+
+
+@dataclass(frozen=True)
+class PoolServer:
+    """One server of the pool: an Airflow connection id and how many jobs it runs at once."""
+
+    conn_id: str
+    capacity: int = 1
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError(f"server '{self.conn_id}': capacity must be at least 1, got {self.capacity}")
+
+
+@dataclass(frozen=True)
+class ServerPool:
+    """The SQL Servers a child may run on, and how to pick among them."""
+
+    servers: tuple[PoolServer, ...]
+    strategy: Strategy = Strategy.LEAST_LOADED
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("a server pool needs at least one server")
+        names = [s.conn_id for s in self.servers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a server pool lists a connection twice: {names}")
+
+    @classmethod
+    def of(
+        cls,
+        servers: ServerPool | Sequence[str | PoolServer | Mapping[str, object]],
+        strategy: str | Strategy | None = None,
+    ) -> ServerPool:
+        """Accept a pool, or a list of conn ids / PoolServer / {"conn_id", "capacity"} mappings."""
+        if isinstance(servers, ServerPool):
+            return servers if strategy is None else cls(servers.servers, Strategy(strategy))
+        parsed = tuple(_server(s) for s in servers)
+        return cls(parsed, Strategy(strategy or Strategy.LEAST_LOADED))
+
+    @property
+    def total_capacity(self) -> int:
+        return sum(s.capacity for s in self.servers)
+
+
+def _server(value: str | PoolServer | Mapping[str, object]) -> PoolServer:
+    if isinstance(value, PoolServer):
+        return value
+    if isinstance(value, str):
+        return PoolServer(value)
+    return PoolServer(str(value["conn_id"]), int(value.get("capacity", 1)))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ServerReading:
+    """What one server looked like when the child was about to start."""
+
+    server: PoolServer
+    running: int | None  # Agent jobs executing; None when the server could not be reached
+    eligible: bool  # the job exists there, is enabled, and is not already running there
+    reason: str = ""  # why not eligible or not reachable
+
+    @property
+    def reachable(self) -> bool:
+        return self.running is not None
+
+    @property
+    def free(self) -> int:
+        return max(0, self.server.capacity - (self.running or 0))
+
+    @property
+    def usable(self) -> bool:
+        return self.reachable and self.eligible and self.free > 0
+
+
+def choose_server(readings: Sequence[ServerReading], strategy: Strategy, position: int = 0) -> ServerReading | None:
+    """The server to start on now, or None when every eligible server is full (wait and ask again).
+
+    ``position`` (the child's map index, or any number that differs between children started
+    together) breaks ties, so children that read the same loads at the same moment spread out
+    instead of all picking the same server.
+    """
+    usable = [r for r in readings if r.usable]
+    if not usable:
+        return None
+    if strategy is Strategy.FIXED:
+        return usable[0]
+    if strategy is Strategy.ROUND_ROBIN:
+        order = [r for r in readings if r.reachable and r.eligible]
+        preferred = order[position % len(order)]
+        return preferred if preferred.usable else None
+    best = max(r.free / r.server.capacity for r in usable)
+    tied = [r for r in usable if r.free / r.server.capacity == best]
+    return tied[position % len(tied)]
+
+
+def expected_duration(successful_durations: Iterable[int]) -> float | None:
+    """A child's expected run time from its recent successful runs (median), None without history."""
+    values = list(successful_durations)
+    return float(statistics.median(values)) if values else None
+
+
+def plan_longest_first(children: Sequence[str], expected: Mapping[str, float | None]) -> list[str]:
+    """Longest-expected-first (LPT) order; children with no history go first, in their given order.
+
+    Fed to ``.expand()``, the order survives into execution: the scheduler queues mapped task
+    instances by map index when their priority is equal.
+    """
+    unknown = [c for c in children if expected.get(c) is None]
+    known = sorted((c for c in children if expected.get(c) is not None), key=lambda c: -(expected[c] or 0.0))
+    return unknown + known
