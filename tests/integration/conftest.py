@@ -13,14 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import Any
 
 import pytest
 
-from tests.clients import connect, odbc18_driver_path
+from tests.agent_jobs import Client, create_job
+from tests.clients import odbc18_driver_path
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
 
 CONN_TYPES = ("mssql", "odbc")
@@ -81,15 +81,7 @@ def make_job(sql_server: SqlServerTarget) -> Callable[..., str]:
     """Create an Agent job as sa (steps as sp_add_jobstep arguments); returns its (unique) name."""
 
     def create(steps: list[dict[str, Any]], name: str | None = None) -> str:
-        name = name or f"child {uuid.uuid4().hex[:8]}"
-        with closing(connect("odbc18", sql_server.host, sql_server.port, sql_server.user, sql_server.password)) as conn:
-            cursor = conn.cursor()
-            cursor.execute("EXEC msdb.dbo.sp_add_job @job_name = ?", name)
-            for number, step in enumerate(steps, start=1):
-                params = {"step_name": f"step {number}", **step}
-                assignments = ", ".join(f"@{key} = ?" for key in params)
-                cursor.execute(f"EXEC msdb.dbo.sp_add_jobstep @job_name = ?, {assignments}", name, *params.values())
-            cursor.execute("EXEC msdb.dbo.sp_add_jobserver @job_name = ?", name)
-        return name
+        with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
+            return create_job(sa, steps, name)
 
     return create

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from sqlagent_emulator.testing import EmulatorController
-from tests.clients import connect, error_number
-from tests.conftest import SA_PASSWORD, SqlServerTarget, emulator_config
-from tests.emulator.agent.test_agent_through_drivers import (  # noqa: I001
+from tests.agent_jobs import (
     EXECUTING,
     FAILED,
     IDLE,
@@ -27,6 +25,8 @@ from tests.emulator.agent.test_agent_through_drivers import (  # noqa: I001
     job_status,
     wait_until_idle,
 )
+from tests.clients import connect, error_number
+from tests.conftest import SA_PASSWORD, SqlServerTarget, emulator_config
 
 
 @pytest.fixture
