@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 _PYODBC_NUMBER = re.compile(r"\((-?\d+)\) \(SQL\w+\)")
+_DBLIB_HEADER = re.compile(r"DB-Lib error message \d+, severity \d+:\s*")
 # Client-side connection failures: ODBC SQLSTATEs and DB-Library message numbers.
 _TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "HYT00", "HYT01"}
 _TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20047}
@@ -37,21 +38,30 @@ def error_text(exc: BaseException) -> str:
     if len(args) == 1 and isinstance(args[0], tuple):
         args = args[0]
     if len(args) >= 2 and isinstance(args[1], bytes):  # pymssql
-        return args[1].decode("utf-8", "replace").split("DB-Lib error message")[0].strip()
+        text = args[1].decode("utf-8", "replace")
+        return text.split("DB-Lib error message")[0].strip() or _first_dblib_message(text)
     text = str(args[1] if len(args) >= 2 else args[0] if args else exc)
     text = re.sub(r"^(\[[^\]]*\])+", "", text.split("] ", 1)[-1] if text.startswith("[") else text)
     return re.sub(r"\s*\(-?\d+\) \(SQL\w+\)$", "", text).strip()
 
 
+def _first_dblib_message(text: str) -> str:
+    """A client-side failure has only DB-Library messages: the first one, on one line."""
+    messages = [m for m in _DBLIB_HEADER.split(text) if m.strip()]
+    return " ".join(messages[0].split()) if messages else ""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures to reach or keep the server (not for errors the server raised)."""
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):  # args[0] is an errno, not a server error
+        return True
+    state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    if state in _TRANSIENT_SQLSTATES:  # before the number: pyodbc shows the socket error there, e.g. (10054)
+        return True
     number = error_number(exc)
     if number in _TRANSIENT_DBLIB:
         return True
     if number is not None and number < 20000:
         return False  # the server answered with an error
-    state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-    if state in _TRANSIENT_SQLSTATES:
-        return True
     text = str(exc).lower()
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError)) or any(t in text for t in _TRANSIENT_TEXT)
+    return any(t in text for t in _TRANSIENT_TEXT)

@@ -1,8 +1,8 @@
 """SqlAgentHook: every T-SQL statement the provider sends to SQL Server Agent lives here.
 
-It only calls msdb's documented procedures (sp_help_job, sp_help_jobactivity, sp_help_jobhistory,
-sp_start_job, sp_stop_job), so a login with nothing but ``SQLAgentOperatorRole`` in msdb is enough
-(docs/permissions.md). All statements are parameterized. Times are the server's local time.
+It only calls msdb's documented procedures (sp_help_job, sp_help_jobhistory, sp_start_job, sp_stop_job),
+so a login with nothing but ``SQLAgentOperatorRole`` in msdb is enough (docs/permissions.md). All
+statements are parameterized. Times are the server's local time.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class SqlAgentHook(BaseHook):
         if number == 18456 or number == 4060:
             return LoginFailedError(server, job, f"login failed ({text})", number=number)
         if is_transient(exc):
-            return TransientConnectionError(server, job, f"connection problem: {text or exc!r}", number=number)
+            return TransientConnectionError(server, job, f"connection problem: {text or repr(exc)}", number=number)
         return SqlAgentError(server, job, text or repr(exc), number=number)
 
     # ------------------------------------------------------------------ reads
@@ -162,6 +162,16 @@ class SqlAgentHook(BaseHook):
             s.call("sp_start_job", params)
         return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), baseline)
 
+    def next_run(self, job: JobInfo) -> JobRun:
+        """The handle ``start_job`` would return if called now, without starting anything.
+
+        Saved before sp_start_job as an intent record, it finds the run a start right after it began,
+        should the caller die before it learns start_job's own handle.
+        """
+        with self._session(job.name) as s:
+            server, now = s.clock()
+            return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), s.last_instance_id(job.job_id, now))
+
     def current_run(self, job: JobInfo) -> JobRun | None:
         """The job's run in progress (started by anyone), to attach to it; None when it is idle."""
         with self._session(job.name) as s:
@@ -184,9 +194,35 @@ class SqlAgentHook(BaseHook):
                 return RunState("abandoned", current_step="the job was deleted")
             if job.executing:
                 return RunState("running", current_step=job.current_step)
+            rows = s.rows_after(run.job_id, run.baseline_instance_id, run.requested_at)
+            outcome = next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
+            if outcome is not None:  # the run ended between the two reads above
+                return RunState("finished", outcome_instance_id=outcome)
+            if rows:  # steps of the run were logged, yet the job is idle without an outcome
+                return RunState("abandoned", current_step=str(rows[-1]["step_name"]))
             _server, now = s.clock()
             waited = (now - dt.datetime.fromisoformat(run.requested_at)).total_seconds()
             return RunState("pending" if waited < PICKUP_GRACE_SECONDS else "abandoned")
+
+    def last_finished_run(self, job: JobInfo) -> tuple[JobRun, int] | None:
+        """The job's most recent finished run, whoever started it: a handle whose baseline is the previous
+        run's outcome row (so ``run_result`` sees all of its steps) and its outcome row; None if there is none."""
+        with self._session(job.name) as s:
+            server, _now = s.clock()
+            rows = s.history(job.job_id)
+        outcomes = [r for r in rows if int(r["step_id"]) == 0]
+        if not outcomes:
+            return None
+        last, started = int(outcomes[-1]["instance_id"]), _row_started(outcomes[-1])
+        baseline = max(  # earlier outcomes, and steps that began before this run (an abandoned run's)
+            (
+                int(r["instance_id"])
+                for r in rows
+                if int(r["instance_id"]) < last and (int(r["step_id"]) == 0 or _row_started(r) < started)
+            ),
+            default=0,
+        )
+        return JobRun(self.conn_id, server, job.job_id, job.name, _iso(started), baseline), last
 
     def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
         """The finished run's outcome, its step rows and the SSIS catalog's errors and warnings."""
@@ -294,6 +330,9 @@ class _Session:
         rows = self.history(job_id, server_now.isoformat())
         return max((int(r["instance_id"]) for r in rows), default=0)
 
+    def rows_after(self, job_id: str, baseline: int, since: str) -> list[Row]:
+        return [r for r in self.history(job_id, since) if int(r["instance_id"]) > baseline]
+
     def first_outcome_after(self, job_id: str, baseline: int, since: str) -> int | None:
         for row in self.history(job_id, since):
             if int(row["instance_id"]) > baseline and int(row["step_id"]) == 0:
@@ -327,6 +366,10 @@ def _iso(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="milliseconds")
     return dt.datetime.fromisoformat(str(value)).isoformat(timespec="milliseconds")
+
+
+def _row_started(row: Row) -> dt.datetime:
+    return decode_run_datetime(row["run_date"], row["run_time"]) or dt.datetime.min
 
 
 def _step(row: Row) -> StepResult:

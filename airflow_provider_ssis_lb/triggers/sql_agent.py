@@ -81,6 +81,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     async def _watch(self) -> TriggerEvent:
         hook, run = self._hook(), self.run_handle
         failures = 0
+        seen_running = False  # once msdb showed the run executing, an idle job without an outcome is abandoned
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event(
@@ -92,13 +93,14 @@ class SqlAgentJobTrigger(BaseTrigger):
                     result = await asyncio.to_thread(hook.run_result, run, state.outcome_instance_id)
                     status = "success" if result.succeeded else "failed"
                     return self._event(status, result.message, result.to_dict())
-                if state.state == "abandoned":
+                if state.state == "abandoned" or (state.state == "pending" and seen_running):
                     return self._event(
                         "failed",
                         f"job '{run.job_name}' on server '{run.server}' stopped without an outcome: SQL Server Agent "
                         "was stopped or restarted during the run (or the job was deleted), so the run was abandoned",
                     )
                 failures = 0
+                seen_running = seen_running or state.state == "running"
                 self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state, state.current_step)
                 delay = self.poll_interval
             except TransientConnectionError as exc:

@@ -1,0 +1,260 @@
+"""SqlAgentHook without a server: driver exceptions become typed errors naming the job and the server,
+and the latest finished run is cut out of history rows correctly."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pymssql
+import pyodbc
+import pytest
+
+from airflow_provider_ssis_lb.exceptions import (
+    AgentNotRunningError,
+    AgentPermissionError,
+    JobAlreadyRunningError,
+    JobNotFoundError,
+    LoginFailedError,
+    SqlAgentError,
+    TransientConnectionError,
+)
+from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState, SqlAgentHook
+from airflow_provider_ssis_lb.runs import JobRun
+
+ODBC = "[Microsoft][ODBC Driver 18 for SQL Server]"
+DBLIB_20018 = (
+    b"DB-Lib error message 20018, severity 16:\nGeneral SQL Server error: Check messages from the SQL Server\n"
+)
+
+
+def odbc_error(cls: type[Exception], state: str, text: str, number: int) -> Exception:
+    return cls(state, f"[{state}] {ODBC}[SQL Server]{text} ({number}) (SQLExecDirectW)")
+
+
+@pytest.fixture
+def hook() -> SqlAgentHook:
+    hook = SqlAgentHook("sql1_odbc")
+    hook._server = "SQL1"  # set by get_conn from the connection's host
+    return hook
+
+
+@pytest.mark.parametrize(
+    ("exc", "error_type", "says"),
+    [
+        pytest.param(
+            odbc_error(pyodbc.ProgrammingError, "42000", "The specified @job_name ('child a') does not exist.", 14262),
+            JobNotFoundError,
+            "does not exist or this login may not see it",
+            id="14262",
+        ),
+        pytest.param(
+            odbc_error(
+                pyodbc.ProgrammingError,
+                "42000",
+                "SQLServerAgent Error: Request to run job child a (from User op) refused because the job is already "
+                "running from a request by User sa.",
+                22022,
+            ),
+            JobAlreadyRunningError,
+            "the job is already running",
+            id="pyodbc-22022-running",
+        ),
+        pytest.param(
+            pymssql.OperationalError(
+                22022,
+                b"SQLServerAgent Error: Request to run job child a (from User op) refused because the job is already "
+                b"running from a request by User sa." + DBLIB_20018,
+            ),
+            JobAlreadyRunningError,
+            "the job is already running",
+            id="pymssql-22022-running",
+        ),
+        pytest.param(
+            pymssql.OperationalError(
+                (
+                    22022,
+                    b"SQLServerAgent is not currently running so it cannot be notified of this action." + DBLIB_20018,
+                )
+            ),
+            AgentNotRunningError,
+            "SQL Server Agent is not running on this server",
+            id="pymssql-22022-agent-stopped",
+        ),
+        pytest.param(
+            odbc_error(
+                pyodbc.ProgrammingError,
+                "42000",
+                "The EXECUTE permission was denied on the object 'sp_start_job', database 'msdb', schema 'dbo'.",
+                229,
+            ),
+            AgentPermissionError,
+            "permission denied",
+            id="229",
+        ),
+        pytest.param(
+            pyodbc.InterfaceError(
+                "28000", f"[28000] {ODBC}[SQL Server]Login failed for user 'op'. (18456) (SQLDriverConnect)"
+            ),
+            LoginFailedError,
+            "login failed (Login failed for user 'op'.)",
+            id="18456",
+        ),
+        pytest.param(
+            pyodbc.OperationalError(
+                "08001",
+                f"[08001] {ODBC}TCP Provider: No connection could be made because the target machine actively "
+                "refused it.\r\n (10061) (SQLDriverConnect)",
+            ),
+            TransientConnectionError,
+            "connection problem: TCP Provider: No connection could be made",
+            id="08001",
+        ),
+        pytest.param(
+            pyodbc.OperationalError("HYT00", f"[HYT00] {ODBC}Login timeout expired (0) (SQLDriverConnect)"),
+            TransientConnectionError,
+            "connection problem: Login timeout expired",
+            id="HYT00",
+        ),
+        pytest.param(
+            pymssql.OperationalError(
+                (
+                    20009,
+                    b"DB-Lib error message 20009, severity 9:\nUnable to connect: Adaptive Server is unavailable or "
+                    b"does not exist (sql1)\nNet-Lib error during Connection refused (111)\n",
+                )
+            ),
+            TransientConnectionError,
+            "connection problem: Unable to connect: Adaptive Server is unavailable",
+            id="20009",
+        ),
+        pytest.param(
+            odbc_error(pyodbc.ProgrammingError, "42000", "Something else went wrong.", 50000),
+            SqlAgentError,
+            "Something else went wrong.",
+            id="other",
+        ),
+    ],
+)
+def test_translate(hook: SqlAgentHook, exc: Exception, error_type: type[SqlAgentError], says: str) -> None:
+    error = hook._translate(exc, "child a")
+    assert type(error) is error_type
+    assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1': ")
+    assert says in str(error)
+    assert error.server == "SQL1" and error.job == "child a"
+
+
+def test_translate_without_a_job_names_the_server(hook: SqlAgentHook) -> None:
+    error = hook._translate(
+        pyodbc.OperationalError("HYT00", "[HYT00] Login timeout expired (0) (SQLDriverConnect)"), None
+    )
+    assert str(error).startswith("SQL Server Agent server 'SQL1': connection problem")
+
+
+# ---------------------------------------------------------------------- last_finished_run
+
+
+def row(instance_id: int, step_id: int, hhmmss: int, duration: int = 1) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "step_id": step_id,
+        "step_name": "(Job outcome)" if step_id == 0 else f"step {step_id}",
+        "run_status": 1,
+        "run_date": 20240501,
+        "run_time": hhmmss,
+        "run_duration": duration,
+        "message": "",
+    }
+
+
+class FakeSession:
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def clock(self) -> tuple[str, dt.datetime]:
+        return "SQL1", dt.datetime(2024, 5, 1, 13, 0, 0)
+
+    def history(self, job_id: str, since: str | None = None) -> list[dict[str, Any]]:
+        return self.rows
+
+
+def with_history(hook: SqlAgentHook, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]) -> None:
+    @contextlib.contextmanager
+    def session(job: str | None = None) -> Iterator[FakeSession]:
+        yield FakeSession(rows)
+
+    monkeypatch.setattr(hook, "_session", session)
+
+
+JOB = JobInfo("JOB-1", "child a", True, False, "")
+
+
+def test_last_finished_run_starts_after_the_previous_outcome(hook, monkeypatch) -> None:
+    with_history(hook, monkeypatch, [row(1, 1, 100000), row(2, 0, 100000), row(3, 1, 120000), row(4, 0, 120000)])
+    run, outcome = hook.last_finished_run(JOB)
+    assert outcome == 4 and run.baseline_instance_id == 2
+    assert run.requested_at == "2024-05-01T12:00:00.000" and run.server == "SQL1" and run.conn_id == "sql1_odbc"
+
+
+def test_last_finished_run_leaves_out_an_abandoned_runs_steps(hook, monkeypatch) -> None:
+    """Steps 3-4 belong to a run Agent abandoned (no outcome row); the finished run began after them."""
+    rows = [row(1, 1, 100000), row(2, 0, 100000), row(3, 1, 110000), row(4, 2, 110005), row(5, 1, 120000)]
+    with_history(hook, monkeypatch, [*rows, row(6, 0, 120000)])
+    run, outcome = hook.last_finished_run(JOB)
+    assert outcome == 6 and run.baseline_instance_id == 4
+
+
+def test_last_finished_run_without_history(hook, monkeypatch) -> None:
+    with_history(hook, monkeypatch, [])
+    assert hook.last_finished_run(JOB) is None
+    with_history(hook, monkeypatch, [row(1, 1, 100000)])  # only an abandoned run
+    assert hook.last_finished_run(JOB) is None
+
+
+# ---------------------------------------------------------------------- run_state
+
+
+class RaceSession(FakeSession):
+    """msdb as the hook reads it in order: no outcome row yet, then the job idle, then the rows again."""
+
+    def __init__(self, rows: list[dict[str, Any]], outcome_at_first_read: int | None = None) -> None:
+        super().__init__(rows)
+        self.outcome_at_first_read = outcome_at_first_read
+
+    def first_outcome_after(self, job_id: str, baseline: int, since: str) -> int | None:
+        return self.outcome_at_first_read
+
+    def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
+        return JOB  # idle
+
+    def rows_after(self, job_id: str, baseline: int, since: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["instance_id"] > baseline]
+
+
+def with_session(hook: SqlAgentHook, monkeypatch: pytest.MonkeyPatch, session: FakeSession) -> None:
+    @contextlib.contextmanager
+    def open_session(job: str | None = None) -> Iterator[FakeSession]:
+        yield session
+
+    monkeypatch.setattr(hook, "_session", open_session)
+
+
+RUN = JobRun("sql1_odbc", "SQL1", "JOB-1", "child a", "2024-05-01T12:59:50.000", 2)
+
+
+def test_run_state_a_run_that_ends_between_the_reads_is_finished(hook, monkeypatch) -> None:
+    """The outcome row appears after the first read and the job is idle at the second: not 'abandoned'."""
+    with_session(hook, monkeypatch, RaceSession([row(3, 1, 125950), row(4, 0, 125950)]))
+    assert hook.run_state(RUN) == RunState("finished", outcome_instance_id=4)
+
+
+def test_run_state_logged_steps_without_an_outcome_is_abandoned(hook, monkeypatch) -> None:
+    with_session(hook, monkeypatch, RaceSession([row(3, 1, 125950)]))
+    assert hook.run_state(RUN) == RunState("abandoned", current_step="step 1")
+
+
+def test_run_state_nothing_logged_yet_is_pending_within_the_grace(hook, monkeypatch) -> None:
+    with_session(hook, monkeypatch, RaceSession([]))  # the clock says 13:00:00, 10 s after the request
+    assert hook.run_state(RUN) == RunState("pending")

@@ -1,0 +1,85 @@
+"""SqlAgentJobTrigger without a server: serialization, and the polling loop over a fake hook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
+from airflow_provider_ssis_lb.hooks.sql_agent import RunState
+from airflow_provider_ssis_lb.runs import JobRun, RunResult
+from airflow_provider_ssis_lb.triggers import sql_agent
+from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
+
+RUN = JobRun("sa_odbc", "SQL1", "0F3C2C4E-9A53-4D0B-9B1B-1D2E3F405060", "child a", "2024-05-01T12:00:00.000", 41)
+
+
+def test_serialize_round_trip() -> None:
+    trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=2.5, deadline=1_900_000_000.0, stop_on_kill=False)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_ssis_lb.triggers.sql_agent.SqlAgentJobTrigger"
+    stored = json.loads(json.dumps(kwargs))  # what the triggerer stores
+    again = SqlAgentJobTrigger(**stored)
+    assert again.serialize() == (classpath, kwargs)
+    assert again.run_handle == RUN and again.poll_interval == 2.5 and again.deadline == 1_900_000_000.0
+    assert again.stop_on_kill is False
+    assert set(stored) == {"run", "poll_interval", "deadline", "stop_on_kill"}
+    assert set(stored["run"]) == {"conn_id", "server", "job_id", "job_name", "requested_at", "baseline_instance_id"}
+
+
+def test_defaults() -> None:
+    _classpath, kwargs = SqlAgentJobTrigger(run=RUN.to_dict()).serialize()
+    assert kwargs["poll_interval"] == 10.0 and kwargs["deadline"] is None and kwargs["stop_on_kill"] is True
+
+
+class FakeHook:
+    """Answers run_state from a script; an exception in the script is raised instead."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+
+    def run_state(self, run: JobRun) -> RunState:
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def run_result(self, run: JobRun, outcome: int) -> RunResult:
+        return RunResult(run, "succeeded", "2024-05-01T12:00:00.000", 3, "The job succeeded.")
+
+
+def watch(monkeypatch: pytest.MonkeyPatch, script: list[Any]) -> tuple[dict[str, Any], list[float]]:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(sql_agent.asyncio, "sleep", sleep)
+    trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.5)
+    monkeypatch.setattr(trigger, "_hook", lambda: FakeHook(script))
+    event = asyncio.run(trigger._watch())
+    return event.payload, sleeps
+
+
+def test_connection_problems_back_off_then_reset(monkeypatch) -> None:
+    down = TransientConnectionError("SQL1", "child a", "connection problem: Login timeout expired")
+    script = [RunState("running", "1"), down, down, down, RunState("running", "1"), RunState("finished", "", 50)]
+    payload, sleeps = watch(monkeypatch, script)
+    assert payload["status"] == "success" and payload["result"]["outcome"] == "succeeded"
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 0.5]
+
+
+def test_backoff_is_capped(monkeypatch) -> None:
+    down = TransientConnectionError("SQL1", "child a", "connection problem")
+    _payload, sleeps = watch(monkeypatch, [down] * 9 + [RunState("finished", "", 50)])
+    assert sleeps[-1] == 32.0 and max(sleeps) <= sql_agent.MAX_BACKOFF_SECONDS
+
+
+def test_other_errors_end_in_an_error_event(monkeypatch) -> None:
+    denied = AgentPermissionError("SQL1", "child a", "permission denied (229)")
+    payload, _sleeps = watch(monkeypatch, [denied])
+    assert payload["status"] == "error" and payload["result"] is None
+    assert payload["message"] == "SQL Server Agent job 'child a' on server 'SQL1': permission denied (229)"
