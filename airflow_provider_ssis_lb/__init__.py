@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+_INTEGRATION = "SQL Server Agent"
 
 
 def get_provider_info() -> dict:
@@ -13,4 +14,20 @@ def get_provider_info() -> dict:
         "description": "Run SSIS child packages as SQL Server Agent jobs on a pool of SQL Servers, "
         "watched by deferrable triggers and balanced by live load.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://learn.microsoft.com/sql/ssms/agent/sql-server-agent",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [_modules("hooks")],
+        "operators": [_modules("operators")],
+        "sensors": [_modules("sensors")],
+        "triggers": [_modules("triggers")],
     }
+
+
+def _modules(kind: str) -> dict:
+    """The provider's ``<kind>`` entry: one module per kind, all for SQL Server Agent."""
+    return {"integration-name": _INTEGRATION, "python-modules": [f"airflow_provider_ssis_lb.{kind}.sql_agent"]}

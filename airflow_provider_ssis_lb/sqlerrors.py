@@ -10,9 +10,12 @@ import re
 
 _PYODBC_NUMBER = re.compile(r"\((-?\d+)\) \(SQL\w+\)")
 _DBLIB_HEADER = re.compile(r"DB-Lib error message \d+, severity \d+:\s*")
+_DBLIB_FIRST = re.compile(r"\s*DB-Lib error message (\d+),")
+# pymssql's connect/commit wraps the error's args in text: "Cannot start transaction: (20017, b'...')".
+_PYMSSQL_WRAPPED = re.compile(r"^Cannot \w+ transaction: \((\d+), b['\"]")
 # Client-side connection failures: ODBC SQLSTATEs and DB-Library message numbers.
 _TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "HYT00", "HYT01"}
-_TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20047}
+_TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20017, 20047}  # 20017: connection dropped (EOF)
 _TRANSIENT_TEXT = ("connection", "network", "timeout", "timed out", "communication link", "not connected")
 
 
@@ -25,11 +28,21 @@ def error_number(exc: BaseException) -> int | None:
     if len(args) == 1 and isinstance(args[0], tuple):
         args = args[0]
     if args and isinstance(args[0], int):
-        return args[0]
-    match = _PYODBC_NUMBER.search(" ".join(str(a) for a in args))
+        return _pymssql_number(args)
+    text = " ".join(str(a) for a in args)
+    match = _PYODBC_NUMBER.search(text) or _PYMSSQL_WRAPPED.search(text)
     if match and int(match.group(1)) != 0:
         return int(match.group(1))
     return None
+
+
+def _pymssql_number(args: tuple) -> int:
+    """pymssql's number, unless the text holds only DB-Library messages (a client-side failure): then
+    the first of those, as pymssql may report a stale number from an earlier error in the process
+    (18456 of an earlier failed login, on a refused connection)."""
+    text = args[1].decode("utf-8", "replace") if len(args) >= 2 and isinstance(args[1], bytes) else ""
+    first = _DBLIB_FIRST.match(text)
+    return int(first.group(1)) if first else args[0]
 
 
 def error_text(exc: BaseException) -> str:

@@ -1,0 +1,532 @@
+"""SqlAgentRunJobOperator: start a SQL Server Agent job (an SSIS child package) and wait for its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import BaseOperator
+
+from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
+from ..hooks.sql_agent import JobInfo, SqlAgentHook
+from ..runs import JobRun, RunResult, SsisMessage
+from ..triggers.sql_agent import SqlAgentJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+XCOM_RUN_KEY = "sql_agent_run"
+STATE_KEY = "sql_agent_run"
+IF_RUNNING_CHOICES = ("wait", "attach", "fail")
+MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
+SSIS_ERROR, SSIS_WARNING = 120, 110
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What the task state store keeps about this task's run, for the next try.
+
+    ``phase``: 'waiting' (for someone else's run to end), 'starting' (about to call sp_start_job; ``run``
+    is the handle a start would get) or 'started' (``run`` is the run this task follows).
+    """
+
+    phase: str
+    run: dict[str, Any]
+    max_tries: int | None
+    clear_number: int | None
+    try_number: int | None
+    owned: bool = True  # started by this task (False: attached to, or waiting for, someone else's run)
+    delivered: bool = False  # the outcome reached the task (returned or raised)
+    outcome: str | None = None
+    deadline: float | None = None
+
+
+class RunLedger:
+    """The task state store entry of this task (dag run, task, map index); a no-op when there is no store."""
+
+    def __init__(self, store: Any, ti: Any = None, dag_run: Any = None) -> None:
+        self.store = store
+        self.max_tries = getattr(ti, "max_tries", None)
+        self.try_number = getattr(ti, "try_number", None)
+        self.clear_number = getattr(dag_run, "clear_number", None)
+        self.record: RunRecord | None = None
+
+    @classmethod
+    def from_context(cls, context: Context) -> RunLedger:
+        return cls(context.get("task_state_store"), context.get("ti"), context.get("dag_run"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    def load(self) -> RunRecord | None:
+        """The stored record, or None (no store, nothing stored, or a record this version cannot read)."""
+        if self.record is None and self.enabled:
+            value = self.store.get(STATE_KEY)
+            try:
+                self.record = RunRecord(**value) if isinstance(value, dict) else None
+            except TypeError:
+                self.record = None
+        return self.record
+
+    def same_lineage(self, record: RunRecord) -> bool:
+        """False once a user cleared the task since the record was written.
+
+        Clearing a task instance sets its ``max_tries`` to ``try_number + retries``, which always moves
+        it; a retry leaves it alone. ``dag_run.clear_number`` is kept for the log only: it also moves
+        when any *other* task of the DAG run is cleared, which must not make this one start over.
+        """
+        return record.max_tries == self.max_tries
+
+    def save(self, phase: str, run: JobRun, *, owned: bool = True, deadline: float | None = None) -> None:
+        self.record = RunRecord(
+            phase, run.to_dict(), self.max_tries, self.clear_number, self.try_number, owned, deadline=deadline
+        )
+        self._write()
+
+    def deliver(self, outcome: str) -> None:
+        """Note that this outcome reached the task, so a retry does not deliver it again."""
+        record = self.load()
+        if record is not None:
+            record.delivered, record.outcome = True, outcome
+            self._write()
+
+    def _write(self) -> None:
+        if self.enabled and self.record is not None:
+            self.store.set(STATE_KEY, dataclasses.asdict(self.record))
+
+
+class SqlAgentRunJobOperator(BaseOperator):
+    """Start a SQL Server Agent job (typically an SSIS child package) and wait for its outcome.
+
+    The run handle is pushed to XCom (key ``sql_agent_run``) before waiting. The job's history (steps,
+    messages, SSIS catalog errors and warnings) is written to the task log. Success returns a summary
+    (XCom ``return_value``); a failed or canceled run raises ``JobRunFailedError`` naming the failed step,
+    its message and the SSIS errors; a run Agent abandoned (restart) raises ``AgentRestartedError``.
+
+    **Retries and clears.** The run handle is kept in the task state store (an intent record just
+    before ``sp_start_job``, the handle right after it), which outlives tries. A new try of the same
+    lineage (a retry, or a try after a worker died) looks at the stored run first:
+
+    * still running (or not picked up by Agent yet): re-attach to it, start nothing;
+    * ended with an outcome no try received (the worker died while waiting): deliver that outcome
+      (return the summary, or raise the failure) instead of starting again;
+    * ended with a failure, cancel, abandon or timeout that a try already received: start a new run,
+      which is what a retry is for;
+    * succeeded: return its summary again; within one lineage a successful run is never repeated;
+    * only the intent was stored (death around ``sp_start_job``): a run that began after the intent is
+      adopted as above; if none did, start.
+
+    A user *Clear* starts a new lineage (``ti.max_tries`` changes): the stored run is ignored and a new
+    run is started, after the previous lineage's run ends if it is still active (a kill stops it when
+    ``stop_on_kill``). Without a task state store in the context, every try simply starts a run.
+
+    **Killing.** Marking the task failed/success or clearing it stops the run this task started with
+    ``sp_stop_job`` (never another run of the job) when ``stop_on_kill``: the trigger's ``on_kill``
+    while deferred, the operator's ``on_kill`` while waiting in a worker. A run the task attached to or
+    waited for is never stopped. A triggerer restart only re-creates the trigger, which finds the run.
+
+    :param conn_id: Airflow ``mssql`` or ``odbc`` connection to the SQL Server whose Agent runs the job.
+    :param job_name: the Agent job's name (give this or ``job_id``).
+    :param job_id: the Agent job's id (give this or ``job_name``).
+    :param step_name: start at this step instead of the job's start step.
+    :param wait_for_completion: wait for the run's outcome; if False, return the run handle once started.
+    :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
+    :param poll_interval: seconds between checks of msdb.
+    :param timeout: seconds each try waits in all (including for a run in progress); then stop our run
+        (if ``stop_on_kill``) and fail. None waits forever.
+    :param if_running: the job is already running: ``"wait"`` for that run to end, then start ours;
+        ``"attach"`` to that run and report its outcome; ``"fail"`` with ``JobAlreadyRunningError``.
+    :param stop_on_kill: stop the run this task started when the task is killed or times out.
+    """
+
+    template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "step_name")
+    ui_color = "#e8d5f0"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str = SqlAgentHook.default_conn_name,
+        job_name: str | None = None,
+        job_id: str | None = None,
+        step_name: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+        if_running: str = "wait",
+        stop_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _check_job_args(job_name, job_id)
+        if if_running not in IF_RUNNING_CHOICES:
+            raise ValueError(f"if_running must be one of {', '.join(IF_RUNNING_CHOICES)}, not {if_running!r}")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, not {timeout!r}")
+        self.conn_id = conn_id
+        self.job_name = job_name
+        self.job_id = job_id
+        self.step_name = step_name
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.if_running = if_running
+        self.stop_on_kill = stop_on_kill
+        self._active_run: JobRun | None = None  # the run this process waits for and owns, for on_kill
+
+    @cached_property
+    def hook(self) -> SqlAgentHook:
+        return SqlAgentHook(self.conn_id)
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        _check_job_args(self.job_name, self.job_id)  # again: templates may have rendered empty
+        ledger = RunLedger.from_context(context)
+        deadline = time.time() + self.timeout if self.timeout else None
+        record = ledger.load()
+        if record is not None:
+            outcome = self._resume_previous(context, ledger, record, deadline)
+            if outcome is not None:
+                return outcome
+        job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
+        return self._start(context, ledger, job, deadline)
+
+    def _resume_previous(
+        self, context: Context, ledger: RunLedger, record: RunRecord, deadline: float | None
+    ) -> dict[str, Any] | None:
+        """Re-attach to, or deliver, the run an earlier try of this lineage left; None: start a new run."""
+        run = JobRun.from_dict(record.run)
+        if not ledger.same_lineage(record):
+            return self._after_clear(context, ledger, record, run, deadline)
+        if record.phase == "waiting" or (record.delivered and record.outcome != "succeeded"):
+            return None
+        state = self.hook.run_state(run)
+        if state.state == "running" or (state.state == "pending" and record.phase == "started"):
+            self.log.info(
+                "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, _where(run)
+            )
+            ledger.save("started", run, owned=record.owned, deadline=deadline)
+            return self._follow(context, ledger, run, deadline, owned=record.owned)
+        if state.state == "finished":
+            self.log.info(
+                "the run try %s followed has ended: delivering its outcome, not starting again", record.try_number
+            )
+            ledger.save("started", run, owned=record.owned, deadline=deadline)
+            result = self.hook.run_result(run, state.outcome_instance_id)
+            return self._follow_result(context, ledger, result, owned=record.owned)
+        if record.phase == "started":  # abandoned, and no try has been told
+            ledger.deliver("abandoned")
+            raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
+        return None  # the intent was stored but no run began
+
+    def _after_clear(
+        self, context: Context, ledger: RunLedger, record: RunRecord, run: JobRun, deadline: float | None
+    ) -> dict[str, Any] | None:
+        """A user cleared the task: start afresh, once the previous lineage's own run is over."""
+        self.log.info(
+            "the task was cleared after try %s (max_tries %s -> %s): starting a new run",
+            record.try_number,
+            record.max_tries,
+            ledger.max_tries,
+        )
+        if record.phase == "waiting" or not record.owned:
+            return None
+        if self.hook.run_state(run).state != "running":
+            return None
+        self.log.info("the run started before the clear is still active; waiting for it to end: %s", _where(run))
+        ledger.save("waiting", run, owned=False, deadline=deadline)
+        return self._wait_for(context, run, deadline)
+
+    def _start(self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None) -> dict[str, Any]:
+        """Start the job, or apply ``if_running`` when it is running (also when sp_start_job says so)."""
+        for _attempt in range(MAX_START_ATTEMPTS):
+            if job.executing:
+                outcome = self._job_is_running(context, ledger, job, deadline)
+                if outcome is not None:
+                    return outcome
+            else:
+                if ledger.enabled:
+                    ledger.save("starting", self.hook.next_run(job), deadline=deadline)
+                try:
+                    run = self.hook.start_job(job, self.step_name or None)
+                except JobAlreadyRunningError:
+                    self.log.info("job '%s' was started by someone else just now", job.name)
+                    job = dataclasses.replace(job, executing=True)
+                    continue
+                self._active_run = run  # a kill before we defer or wait must stop it too
+                ledger.save("started", run, deadline=deadline)
+                self.log.info("started %s (conn_id %s)", _where(run), self.conn_id)
+                return self._follow(context, ledger, run, deadline, owned=True)
+            job = self.hook.get_job(job_id=job.job_id)
+        raise SqlAgentError(
+            self.hook._server, job.name, f"the job kept starting and ending; gave up after {MAX_START_ATTEMPTS} tries"
+        )
+
+    def _job_is_running(
+        self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None
+    ) -> dict[str, Any] | None:
+        """Apply ``if_running`` to the run in progress; None when it ended meanwhile (start then)."""
+        current = self.hook.current_run(job)
+        if current is None:
+            return None
+        if self.if_running == "fail":
+            raise JobAlreadyRunningError(current.server, job.name, "the job is already running (if_running='fail')")
+        if self.if_running == "attach":
+            self.log.info("attaching to the run in progress of %s", _where(current))
+            ledger.save("started", current, owned=False, deadline=deadline)
+            return self._follow(context, ledger, current, deadline, owned=False)
+        self.log.info("%s is running: waiting for that run to end before starting ours", _where(current))
+        ledger.save("waiting", current, owned=False, deadline=deadline)
+        return self._wait_for(context, current, deadline)
+
+    # ------------------------------------------------------------------ waiting
+
+    def _trigger(self, run: JobRun, deadline: float | None, *, stop_on_kill: bool) -> SqlAgentJobTrigger:
+        return SqlAgentJobTrigger(
+            run=run.to_dict(), poll_interval=self.poll_interval, deadline=deadline, stop_on_kill=stop_on_kill
+        )
+
+    def _follow(
+        self, context: Context, ledger: RunLedger, run: JobRun, deadline: float | None, *, owned: bool
+    ) -> dict[str, Any]:
+        """Publish the run handle, then wait for the run's outcome (deferred or here)."""
+        context["ti"].xcom_push(key=XCOM_RUN_KEY, value=run.to_dict())
+        if not self.wait_for_completion:
+            self._active_run = None  # the run is meant to go on without the task
+            ledger.deliver("started")
+            return run.to_dict()
+        trigger = self._trigger(run, deadline, stop_on_kill=owned and self.stop_on_kill)
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"owned": owned})
+        self._active_run = run if owned else None
+        try:
+            event = run_trigger_here(trigger)
+        finally:
+            self._active_run = None
+        return self.execute_complete(context, event, owned=owned)
+
+    def _follow_result(self, context: Context, ledger: RunLedger, result: RunResult, *, owned: bool) -> dict[str, Any]:
+        """Deliver a run that has already ended, as if the trigger had just reported it."""
+        context["ti"].xcom_push(key=XCOM_RUN_KEY, value=result.run.to_dict())
+        if not self.wait_for_completion:
+            ledger.deliver("started")
+            return result.run.to_dict()
+        status = "success" if result.succeeded else "failed"
+        event = {"status": status, "message": result.message, "run": result.run.to_dict(), "result": result.to_dict()}
+        return self.execute_complete(context, event, owned=owned)
+
+    def _wait_for(self, context: Context, run: JobRun, deadline: float | None) -> dict[str, Any]:
+        """Wait for someone else's run to end (never stopping it), then start ours."""
+        trigger = self._trigger(run, deadline, stop_on_kill=False)
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
+        return self.execute_after_wait(context, run_trigger_here(trigger), deadline=deadline)
+
+    def execute_after_wait(
+        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The run we waited for has ended: start ours (``if_running`` applies again)."""
+        run = _event_run(event)
+        status = event.get("status") if event else "error"
+        if status in ("timeout", "error"):
+            cause = f"did not end within timeout={self.timeout} s" if status == "timeout" else _event_cause(event)
+            raise SqlAgentError(
+                run.server, run.job_name, f"waiting for the run in progress: {cause}; ours never started"
+            )
+        self.log.info("the run we waited for ended (%s); starting ours", status)
+        ledger = RunLedger.from_context(context)
+        record = ledger.load()
+        deadline = kwargs.get("deadline", record.deadline if record else None)
+        if deadline is None and self.timeout and record is None:
+            deadline = time.time() + self.timeout
+        return self._start(context, ledger, self.hook.get_job(job_id=run.job_id), deadline)
+
+    # ------------------------------------------------------------------ outcome
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Log the run's history, then return its summary or raise its failure."""
+        run = _event_run(event)
+        ledger = RunLedger.from_context(context)
+        record = ledger.load()
+        owned = bool(kwargs.get("owned", record.owned if record else True))
+        status = event.get("status") if event else "error"
+        if status == "timeout":
+            self._timed_out(ledger, run, owned)
+        if status == "error":  # not an outcome: a retry re-attaches to the run
+            raise SqlAgentError(run.server, run.job_name, _event_cause(event))
+        if not event or not event.get("result"):
+            ledger.deliver("abandoned")
+            raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
+        result = RunResult.from_dict(event["result"])
+        self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
+        ledger.deliver(result.outcome)
+        if not result.succeeded:
+            raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
+        return summarize(result, attached=not owned)
+
+    def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
+        stopped = owned and self.stop_on_kill and self._stop(run)
+        ledger.deliver("timeout")
+        what = "the run was stopped" if stopped else "the run was left running"
+        raise SqlAgentError(run.server, run.job_name, f"the run did not end within timeout={self.timeout} s; {what}")
+
+    def _stop(self, run: JobRun) -> bool:
+        try:
+            stopped = self.hook.stop_run(run)
+        except SqlAgentError as exc:
+            self.log.warning("could not stop %s: %s", _where(run), exc)
+            return False
+        self.log.info("%s: %s", _where(run), "stop requested" if stopped else "the run was already over")
+        return stopped
+
+    def on_kill(self) -> None:
+        """The task is killed while it waits in a worker: stop the run it started (``stop_on_kill``).
+
+        Airflow also calls this when the worker itself shuts down (SIGTERM forwarded to the task), so a
+        worker restart stops the run too; the next try then delivers the canceled outcome. Use
+        ``deferrable=True`` (the triggerer keeps watching) or ``stop_on_kill=False`` to avoid that.
+        """
+        run = self._active_run
+        if run is not None and self.stop_on_kill:
+            self._stop(run)
+
+
+# ---------------------------------------------------------------------- helpers
+
+_ABANDONED = (
+    "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run "
+    "(or the job was deleted), so Agent abandoned it"
+)
+
+
+def _check_job_args(job_name: str | None, job_id: str | None) -> None:
+    if bool(job_name) == bool(job_id):
+        raise ValueError(f"give exactly one of job_name and job_id (got job_name={job_name!r}, job_id={job_id!r})")
+
+
+def run_trigger_here(trigger: SqlAgentJobTrigger) -> dict[str, Any]:
+    """Run the trigger in this process until its one event: the non-deferrable wait, same semantics."""
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise RuntimeError("the trigger ended without an event")
+
+    return asyncio.run(first_event())
+
+
+def _event_run(event: dict[str, Any] | None) -> JobRun:
+    if not event or not isinstance(event.get("run"), dict):
+        raise SqlAgentError("?", None, f"resumed without a run event ({event!r})")
+    return JobRun.from_dict(event["run"])
+
+
+def _event_cause(event: dict[str, Any] | None) -> str:
+    """The event's message without the 'SQL Server Agent job ... on server ...:' prefix a SqlAgentError adds."""
+    message = str((event or {}).get("message") or "no message")
+    head, sep, tail = message.partition("': ")
+    return tail if sep and head.startswith("SQL Server Agent ") else message
+
+
+def _where(run: JobRun) -> str:
+    return f"job '{run.job_name}' on server '{run.server}'"
+
+
+def ended_at(result: RunResult) -> str | None:
+    """The run's end (server local time): its start plus its duration."""
+    if not result.started:
+        return None
+    end = dt.datetime.fromisoformat(result.started) + dt.timedelta(seconds=result.duration_seconds)
+    return end.isoformat(timespec="milliseconds")
+
+
+def _ssis_type(message: SsisMessage) -> str:
+    return {SSIS_ERROR: "error", SSIS_WARNING: "warning"}.get(message.message_type, str(message.message_type))
+
+
+def _ssis_text(message: SsisMessage) -> str:
+    source = f" ({message.source})" if message.source else ""
+    return f"execution {message.execution_id}{source}: {message.message}"
+
+
+def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
+    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times)."""
+    run = result.run
+    return {
+        "server": run.server,
+        "conn_id": run.conn_id,
+        "job": run.job_name,
+        "job_id": run.job_id,
+        "started": result.started,
+        "ended": ended_at(result),
+        "duration": result.duration_seconds,
+        "outcome": result.outcome,
+        "message": result.message,
+        "attached": attached,
+        "steps": [
+            {
+                "id": step.step_id,
+                "name": step.step_name,
+                "status": step.status,
+                "started": step.started,
+                "duration": step.duration_seconds,
+                "message": step.message,
+            }
+            for step in result.steps
+        ],
+        "ssis_messages": [
+            {"execution_id": m.execution_id, "type": _ssis_type(m), "source": m.source, "message": m.message}
+            for m in result.ssis_messages
+        ],
+    }
+
+
+def failure_cause(result: RunResult) -> str:
+    """Why the run failed: the failed step (id, name, message), then the SSIS errors."""
+    step = result.failed_step
+    if step is not None:
+        cause = f"the run {result.outcome} at step {step.step_id} '{step.step_name}': {step.message}"
+    else:
+        cause = f"the run {result.outcome}: {result.message}"
+    errors = [_ssis_text(m) for m in result.ssis_messages if m.message_type == SSIS_ERROR]
+    if errors:
+        cause += " | SSIS errors: " + " | ".join(errors)
+    return cause
+
+
+def format_history(result: RunResult) -> str:
+    """The run's history for the task log: outcome, each step with its message, SSIS messages, notes."""
+    run = result.run
+    lines = [
+        f"SQL Server Agent {_where(run)} (conn_id '{run.conn_id}'): {result.outcome.upper()}",
+        f"  run started {result.started or '?'}, ended {ended_at(result) or '?'} (server time), "
+        f"took {result.duration_seconds} s",
+        f"  job message: {result.message}",
+    ]
+    for step in result.steps:
+        lines.append(
+            f"  step {step.step_id} '{step.step_name}': {step.status.upper()}, started {step.started or '?'}, "
+            f"took {step.duration_seconds} s" + (f", retry {step.retries_attempted}" if step.retries_attempted else "")
+        )
+        lines.extend(f"      {line}" for line in (step.message or "(no message)").splitlines())
+    for kind, code in (("errors", SSIS_ERROR), ("warnings", SSIS_WARNING)):
+        texts = [_ssis_text(m) for m in result.ssis_messages if m.message_type == code]
+        if texts:
+            lines.append(f"  SSIS {kind} ({len(texts)}):")
+            lines.extend(f"      {text}" for text in texts)
+    if result.notes:
+        lines.append("  notes:")
+        lines.extend(f"      {note}" for note in result.notes)
+    return "\n".join(lines)

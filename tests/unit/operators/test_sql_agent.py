@@ -1,0 +1,515 @@
+"""SqlAgentRunJobOperator without a server: arguments, if_running, the retry/clear policy and the outcome
+handling, with a fake SqlAgentHook at the seam and a dict-backed task state store."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_ssis_lb.exceptions import (
+    AgentRestartedError,
+    JobAlreadyRunningError,
+    JobRunFailedError,
+    SqlAgentError,
+)
+from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
+from airflow_provider_ssis_lb.operators import sql_agent as module
+from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator, failure_cause, format_history
+from airflow_provider_ssis_lb.runs import JobRun, RunResult, SsisMessage, StepResult
+
+JOB = JobInfo("JOB-1", "child a", True, False, "")
+OURS = JobRun("op", "SQL1", "JOB-1", "child a", "2024-05-01T12:00:00.000", 41)
+THEIRS = JobRun("op", "SQL1", "JOB-1", "child a", "2024-05-01T11:59:00.000", 40)
+INTENT = JobRun("op", "SQL1", "JOB-1", "child a", "2024-05-01T11:59:59.900", 41)
+SUCCEEDED = RunResult(
+    OURS,
+    "succeeded",
+    "2024-05-01T12:00:00.000",
+    65,
+    "The job succeeded.",
+    steps=[StepResult(1, "load", "succeeded", "2024-05-01T12:00:00.000", 65, "The step succeeded.")],
+)
+FAILED = RunResult(
+    OURS,
+    "failed",
+    "2024-05-01T12:00:00.000",
+    65,
+    "The job failed.  The last step to run was step 2 (copy).",
+    steps=[
+        StepResult(1, "load", "succeeded", "2024-05-01T12:00:00.000", 5, "The step succeeded."),
+        StepResult(2, "copy", "failed", "2024-05-01T12:00:05.000", 60, "Package execution on IS Server failed."),
+    ],
+    ssis_messages=[
+        SsisMessage(7, 110, "Truncation may occur.", "Data Flow Task"),
+        SsisMessage(7, 120, 'Cannot open the datafile "C:\\in\\orders.csv".', "Data Flow Task"),
+    ],
+    notes=["SSIS catalog messages for execution(s) [8] are not readable: permission denied"],
+)
+
+
+class FakeHook:
+    """The hook's surface the operator uses; records starts and stops."""
+
+    def __init__(self, conn_id: str = "op") -> None:
+        self.conn_id = conn_id
+        self._server = "SQL1"
+        self.executing = [False]  # get_job's answers, the last one repeating
+        self.start_errors: list[Exception] = []
+        self.state = RunState("running", "1 (load)")
+        self.result = SUCCEEDED
+        self.current: JobRun | None = THEIRS
+        self.started: list[JobRun] = []
+        self.stopped: list[JobRun] = []
+
+    def get_job(self, job_name: str | None = None, job_id: str | None = None) -> JobInfo:
+        executing = self.executing.pop(0) if len(self.executing) > 1 else self.executing[0]
+        return dataclasses.replace(JOB, executing=executing)
+
+    def next_run(self, job: JobInfo) -> JobRun:
+        return INTENT
+
+    def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        if self.start_errors:
+            raise self.start_errors.pop(0)
+        self.started.append(OURS)
+        return OURS
+
+    def current_run(self, job: JobInfo) -> JobRun | None:
+        return self.current
+
+    def run_state(self, run: JobRun) -> RunState:
+        return self.state
+
+    def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
+        return dataclasses.replace(self.result, run=run)
+
+    def stop_run(self, run: JobRun) -> bool:
+        self.stopped.append(run)
+        return True
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        assert value is not None
+        self.data[key] = value
+
+
+class FakeTI:
+    def __init__(self, try_number: int = 1, max_tries: int = 2) -> None:
+        self.try_number = try_number
+        self.max_tries = max_tries
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def context(store: FakeStore | None = None, try_number: int = 1, max_tries: int = 2, clear_number: int = 0) -> dict:
+    ctx: dict[str, Any] = {"ti": FakeTI(try_number, max_tries), "dag_run": SimpleNamespace(clear_number=clear_number)}
+    if store is not None:
+        ctx["task_state_store"] = store
+    return ctx
+
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> FakeHook:
+    fake = FakeHook()
+    monkeypatch.setattr(module, "SqlAgentHook", lambda conn_id: fake)
+    return fake
+
+
+def operator(**kwargs: Any) -> SqlAgentRunJobOperator:
+    return SqlAgentRunJobOperator(
+        task_id="run", **{"conn_id": "op", "job_name": "child a", "deferrable": True, "poll_interval": 1, **kwargs}
+    )
+
+
+def event(result: RunResult | None, status: str = "", run: JobRun = OURS, message: str = "m") -> dict[str, Any]:
+    status = status or ("success" if result and result.succeeded else "failed")
+    return {"status": status, "message": message, "run": run.to_dict(), "result": result and result.to_dict()}
+
+
+def deferred(op: SqlAgentRunJobOperator, ctx: dict[str, Any]) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as caught:
+        op.execute(ctx)
+    return caught.value
+
+
+def stored(store: FakeStore) -> dict[str, Any]:
+    return store.data[module.STATE_KEY]
+
+
+# ---------------------------------------------------------------------- arguments
+
+
+def test_template_fields() -> None:
+    assert SqlAgentRunJobOperator.template_fields == ("job_name", "job_id", "conn_id", "step_name")
+    assert "label" not in SqlAgentRunJobOperator.template_fields  # collides with mapped operators' label
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"job_name": "a", "job_id": "b"}, "exactly one of job_name and job_id"),
+        ({"job_name": None}, "exactly one of job_name and job_id"),
+        ({"job_name": ""}, "exactly one of job_name and job_id"),
+        ({"if_running": "queue"}, "if_running must be one of wait, attach, fail"),
+        ({"poll_interval": 0}, "poll_interval must be positive"),
+        ({"timeout": -1}, "timeout must be positive"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        operator(**kwargs)
+
+
+def test_defaults() -> None:
+    op = SqlAgentRunJobOperator(task_id="run", job_id="JOB-1", conn_id="c")
+    assert (op.if_running, op.wait_for_completion, op.stop_on_kill, op.poll_interval, op.timeout) == (
+        "wait",
+        True,
+        True,
+        10.0,
+        None,
+    )
+    assert op.deferrable is False  # [operators] default_deferrable is false in the test configuration
+
+
+def test_a_template_rendered_empty_is_refused(hook: FakeHook) -> None:
+    op = operator()
+    op.job_name = ""  # what a template such as "{{ params.job }}" can render to
+    with pytest.raises(ValueError, match="exactly one"):
+        op.execute(context(FakeStore()))
+    assert not hook.started
+
+
+# ---------------------------------------------------------------------- start and if_running
+
+
+def test_start_pushes_the_handle_and_stores_it_before_deferring(hook: FakeHook) -> None:
+    ctx = context(FakeStore())
+    deferral = deferred(operator(timeout=60), ctx)
+    assert hook.started == [OURS]
+    assert ctx["ti"].xcom[module.XCOM_RUN_KEY] == OURS.to_dict()
+    assert deferral.method_name == "execute_complete"
+    trigger = deferral.trigger
+    assert trigger.run_handle == OURS and trigger.stop_on_kill is True and trigger.poll_interval == 1
+    assert trigger.deadline is not None
+    record = stored(ctx["task_state_store"])
+    assert record["phase"] == "started" and record["run"] == OURS.to_dict() and record["max_tries"] == 2
+    assert record["delivered"] is False
+
+
+def test_if_running_fail(hook: FakeHook) -> None:
+    hook.executing = [True]
+    with pytest.raises(JobAlreadyRunningError, match="job 'child a' on server 'SQL1'.*if_running='fail'"):
+        operator(if_running="fail").execute(context(FakeStore()))
+    assert not hook.started and not hook.stopped
+
+
+def test_if_running_attach_watches_their_run_and_never_stops_it(hook: FakeHook) -> None:
+    hook.executing = [True]
+    ctx = context(FakeStore())
+    deferral = deferred(operator(if_running="attach"), ctx)
+    assert not hook.started
+    assert deferral.trigger.run_handle == THEIRS and deferral.trigger.stop_on_kill is False
+    assert ctx["ti"].xcom[module.XCOM_RUN_KEY] == THEIRS.to_dict()
+    assert stored(ctx["task_state_store"])["owned"] is False
+    summary = operator(if_running="attach").execute_complete(ctx, event(SUCCEEDED, run=THEIRS))
+    assert summary["attached"] is True
+
+
+def test_if_running_wait_waits_then_starts(hook: FakeHook) -> None:
+    hook.executing = [True, False]
+    ctx = context(FakeStore())
+    op = operator()
+    deferral = deferred(op, ctx)
+    assert deferral.method_name == "execute_after_wait" and not hook.started
+    assert deferral.trigger.run_handle == THEIRS and deferral.trigger.stop_on_kill is False
+    assert stored(ctx["task_state_store"])["phase"] == "waiting"
+    with pytest.raises(TaskDeferred) as second:
+        op.execute_after_wait(ctx, event(FAILED, run=THEIRS))  # their outcome does not matter
+    assert hook.started == [OURS] and second.value.method_name == "execute_complete"
+    assert second.value.trigger.stop_on_kill is True
+
+
+def test_if_running_wait_gives_up_at_the_timeout_without_starting(hook: FakeHook) -> None:
+    with pytest.raises(SqlAgentError, match="waiting for the run in progress: did not end within timeout=5 s"):
+        operator(timeout=5).execute_after_wait(context(FakeStore()), event(None, "timeout", run=THEIRS))
+    assert not hook.started and not hook.stopped
+
+
+@pytest.mark.parametrize(("policy", "outcome"), [("wait", "execute_after_wait"), ("attach", "execute_complete")])
+def test_a_start_race_applies_if_running(hook: FakeHook, policy: str, outcome: str) -> None:
+    hook.start_errors = [JobAlreadyRunningError("SQL1", "child a", "the job is already running")]
+    deferral = deferred(operator(if_running=policy), context(FakeStore()))
+    assert deferral.method_name == outcome and deferral.trigger.run_handle == THEIRS and not hook.started
+
+
+def test_a_run_that_ended_while_we_looked_is_followed_by_our_start(hook: FakeHook) -> None:
+    hook.executing, hook.current = [True, False], None
+    deferral = deferred(operator(if_running="fail"), context(FakeStore()))
+    assert hook.started == [OURS] and deferral.method_name == "execute_complete"
+
+
+def test_without_a_state_store_every_try_starts(hook: FakeHook) -> None:
+    deferral = deferred(operator(), context(store=None, try_number=2))
+    assert hook.started == [OURS] and deferral.trigger.run_handle == OURS
+
+
+def test_no_wait_returns_the_handle(hook: FakeHook) -> None:
+    ctx = context(FakeStore())
+    assert operator(wait_for_completion=False).execute(ctx) == OURS.to_dict()
+    assert stored(ctx["task_state_store"])["delivered"] is True
+
+
+def test_not_deferrable_waits_here_and_on_kill_stops_our_run(hook: FakeHook, monkeypatch) -> None:
+    op = operator(deferrable=False)
+
+    def trigger_here(trigger: Any) -> dict[str, Any]:
+        assert trigger.run_handle == OURS
+        op.on_kill()  # the task is killed while it waits
+        return event(dataclasses.replace(SUCCEEDED, outcome="canceled"))
+
+    monkeypatch.setattr(module, "run_trigger_here", trigger_here)
+    with pytest.raises(JobRunFailedError, match="canceled"):
+        op.execute(context(FakeStore()))
+    assert hook.stopped == [OURS]
+    op.on_kill()
+    assert hook.stopped == [OURS]  # nothing to stop once the wait is over
+
+
+def test_on_kill_leaves_a_run_we_only_attached_to(hook: FakeHook, monkeypatch) -> None:
+    hook.executing = [True]
+    op = operator(deferrable=False, if_running="attach")
+
+    def trigger_here(trigger: Any) -> dict[str, Any]:
+        op.on_kill()
+        return event(SUCCEEDED, run=THEIRS)
+
+    monkeypatch.setattr(module, "run_trigger_here", trigger_here)
+    op.execute(context(FakeStore()))
+    assert not hook.stopped
+
+
+# ---------------------------------------------------------------------- retries and clears
+
+
+def earlier_try(
+    phase: str = "started",
+    run: JobRun = OURS,
+    delivered: bool = False,
+    outcome: str | None = None,
+    max_tries: int = 2,
+    clear_number: int = 0,
+    owned: bool = True,
+) -> FakeStore:
+    store = FakeStore()
+    record = module.RunRecord(phase, run.to_dict(), max_tries, clear_number, 1, owned, delivered, outcome)
+    store.data[module.STATE_KEY] = dataclasses.asdict(record)
+    return store
+
+
+def test_retry_reattaches_to_a_running_run(hook: FakeHook) -> None:
+    ctx = context(earlier_try(), try_number=2)
+    deferral = deferred(operator(), ctx)
+    assert not hook.started
+    assert deferral.trigger.run_handle == OURS and deferral.trigger.stop_on_kill is True
+    assert ctx["ti"].xcom[module.XCOM_RUN_KEY] == OURS.to_dict()  # the earlier try's XCom is gone: push again
+    assert stored(ctx["task_state_store"])["try_number"] == 2
+
+
+def test_retry_reattaches_to_a_run_agent_has_not_picked_up_yet(hook: FakeHook) -> None:
+    hook.state = RunState("pending")
+    deferral = deferred(operator(), context(earlier_try(), try_number=2))
+    assert not hook.started and deferral.trigger.run_handle == OURS
+
+
+def test_retry_delivers_a_success_no_try_received(hook: FakeHook) -> None:
+    hook.state = RunState("finished", outcome_instance_id=45)
+    ctx = context(earlier_try(), try_number=2)
+    summary = operator().execute(ctx)
+    assert not hook.started and summary["outcome"] == "succeeded" and summary["job"] == "child a"
+    assert stored(ctx["task_state_store"])["delivered"] is True
+
+
+def test_retry_delivers_a_failure_no_try_received(hook: FakeHook) -> None:
+    hook.state, hook.result = RunState("finished", outcome_instance_id=45), FAILED
+    ctx = context(earlier_try(), try_number=2)
+    with pytest.raises(JobRunFailedError, match="step 2 'copy'"):
+        operator().execute(ctx)
+    assert not hook.started
+    assert stored(ctx["task_state_store"])["delivered"] is True  # so the next retry runs the job again
+
+
+def test_retry_after_a_delivered_failure_starts_a_new_run(hook: FakeHook) -> None:
+    deferral = deferred(operator(), context(earlier_try(delivered=True, outcome="failed"), try_number=2))
+    assert hook.started == [OURS] and deferral.method_name == "execute_complete"
+
+
+@pytest.mark.parametrize("outcome", ["canceled", "abandoned", "timeout", "started"])
+def test_retry_after_other_delivered_outcomes_starts_a_new_run(hook: FakeHook, outcome: str) -> None:
+    deferred(operator(), context(earlier_try(delivered=True, outcome=outcome), try_number=2))
+    assert hook.started == [OURS]
+
+
+def test_a_delivered_success_is_never_run_again_in_the_same_lineage(hook: FakeHook) -> None:
+    hook.state = RunState("finished", outcome_instance_id=45)
+    summary = operator().execute(context(earlier_try(delivered=True, outcome="succeeded"), try_number=2))
+    assert not hook.started and summary["outcome"] == "succeeded"
+
+
+def test_retry_reports_a_run_agent_abandoned(hook: FakeHook) -> None:
+    hook.state = RunState("abandoned")
+    ctx = context(earlier_try(), try_number=2)
+    with pytest.raises(AgentRestartedError, match="abandoned"):
+        operator().execute(ctx)
+    assert not hook.started and stored(ctx["task_state_store"])["outcome"] == "abandoned"
+
+
+def test_intent_only_and_the_job_is_running_adopts_that_run(hook: FakeHook) -> None:
+    deferral = deferred(operator(), context(earlier_try(phase="starting", run=INTENT), try_number=2))
+    assert not hook.started and deferral.trigger.run_handle == INTENT
+
+
+def test_intent_only_and_nothing_began_starts(hook: FakeHook) -> None:
+    hook.state = RunState("pending")
+    deferral = deferred(operator(), context(earlier_try(phase="starting", run=INTENT), try_number=2))
+    assert hook.started == [OURS] and deferral.trigger.run_handle == OURS
+
+
+def test_a_previous_try_that_was_waiting_decides_again(hook: FakeHook) -> None:
+    ctx = context(earlier_try(phase="waiting", run=THEIRS, owned=False), try_number=2)
+    deferral = deferred(operator(), ctx)
+    assert hook.started == [OURS] and deferral.trigger.run_handle == OURS
+
+
+def test_a_clear_starts_afresh(hook: FakeHook) -> None:
+    hook.state = RunState("finished", outcome_instance_id=45)
+    ctx = context(earlier_try(delivered=True, outcome="succeeded"), try_number=3, max_tries=4, clear_number=1)
+    deferral = deferred(operator(), ctx)
+    assert hook.started == [OURS] and deferral.method_name == "execute_complete"
+    assert stored(ctx["task_state_store"])["max_tries"] == 4
+
+
+def test_a_clear_waits_for_the_previous_lineage_run_without_stopping_it(hook: FakeHook) -> None:
+    ctx = context(earlier_try(), try_number=2, max_tries=3, clear_number=1)
+    deferral = deferred(operator(if_running="attach"), ctx)
+    assert not hook.started and not hook.stopped
+    assert deferral.method_name == "execute_after_wait" and deferral.trigger.stop_on_kill is False
+
+
+def test_clearing_another_task_of_the_dag_run_does_not_restart_this_one(hook: FakeHook) -> None:
+    deferral = deferred(operator(), context(earlier_try(), try_number=2, clear_number=1))
+    assert not hook.started and deferral.trigger.run_handle == OURS
+
+
+def test_an_unreadable_record_is_ignored(hook: FakeHook) -> None:
+    store = FakeStore()
+    store.data[module.STATE_KEY] = {"from": "another version"}
+    deferred(operator(), context(store, try_number=2))
+    assert hook.started == [OURS]
+
+
+# ---------------------------------------------------------------------- outcome
+
+
+def test_success_summary(hook: FakeHook) -> None:
+    summary = operator().execute_complete(context(FakeStore()), event(SUCCEEDED), owned=True)
+    assert summary == {
+        "server": "SQL1",
+        "conn_id": "op",
+        "job": "child a",
+        "job_id": "JOB-1",
+        "started": "2024-05-01T12:00:00.000",
+        "ended": "2024-05-01T12:01:05.000",
+        "duration": 65,
+        "outcome": "succeeded",
+        "message": "The job succeeded.",
+        "attached": False,
+        "steps": [
+            {
+                "id": 1,
+                "name": "load",
+                "status": "succeeded",
+                "started": "2024-05-01T12:00:00.000",
+                "duration": 65,
+                "message": "The step succeeded.",
+            }
+        ],
+        "ssis_messages": [],
+    }
+
+
+def test_failure_message_names_job_server_step_and_ssis_errors(hook: FakeHook) -> None:
+    with pytest.raises(JobRunFailedError) as caught:
+        operator().execute_complete(context(FakeStore()), event(FAILED))
+    assert str(caught.value) == (
+        "SQL Server Agent job 'child a' on server 'SQL1': the run failed at step 2 'copy': "
+        "Package execution on IS Server failed. | SSIS errors: execution 7 (Data Flow Task): "
+        'Cannot open the datafile "C:\\in\\orders.csv".'
+    )
+    assert "Truncation" not in str(caught.value)  # warnings go to the log only
+
+
+def test_failure_without_a_failed_step_uses_the_job_message() -> None:
+    result = dataclasses.replace(FAILED, steps=[], ssis_messages=[])
+    assert failure_cause(result) == "the run failed: The job failed.  The last step to run was step 2 (copy)."
+
+
+def test_history_for_the_log() -> None:
+    text = format_history(FAILED)
+    lines = text.splitlines()
+    assert lines[0] == "SQL Server Agent job 'child a' on server 'SQL1' (conn_id 'op'): FAILED"
+    assert "step 2 'copy': FAILED, started 2024-05-01T12:00:05.000, took 60 s" in text
+    assert "      Package execution on IS Server failed." in lines
+    assert "  SSIS errors (1):" in lines and "  SSIS warnings (1):" in lines
+    assert "  notes:" in lines
+
+
+def test_timeout_stops_our_run(hook: FakeHook) -> None:
+    ctx = context(earlier_try())
+    with pytest.raises(SqlAgentError, match="did not end within timeout=30 s; the run was stopped"):
+        operator(timeout=30).execute_complete(ctx, event(None, "timeout"))
+    assert hook.stopped == [OURS] and stored(ctx["task_state_store"])["outcome"] == "timeout"
+
+
+def test_timeout_leaves_a_run_we_attached_to(hook: FakeHook) -> None:
+    with pytest.raises(SqlAgentError, match="the run was left running"):
+        operator(timeout=30).execute_complete(context(earlier_try(owned=False)), event(None, "timeout"))
+    assert not hook.stopped
+
+
+def test_timeout_with_stop_on_kill_off(hook: FakeHook) -> None:
+    with pytest.raises(SqlAgentError, match="left running"):
+        operator(timeout=30, stop_on_kill=False).execute_complete(context(earlier_try()), event(None, "timeout"))
+    assert not hook.stopped
+
+
+def test_an_error_event_is_not_an_outcome(hook: FakeHook) -> None:
+    ctx = context(earlier_try())
+    message = "SQL Server Agent job 'child a' on server 'SQL1': permission denied (229)"
+    with pytest.raises(SqlAgentError) as caught:
+        operator().execute_complete(ctx, event(None, "error", message=message))
+    assert str(caught.value) == message  # not prefixed twice
+    assert stored(ctx["task_state_store"])["delivered"] is False  # a retry re-attaches
+
+
+def test_an_abandoned_run(hook: FakeHook) -> None:
+    with pytest.raises(AgentRestartedError, match="restarted during the run"):
+        operator().execute_complete(context(earlier_try()), event(None, "failed"))
+
+
+def test_resumed_without_an_event() -> None:
+    with pytest.raises(SqlAgentError, match="resumed without a run event"):
+        operator().execute_complete(context(FakeStore()), None)
