@@ -144,6 +144,20 @@ class SqlAgentHook(BaseHook):
             rows = s.call("sp_help_job", {"execution_status": 0})
             return len(rows[0]) if rows else 0
 
+    def read_load(self, job_name: str | None = None, job_id: str | None = None) -> tuple[str, int, JobInfo | None]:
+        """For balancing, in one connection: @@SERVERNAME, the Agent jobs executing now (whoever started
+        them), and the job (None when it does not exist there or this login may not see it)."""
+        label = job_name or job_id
+        with self._session(label) as s:
+            server, _now = s.clock()
+            rows = s.call("sp_help_job", {"execution_status": 0})
+            running = len(rows[0]) if rows else 0
+            try:
+                job: JobInfo | None = s.job(job_name, job_id)
+            except JobNotFoundError:
+                job = None
+            return server, running, job
+
     # ------------------------------------------------------------------ start, watch, stop
 
     def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:

@@ -7,17 +7,19 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 
+from ..balancing import PoolServer, ServerPool, ServerReading, Strategy, choose_server
 from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..runs import JobRun, RunResult, SsisMessage
-from ..triggers.sql_agent import SqlAgentJobTrigger
+from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, read_server
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -133,7 +135,21 @@ class SqlAgentRunJobOperator(BaseOperator):
     while deferred, the operator's ``on_kill`` while waiting in a worker. A run the task attached to or
     waited for is never stopped. A triggerer restart only re-creates the trigger, which finds the run.
 
-    :param conn_id: Airflow ``mssql`` or ``odbc`` connection to the SQL Server whose Agent runs the job.
+    **Server pool.** With ``servers`` instead of ``conn_id``, each start (not a re-attach) reads every
+    server's live load (Agent jobs executing there, whoever started them) and whether the job may start
+    there (it exists, is enabled and is not running there), in parallel; unreachable servers are skipped
+    with a warning. ``choose_server`` picks one by ``strategy``, with the map index (or, unmapped, the try
+    number) as position so children started together spread out. If every eligible server is full, the
+    task waits for a free slot (deferred on ``SqlAgentCapacityTrigger``, or here) and chooses again; if no
+    server is eligible it fails, listing each server's reason. From then on the run is followed as with
+    ``conn_id``; the run handle (XCom, state store) names the chosen ``conn_id``, so a retry re-attaches
+    to a run still going on that server, and otherwise chooses again (it may run on another server).
+
+    :param conn_id: Airflow ``mssql`` or ``odbc`` connection to the SQL Server whose Agent runs the job
+        (default ``mssql_default`` when ``servers`` is not given either).
+    :param servers: a pool instead of one server: a list of conn ids or ``{"conn_id", "capacity"}`` dicts
+        (capacity: jobs the server runs at once, default 1), or a ``ServerPool``.
+    :param strategy: how to pick among the pool: ``"least_loaded"``, ``"round_robin"`` or ``"fixed"``.
     :param job_name: the Agent job's name (give this or ``job_id``).
     :param job_id: the Agent job's id (give this or ``job_name``).
     :param step_name: start at this step instead of the job's start step.
@@ -147,13 +163,15 @@ class SqlAgentRunJobOperator(BaseOperator):
     :param stop_on_kill: stop the run this task started when the task is killed or times out.
     """
 
-    template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "step_name")
+    template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "servers", "step_name")
     ui_color = "#e8d5f0"
 
     def __init__(
         self,
         *,
-        conn_id: str = SqlAgentHook.default_conn_name,
+        conn_id: str | None = None,
+        servers: ServerPool | Sequence[str | PoolServer | Mapping[str, Any]] | str | None = None,
+        strategy: str | Strategy | None = None,
         job_name: str | None = None,
         job_id: str | None = None,
         step_name: str | None = None,
@@ -173,7 +191,19 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, not {timeout!r}")
-        self.conn_id = conn_id
+        if conn_id and servers:
+            raise ValueError("give exactly one of conn_id and servers, not both")
+        if servers is not None and not servers:
+            raise ValueError("servers is empty: give at least one connection id")
+        if isinstance(servers, str) and "{{" not in servers:
+            raise ValueError(f"servers must be a list of connection ids or a ServerPool, not the string {servers!r}")
+        if servers is not None and not isinstance(servers, str):
+            ServerPool.of(servers, strategy)  # bad pools and strategies fail at parse time
+        elif strategy is not None:
+            Strategy(strategy)
+        self.conn_id = conn_id if servers is not None else (conn_id or SqlAgentHook.default_conn_name)
+        self.servers = list(servers) if isinstance(servers, (list, tuple)) else servers
+        self.strategy = Strategy(strategy).value if strategy is not None else None
         self.job_name = job_name
         self.job_id = job_id
         self.step_name = step_name
@@ -189,6 +219,16 @@ class SqlAgentRunJobOperator(BaseOperator):
     def hook(self) -> SqlAgentHook:
         return SqlAgentHook(self.conn_id)
 
+    @property
+    def pooled(self) -> bool:
+        return self.servers is not None
+
+    def _use_server(self, conn_id: str) -> None:
+        """Pool: from now on talk to this server (the chosen one, or the one a stored run is on)."""
+        if conn_id != self.conn_id:
+            self.conn_id = conn_id
+            self.__dict__.pop("hook", None)
+
     # ------------------------------------------------------------------ execute
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -197,11 +237,114 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = time.time() + self.timeout if self.timeout else None
         record = ledger.load()
         if record is not None:
+            if self.pooled:  # re-attach or deliver on the server the stored run is on
+                self._use_server(JobRun.from_dict(record.run).conn_id)
             outcome = self._resume_previous(context, ledger, record, deadline)
             if outcome is not None:
                 return outcome
+        if self.pooled:
+            return self._start_on_pool(context, ledger, deadline)
         job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
         return self._start(context, ledger, job, deadline)
+
+    # ------------------------------------------------------------------ server pool
+
+    def _pool(self) -> ServerPool:
+        servers = self.servers
+        if isinstance(servers, str):
+            raise ValueError(f"servers rendered to a string, not a list: {servers!r}")
+        return ServerPool.of(servers, self.strategy)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _position(context: Context) -> int:
+        """The child's map index; unmapped, the try number (so a retry prefers another server on a tie)."""
+        ti = context.get("ti")
+        map_index = getattr(ti, "map_index", -1)
+        if isinstance(map_index, int) and map_index >= 0:
+            return map_index
+        try_number = getattr(ti, "try_number", 1)
+        return max(0, (try_number if isinstance(try_number, int) else 1) - 1)
+
+    def _read_pool(self, pool: ServerPool) -> list[tuple[ServerReading, str]]:
+        """Every server's reading and @@SERVERNAME, read in parallel; unreachable ones logged as warnings."""
+        job_name, job_id = self.job_name or None, self.job_id or None
+        with ThreadPoolExecutor(max_workers=len(pool.servers), thread_name_prefix="ssis-lb-read") as executor:
+            readings = list(
+                executor.map(lambda s: read_server(SqlAgentHook(s.conn_id), s, job_name, job_id), pool.servers)
+            )
+        for reading, _name in readings:
+            if not reading.reachable:
+                self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
+        return readings
+
+    def _start_on_pool(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
+        """Choose a server of the pool and start there; wait for a free slot when all eligible ones are full."""
+        pool = self._pool()
+        position = self._position(context)
+        readings = self._read_pool(pool)
+        choice = choose_server([r for r, _n in readings], pool.strategy, position)
+        if choice is None:
+            if any(r.reachable and r.eligible for r, _n in readings):
+                return self._wait_for_capacity(context, pool, position, readings, deadline)
+            raise SqlAgentError(
+                _pool_label(pool),
+                self.job_name or self.job_id,
+                "no server of the pool can run the job: " + "; ".join(_describe(r, n) for r, n in readings),
+            )
+        name = next(n for r, n in readings if r is choice)
+        others = "; ".join(_describe(r, n) for r, n in readings if r is not choice) or "none"
+        self.log.info(
+            "chose %s (%s): running %s/capacity %s; others: %s",
+            choice.server.conn_id,
+            name,
+            choice.running,
+            choice.server.capacity,
+            others,
+        )
+        self._use_server(choice.server.conn_id)
+        job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
+        return self._start(context, ledger, job, deadline)
+
+    def _wait_for_capacity(
+        self,
+        context: Context,
+        pool: ServerPool,
+        position: int,
+        readings: list[tuple[ServerReading, str]],
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """Every eligible server is full: wait (without a worker slot when deferrable), then choose again."""
+        self.log.info(
+            "every eligible server is full; waiting for a free slot: %s",
+            "; ".join(_describe(r, n) for r, n in readings),
+        )
+        trigger = SqlAgentCapacityTrigger(
+            servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
+            job_name=self.job_name or None,
+            job_id=self.job_id or None,
+            strategy=pool.strategy.value,
+            position=position,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+        )
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs={"deadline": deadline})
+        return self.execute_after_capacity(context, run_trigger_here(trigger), deadline=deadline)
+
+    def execute_after_capacity(
+        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """A slot freed up (or the wait timed out): choose again; another child may have taken it."""
+        event = event or {}
+        deadline = kwargs.get("deadline", event.get("deadline"))
+        if event.get("status") == "timeout":
+            raise SqlAgentError(
+                _pool_label(self._pool()),
+                self.job_name or self.job_id,
+                f"no server of the pool had a free slot within timeout={self.timeout} s; the job never started",
+            )
+        self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
+        return self._start_on_pool(context, RunLedger.from_context(context), deadline)
 
     def _resume_previous(
         self, context: Context, ledger: RunLedger, record: RunRecord, deadline: float | None
@@ -351,6 +494,8 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = kwargs.get("deadline", record.deadline if record else None)
         if deadline is None and self.timeout and record is None:
             deadline = time.time() + self.timeout
+        if self.pooled:  # the job is idle again: choose again among the pool
+            return self._start_on_pool(context, ledger, deadline)
         return self._start(context, ledger, self.hook.get_job(job_id=run.job_id), deadline)
 
     # ------------------------------------------------------------------ outcome
@@ -358,6 +503,8 @@ class SqlAgentRunJobOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Log the run's history, then return its summary or raise its failure."""
         run = _event_run(event)
+        if self.pooled:
+            self._use_server(run.conn_id)  # a timeout stops the run on its own server
         ledger = RunLedger.from_context(context)
         record = ledger.load()
         owned = bool(kwargs.get("owned", record.owned if record else True))
@@ -409,6 +556,19 @@ _ABANDONED = (
     "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run "
     "(or the job was deleted), so Agent abandoned it"
 )
+
+
+def _pool_label(pool: ServerPool) -> str:
+    return "pool [" + ", ".join(s.conn_id for s in pool.servers) + "]"
+
+
+def _describe(reading: ServerReading, name: str) -> str:
+    """One server of a pool reading for messages: conn id, @@SERVERNAME, load and why it is not usable."""
+    server = reading.server
+    if not reading.reachable:
+        return f"{server.conn_id}: {reading.reason}"
+    text = f"{server.conn_id} ({name}): running {reading.running}/capacity {server.capacity}"
+    return f"{text}, {reading.reason}" if reading.reason else text
 
 
 def _check_job_args(job_name: str | None, job_id: str | None) -> None:

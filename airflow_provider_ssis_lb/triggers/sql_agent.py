@@ -1,4 +1,5 @@
-"""SqlAgentJobTrigger: watch one Agent job run in msdb, in the triggerer, until it ends."""
+"""Triggers: SqlAgentJobTrigger watches one Agent job run in msdb until it ends; SqlAgentCapacityTrigger
+waits until a server of a pool has a free slot for a child."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Literal, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from ..balancing import PoolServer, ServerReading, Strategy, choose_server
 from ..exceptions import SqlAgentError, TransientConnectionError
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun
@@ -122,3 +124,110 @@ class SqlAgentJobTrigger(BaseTrigger):
             self.log.warning("could not stop job '%s' on %s: %s", run.job_name, run.server, exc)
             return
         self.log.info("job '%s' on %s: %s", run.job_name, run.server, "stop requested" if stopped else "already over")
+
+
+def read_server(
+    hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None
+) -> tuple[ServerReading, str]:
+    """One server's load and whether the job may start there, with its @@SERVERNAME (the conn id when
+    unreachable). Never raises for a server that cannot be asked: its reading is unreachable instead."""
+    try:
+        name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
+    except SqlAgentError as exc:
+        return ServerReading(server, None, False, f"unreachable: {exc.cause}"), server.conn_id
+    if job is None:
+        why = "job missing (or not visible to this login)"
+    elif not job.enabled:
+        why = "job disabled"
+    elif job.executing:
+        why = "job already running there"
+    else:
+        why = ""
+    return ServerReading(server, running, not why, why), name
+
+
+class SqlAgentCapacityTrigger(BaseTrigger):
+    """Wait, in the triggerer, until a server of the pool can take the job (a free slot on an eligible server).
+
+    Every ``poll_interval`` it reads each server's live load (hook calls offloaded to threads, servers in
+    parallel) and yields ``{"status": "free"}`` once ``choose_server`` would pick one, ``{"status":
+    "none_eligible"}`` when every reachable server is ineligible (the operator then fails with the
+    reasons), or ``{"status": "timeout"}`` at the deadline. Unreachable servers are just read again.
+    The operator chooses again on resume: another child may have taken the slot meanwhile.
+
+    :param servers: the pool, as ``[{"conn_id": ..., "capacity": ...}, ...]``.
+    :param job_name: the job (or ``job_id``).
+    :param strategy: the pool's strategy; with ``round_robin`` only the child's own server counts.
+    :param position: the child's position (map index), as the operator uses it.
+    :param deadline: absolute wall-clock time (epoch seconds), or None.
+    """
+
+    def __init__(
+        self,
+        servers: list[dict[str, Any]],
+        job_name: str | None = None,
+        job_id: str | None = None,
+        strategy: str = Strategy.LEAST_LOADED.value,
+        position: int = 0,
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
+        self.job_name = job_name
+        self.job_id = job_id
+        self.strategy = Strategy(strategy).value
+        self.position = position
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "servers": self.servers,
+                "job_name": self.job_name,
+                "job_id": self.job_id,
+                "strategy": self.strategy,
+                "position": self.position,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    def _hook(self, conn_id: str) -> SqlAgentHook:
+        return SqlAgentHook(conn_id)
+
+    async def _read(self) -> list[ServerReading]:
+        pool = [PoolServer(s["conn_id"], s["capacity"]) for s in self.servers]
+        readings = await asyncio.gather(
+            *(asyncio.to_thread(read_server, self._hook(s.conn_id), s, self.job_name, self.job_id) for s in pool)
+        )
+        return [reading for reading, _name in readings]
+
+    def _event(self, status: str) -> TriggerEvent:
+        return TriggerEvent({"status": status, "deadline": self.deadline})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
+        job = self.job_name or self.job_id
+        while True:
+            if self.deadline is not None and time.time() >= self.deadline:
+                return self._event("timeout")
+            readings = await self._read()
+            if choose_server(readings, Strategy(self.strategy), self.position) is not None:
+                return self._event("free")
+            reachable = [r for r in readings if r.reachable]
+            if reachable and not any(r.eligible for r in reachable):
+                return self._event("none_eligible")
+            self.log.info(
+                "job '%s': no free slot yet (%s)",
+                job,
+                ", ".join(
+                    f"{r.server.conn_id} {r.running}/{r.server.capacity}" if r.reachable else f"{r.server.conn_id} down"
+                    for r in readings
+                ),
+            )
+            await asyncio.sleep(self.poll_interval)

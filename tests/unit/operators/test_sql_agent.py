@@ -153,7 +153,7 @@ def stored(store: FakeStore) -> dict[str, Any]:
 
 
 def test_template_fields() -> None:
-    assert SqlAgentRunJobOperator.template_fields == ("job_name", "job_id", "conn_id", "step_name")
+    assert SqlAgentRunJobOperator.template_fields == ("job_name", "job_id", "conn_id", "servers", "step_name")
     assert "label" not in SqlAgentRunJobOperator.template_fields  # collides with mapped operators' label
 
 
@@ -513,3 +513,182 @@ def test_an_abandoned_run(hook: FakeHook) -> None:
 def test_resumed_without_an_event() -> None:
     with pytest.raises(SqlAgentError, match="resumed without a run event"):
         operator().execute_complete(context(FakeStore()), None)
+
+
+# ---------------------------------------------------------------------- server pool
+
+
+class PoolHook(FakeHook):
+    """One server of a pool: its load and job as read_load reports them, or unreachable."""
+
+    def __init__(self, conn_id: str, name: str, running: int = 0, job: JobInfo | None = JOB) -> None:
+        super().__init__(conn_id)
+        self._server = name
+        self.running = running
+        self.job = job
+        self.down = False
+
+    def read_load(self, job_name: str | None = None, job_id: str | None = None) -> tuple[str, int, JobInfo | None]:
+        if self.down:
+            raise module.SqlAgentError(self.conn_id, None, "connection problem: Login timeout expired")
+        return self._server, self.running, self.job
+
+    def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        run = dataclasses.replace(OURS, conn_id=self.conn_id, server=self._server)
+        self.started.append(run)
+        return run
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> dict[str, PoolHook]:
+    fakes = {name: PoolHook(name, name.upper()) for name in ("a", "b", "c")}
+    monkeypatch.setattr(module, "SqlAgentHook", lambda conn_id: fakes[conn_id])
+    return fakes
+
+
+def pooled(**kwargs: Any) -> SqlAgentRunJobOperator:
+    return SqlAgentRunJobOperator(
+        task_id="run",
+        **{
+            "servers": ["a", {"conn_id": "b", "capacity": 2}, "c"],
+            "job_name": "child a",
+            "deferrable": True,
+            "poll_interval": 1,
+            **kwargs,
+        },
+    )
+
+
+def mapped(index: int, try_number: int = 1) -> dict[str, Any]:
+    ctx = context(FakeStore(), try_number=try_number)
+    ctx["ti"].map_index = index
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"conn_id": "x", "servers": ["a"]}, "exactly one of conn_id and servers"),
+        ({"servers": []}, "servers is empty"),
+        ({"servers": "a,b"}, "must be a list"),
+        ({"servers": ["a", "a"]}, "lists a connection twice"),
+        ({"servers": ["a"], "strategy": "busiest"}, "busiest"),
+    ],
+)
+def test_bad_pool_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SqlAgentRunJobOperator(task_id="run", job_name="j", **kwargs)
+
+
+def test_pool_chooses_the_least_loaded_and_logs_the_choice(pool: dict[str, PoolHook], capsys) -> None:
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 1, 0  # free 0/1, 1/2, 1/1
+    ctx = mapped(0)
+    deferral = deferred(pooled(), ctx)
+    assert [r.conn_id for r in pool["c"].started] == ["c"] and not pool["a"].started and not pool["b"].started
+    assert deferral.trigger.run_handle.conn_id == "c" and deferral.trigger.run_handle.server == "C"
+    assert ctx["ti"].xcom[module.XCOM_RUN_KEY]["conn_id"] == "c"
+    assert stored(ctx["task_state_store"])["run"]["conn_id"] == "c"
+    assert "chose c (C): running 0/capacity 1; others: a (A): running 1/capacity 1; b (B)" in capsys.readouterr().out
+
+
+def test_the_map_index_is_the_position_among_tied_servers(pool: dict[str, PoolHook]) -> None:
+    chosen = []
+    for index in range(3):
+        deferral = deferred(pooled(), mapped(index))
+        chosen.append(deferral.trigger.run_handle.conn_id)
+    assert chosen == ["a", "b", "c"]  # equal readings: simultaneous children spread out
+
+
+def test_unreachable_and_ineligible_servers_are_skipped(pool: dict[str, PoolHook], capsys) -> None:
+    pool["a"].down = True
+    pool["b"].job = dataclasses.replace(JOB, enabled=False)
+    deferral = deferred(pooled(), mapped(0))
+    assert deferral.trigger.run_handle.conn_id == "c"
+    assert "server 'a' skipped: unreachable: connection problem" in capsys.readouterr().out
+
+
+def test_no_eligible_server_fails_listing_each_reason(pool: dict[str, PoolHook]) -> None:
+    pool["a"].down = True
+    pool["b"].job = None
+    pool["c"].job = dataclasses.replace(JOB, executing=True)
+    with pytest.raises(SqlAgentError) as caught:
+        pooled().execute(mapped(0))
+    message = str(caught.value)
+    assert "pool [a, b, c]" in message and "no server of the pool can run the job" in message
+    assert "a: unreachable: connection problem" in message
+    assert "b (B): running 0/capacity 2, job missing" in message
+    assert "c (C): running 0/capacity 1, job already running there" in message
+    assert not any(h.started for h in pool.values())
+
+
+def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[str, PoolHook]) -> None:
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
+    ctx = mapped(1)
+    op = pooled(timeout=60)
+    deferral = deferred(op, ctx)
+    assert deferral.method_name == "execute_after_capacity"
+    trigger = deferral.trigger
+    assert isinstance(trigger, module.SqlAgentCapacityTrigger)
+    assert trigger.servers == [
+        {"conn_id": "a", "capacity": 1},
+        {"conn_id": "b", "capacity": 2},
+        {"conn_id": "c", "capacity": 1},
+    ]
+    assert (trigger.job_name, trigger.position, trigger.strategy) == ("child a", 1, "least_loaded")
+    assert trigger.deadline is not None and not any(h.started for h in pool.values())
+    # another child took the freed slot before we resumed: wait again
+    with pytest.raises(TaskDeferred) as again:
+        op.execute_after_capacity(ctx, {"status": "free", "deadline": trigger.deadline})
+    assert again.value.method_name == "execute_after_capacity"
+    pool["b"].running = 1
+    with pytest.raises(TaskDeferred) as started:
+        pooled().execute_after_capacity(ctx, {"status": "free", "deadline": trigger.deadline})  # a fresh operator
+    assert started.value.method_name == "execute_complete" and started.value.trigger.run_handle.conn_id == "b"
+
+
+def test_capacity_wait_timeout(pool: dict[str, PoolHook]) -> None:
+    with pytest.raises(
+        SqlAgentError,
+        match="pool .a, b, c..: no server of the pool had a free slot within timeout=5 s; the job never started",
+    ):
+        pooled(timeout=5).execute_after_capacity(mapped(0), {"status": "timeout"})
+    assert not any(h.started for h in pool.values())
+
+
+def test_retry_reattaches_on_the_stored_runs_server(pool: dict[str, PoolHook]) -> None:
+    theirs_on_b = dataclasses.replace(OURS, conn_id="b", server="B")
+    ctx = context(earlier_try(run=theirs_on_b), try_number=2)
+    deferral = deferred(pooled(), ctx)
+    assert not any(h.started for h in pool.values())
+    assert deferral.trigger.run_handle == theirs_on_b
+
+
+def test_failover_a_retry_chooses_again_and_runs_elsewhere(pool: dict[str, PoolHook]) -> None:
+    first = dataclasses.replace(OURS, conn_id="a", server="A")
+    pool["a"].down = True  # try 1's server went away; its failure was delivered
+    ctx = context(earlier_try(run=first, delivered=True, outcome="failed"), try_number=2)
+    deferral = deferred(pooled(), ctx)
+    assert deferral.trigger.run_handle.conn_id in ("b", "c") and not pool["a"].started
+
+
+def test_a_timeout_after_resume_stops_the_run_on_its_own_server(pool: dict[str, PoolHook]) -> None:
+    on_c = dataclasses.replace(OURS, conn_id="c", server="C")
+    with pytest.raises(SqlAgentError, match="the run was stopped"):
+        pooled(timeout=30).execute_complete(context(earlier_try(run=on_c)), event(None, "timeout", run=on_c))
+    assert pool["c"].stopped == [on_c] and not pool["a"].stopped
+
+
+def test_not_deferrable_waits_for_capacity_here(pool: dict[str, PoolHook], monkeypatch) -> None:
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 1
+    seen = []
+
+    def trigger_here(trigger: Any) -> dict[str, Any]:
+        seen.append(type(trigger).__name__)
+        if isinstance(trigger, module.SqlAgentCapacityTrigger):
+            pool["a"].running = 0
+            return {"status": "free", "deadline": None}
+        return event(dataclasses.replace(SUCCEEDED, run=trigger.run_handle), run=trigger.run_handle)
+
+    monkeypatch.setattr(module, "run_trigger_here", trigger_here)
+    summary = pooled(deferrable=False).execute(mapped(0))
+    assert seen == ["SqlAgentCapacityTrigger", "SqlAgentJobTrigger"] and summary["conn_id"] == "a"

@@ -1,18 +1,21 @@
-"""SqlAgentJobTrigger without a server: serialization, and the polling loop over a fake hook."""
+"""SqlAgentJobTrigger and SqlAgentCapacityTrigger without a server: serialization, and the polling loops
+over fake hooks."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 from typing import Any
 
 import pytest
 
 from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
-from airflow_provider_ssis_lb.hooks.sql_agent import RunState
+from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.runs import JobRun, RunResult
 from airflow_provider_ssis_lb.triggers import sql_agent
-from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
+from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger
 
 RUN = JobRun("sa_odbc", "SQL1", "0F3C2C4E-9A53-4D0B-9B1B-1D2E3F405060", "child a", "2024-05-01T12:00:00.000", 41)
 
@@ -83,3 +86,70 @@ def test_other_errors_end_in_an_error_event(monkeypatch) -> None:
     payload, _sleeps = watch(monkeypatch, [denied])
     assert payload["status"] == "error" and payload["result"] is None
     assert payload["message"] == "SQL Server Agent job 'child a' on server 'SQL1': permission denied (229)"
+
+
+# ---------------------------------------------------------------------- capacity trigger
+
+JOB = JobInfo("JOB-1", "child a", True, False, "")
+
+
+class LoadHook:
+    """read_load answers from a script per server (the last answer repeats); an exception is raised."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+
+    def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
+        answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def capacity(monkeypatch: pytest.MonkeyPatch, scripts: dict[str, list[Any]], **kwargs: Any) -> tuple[dict, int]:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(sql_agent.asyncio, "sleep", sleep)
+    hooks = {conn_id: LoadHook(script) for conn_id, script in scripts.items()}
+    servers = [{"conn_id": "a", "capacity": 2}, {"conn_id": "b"}]
+    trigger = SqlAgentCapacityTrigger(servers=servers, job_name="child a", poll_interval=0.5, **kwargs)
+    monkeypatch.setattr(trigger, "_hook", lambda conn_id: hooks[conn_id])
+    event = asyncio.run(trigger._wait())
+    return event.payload, len(sleeps)
+
+
+def test_capacity_serialize_round_trip() -> None:
+    trigger = SqlAgentCapacityTrigger(
+        servers=[{"conn_id": "a", "capacity": 2}, {"conn_id": "b"}],
+        job_name="child a",
+        strategy="round_robin",
+        position=3,
+        poll_interval=2.0,
+        deadline=1_900_000_000.0,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_ssis_lb.triggers.sql_agent.SqlAgentCapacityTrigger"
+    again = SqlAgentCapacityTrigger(**json.loads(json.dumps(kwargs)))
+    assert again.serialize() == (classpath, kwargs)
+    assert kwargs["servers"] == [{"conn_id": "a", "capacity": 2}, {"conn_id": "b", "capacity": 1}]
+
+
+def test_capacity_waits_until_a_slot_frees(monkeypatch) -> None:
+    down = TransientConnectionError("b", None, "connection problem")
+    payload, polls = capacity(monkeypatch, {"a": [("A", 2, JOB), ("A", 2, JOB), ("A", 1, JOB)], "b": [down]})
+    assert payload == {"status": "free", "deadline": None} and polls == 2
+
+
+def test_capacity_reports_when_no_reachable_server_is_eligible(monkeypatch) -> None:
+    payload, _polls = capacity(
+        monkeypatch, {"a": [("A", 0, None)], "b": [("B", 0, dataclasses.replace(JOB, enabled=False))]}
+    )
+    assert payload["status"] == "none_eligible"
+
+
+def test_capacity_times_out(monkeypatch) -> None:
+    payload, polls = capacity(monkeypatch, {"a": [("A", 2, JOB)], "b": [("B", 1, JOB)]}, deadline=time.time() - 1)
+    assert payload["status"] == "timeout" and polls == 0
