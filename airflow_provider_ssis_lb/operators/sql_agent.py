@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,8 @@ from airflow.sdk import BaseOperator
 from ..balancing import PoolServer, ServerPool, ServerReading, Strategy, choose_server
 from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
-from ..runs import JobRun, RunResult, SsisMessage
+from ..reporting import failure_cause, format_history, summarize, where
+from ..runs import JobRun, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, read_server
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ XCOM_RUN_KEY = "sql_agent_run"
 STATE_KEY = "sql_agent_run"
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
 MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
-SSIS_ERROR, SSIS_WARNING = 120, 110
 
 
 @dataclasses.dataclass
@@ -358,7 +357,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         state = self.hook.run_state(run)
         if state.state == "running" or (state.state == "pending" and record.phase == "started"):
             self.log.info(
-                "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, _where(run)
+                "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, where(run)
             )
             ledger.save("started", run, owned=record.owned, deadline=deadline)
             return self._follow(context, ledger, run, deadline, owned=record.owned)
@@ -388,7 +387,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             return None
         if self.hook.run_state(run).state != "running":
             return None
-        self.log.info("the run started before the clear is still active; waiting for it to end: %s", _where(run))
+        self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
         ledger.save("waiting", run, owned=False, deadline=deadline)
         return self._wait_for(context, run, deadline)
 
@@ -410,7 +409,7 @@ class SqlAgentRunJobOperator(BaseOperator):
                     continue
                 self._active_run = run  # a kill before we defer or wait must stop it too
                 ledger.save("started", run, deadline=deadline)
-                self.log.info("started %s (conn_id %s)", _where(run), self.conn_id)
+                self.log.info("started %s (conn_id %s)", where(run), self.conn_id)
                 return self._follow(context, ledger, run, deadline, owned=True)
             job = self.hook.get_job(job_id=job.job_id)
         raise SqlAgentError(
@@ -427,10 +426,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         if self.if_running == "fail":
             raise JobAlreadyRunningError(current.server, job.name, "the job is already running (if_running='fail')")
         if self.if_running == "attach":
-            self.log.info("attaching to the run in progress of %s", _where(current))
+            self.log.info("attaching to the run in progress of %s", where(current))
             ledger.save("started", current, owned=False, deadline=deadline)
             return self._follow(context, ledger, current, deadline, owned=False)
-        self.log.info("%s is running: waiting for that run to end before starting ours", _where(current))
+        self.log.info("%s is running: waiting for that run to end before starting ours", where(current))
         ledger.save("waiting", current, owned=False, deadline=deadline)
         return self._wait_for(context, current, deadline)
 
@@ -533,9 +532,9 @@ class SqlAgentRunJobOperator(BaseOperator):
         try:
             stopped = self.hook.stop_run(run)
         except SqlAgentError as exc:
-            self.log.warning("could not stop %s: %s", _where(run), exc)
+            self.log.warning("could not stop %s: %s", where(run), exc)
             return False
-        self.log.info("%s: %s", _where(run), "stop requested" if stopped else "the run was already over")
+        self.log.info("%s: %s", where(run), "stop requested" if stopped else "the run was already over")
         return stopped
 
     def on_kill(self) -> None:
@@ -598,95 +597,3 @@ def _event_cause(event: dict[str, Any] | None) -> str:
     message = str((event or {}).get("message") or "no message")
     head, sep, tail = message.partition("': ")
     return tail if sep and head.startswith("SQL Server Agent ") else message
-
-
-def _where(run: JobRun) -> str:
-    return f"job '{run.job_name}' on server '{run.server}'"
-
-
-def ended_at(result: RunResult) -> str | None:
-    """The run's end (server local time): its start plus its duration."""
-    if not result.started:
-        return None
-    end = dt.datetime.fromisoformat(result.started) + dt.timedelta(seconds=result.duration_seconds)
-    return end.isoformat(timespec="milliseconds")
-
-
-def _ssis_type(message: SsisMessage) -> str:
-    return {SSIS_ERROR: "error", SSIS_WARNING: "warning"}.get(message.message_type, str(message.message_type))
-
-
-def _ssis_text(message: SsisMessage) -> str:
-    source = f" ({message.source})" if message.source else ""
-    return f"execution {message.execution_id}{source}: {message.message}"
-
-
-def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
-    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times)."""
-    run = result.run
-    return {
-        "server": run.server,
-        "conn_id": run.conn_id,
-        "job": run.job_name,
-        "job_id": run.job_id,
-        "started": result.started,
-        "ended": ended_at(result),
-        "duration": result.duration_seconds,
-        "outcome": result.outcome,
-        "message": result.message,
-        "attached": attached,
-        "steps": [
-            {
-                "id": step.step_id,
-                "name": step.step_name,
-                "status": step.status,
-                "started": step.started,
-                "duration": step.duration_seconds,
-                "message": step.message,
-            }
-            for step in result.steps
-        ],
-        "ssis_messages": [
-            {"execution_id": m.execution_id, "type": _ssis_type(m), "source": m.source, "message": m.message}
-            for m in result.ssis_messages
-        ],
-    }
-
-
-def failure_cause(result: RunResult) -> str:
-    """Why the run failed: the failed step (id, name, message), then the SSIS errors."""
-    step = result.failed_step
-    if step is not None:
-        cause = f"the run {result.outcome} at step {step.step_id} '{step.step_name}': {step.message}"
-    else:
-        cause = f"the run {result.outcome}: {result.message}"
-    errors = [_ssis_text(m) for m in result.ssis_messages if m.message_type == SSIS_ERROR]
-    if errors:
-        cause += " | SSIS errors: " + " | ".join(errors)
-    return cause
-
-
-def format_history(result: RunResult) -> str:
-    """The run's history for the task log: outcome, each step with its message, SSIS messages, notes."""
-    run = result.run
-    lines = [
-        f"SQL Server Agent {_where(run)} (conn_id '{run.conn_id}'): {result.outcome.upper()}",
-        f"  run started {result.started or '?'}, ended {ended_at(result) or '?'} (server time), "
-        f"took {result.duration_seconds} s",
-        f"  job message: {result.message}",
-    ]
-    for step in result.steps:
-        lines.append(
-            f"  step {step.step_id} '{step.step_name}': {step.status.upper()}, started {step.started or '?'}, "
-            f"took {step.duration_seconds} s" + (f", retry {step.retries_attempted}" if step.retries_attempted else "")
-        )
-        lines.extend(f"      {line}" for line in (step.message or "(no message)").splitlines())
-    for kind, code in (("errors", SSIS_ERROR), ("warnings", SSIS_WARNING)):
-        texts = [_ssis_text(m) for m in result.ssis_messages if m.message_type == code]
-        if texts:
-            lines.append(f"  SSIS {kind} ({len(texts)}):")
-            lines.extend(f"      {text}" for text in texts)
-    if result.notes:
-        lines.append("  notes:")
-        lines.extend(f"      {note}" for note in result.notes)
-    return "\n".join(lines)

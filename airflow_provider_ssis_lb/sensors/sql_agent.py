@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from ..exceptions import JobRunFailedError, SqlAgentError, TransientConnectionError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
+from ..reporting import ended_at, failure_cause, format_history
 from ..runs import JobRun, RunResult
 from ..triggers.sql_agent import SqlAgentJobTrigger
 
@@ -118,8 +120,8 @@ class SqlAgentJobSensor(BaseSensorOperator):
             return False
         result = hook.run_result(*latest)
         since = self._since_server_local(hook, context)
-        ended = _ended(result)
-        if ended is None or ended < since:
+        ended = dt.datetime.fromisoformat(ended_at(result) or dt.datetime.min.isoformat())
+        if ended < since:
             self.log.info(
                 "job '%s': its last run ended at %s (server time), before %s; waiting for a new run",
                 job.name,
@@ -219,40 +221,11 @@ class SqlAgentJobSensor(BaseSensorOperator):
 
     def _finish(self, result: RunResult) -> PokeReturnValue:
         """Log the run's history; succeed with it as XCom, or raise JobRunFailedError."""
-        self._log_history(result)
+        self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
         if result.succeeded:
             return PokeReturnValue(True, xcom_value=result.to_dict())
         run = result.run
         raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
-
-    def _log_history(self, result: RunResult) -> None:
-        run = result.run
-        self.log.info(
-            "job '%s' on %s: run started %s, %s after %d s: %s",
-            run.job_name,
-            run.server,
-            result.started,
-            result.outcome,
-            result.duration_seconds,
-            result.message,
-        )
-        for step in result.steps:
-            self.log.info(
-                "  step %d '%s': %s, started %s, %d s: %s",
-                step.step_id,
-                step.step_name,
-                step.status,
-                step.started,
-                step.duration_seconds,
-                step.message,
-            )
-        for message in result.ssis_messages:
-            kind = "error" if message.message_type == 120 else "warning"
-            self.log.info(
-                "  SSIS %s (execution %d) %s: %s", kind, message.execution_id, message.source, message.message
-            )
-        for note in result.notes:
-            self.log.info("  note: %s", note)
 
     def _since_server_local(self, hook: SqlAgentHook, context: Context) -> dt.datetime:
         """``since`` on the server's clock (msdb history is in the server's local time)."""
@@ -262,25 +235,6 @@ class SqlAgentJobSensor(BaseSensorOperator):
             skewed = server_now - timezone.utcnow().replace(tzinfo=None)
             self._offset = _OFFSET_STEP * round(skewed / _OFFSET_STEP)
         return since.astimezone(dt.timezone.utc).replace(tzinfo=None) + self._offset
-
-
-def failure_cause(result: RunResult) -> str:
-    """What went wrong in a run: its outcome, the failed step and its message, and the SSIS errors."""
-    parts = [f"the run started {result.started} {result.outcome}: {result.message}"]
-    step = result.failed_step
-    if step is not None:
-        parts.append(f"step {step.step_id} '{step.step_name}' {step.status}: {step.message}")
-    errors = [m.message for m in result.ssis_messages if m.message_type == 120]
-    if errors:
-        parts.append("SSIS errors: " + " | ".join(errors))
-    parts.extend(result.notes)
-    return "; ".join(parts)
-
-
-def _ended(result: RunResult) -> dt.datetime | None:
-    if not result.started:
-        return None
-    return dt.datetime.fromisoformat(result.started) + dt.timedelta(seconds=result.duration_seconds)
 
 
 def _aware(value: dt.datetime | str) -> dt.datetime:

@@ -91,7 +91,7 @@ def test_fails_with_the_step_message(airflow_db, airflow_connections, conn_type,
     out, err = capfd.readouterr()
     text = out + err
     assert "JobRunFailedError" in text and f"job '{name}' on server" in text
-    assert "step 2 'step 2' failed" in text and "Package execution on IS Server failed" in text
+    assert "failed at step 2 'step 2'" in text and "Package execution on IS Server failed" in text
     assert "SSIS errors: " in text and 'Cannot open the datafile "C:\\in\\orders.csv"' in text
     assert ATTACHED in text
     assert wait_finished(hook, run).state == "finished"

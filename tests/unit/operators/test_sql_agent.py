@@ -18,7 +18,8 @@ from airflow_provider_ssis_lb.exceptions import (
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.operators import sql_agent as module
-from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator, failure_cause, format_history
+from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
+from airflow_provider_ssis_lb.reporting import failure_cause, format_history
 from airflow_provider_ssis_lb.runs import JobRun, RunResult, SsisMessage, StepResult
 
 JOB = JobInfo("JOB-1", "child a", True, False, "")

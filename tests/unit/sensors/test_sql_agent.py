@@ -9,8 +9,9 @@ import pytest
 
 from airflow_provider_ssis_lb.exceptions import JobRunFailedError
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
+from airflow_provider_ssis_lb.reporting import failure_cause
 from airflow_provider_ssis_lb.runs import JobRun, RunResult, SsisMessage, StepResult
-from airflow_provider_ssis_lb.sensors.sql_agent import SqlAgentJobSensor, failure_cause
+from airflow_provider_ssis_lb.sensors.sql_agent import SqlAgentJobSensor
 
 RUN = JobRun("op_odbc", "SQL1", "JOB-1", "child a", "2024-05-01T12:00:00.000", 41)
 FAILED = RunResult(
@@ -41,9 +42,9 @@ def test_params() -> None:
 
 def test_failure_cause_names_step_message_and_ssis_errors() -> None:
     text = failure_cause(FAILED)
-    assert "the run started 2024-05-01T12:00:00.000 failed" in text
-    assert "step 2 'copy' failed: Package execution on IS Server failed." in text
-    assert "SSIS errors: Cannot open the datafile." in text and "Truncation" not in text
+    assert "the run failed at step 2 'copy': Package execution on IS Server failed." in text
+    assert "SSIS errors: execution 7 (Data Flow Task): Cannot open the datafile." in text
+    assert "Truncation" not in text
 
 
 class FakeHook:
@@ -79,7 +80,7 @@ def poke(hook: FakeHook, mode: str = "poke", **kwargs: Any) -> Any:
 
 
 def test_a_run_that_ended_after_since_decides() -> None:
-    with pytest.raises(JobRunFailedError, match="step 2 'copy' failed") as caught:
+    with pytest.raises(JobRunFailedError, match="failed at step 2 'copy'") as caught:
         poke(FakeHook(False, FAILED))  # ended 12:01:05, after since 12:00:30 (though it began before)
     assert "job 'child a' on server 'SQL1'" in str(caught.value)
 

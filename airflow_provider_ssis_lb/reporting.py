@@ -1,0 +1,105 @@
+"""Central logging: how a child's run reads in its task log, in its XCom summary and in its error.
+
+Shared by the operator and the sensor, so a user reads every child's history the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .runs import JobRun, RunResult, SsisMessage
+
+SSIS_ERROR, SSIS_WARNING = 120, 110  # catalog.event_messages.message_type
+
+
+def where(run: JobRun) -> str:
+    return f"job '{run.job_name}' on server '{run.server}'"
+
+
+def ended_at(result: RunResult) -> str | None:
+    """The run's end (server local time): its start plus its duration."""
+    if not result.started:
+        return None
+    end = dt.datetime.fromisoformat(result.started) + dt.timedelta(seconds=result.duration_seconds)
+    return end.isoformat(timespec="milliseconds")
+
+
+def _ssis_type(message: SsisMessage) -> str:
+    return {SSIS_ERROR: "error", SSIS_WARNING: "warning"}.get(message.message_type, str(message.message_type))
+
+
+def _ssis_text(message: SsisMessage) -> str:
+    source = f" ({message.source})" if message.source else ""
+    return f"execution {message.execution_id}{source}: {message.message}"
+
+
+def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
+    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times)."""
+    run = result.run
+    return {
+        "server": run.server,
+        "conn_id": run.conn_id,
+        "job": run.job_name,
+        "job_id": run.job_id,
+        "started": result.started,
+        "ended": ended_at(result),
+        "duration": result.duration_seconds,
+        "outcome": result.outcome,
+        "message": result.message,
+        "attached": attached,
+        "steps": [
+            {
+                "id": step.step_id,
+                "name": step.step_name,
+                "status": step.status,
+                "started": step.started,
+                "duration": step.duration_seconds,
+                "message": step.message,
+            }
+            for step in result.steps
+        ],
+        "ssis_messages": [
+            {"execution_id": m.execution_id, "type": _ssis_type(m), "source": m.source, "message": m.message}
+            for m in result.ssis_messages
+        ],
+    }
+
+
+def failure_cause(result: RunResult) -> str:
+    """Why the run failed: the failed step (id, name, message), then the SSIS errors."""
+    step = result.failed_step
+    if step is not None:
+        cause = f"the run {result.outcome} at step {step.step_id} '{step.step_name}': {step.message}"
+    else:
+        cause = f"the run {result.outcome}: {result.message}"
+    errors = [_ssis_text(m) for m in result.ssis_messages if m.message_type == SSIS_ERROR]
+    if errors:
+        cause += " | SSIS errors: " + " | ".join(errors)
+    return cause
+
+
+def format_history(result: RunResult) -> str:
+    """The run's history for the task log: outcome, each step with its message, SSIS messages, notes."""
+    run = result.run
+    lines = [
+        f"SQL Server Agent {where(run)} (conn_id '{run.conn_id}'): {result.outcome.upper()}",
+        f"  run started {result.started or '?'}, ended {ended_at(result) or '?'} (server time), "
+        f"took {result.duration_seconds} s",
+        f"  job message: {result.message}",
+    ]
+    for step in result.steps:
+        lines.append(
+            f"  step {step.step_id} '{step.step_name}': {step.status.upper()}, started {step.started or '?'}, "
+            f"took {step.duration_seconds} s" + (f", retry {step.retries_attempted}" if step.retries_attempted else "")
+        )
+        lines.extend(f"      {line}" for line in (step.message or "(no message)").splitlines())
+    for kind, code in (("errors", SSIS_ERROR), ("warnings", SSIS_WARNING)):
+        texts = [_ssis_text(m) for m in result.ssis_messages if m.message_type == code]
+        if texts:
+            lines.append(f"  SSIS {kind} ({len(texts)}):")
+            lines.extend(f"      {text}" for text in texts)
+    if result.notes:
+        lines.append("  notes:")
+        lines.extend(f"      {note}" for note in result.notes)
+    return "\n".join(lines)
