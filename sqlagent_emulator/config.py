@@ -71,9 +71,7 @@ def load_config(path: str | Path) -> list[ServerConfig]:
     servers = data.get("servers")
     if not isinstance(servers, list) or not servers:
         raise ConfigError(f"{path}: expected at least one [[servers]] table")
-    packages = tuple(
-        _parse_package(p, f"{path}: packages[{i}]") for i, p in enumerate(data.get("packages", []))
-    )
+    packages = tuple(_parse_package(p, f"{path}: packages[{i}]") for i, p in enumerate(data.get("packages", [])))
     jobs = tuple(_parse_job(j, f"{path}: jobs[{i}]") for i, j in enumerate(data.get("jobs", [])))
     unknown = set(data) - {"servers", "packages", "jobs"}
     if unknown:
@@ -106,9 +104,7 @@ def parse_server(
         raise ConfigError(f"{where}: port {port} is out of range")
     if cpus < 1:
         raise ConfigError(f"{where}: cpus must be at least 1")
-    logins = tuple(
-        _parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", []))
-    )
+    logins = tuple(_parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", [])))
     if not logins:
         raise ConfigError(f"{where}: at least one [[servers.logins]] entry is needed")
     return ServerConfig(
@@ -118,8 +114,7 @@ def parse_server(
         utc_offset_minutes=_typed(entry, "utc_offset_minutes", int, where, default=0),
         state_dir=_typed(entry, "state_dir", str, where, default=None),
         logins=logins,
-        jobs=shared_jobs
-        + tuple(_parse_job(j, f"{where}: jobs[{i}]") for i, j in enumerate(entry.get("jobs", []))),
+        jobs=shared_jobs + tuple(_parse_job(j, f"{where}: jobs[{i}]") for i, j in enumerate(entry.get("jobs", []))),
         packages=packages,
         agent_running=_typed(entry, "agent_running", bool, where, default=True),
         agent_minute_seconds=float(_typed(entry, "agent_minute_seconds", (int, float), where, default=60.0)),
@@ -225,9 +220,7 @@ def isserver_command(package_path: str, server: str = "(local)") -> str:
     )
 
 
-def _typed(
-    entry: dict[str, Any], key: str, kind: Any, where: str, *, required: bool = False, default: Any = None
-):
+def _typed(entry: dict[str, Any], key: str, kind: Any, where: str, *, required: bool = False, default: Any = None):
     if key not in entry:
         if required:
             raise ConfigError(f"{where}: missing field '{key}'")

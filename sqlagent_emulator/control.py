@@ -74,9 +74,7 @@ async def serve_control(servers: Mapping[str, EmulatedServer], port: int = 0) ->
     return await asyncio.start_server(handle, HOST, port)
 
 
-def send_command(
-    port: int, command: str, server: str | None = None, value: str | None = None
-) -> dict[str, Any]:
+def send_command(port: int, command: str, server: str | None = None, value: str | None = None) -> dict[str, Any]:
     """Client side, for scripts and tests."""
     with socket.create_connection((HOST, port), timeout=30) as sock:
         sock.sendall(json.dumps({"command": command, "server": server, "value": value}).encode() + b"\n")

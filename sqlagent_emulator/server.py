@@ -75,9 +75,7 @@ class EmulatedServer:
             )
         )
         await self.run(install_schema, self.engine)
-        self.engine.table_guard = lambda login, ref: check_table_select(
-            login, ref.database, ref.schema, ref.name
-        )
+        self.engine.table_guard = lambda login, ref: check_table_select(login, ref.database, ref.schema, ref.name)
         self.agent = Agent(
             self.engine,
             self.run,

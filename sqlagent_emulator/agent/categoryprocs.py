@@ -75,9 +75,7 @@ def sp_add_category(ctx: ProcContext, type: Any = "LOCAL", *, name: Any, **extra
     return 0
 
 
-def sp_help_category(
-    ctx: ProcContext, type: Any = None, name: Any = None, suffix: Any = 0, **extra: Any
-) -> int:
+def sp_help_category(ctx: ProcContext, type: Any = None, name: Any = None, suffix: Any = 0, **extra: Any) -> int:
     """The categories of one class; category_type is text (LOCAL, MULTI-SERVER, NONE) with @suffix = 1."""
     require_agent_user(ctx.login, "sp_help_category")
     category_class = _class_code(extra.get("class", "JOB"))

@@ -26,9 +26,7 @@ def supply_job(id_param: str = "@job_id", name_param: str = "@job_name") -> SqlE
 def invalid_see(param: str, procedure: str) -> SqlError:
     """14234, e.g. "The specified '@subsystem' is invalid (valid values are returned by
     sp_enum_sqlagent_subsystems).\""""
-    return SqlError(
-        14234, f"The specified '{param}' is invalid (valid values are returned by {procedure}).", 16
-    )
+    return SqlError(14234, f"The specified '{param}' is invalid (valid values are returned by {procedure}).", 16)
 
 
 def invalid_values(param: str, valid: str) -> SqlError:
@@ -82,8 +80,7 @@ def not_owner_modify() -> SqlError:
 def owner_on_add() -> SqlError:
     return SqlError(
         14515,
-        "Only a member of the sysadmin server role can add a job for a different owner with "
-        "@owner_login_name.",
+        "Only a member of the sysadmin server role can add a job for a different owner with @owner_login_name.",
         16,
     )
 
@@ -103,9 +100,7 @@ def multiserver_create() -> SqlError:
 
 
 def job_id_given() -> SqlError:
-    return SqlError(
-        14284, "Cannot specify a job ID for a new job. An ID will be assigned by the procedure.", 16
-    )
+    return SqlError(14284, "Cannot specify a job ID for a new job. An ID will be assigned by the procedure.", 16)
 
 
 def category_not_allowed(name: str) -> SqlError:
@@ -117,9 +112,7 @@ def output_file_needs_sysadmin() -> SqlError:
 
 
 def filters_with_job() -> SqlError:
-    return SqlError(
-        14280, "Supply either a job name (and job aspect), or one or more job filter parameters.", 16
-    )
+    return SqlError(14280, "Supply either a job name (and job aspect), or one or more job filter parameters.", 16)
 
 
 def stop_identifiers() -> SqlError:
@@ -130,9 +123,7 @@ def stop_identifiers() -> SqlError:
 
 
 def agent_not_running() -> SqlError:
-    return SqlError(
-        22022, "SQLServerAgent is not currently running so it cannot be notified of this action.", 16
-    )
+    return SqlError(22022, "SQLServerAgent is not currently running so it cannot be notified of this action.", 16)
 
 
 def already_running(job_name: str, requested_by: str, running_for: str) -> SqlError:

@@ -117,11 +117,7 @@ def execution_state(agent: AgentControl, job_id: str) -> tuple[int, str, int]:
     if running is None:
         return int(ExecutionStatus.IDLE), f"0 {UNKNOWN}", 0
     status = ExecutionStatus.BETWEEN_RETRIES if running.between_retries else ExecutionStatus.EXECUTING
-    step = (
-        f"{running.current_step_id} ({running.current_step_name})"
-        if running.current_step_id
-        else f"0 {UNKNOWN}"
-    )
+    step = f"{running.current_step_id} ({running.current_step_name})" if running.current_step_id else f"0 {UNKNOWN}"
     return int(status), step, running.retry_attempt
 
 

@@ -113,9 +113,7 @@ class JobSettings:
         }
 
 
-def _verify_settings(
-    ctx: ProcContext, job_id: str | None, settings: JobSettings, operators: tuple[Any, ...]
-) -> None:
+def _verify_settings(ctx: ProcContext, job_id: str | None, settings: JobSettings, operators: tuple[Any, ...]) -> None:
     """sp_verify_job: name unique (14261 with '@name'), enabled, start step, levels, operators."""
     other = job_by_name(ctx, settings.name)
     if other is not None and other.job_id != job_id:

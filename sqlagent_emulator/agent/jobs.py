@@ -148,9 +148,7 @@ def step_id_by_name(ctx: ProcContext, job_id: str, step_name: str) -> int | None
 
 
 def has_local_server(ctx: ProcContext, job_id: str) -> bool:
-    rows = ctx.query(
-        "SELECT COUNT(*) FROM msdb.dbo.sysjobservers WHERE job_id = @j AND server_id = 0", {"@j": job_id}
-    )
+    rows = ctx.query("SELECT COUNT(*) FROM msdb.dbo.sysjobservers WHERE job_id = @j AND server_id = 0", {"@j": job_id})
     return bool(rows and rows[0][0])
 
 
@@ -167,7 +165,6 @@ def category_name(ctx: ProcContext, category_id: int) -> str | None:
 def touch_job(ctx: ProcContext, job_id: str) -> None:
     """A definition changed: bump sysjobs.version_number and date_modified, as msdb's procedures do."""
     ctx.execute(
-        "UPDATE msdb.dbo.sysjobs SET version_number = version_number + 1, date_modified = @now WHERE job_id "
-        "= @j",
+        "UPDATE msdb.dbo.sysjobs SET version_number = version_number + 1, date_modified = @now WHERE job_id = @j",
         {"@now": ctx.now(), "@j": job_id},
     )

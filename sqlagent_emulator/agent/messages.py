@@ -39,9 +39,8 @@ def _step_tail(succeeded: bool, retried: int | None = None) -> str:
 
 def cmdexec_step(output: str, exit_code: int, succeeded: bool, retried: int | None = None) -> str:
     body = output.strip() or "The step did not generate any output."
-    return (
-        f"Executed as user: {AGENT_SERVICE_ACCOUNT}. {body}  Process Exit Code {exit_code}.  "
-        + _step_tail(succeeded, retried)
+    return f"Executed as user: {AGENT_SERVICE_ACCOUNT}. {body}  Process Exit Code {exit_code}.  " + _step_tail(
+        succeeded, retried
     )
 
 

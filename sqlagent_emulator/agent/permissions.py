@@ -62,8 +62,7 @@ def permission_denied(action: str, obj: str, database: str = "msdb", schema: str
     """Error 229 (severity 14): https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-0-to-999"""
     return SqlError(
         229,
-        f"The {action} permission was denied on the object '{obj}', database '{database}', schema "
-        f"'{schema}'.",
+        f"The {action} permission was denied on the object '{obj}', database '{database}', schema '{schema}'.",
         14,
         5,
     )

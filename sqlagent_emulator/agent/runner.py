@@ -202,13 +202,9 @@ class Agent:
         )
         elapsed = clock.elapsed()
         history_id = await self.db(
-            functools.partial(
-                self.store.write_history, job.job_id, 0, JOB_OUTCOME, outcome, message, started, elapsed
-            )
+            functools.partial(self.store.write_history, job.job_id, 0, JOB_OUTCOME, outcome, message, started, elapsed)
         )
-        await self.db(
-            self.store.finish_job, session_id, job.job_id, history_id, outcome, message, started, elapsed
-        )
+        await self.db(self.store.finish_job, session_id, job.job_id, history_id, outcome, message, started, elapsed)
 
     async def _run_step(self, run: _Run, step: StepRow, owner: Login) -> StepOutcome:
         """One step with its retries; a history row for every attempt (run_status 2 for a retried one)."""
@@ -223,9 +219,7 @@ class Agent:
             if run.stop.is_set():
                 result = StepOutcome(RunStatus.CANCELED, messages.STEP_CANCELED)
             elif subsystem is None:
-                result = StepOutcome(
-                    RunStatus.FAILED, f"Unknown subsystem '{step.subsystem}'.  The step failed."
-                )
+                result = StepOutcome(RunStatus.FAILED, f"Unknown subsystem '{step.subsystem}'.  The step failed.")
             else:
                 result = await subsystem(self, step, run.stop, owner, attempt if final and attempt else 0)
             retry = result.status == RunStatus.FAILED and not final and not run.stop.is_set()

@@ -263,7 +263,6 @@ def _seed_categories(engine: Engine) -> None:
         for cid, cls, kind, name in BUILTIN_CATEGORIES
     )
     engine.execute(
-        "INSERT INTO msdb.dbo.syscategories (category_id, category_class, category_type, name) "
-        f"VALUES {values}",
+        f"INSERT INTO msdb.dbo.syscategories (category_id, category_class, category_type, name) VALUES {values}",
         "msdb",
     )

@@ -34,9 +34,7 @@ SUBSYSTEMS = {
         "TSQL",
     )
 }
-_OUTPUT_FILE_SUBSYSTEMS = frozenset(
-    {"TSQL", "CMDEXEC", "ANALYSISQUERY", "ANALYSISCOMMAND", "SSIS", "POWERSHELL"}
-)
+_OUTPUT_FILE_SUBSYSTEMS = frozenset({"TSQL", "CMDEXEC", "ANALYSISQUERY", "ANALYSISCOMMAND", "SSIS", "POWERSHELL"})
 ACTIONS = (1, 2, 3, 4)
 RUN_PRIORITIES = (-15, -1, 0, 1, 15)
 MAX_FLAGS = 114
@@ -132,9 +130,7 @@ def _step_name_taken(ctx: ProcContext, job_id: str, name: str) -> bool:
 def _verify_actions(step: StepDefinition) -> None:
     if step.on_success_action not in ACTIONS:
         raise errors.invalid_values("@on_success_action", "1, 2, 3, 4")
-    if step.on_success_action == 4 and (
-        step.on_success_step_id < 1 or step.on_success_step_id == step.step_id
-    ):
+    if step.on_success_action == 4 and (step.on_success_step_id < 1 or step.on_success_step_id == step.step_id):
         raise errors.invalid_step_reference("@on_success_step", step.step_id)
     # msdb names the failure parameters '@on_failure_action' / '@on_failure_step' in these two errors.
     if step.on_fail_action not in ACTIONS:

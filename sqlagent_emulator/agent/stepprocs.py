@@ -191,9 +191,7 @@ def _or(value: Any, default: Any) -> Any:
 def _make_room(ctx: ProcContext, job_id: str, at: int) -> None:
     """Shift steps at or after ``at`` up by one, and the goto-step references that point at them."""
     params = {"@j": job_id, "@at": at}
-    ctx.execute(
-        "UPDATE msdb.dbo.sysjobsteps SET step_id = step_id + 1 WHERE job_id = @j AND step_id >= @at", params
-    )
+    ctx.execute("UPDATE msdb.dbo.sysjobsteps SET step_id = step_id + 1 WHERE job_id = @j AND step_id >= @at", params)
     ctx.execute(
         "UPDATE msdb.dbo.sysjobsteps SET on_success_step_id = on_success_step_id + 1 "
         "WHERE job_id = @j AND on_success_step_id >= @at",
@@ -267,15 +265,9 @@ def sp_update_jobstep(
             setattr(current, name, value if isinstance(value, str) else int(value))
     if output_file_name is not None:
         # sp_update_jobstep: N' ' clears the output file; other values replace it.
-        current.output_file_name = (
-            None if str(output_file_name).strip() == "" else str(output_file_name).strip()
-        )
-    verify_step(
-        ctx, job.job_id, current, max_step_id=max_step_id(ctx, job.job_id), new_step=False, old_name=old_name
-    )
-    assignments = ", ".join(
-        f"{name} = @p{i}" for i, name in enumerate(STEP_COLUMNS.split(", ")) if name != "step_id"
-    )
+        current.output_file_name = None if str(output_file_name).strip() == "" else str(output_file_name).strip()
+    verify_step(ctx, job.job_id, current, max_step_id=max_step_id(ctx, job.job_id), new_step=False, old_name=old_name)
+    assignments = ", ".join(f"{name} = @p{i}" for i, name in enumerate(STEP_COLUMNS.split(", ")) if name != "step_id")
     params: dict[str, Any] = {f"@p{i}": v for i, v in enumerate(astuple(current))}
     extra = ""
     if additional_parameters is not None:

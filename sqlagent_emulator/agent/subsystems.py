@@ -52,9 +52,7 @@ def canceled() -> StepOutcome:
 # ---------------------------------------------------------------------- CmdExec
 
 
-async def run_cmdexec(
-    host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int
-) -> StepOutcome:
+async def run_cmdexec(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
     """Run the command in a shell; success is the exit code equal to cmdexec_success_code."""
     process = await asyncio.create_subprocess_shell(
         step.command,
@@ -97,9 +95,7 @@ def _next(statements: Iterator[StatementResult]) -> StatementResult | None:
         return StatementResult(messages=[exc.message], failed=True)
 
 
-async def run_tsql(
-    host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int
-) -> StepOutcome:
+async def run_tsql(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
     """Run each GO-separated batch as the job owner; an error of severity 11 or more fails the step.
 
     WAITFOR DELAY inside a step counts as work, so contention stretches it like a package run.
@@ -141,9 +137,7 @@ def parse_isserver(command: str) -> tuple[str | None, bool]:
     return (match.group("path") if match else None), bool(_SYNCHRONIZED.search(command))
 
 
-async def run_ssis(
-    host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int
-) -> StepOutcome:
+async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
     """Run a catalog package as dtexec /ISSERVER does: create and start an execution, then (when
     $ServerOption::SYNCHRONIZED is True, as SSMS scripts it) wait for it to end."""
     started = host.store.engine.now()
@@ -157,9 +151,7 @@ async def run_ssis(
             "exists and that the user has permissions to it.  Source: .Net SqlClient Data Provider"
         )
         finished = host.store.engine.now()
-        return StepOutcome(
-            RunStatus.FAILED, messages.ssis_step(None, 0, started, finished, False, failure, retried)
-        )
+        return StepOutcome(RunStatus.FAILED, messages.ssis_step(None, 0, started, finished, False, failure, retried))
     folder, project, package = spec.parts
     previous = await host.db(host.store.executions_of, folder, project, package)
     fails = previous < spec.fail_first or spec.outcome == "failure"
@@ -190,9 +182,7 @@ async def _execute_package(
     source = package.removesuffix(".dtsx")
 
     async def event(kind: MessageType, text: str, source_type: int, name: str, event_name: str) -> None:
-        await host.db(
-            host.store.add_event_message, execution_id, kind, source_type, text, package, event_name, name
-        )
+        await host.db(host.store.add_event_message, execution_id, kind, source_type, text, package, event_name, name)
 
     await event(MessageType.PRE_VALIDATE, f"{source}:Validation has started.", 30, source, "OnPreValidate")
     await event(MessageType.POST_VALIDATE, f"{source}:Validation is complete.", 30, source, "OnPostValidate")

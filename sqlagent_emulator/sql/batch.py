@@ -157,9 +157,7 @@ class _Splitter:
                 prev = token
                 continue
             word = keyword(token, prev)
-            prev_word = (
-                keyword(prev, None) if prev is not None and prev.token_type != TokenType.SEMICOLON else None
-            )
+            prev_word = keyword(prev, None) if prev is not None and prev.token_type != TokenType.SEMICOLON else None
             if token.token_type == TokenType.L_PAREN:
                 depth += 1
             elif token.token_type == TokenType.R_PAREN:

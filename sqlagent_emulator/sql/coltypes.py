@@ -91,9 +91,7 @@ class Typer:
         sources = self._sources(query)
         out: list[OutCol] = []
         for proj in query.expressions:
-            if isinstance(proj, exp.Star) or (
-                isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)
-            ):
+            if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)):
                 qualifier = proj.table.lower() if isinstance(proj, exp.Column) else ""
                 for alias, cols in sources:
                     if qualifier and alias != qualifier:
@@ -156,11 +154,7 @@ class Typer:
             if node.name.upper() == "SERVERPROPERTY":
                 return None
             args = node.expressions
-            arg_type = (
-                self.expr_type(args[spec.result_from_arg], sources)
-                if len(args) > spec.result_from_arg
-                else None
-            )
+            arg_type = self.expr_type(args[spec.result_from_arg], sources) if len(args) > spec.result_from_arg else None
             if node.name.upper() == "DATEADD" and (arg_type is None or arg_type in TEXT_TYPES):
                 return SqlType.DATETIME  # a string date argument is converted to datetime
             return arg_type

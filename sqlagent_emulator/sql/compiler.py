@@ -204,9 +204,7 @@ def _declare(piece: Piece) -> Stmt:
         for name in names:
             if not isinstance(name, exp.Parameter):
                 raise syntax_error(name.sql("tsql"))
-            items.append(
-                (parameter_name(name), decl, default if isinstance(default, exp.Expression) else None)
-            )
+            items.append((parameter_name(name), decl, default if isinstance(default, exp.Expression) else None))
     return DeclareStmt(piece.line, items)
 
 

@@ -108,9 +108,7 @@ def diff(part: str, start: datetime.datetime, end: datetime.datetime) -> int:
     micros = (_floor_seconds(end) - _floor_seconds(start)) * 1_000_000 + end.microsecond - start.microsecond
     if part == "millisecond":
         return (
-            (_floor_seconds(end) - _floor_seconds(start)) * 1000
-            + end.microsecond // 1000
-            - start.microsecond // 1000
+            (_floor_seconds(end) - _floor_seconds(start)) * 1000 + end.microsecond // 1000 - start.microsecond // 1000
         )
     return micros * 1000 if part == "nanosecond" else micros
 

@@ -146,8 +146,7 @@ def _drop_table(rt: Runtime, table: exp.Table, if_exists: bool) -> None:
             return
         raise SqlError(
             3701,
-            f"Cannot drop the table '{ref.display}', because it does not exist or you do not "
-            "have permission.",
+            f"Cannot drop the table '{ref.display}', because it does not exist or you do not have permission.",
             11,
             5,
         )

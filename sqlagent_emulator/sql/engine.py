@@ -88,9 +88,7 @@ class Engine:
         if self.active_session is session:
             self.active_session = None
 
-    def execute(
-        self, sql: str, database: str = "master", login: Login | None = None
-    ) -> list[StatementResult]:
+    def execute(self, sql: str, database: str = "master", login: Login | None = None) -> list[StatementResult]:
         """Run a setup batch (e.g. CREATE TABLE scripts) in its own short session; raise on error."""
         admin = login or Login("sa", "", frozenset({"sysadmin"}))
         session = SqlSession(self, admin, 0, database)
@@ -134,9 +132,7 @@ class Engine:
 
     def database_name(self, database_id: Any) -> str | None:
         wanted = int(database_id) if database_id is not None else None
-        return next(
-            (name for name, i in DATABASE_IDS.items() if i == wanted and canonical_database(name)), None
-        )
+        return next((name for name, i in DATABASE_IDS.items() if i == wanted and canonical_database(name)), None)
 
     def server_property(self, name: Any) -> Any:
         props: dict[str, Any] = {

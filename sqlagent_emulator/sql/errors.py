@@ -37,9 +37,7 @@ def undeclared_variable(name: str) -> SqlError:
 
 
 def unknown_database(name: str) -> SqlError:
-    return SqlError(
-        911, f"Database '{name}' does not exist. Make sure that the name is entered correctly.", 16, 1
-    )
+    return SqlError(911, f"Database '{name}' does not exist. Make sure that the name is entered correctly.", 16, 1)
 
 
 def not_a_parameter(param: str, procedure: str) -> SqlError:
@@ -67,9 +65,7 @@ def conversion_failed(value: object, type_name: str) -> SqlError:
     if type_name in ("datetime", "datetime2", "date", "smalldatetime"):
         return SqlError(241, "Conversion failed when converting date and/or time from character string.", 16)
     if type_name == "uniqueidentifier":
-        return SqlError(
-            8169, "Conversion failed when converting from a character string to uniqueidentifier."
-        )
+        return SqlError(8169, "Conversion failed when converting from a character string to uniqueidentifier.")
     return SqlError(245, f"Conversion failed when converting the value '{value}' to data type {type_name}.")
 
 
@@ -79,9 +75,7 @@ def unsupported(what: str) -> SqlError:
 
 
 def internal_error(exc: BaseException) -> SqlError:
-    return SqlError(
-        50000, f"Internal error in the SQL Server Agent emulator: {type(exc).__name__}: {exc}", 16
-    )
+    return SqlError(50000, f"Internal error in the SQL Server Agent emulator: {type(exc).__name__}: {exc}", 16)
 
 
 _NO_COLUMN = re.compile(r"no such column: (?:[^.\s]+\.)*(\S+)")
@@ -109,9 +103,7 @@ def from_sqlite(exc: sqlite3.Error) -> SqlError:
             2,
         )
     if m := _UNIQUE.search(text):
-        return SqlError(
-            2627, f"Violation of UNIQUE KEY constraint. Cannot insert duplicate key ({m.group(1)}).", 14
-        )
+        return SqlError(2627, f"Violation of UNIQUE KEY constraint. Cannot insert duplicate key ({m.group(1)}).", 14)
     if "ambiguous column name" in text:
         return SqlError(209, f"Ambiguous column name '{text.rsplit(' ', 1)[-1].split('.')[-1]}'.", 16)
     if "values for" in text and "columns" in text or "values were supplied" in text:

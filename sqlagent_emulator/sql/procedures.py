@@ -234,9 +234,7 @@ def call(session: SqlSession, proc: ProcedureDef, args: Sequence[ProcArg]) -> St
     for param_key, arg in bound.items():
         if arg.is_output:
             value, sql_type = ctx.outputs.get(param_key, (arg.value.value, None))
-            outputs.append(
-                OutputParam(arg.name or _spelled(proc, param_key), value, sql_type or arg.value.sql_type)
-            )
+            outputs.append(OutputParam(arg.name or _spelled(proc, param_key), value, sql_type or arg.value.sql_type))
     for arg in extra:
         if arg.is_output and arg.name:
             value, sql_type = ctx.outputs.get("@" + arg.name.lstrip("@").lower(), (arg.value.value, None))

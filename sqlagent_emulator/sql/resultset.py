@@ -20,9 +20,7 @@ def _column_type(hint: SqlType | None, values: list[Any]) -> SqlType:
     return hint
 
 
-def build_result_set(
-    names: Sequence[str], rows: list[tuple[Any, ...]], spec: list[OutCol] | None
-) -> ResultSet:
+def build_result_set(names: Sequence[str], rows: list[tuple[Any, ...]], spec: list[OutCol] | None) -> ResultSet:
     """``names`` from the cursor; ``spec`` (names and type hints from the T-SQL tree) wins when it fits."""
     if spec is not None and len(spec) != len(names):
         spec = None

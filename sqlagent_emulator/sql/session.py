@@ -51,9 +51,7 @@ class SqlSession:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def run_batch(
-        self, sql: str, params: Mapping[str, TypedValue] | None = None
-    ) -> Iterator[StatementResult]:
+    def run_batch(self, sql: str, params: Mapping[str, TypedValue] | None = None) -> Iterator[StatementResult]:
         """Run a batch lazily, one result per statement; on an error yield it (failed=True) and stop."""
         try:
             statements = compile_batch(sql)
@@ -189,9 +187,7 @@ class SqlSession:
     def rollback_transaction(self) -> list[Message]:
         """End the transaction; returns the notice to send if it had changed data (already committed)."""
         if self.trancount == 0:
-            raise SqlError(
-                3903, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.", 16
-            )
+            raise SqlError(3903, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.", 16)
         self.trancount = 0
         changed, self._changed_in_transaction = self._changed_in_transaction, False
         return [Message(50000, ROLLBACK_NOTICE, 10)] if changed else []

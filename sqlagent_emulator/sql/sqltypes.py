@@ -58,9 +58,7 @@ TEXT_TYPES = frozenset({SqlType.NVARCHAR, SqlType.VARCHAR})
 INT_TYPES = frozenset({SqlType.TINYINT, SqlType.SMALLINT, SqlType.INT, SqlType.BIGINT})
 DATETIME_TYPES = frozenset({SqlType.DATETIME, SqlType.DATETIME2})
 # Types whose values are normalised to their storage form when written to a table column.
-NORMALISED_TYPES = frozenset(
-    {SqlType.DATETIME, SqlType.DATETIME2, SqlType.DATE, SqlType.UNIQUEIDENTIFIER, SqlType.BIT}
-)
+NORMALISED_TYPES = frozenset({SqlType.DATETIME, SqlType.DATETIME2, SqlType.DATE, SqlType.UNIQUEIDENTIFIER, SqlType.BIT})
 
 INT32 = (-(2**31), 2**31 - 1)
 

@@ -149,9 +149,7 @@ class ExecStmt(Stmt):
     status_variable: str | None = None
 
     def run(self, rt: Runtime) -> Iterator[StatementResult]:
-        proc_args = [
-            ProcArg(a.name, _arg_value(rt, a), a.is_output) for a in self.args if a.value is not None
-        ]
+        proc_args = [ProcArg(a.name, _arg_value(rt, a), a.is_output) for a in self.args if a.value is not None]
         result = rt.session.invoke_procedure(self.procedure, proc_args)
         if result.failed:
             yield result
@@ -270,9 +268,7 @@ class IfStmt(Stmt):
     otherwise: Stmt | None
 
     def run(self, rt: Runtime) -> Iterator[StatementResult]:
-        test = exp.Case(
-            ifs=[exp.If(this=self.condition, true=exp.Literal.number(1))], default=exp.Literal.number(0)
-        )
+        test = exp.Case(ifs=[exp.If(this=self.condition, true=exp.Literal.number(1))], default=exp.Literal.number(0))
         value, _ = rt.scalar(test)
         branch = self.then if value else self.otherwise
         if branch is not None:

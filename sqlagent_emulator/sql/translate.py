@@ -219,13 +219,9 @@ class Translator:
             return exp.Anonymous(this="SS_CAST", expressions=args)
         if isinstance(node, exp.Anonymous):
             return self._rewrite_function(node)
-        if isinstance(node, exp.Div) and not (
-            _is_numeric_literal(node.expression) and node.expression.name != "0"
-        ):
+        if isinstance(node, exp.Div) and not (_is_numeric_literal(node.expression) and node.expression.name != "0"):
             return exp.Anonymous(this="SS_DIV", expressions=[node.this, node.expression])
-        if isinstance(node, exp.Add) and not (
-            _is_numeric_literal(node.this) and _is_numeric_literal(node.expression)
-        ):
+        if isinstance(node, exp.Add) and not (_is_numeric_literal(node.this) and _is_numeric_literal(node.expression)):
             return exp.Anonymous(this="SS_ADD", expressions=[node.this, node.expression])
         return node
 

@@ -64,9 +64,7 @@ def param_names(definitions: str) -> list[str]:
 
 
 class TdsConnection:
-    def __init__(
-        self, server: ServerContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spid: int
-    ):
+    def __init__(self, server: ServerContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spid: int):
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -117,9 +115,7 @@ class TdsConnection:
             raise ProtocolError(f"expected LOGIN7, got {ptype.name}")
         login7 = parse_login7(payload)
         self.tds_version = negotiate_version(login7.tds_version)
-        login: Login | None = await self.server.run(
-            self.server.engine.authenticate, login7.user_name, login7.password
-        )
+        login: Login | None = await self.server.run(self.server.engine.authenticate, login7.user_name, login7.password)
         if login is None:
             await self._login_failed(Message(18456, f"Login failed for user '{login7.user_name}'.", 14, 1))
             return False
@@ -240,9 +236,7 @@ class TdsConnection:
         elif proc_id == ProcId.SP_UNPREPARE:
             self.prepared.pop(int(params[0].value.value or 0), None)
         else:
-            reply.messages(
-                [Message(2812, f"Could not find stored procedure '{call.proc_name or proc_id}'.", 16, 62)]
-            )
+            reply.messages([Message(2812, f"Could not find stored procedure '{call.proc_name or proc_id}'.", 16, 62)])
             ok = False
         if not self._attention.is_set():
             reply.procedure_end(0, outputs, failed=not ok)
@@ -272,9 +266,7 @@ class TdsConnection:
             verb, change = ("COMMIT", EnvChange.COMMIT_TRAN)
             if request == TmRequest.ROLLBACK_XACT:
                 verb, change = ("ROLLBACK", EnvChange.ROLLBACK_TRAN)
-            await self._run_sql(
-                ReplyBuilder(self.server.name, self.tds_version), f"{verb} TRAN", None, in_rpc=False
-            )
+            await self._run_sql(ReplyBuilder(self.server.name, self.tds_version), f"{verb} TRAN", None, in_rpc=False)
             if self._transaction:
                 reply.raw(tokens.env_change_bytes(change, b"", struct.pack("<Q", self._transaction)))
                 self._transaction = 0
@@ -283,9 +275,7 @@ class TdsConnection:
         reply.done(Token.DONE, DoneStatus.FINAL)
 
     async def _begin(self, reply: ReplyBuilder) -> None:
-        await self._run_sql(
-            ReplyBuilder(self.server.name, self.tds_version), "BEGIN TRAN", None, in_rpc=False
-        )
+        await self._run_sql(ReplyBuilder(self.server.name, self.tds_version), "BEGIN TRAN", None, in_rpc=False)
         self._transaction = self.spid << 32 | self._next_handle
         self._next_handle += 1
         reply.raw(tokens.env_change_bytes(EnvChange.BEGIN_TRAN, struct.pack("<Q", self._transaction), b""))
@@ -298,17 +288,11 @@ def _next_result(statements: Iterator[StatementResult]) -> StatementResult | Non
         return StatementResult(messages=[exc.message], failed=True)
     except Exception as exc:  # an emulator bug must reach the client as an error, not hang it
         log.exception("engine failure")
-        return StatementResult(
-            messages=[Message(50000, f"Emulator internal error: {exc!r}", 16)], failed=True
-        )
+        return StatementResult(messages=[Message(50000, f"Emulator internal error: {exc!r}", 16)], failed=True)
 
 
 def _text(params: list[Any], index: int) -> str:
-    return (
-        str(params[index].value.value)
-        if index < len(params) and params[index].value.value is not None
-        else ""
-    )
+    return str(params[index].value.value) if index < len(params) and params[index].value.value is not None else ""
 
 
 def _bind(definitions: str, values: list[Any]) -> dict[str, TypedValue]:

@@ -35,9 +35,7 @@ class ReplyBuilder:
 
     def result_set(self, result: ResultSet) -> None:
         columns = list(result.columns)
-        codecs = [
-            codec_for(col, [row[i] for row in result.rows], self.tds_version) for i, col in enumerate(columns)
-        ]
+        codecs = [codec_for(col, [row[i] for row in result.rows], self.tds_version) for i, col in enumerate(columns)]
         self.buffer += tokens.col_metadata(columns, codecs)
         for values in result.rows:
             self.buffer += tokens.row(values, codecs)
@@ -66,9 +64,7 @@ class ReplyBuilder:
         else:
             self.done(statement_done, error, result.rowcount)
 
-    def procedure_end(
-        self, return_status: int, outputs: Sequence[tuple[int, OutputParam]], failed: bool
-    ) -> None:
+    def procedure_end(self, return_status: int, outputs: Sequence[tuple[int, OutputParam]], failed: bool) -> None:
         """RETURNSTATUS, one RETURNVALUE per OUTPUT parameter (by ordinal), then DONEPROC."""
         self.buffer += tokens.return_status(return_status)
         for ordinal, param in outputs:

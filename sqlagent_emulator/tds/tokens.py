@@ -97,12 +97,7 @@ def env_change_bytes(kind: EnvChange, new: bytes, old: bytes) -> bytes:
 def login_ack(tds_version: int, program: str, version: tuple[int, int, int]) -> bytes:
     """LOGINACK (2.2.7.14): interface SQL_TSQL, the negotiated TDS version (big-endian)."""
     major, minor, build = version
-    body = (
-        b"\x01"
-        + struct.pack(">I", tds_version)
-        + b_varchar(program)
-        + struct.pack(">BBH", major, minor, build)
-    )
+    body = b"\x01" + struct.pack(">I", tds_version) + b_varchar(program) + struct.pack(">BBH", major, minor, build)
     return _with_length(Token.LOGINACK, body)
 
 

@@ -409,9 +409,7 @@ def codec_for(column: Column, values: list[Any], tds_version: int) -> ColumnCode
     return _variable(TdsType.NVARCHAR, COLLATION, values, lambda v: str(v).encode("utf-16-le"))
 
 
-def _variable(
-    tds_type: TdsType, collation: bytes, values: list[Any], pack: Callable[[Any], bytes]
-) -> ColumnCodec:
+def _variable(tds_type: TdsType, collation: bytes, values: list[Any], pack: Callable[[Any], bytes]) -> ColumnCodec:
     """A 2-byte-length type, declared 8000 bytes long, or (MAX) with PLP values when a value is longer.
 
     Declaring the full 8000 matters: FreeTDS truncates values to the declared length.
