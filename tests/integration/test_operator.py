@@ -15,11 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from typing import Any
 
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.collection import update_dag_parsing_results_in_db
 from airflow.models.xcom import XComModel
 from airflow.sdk import DAG
-from airflow.serialization.serialized_objects import LazyDeserializedDAG
 from airflow.utils.session import create_session
 from sqlalchemy import select
 
@@ -29,6 +26,7 @@ from airflow_provider_ssis_lb.runs import JobRun
 from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
 from tests.clients import connect
 from tests.conftest import OPERATOR_PASSWORD, SA_PASSWORD, SqlServerTarget
+from tests.integration.dagrun import test_dag_run
 from tests.integration.test_hook import SSIS_BROKEN, wait_finished
 
 POLL = 0.2
@@ -64,13 +62,7 @@ def run_dag(operator: type[SqlAgentRunJobOperator] = SqlAgentRunJobOperator, **k
     kwargs = {"poll_interval": POLL, "deferrable": True, **kwargs}
     with DAG(f"operator_{uuid.uuid4().hex[:8]}", schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
         operator(task_id="run", on_failure_callback=lambda context: errors.append(context["exception"]), **kwargs)
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-        session.commit()
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
-    return DagResult(dag.test(), errors)
+    return DagResult(test_dag_run(dag), errors)
 
 
 def outcomes(target: SqlServerTarget, name: str) -> list[int]:

@@ -1,0 +1,109 @@
+"""SSIS child packages load-balanced over a pool of SQL Servers, ending in a run summary.
+
+Instead of assigning children to servers by hand (``ssis_parent_package.py``), every child is one
+mapped task: when it starts, it goes to the server with the most free capacity at that moment,
+waits in the triggerer when every server is full, and may fail over to another server on retry.
+The summary task then shows, in one place, which child ran where, how long, with what result.
+
+Connections ``sqlnode1`` .. ``sqlnode3`` are ``mssql`` or ``odbc`` connections to the servers;
+each server has an Agent job per child (see ``demo/servers.toml``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import DAG, TriggerRule, task
+
+from airflow_provider_ssis_lb.balancing import ServerPool
+from airflow_provider_ssis_lb.operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
+
+CHILDREN = [
+    "LoadOrderLines",
+    "BuildSalesCube",
+    "LoadOrders",
+    "BuildFinanceMart",
+    "LoadShipments",
+    "LoadInventory",
+    "RefreshPricing",
+    "LoadCustomers",
+    "LoadReturns",
+    "LoadProducts",
+    "LoadSuppliers",
+    "ArchiveLogs",
+]
+POOL = ServerPool.of(
+    [
+        {"conn_id": "sqlnode1", "capacity": 4},
+        {"conn_id": "sqlnode2", "capacity": 2},
+        {"conn_id": "sqlnode3", "capacity": 2},
+    ]
+)
+
+
+def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) -> list[dict[str, Any]]:
+    """One row per child from its XCom: the summary of a finished run, else the handle of a started one."""
+    rows = []
+    for child, summary, handle in zip(children, summaries, handles, strict=True):
+        if summary:
+            rows.append(
+                {
+                    "child": child,
+                    "server": summary["server"],
+                    "started": summary["started"],
+                    "duration": summary["duration"],
+                    "outcome": summary["outcome"],
+                }
+            )
+        else:
+            server = handle["server"] if handle else "-"
+            rows.append({"child": child, "server": server, "started": None, "duration": None, "outcome": "failed"})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ("child", "server", "started (server time)", "duration", "outcome")
+    lines = [
+        (
+            r["child"],
+            r["server"],
+            r["started"] or "-",
+            "-" if r["duration"] is None else f"{r['duration']} s",
+            r["outcome"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *lines, strict=True)]
+    render = lambda values: "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
+    return "\n".join([render(header), render("-" * w for w in widths), *(render(line) for line in lines)])
+
+
+with DAG(
+    dag_id="ssis_load_balanced",
+    schedule=None,
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": dt.timedelta(seconds=3)},
+    tags=["ssis", "sql-server-agent", "load-balancing"],
+    doc_md=__doc__,
+) as dag:
+    children = SqlAgentRunJobOperator.partial(
+        task_id="child",
+        servers=POOL,
+        deferrable=True,
+        poll_interval=2,
+        map_index_template="{{ task.job_name }}",
+    ).expand(job_name=CHILDREN)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def run_summary(**context: Any) -> list[dict[str, Any]]:
+        """Which child ran where, how long, with what result: logged as a table and returned."""
+        ti = context["ti"]
+        indexes = range(len(CHILDREN))
+        summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in indexes]
+        handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in indexes]
+        rows = summary_rows(CHILDREN, summaries, handles)
+        print("run summary\n" + format_table(rows))
+        return rows
+
+    children >> run_summary()

@@ -1,0 +1,74 @@
+"""The load-balanced example DAG end to end with ``dag.test()``: twelve children over the three
+demo servers (demo/servers.toml, with package durations shortened), one failing its first try."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+from sqlagent_emulator.config import load_config
+from sqlagent_emulator.testing import EmulatorController
+from tests.conftest import SqlServerTarget
+from tests.integration.conftest import _connection
+from tests.integration.dagrun import test_dag_run
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "servers.toml"
+
+
+@pytest.fixture
+def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
+    """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them."""
+    configs = [
+        dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=0.3) for p in c.packages))
+        for c in load_config(DEMO)
+    ]
+    with EmulatorController(configs) as controller:
+        conn_ids = {}
+        for config in configs:
+            login = next(login for login in config.logins if "SQLAgentOperatorRole" in login.roles)
+            target = SqlServerTarget(config.name, "127.0.0.1", controller[config.name].port, login.name, login.password)
+            conn_id = config.name.lower()
+            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+                _connection("mssql", target, login.name, login.password)
+            )
+            conn_ids[config.name] = conn_id
+        yield conn_ids
+        for conn_id in conn_ids.values():
+            os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
+
+
+def test_load_balanced_dag_runs_every_child_and_summarizes(demo_servers: dict[str, str]) -> None:
+    from example_dags import ssis_load_balanced as example
+
+    dag_run = test_dag_run(example.dag)
+    assert dag_run.state == "success"
+    with create_session() as session:
+        summary = session.scalars(
+            select(XComModel.value).where(
+                XComModel.dag_id == "ssis_load_balanced",
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == "run_summary",
+                XComModel.key == "return_value",
+            )
+        ).one()
+        retried = session.scalars(
+            select(TaskInstance.try_number).where(
+                TaskInstance.dag_id == "ssis_load_balanced",
+                TaskInstance.run_id == dag_run.run_id,
+                TaskInstance.task_id == "child",
+                TaskInstance.map_index == example.CHILDREN.index("LoadShipments"),
+            )
+        ).one()
+    assert [row["child"] for row in summary] == example.CHILDREN
+    assert {row["outcome"] for row in summary} == {"succeeded"}
+    assert len({row["server"] for row in summary}) >= 2  # spread over the pool
+    assert retried == 2  # failed once (fail_first = 1), succeeded on retry
