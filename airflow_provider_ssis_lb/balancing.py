@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -128,3 +128,18 @@ def plan_longest_first(children: Sequence[str], expected: Mapping[str, float | N
     unknown = [c for c in children if expected.get(c) is None]
     known = sorted((c for c in children if expected.get(c) is not None), key=lambda c: -(expected[c] or 0.0))
     return unknown + known
+
+
+def plan_children(
+    children: Sequence[str], durations: Callable[[str], Iterable[int]], *, on_error: Callable[[str, Exception], None]
+) -> list[str]:
+    """Children in LPT order, each child's expectation from ``durations(child)`` (recent successful
+    run times); a child whose history cannot be read counts as one with no history (it goes first)."""
+    expected: dict[str, float | None] = {}
+    for child in children:
+        try:
+            expected[child] = expected_duration(durations(child))
+        except Exception as exc:  # planning must not stop the run: unknown children simply go first
+            on_error(child, exc)
+            expected[child] = None
+    return plan_longest_first(children, expected)

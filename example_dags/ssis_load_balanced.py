@@ -1,8 +1,9 @@
 """SSIS child packages load-balanced over a pool of SQL Servers, ending in a run summary.
 
 Instead of assigning children to servers by hand (``ssis_parent_package.py``), every child is one
-mapped task: when it starts, it goes to the server with the most free capacity at that moment,
-waits in the triggerer when every server is full, and may fail over to another server on retry.
+mapped task, planned longest-expected-first from Agent history. When it starts, it goes to the
+server with the most free capacity at that moment, waits in the triggerer when every server is
+full, and may fail over to another server on retry.
 The summary task then shows, in one place, which child ran where, how long, with what result.
 
 Connections ``sqlnode1`` .. ``sqlnode3`` are ``mssql`` or ``odbc`` connections to the servers;
@@ -18,6 +19,7 @@ from airflow.sdk import DAG, TriggerRule, task
 
 from airflow_provider_ssis_lb.balancing import ServerPool
 from airflow_provider_ssis_lb.operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
+from airflow_provider_ssis_lb.planning import plan_from_history
 
 CHILDREN = [
     "LoadOrderLines",
@@ -87,22 +89,29 @@ with DAG(
     tags=["ssis", "sql-server-agent", "load-balancing"],
     doc_md=__doc__,
 ) as dag:
+
+    @task
+    def plan() -> list[str]:
+        """Longest expected first, from each child's recent successful runs on the pool's servers."""
+        return plan_from_history(POOL, CHILDREN)
+
+    planned = plan()
     children = SqlAgentRunJobOperator.partial(
         task_id="child",
         servers=POOL,
         deferrable=True,
         poll_interval=2,
         map_index_template="{{ task.job_name }}",
-    ).expand(job_name=CHILDREN)
+    ).expand(job_name=planned)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def run_summary(**context: Any) -> list[dict[str, Any]]:
         """Which child ran where, how long, with what result: logged as a table and returned."""
         ti = context["ti"]
-        indexes = range(len(CHILDREN))
-        summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in indexes]
-        handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in indexes]
-        rows = summary_rows(CHILDREN, summaries, handles)
+        order = ti.xcom_pull(task_ids="plan")
+        summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in range(len(order))]
+        handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in range(len(order))]
+        rows = summary_rows(order, summaries, handles)
         print("run summary\n" + format_table(rows))
         return rows
 

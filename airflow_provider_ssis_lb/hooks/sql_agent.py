@@ -218,6 +218,13 @@ class SqlAgentHook(BaseHook):
             waited = (now - dt.datetime.fromisoformat(run.requested_at)).total_seconds()
             return RunState("pending" if waited < PICKUP_GRACE_SECONDS else "abandoned")
 
+    def recent_durations(self, job_name: str, limit: int = 10) -> list[int]:
+        """Seconds taken by the job's most recent successful runs (newest first), for planning."""
+        with self._session(job_name) as s:
+            sets = s.call("sp_help_jobhistory", {"job_name": job_name, "step_id": 0, "run_status": 1, "mode": "FULL"})
+        rows = sorted(sets[0] if sets else [], key=lambda r: -int(r["instance_id"]))
+        return [decode_run_duration(r["run_duration"]) for r in rows[:limit]]
+
     def last_finished_run(self, job: JobInfo) -> tuple[JobRun, int] | None:
         """The job's most recent finished run, whoever started it: a handle whose baseline is the previous
         run's outcome row (so ``run_result`` sees all of its steps) and its outcome row; None if there is none."""

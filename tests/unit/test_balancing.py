@@ -11,6 +11,7 @@ from airflow_provider_ssis_lb.balancing import (
     Strategy,
     choose_server,
     expected_duration,
+    plan_children,
     plan_longest_first,
 )
 
@@ -74,3 +75,17 @@ def test_planning_puts_unknown_first_then_longest() -> None:
 def test_expected_duration_is_the_median_of_successful_runs() -> None:
     assert expected_duration([10, 400, 12]) == 12.0
     assert expected_duration([]) is None
+
+
+def test_plan_children_treats_unreadable_history_as_unknown() -> None:
+    history = {"a": [10, 12], "b": [50], "c": [30]}
+    failures: list[str] = []
+
+    def durations(child: str) -> list[int]:
+        if child == "broken":
+            raise RuntimeError("server down")
+        return history.get(child, [])
+
+    planned = plan_children(["a", "broken", "b", "new", "c"], durations, on_error=lambda c, e: failures.append(c))
+    assert planned == ["broken", "new", "b", "c", "a"]
+    assert failures == ["broken"]
