@@ -48,6 +48,7 @@ class SqlServerTarget:
 # Packages the emulated SSIS catalog of the test servers can run (a real server needs them deployed).
 TEST_PACKAGES = (
     PackageSpec("\\SSISDB\\Tests\\Demo\\Quick.dtsx", duration=0.3),
+    PackageSpec("\\SSISDB\\Tests\\Demo\\Slow.dtsx", duration=2.0),
     PackageSpec(
         "\\SSISDB\\Tests\\Demo\\Broken.dtsx",
         duration=0.2,

@@ -18,6 +18,7 @@ from . import messages
 from .model import ExecutionState, MessageType, PackageSpec, RunStatus
 from .store import AgentStore, StepRow
 
+_DETACHED: set[asyncio.Future[Any]] = set()  # catalog executions running after their step returned
 _GO = re.compile(r"^\s*GO\s*$", re.IGNORECASE | re.MULTILINE)
 _ISSERVER = re.compile(r'/IS(?:SERVER)?\s+"\\"(?P<path>[^"\\]*(?:\\(?!")[^"\\]*)*)\\""', re.IGNORECASE)
 _SYNCHRONIZED = re.compile(r"\$ServerOption::SYNCHRONIZED\(Boolean\)\\\"\";\s*True", re.IGNORECASE)
@@ -158,7 +159,9 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
     execution_id = await host.db(host.store.create_execution, folder, project, package, owner.name)
     execution = _execute_package(host, spec, execution_id, fails, stop)
     if not synchronized:  # dtexec returns as soon as the execution has started
-        asyncio.ensure_future(execution)
+        task = asyncio.ensure_future(execution)
+        _DETACHED.add(task)  # keep a reference until it ends, or the loop may drop it
+        task.add_done_callback(_DETACHED.discard)
         return StepOutcome(
             RunStatus.SUCCEEDED,
             messages.ssis_step(execution_id, ExecutionState.RUNNING, started, host.store.engine.now(), True),

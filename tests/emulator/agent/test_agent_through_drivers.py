@@ -198,3 +198,23 @@ def test_syssessions_is_readable_by_sysadmin_only(sa: Client, operator: Client) 
     assert "The SELECT permission was denied on the object 'syssessions', database 'msdb', schema 'dbo'." in str(
         caught.value
     )
+
+
+def test_unsynchronized_ssis_step_returns_while_the_package_runs(sa: Client) -> None:
+    """Without $ServerOption::SYNCHRONIZED=True, dtexec /ISSERVER returns once the execution started."""
+    name = create_job(sa, [{"subsystem": "SSIS", "command": '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Slow.dtsx\\""'}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    wait_until_idle(sa, name)
+    step_row = history(sa, name)[0]
+    assert step_row[2] == SUCCEEDED
+    execution_id = int(step_row[6].split("Execution ID: ")[1].split(".")[0])
+    statuses = []
+    deadline = time.monotonic() + 10
+    while not statuses or statuses[-1] == 2:
+        assert time.monotonic() < deadline
+        statuses.append(
+            sa.run("SELECT status FROM SSISDB.catalog.executions WHERE execution_id = ?", execution_id)[0][0]
+        )
+        time.sleep(0.05)
+    assert statuses[0] == 2  # still running when the job had already ended
+    assert statuses[-1] == 7
