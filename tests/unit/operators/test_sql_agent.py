@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_ssis_lb import ledger
 from airflow_provider_ssis_lb.exceptions import (
     AgentRestartedError,
     JobAlreadyRunningError,
@@ -147,7 +148,7 @@ def deferred(op: SqlAgentRunJobOperator, ctx: dict[str, Any]) -> TaskDeferred:
 
 
 def stored(store: FakeStore) -> dict[str, Any]:
-    return store.data[module.STATE_KEY]
+    return store.data[ledger.STATE_KEY]
 
 
 # ---------------------------------------------------------------------- arguments
@@ -316,8 +317,8 @@ def earlier_try(
     owned: bool = True,
 ) -> FakeStore:
     store = FakeStore()
-    record = module.RunRecord(phase, run.to_dict(), max_tries, clear_number, 1, owned, delivered, outcome)
-    store.data[module.STATE_KEY] = dataclasses.asdict(record)
+    record = ledger.RunRecord(phase, run.to_dict(), max_tries, clear_number, 1, owned, delivered, outcome)
+    store.data[ledger.STATE_KEY] = dataclasses.asdict(record)
     return store
 
 
@@ -417,7 +418,7 @@ def test_clearing_another_task_of_the_dag_run_does_not_restart_this_one(hook: Fa
 
 def test_an_unreadable_record_is_ignored(hook: FakeHook) -> None:
     store = FakeStore()
-    store.data[module.STATE_KEY] = {"from": "another version"}
+    store.data[ledger.STATE_KEY] = {"from": "another version"}
     deferred(operator(), context(store, try_number=2))
     assert hook.started == [OURS]
 

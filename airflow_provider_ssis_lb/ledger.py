@@ -1,0 +1,91 @@
+"""The task state store record that lets a retried child re-attach to the run it started.
+
+Kept per (DAG run, task, map index) by Airflow, it survives retries (XCom of an earlier try does
+not). A user Clear is told apart from a retry by ``ti.max_tries``, which a Clear raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from .runs import JobRun
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+STATE_KEY = "sql_agent_run"
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What the task state store keeps about this task's run, for the next try.
+
+    ``phase``: 'waiting' (for someone else's run to end), 'starting' (about to call sp_start_job; ``run``
+    is the handle a start would get) or 'started' (``run`` is the run this task follows).
+    """
+
+    phase: str
+    run: dict[str, Any]
+    max_tries: int | None
+    clear_number: int | None
+    try_number: int | None
+    owned: bool = True  # started by this task (False: attached to, or waiting for, someone else's run)
+    delivered: bool = False  # the outcome reached the task (returned or raised)
+    outcome: str | None = None
+    deadline: float | None = None
+
+
+class RunLedger:
+    """The task state store entry of this task (dag run, task, map index); a no-op when there is no store."""
+
+    def __init__(self, store: Any, ti: Any = None, dag_run: Any = None) -> None:
+        self.store = store
+        self.max_tries = getattr(ti, "max_tries", None)
+        self.try_number = getattr(ti, "try_number", None)
+        self.clear_number = getattr(dag_run, "clear_number", None)
+        self.record: RunRecord | None = None
+
+    @classmethod
+    def from_context(cls, context: Context) -> RunLedger:
+        return cls(context.get("task_state_store"), context.get("ti"), context.get("dag_run"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    def load(self) -> RunRecord | None:
+        """The stored record, or None (no store, nothing stored, or a record this version cannot read)."""
+        if self.record is None and self.enabled:
+            value = self.store.get(STATE_KEY)
+            try:
+                self.record = RunRecord(**value) if isinstance(value, dict) else None
+            except TypeError:
+                self.record = None
+        return self.record
+
+    def same_lineage(self, record: RunRecord) -> bool:
+        """False once a user cleared the task since the record was written.
+
+        Clearing a task instance sets its ``max_tries`` to ``try_number + retries``, which always moves
+        it; a retry leaves it alone. ``dag_run.clear_number`` is kept for the log only: it also moves
+        when any *other* task of the DAG run is cleared, which must not make this one start over.
+        """
+        return record.max_tries == self.max_tries
+
+    def save(self, phase: str, run: JobRun, *, owned: bool = True, deadline: float | None = None) -> None:
+        self.record = RunRecord(
+            phase, run.to_dict(), self.max_tries, self.clear_number, self.try_number, owned, deadline=deadline
+        )
+        self._write()
+
+    def deliver(self, outcome: str) -> None:
+        """Note that this outcome reached the task, so a retry does not deliver it again."""
+        record = self.load()
+        if record is not None:
+            record.delivered, record.outcome = True, outcome
+            self._write()
+
+    def _write(self) -> None:
+        if self.enabled and self.record is not None:
+            self.store.set(STATE_KEY, dataclasses.asdict(self.record))
