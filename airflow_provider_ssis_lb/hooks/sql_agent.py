@@ -355,10 +355,8 @@ class _Session:
         return [r for r in self.history(job_id, since) if int(r["instance_id"]) > baseline]
 
     def first_outcome_after(self, job_id: str, baseline: int, since: str) -> int | None:
-        for row in self.history(job_id, since):
-            if int(row["instance_id"]) > baseline and int(row["step_id"]) == 0:
-                return int(row["instance_id"])
-        return None
+        rows = self.rows_after(job_id, baseline, since)
+        return next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
 
     def ssis_messages(self, ids: list[int]) -> tuple[list[SsisMessage], list[str]]:
         """Errors and warnings the SSIS catalog logged for these executions, when the login may read them."""

@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.models.taskinstance import TaskInstance
@@ -46,28 +47,25 @@ def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
             os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
 
 
+def returned(session: Any, run_id: str, task_id: str) -> Any:
+    """The return value of a task of the example DAG's run."""
+    return session.scalars(
+        select(XComModel.value).where(
+            XComModel.dag_id == "ssis_load_balanced",
+            XComModel.run_id == run_id,
+            XComModel.task_id == task_id,
+            XComModel.key == "return_value",
+        )
+    ).one()
+
+
 def test_load_balanced_dag_runs_every_child_and_summarizes(demo_servers: dict[str, str]) -> None:
     from example_dags import ssis_load_balanced as example
 
     dag_run = test_dag_run(example.dag)
     assert dag_run.state == "success"
     with create_session() as session:
-        order = session.scalars(
-            select(XComModel.value).where(
-                XComModel.dag_id == "ssis_load_balanced",
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == "plan",
-                XComModel.key == "return_value",
-            )
-        ).one()
-        summary = session.scalars(
-            select(XComModel.value).where(
-                XComModel.dag_id == "ssis_load_balanced",
-                XComModel.run_id == dag_run.run_id,
-                XComModel.task_id == "run_summary",
-                XComModel.key == "return_value",
-            )
-        ).one()
+        order, summary = (returned(session, dag_run.run_id, task_id) for task_id in ("plan", "run_summary"))
         retried = session.scalars(
             select(TaskInstance.try_number).where(
                 TaskInstance.dag_id == "ssis_load_balanced",

@@ -9,7 +9,6 @@ import pytest
 
 from airflow_provider_ssis_lb.exceptions import JobRunFailedError
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
-from airflow_provider_ssis_lb.reporting import failure_cause
 from airflow_provider_ssis_lb.runs import JobRun, RunResult, SsisMessage, StepResult
 from airflow_provider_ssis_lb.sensors.sql_agent import SqlAgentJobSensor
 
@@ -38,13 +37,6 @@ def test_params() -> None:
     assert set(SqlAgentJobSensor.template_fields) == {"job_name", "job_id", "conn_id", "since"}
     with pytest.raises(ValueError, match="exactly one"):
         SqlAgentJobSensor(task_id="s", job_name="a", job_id="b")
-
-
-def test_failure_cause_names_step_message_and_ssis_errors() -> None:
-    text = failure_cause(FAILED)
-    assert "the run failed at step 2 'copy': Package execution on IS Server failed." in text
-    assert "SSIS errors: execution 7 (Data Flow Task): Cannot open the datafile." in text
-    assert "Truncation" not in text
 
 
 class FakeHook:
