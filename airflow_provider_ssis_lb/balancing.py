@@ -108,9 +108,24 @@ def choose_server(readings: Sequence[ServerReading], strategy: Strategy, positio
         order = [r for r in readings if r.reachable and r.eligible]
         preferred = order[position % len(order)]
         return preferred if preferred.usable else None
-    best = max(r.free / r.server.capacity for r in usable)
-    tied = [r for r in usable if r.free / r.server.capacity == best]
-    return tied[position % len(tied)]
+    order = fill_order(usable)
+    return order[position % len(order)]
+
+
+def fill_order(usable: Sequence[ServerReading]) -> list[ServerReading]:
+    """Every free slot once, in the order least-loaded choice would fill them one start at a time.
+
+    Children that read the same loads at the same moment take successive entries by position, so a
+    batch no larger than the free slots lands exactly within every server's capacity (4/2/2 idle:
+    node1, node2, node3, node1, node1, node2, node3, node1); a child alone takes the first entry.
+    """
+    free = {id(r): r.free for r in usable}
+    order: list[ServerReading] = []
+    while any(free.values()):
+        best = max(usable, key=lambda r: free[id(r)] / r.server.capacity)  # first in pool order on ties
+        order.append(best)
+        free[id(best)] -= 1
+    return order
 
 
 def expected_duration(successful_durations: Iterable[int]) -> float | None:

@@ -8,6 +8,11 @@ The summary task then shows, in one place, which child ran where, how long, with
 
 Connections ``sqlnode1`` .. ``sqlnode3`` are ``mssql`` or ``odbc`` connections to the servers;
 each server has an Agent job per child (see ``demo/servers.toml``).
+
+Children are admitted through the Airflow pool ``ssis_lb_servers``: one slot per job the fleet runs at
+once (4 + 2 + 2), counting deferred tasks. It keeps the planned order (the scheduler admits mapped
+tasks by map index) and never lets more children start at once than the servers can take; create it
+once with ``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import DAG, TriggerRule, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ssis_lb.balancing import ServerPool
 from airflow_provider_ssis_lb.operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
@@ -42,6 +48,7 @@ POOL = ServerPool.of(
         {"conn_id": "sqlnode3", "capacity": 2},
     ]
 )
+AIRFLOW_POOL = "ssis_lb_servers"  # slots = POOL.total_capacity, include_deferred
 
 
 def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) -> list[dict[str, Any]]:
@@ -99,20 +106,29 @@ with DAG(
     children = SqlAgentRunJobOperator.partial(
         task_id="child",
         servers=POOL,
+        pool=AIRFLOW_POOL,
         deferrable=True,
         poll_interval=2,
         map_index_template="{{ task.job_name }}",
     ).expand(job_name=planned)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def run_summary(**context: Any) -> list[dict[str, Any]]:
-        """Which child ran where, how long, with what result: logged as a table and returned."""
+        """Which child ran where, how long, with what result: logged as a table and returned.
+
+        A failed child fails this task too (after the table is logged and pushed), so the DAG run
+        fails like a parent package whose child failed.
+        """
         ti = context["ti"]
         order = ti.xcom_pull(task_ids="plan")
         summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in range(len(order))]
         handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in range(len(order))]
         rows = summary_rows(order, summaries, handles)
         print("run summary\n" + format_table(rows))
+        failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
+        if failed:
+            ti.xcom_push(key="return_value", value=rows)
+            raise AirflowFailException(f"{len(failed)} of {len(rows)} children failed: {', '.join(failed)}")
         return rows
 
     children >> run_summary()

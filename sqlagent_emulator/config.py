@@ -28,7 +28,7 @@ _SERVER_KEYS = {
     "agent_minute_seconds",
 }
 _LOGIN_KEYS = {"name", "password", "roles"}
-_PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "errors", "warnings"}
+_PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "fail_first_scope", "errors", "warnings"}
 _JOB_KEYS = {"name", "owner", "enabled", "description", "category", "steps"}
 _STEP_KEYS = {
     "name",
@@ -151,11 +151,15 @@ def _parse_package(entry: dict[str, Any], where: str) -> PackageSpec:
     outcome = _typed(entry, "outcome", str, where, default="success")
     if outcome not in ("success", "failure"):
         raise ConfigError(f"{where}: outcome must be 'success' or 'failure', got {outcome!r}")
+    scope = _typed(entry, "fail_first_scope", str, where, default="server")
+    if scope not in ("server", "fleet"):
+        raise ConfigError(f"{where}: fail_first_scope must be 'server' or 'fleet', got {scope!r}")
     package = PackageSpec(
         path=_typed(entry, "path", str, where, required=True),
         duration=float(_typed(entry, "duration", (int, float), where, default=1.0)),
         outcome=outcome,
         fail_first=_typed(entry, "fail_first", int, where, default=0),
+        fail_first_scope=scope,
         errors=tuple(_typed(entry, "errors", list, where, default=[])),
         warnings=tuple(_typed(entry, "warnings", list, where, default=[])),
     )

@@ -95,13 +95,16 @@ class PackageSpec:
     """An SSIS package the emulated catalog can run (declared in the emulator config).
 
     ``duration`` is seconds of work at full speed (stretched by contention); the first
-    ``fail_first`` executions fail with ``errors``, later ones end with ``outcome``.
+    ``fail_first`` executions fail with ``errors``, later ones end with ``outcome``. They are counted
+    per server, or over every server of the emulator with ``fail_first_scope = "fleet"`` (a cause
+    outside the servers, such as a source file that arrives late: a retry elsewhere succeeds).
     """
 
     path: str  # \\SSISDB\\<folder>\\<project>\\<package>.dtsx
     duration: float = 1.0
     outcome: str = "success"  # "success" | "failure"
     fail_first: int = 0
+    fail_first_scope: str = "server"  # "server" | "fleet"
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 

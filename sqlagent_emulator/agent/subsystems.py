@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from .model import ExecutionState, MessageType, PackageSpec, RunStatus
 from .store import AgentStore, StepRow
 
 _DETACHED: set[asyncio.Future[Any]] = set()  # catalog executions running after their step returned
+_FLEET_EXECUTIONS: Counter[str] = Counter()  # executions per package path over every server (fail_first_scope)
 _GO = re.compile(r"^\s*GO\s*$", re.IGNORECASE | re.MULTILINE)
 _ISSERVER = re.compile(r'/IS(?:SERVER)?\s+"\\"(?P<path>[^"\\]*(?:\\(?!")[^"\\]*)*)\\""', re.IGNORECASE)
 _SYNCHRONIZED = re.compile(r"\$ServerOption::SYNCHRONIZED\(Boolean\)\\\"\";\s*True", re.IGNORECASE)
@@ -154,7 +156,11 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
         finished = host.store.engine.now()
         return StepOutcome(RunStatus.FAILED, messages.ssis_step(None, 0, started, finished, False, failure, retried))
     folder, project, package = spec.parts
-    previous = await host.db(host.store.executions_of, folder, project, package)
+    if spec.fail_first_scope == "fleet":  # every server of this process shares the count
+        previous = _FLEET_EXECUTIONS[spec.path.lower()]
+        _FLEET_EXECUTIONS[spec.path.lower()] += 1
+    else:
+        previous = await host.db(host.store.executions_of, folder, project, package)
     fails = previous < spec.fail_first or spec.outcome == "failure"
     execution_id = await host.db(host.store.create_execution, folder, project, package, owner.name)
     execution = _execute_package(host, spec, execution_id, fails, stop)

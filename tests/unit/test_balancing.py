@@ -43,6 +43,19 @@ def test_simultaneous_starts_spread_over_tied_servers() -> None:
     assert chosen == {"node1", "node2", "node3"}
 
 
+def test_a_simultaneous_batch_fills_each_server_to_its_capacity_and_no_further() -> None:
+    readings = [reading(BIG, 0), reading(SMALL_A, 0), reading(SMALL_B, 0)]
+    chosen = [choose_server(readings, Strategy.LEAST_LOADED, position).server.conn_id for position in range(8)]
+    assert {name: chosen.count(name) for name in set(chosen)} == {"node1": 4, "node2": 2, "node3": 2}
+    assert chosen[:3] == ["node1", "node2", "node3"]  # the first starts spread before any server doubles up
+
+
+def test_a_batch_on_partly_loaded_servers_uses_only_the_free_slots() -> None:
+    readings = [reading(BIG, 3), reading(SMALL_A, 0), reading(SMALL_B, 2)]  # free 1, 2, 0
+    chosen = [choose_server(readings, Strategy.LEAST_LOADED, position).server.conn_id for position in range(3)]
+    assert sorted(chosen) == ["node1", "node2", "node2"]
+
+
 def test_round_robin_follows_position_and_waits_for_its_server() -> None:
     readings = [reading(BIG, 0), reading(SMALL_A, 2), reading(SMALL_B, 0)]
     assert choose_server(readings, Strategy.ROUND_ROBIN, 0).server is BIG

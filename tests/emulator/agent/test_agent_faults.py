@@ -3,6 +3,7 @@ state on disk, latency, the local clock, contention, and the command-line contro
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sqlagent_emulator.agent.model import PackageSpec
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import (
     EXECUTING,
@@ -131,6 +133,25 @@ def test_flaky_package_fails_its_first_execution_then_succeeds(own_server) -> No
             sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
             wait_until_idle(sa, name)
             outcomes.append(history(sa, name)[-1][2])
+    assert outcomes == [FAILED, SUCCEEDED]
+
+
+def test_fleet_scoped_failure_fails_once_over_every_server() -> None:
+    """``fail_first_scope = "fleet"``: a retry on another server succeeds (a cause outside the servers)."""
+    package = PackageSpec("\\SSISDB\\Tests\\Demo\\LateFile.dtsx", 0.1, fail_first=1, fail_first_scope="fleet")
+    configs = [dataclasses.replace(emulator_config(name), packages=(package,)) for name in ("FLEETA", "FLEETB")]
+    command = (
+        '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\LateFile.dtsx\\"" /Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True'
+    )
+    outcomes = []
+    with EmulatorController(configs) as controller:
+        for name in ("FLEETA", "FLEETB"):
+            target = SqlServerTarget(name, "127.0.0.1", controller[name].port, "sa", SA_PASSWORD)
+            with closing(sa_client(target)) as sa:
+                job = create_job(sa, [{"subsystem": "SSIS", "command": command}])
+                sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
+                wait_until_idle(sa, job)
+                outcomes.append(history(sa, job)[-1][2])
     assert outcomes == [FAILED, SUCCEEDED]
 
 

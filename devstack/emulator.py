@@ -1,0 +1,53 @@
+"""The emulated SQL Servers as a child process: ``python -m sqlagent_emulator --config FILE``."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlagent_emulator.control import send_command
+
+from .processes import ManagedProcess
+
+_READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)", re.M)
+_CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+)", re.M)
+
+
+class EmulatorProcess:
+    """Start the servers of one config file, wait for their READY lines, send control commands."""
+
+    def __init__(self, config: Path, log_path: Path, python: str = sys.executable) -> None:
+        self.config = config
+        self.process = ManagedProcess(
+            "emulator", [python, "-m", "sqlagent_emulator", "--config", str(config)], log_path, env=None
+        )
+        self.ports: dict[str, int] = {}
+        self.control_port: int | None = None
+
+    def start(self, timeout: float = 60.0) -> EmulatorProcess:
+        self.process.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.process.log_path.read_text(errors="replace") if self.process.log_path.exists() else ""
+            control = _CONTROL.search(text)
+            if control:
+                self.ports = {m.group(1): int(m.group(3)) for m in _READY.finditer(text)}
+                self.control_port = int(control.group(2))
+                return self
+            if not self.process.alive():
+                raise RuntimeError(f"the emulator exited before it was ready:\n{self.process.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator was not ready within {timeout} s:\n{self.process.tail()}")
+            time.sleep(0.1)
+
+    def control(self, command: str, server: str | None = None, value: str | None = None) -> dict[str, Any]:
+        """One control command (``agent-stop``, ``offline``, ``status`` ...), as the control CLI sends it."""
+        assert self.control_port is not None, "start() first"
+        return send_command(self.control_port, command, server, value)
+
+    def stop(self) -> None:
+        self.process.stop()
