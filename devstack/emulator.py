@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlagent_emulator.config import ServerConfig
 from sqlagent_emulator.control import send_command
 
 from .processes import ManagedProcess
@@ -51,3 +52,22 @@ class EmulatorProcess:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def operator_connections(configs: list[ServerConfig], ports: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """An Airflow ``mssql`` connection per server (conn id = lower-case server name), with the login
+    that holds only SQLAgentOperatorRole: the least privilege the provider needs."""
+    connections = {}
+    for config in configs:
+        login = next((lg for lg in config.logins if "SQLAgentOperatorRole" in lg.roles), None)
+        if login is None:
+            raise ValueError(f"server {config.name}: no login with SQLAgentOperatorRole in the config")
+        connections[config.name.lower()] = {
+            "conn_type": "mssql",
+            "host": "127.0.0.1",
+            "port": ports[config.name],
+            "login": login.name,
+            "password": login.password,
+            "schema": "msdb",
+        }
+    return connections

@@ -15,6 +15,8 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ssis-lb-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA", "true")
+# dag.test() runs triggers inline, so the scheduler/executor race the hold guards against cannot happen.
+os.environ.setdefault("AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS", "0")
 from collections.abc import Iterator
 from dataclasses import dataclass
 

@@ -20,7 +20,7 @@ from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
 from ..reporting import failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunResult
-from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, read_server
+from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before, read_server
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -253,6 +253,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             deadline=deadline,
         )
         if self.deferrable:
+            trigger.not_before = defer_not_before()
             self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs={"deadline": deadline})
         return self.execute_after_capacity(context, run_trigger_here(trigger), deadline=deadline)
 
@@ -377,6 +378,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             return run.to_dict()
         trigger = self._trigger(run, deadline, stop_on_kill=owned and self.stop_on_kill)
         if self.deferrable:
+            trigger.not_before = defer_not_before()
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"owned": owned})
         self._active_run = run if owned else None
         try:
@@ -399,6 +401,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         """Wait for someone else's run to end (never stopping it), then start ours."""
         trigger = self._trigger(run, deadline, stop_on_kill=False)
         if self.deferrable:
+            trigger.not_before = defer_not_before()
             self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
         return self.execute_after_wait(context, run_trigger_here(trigger), deadline=deadline)
 

@@ -16,7 +16,7 @@ from ..exceptions import JobRunFailedError, SqlAgentError, TransientConnectionEr
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..reporting import ended_at, failure_cause, format_history
 from ..runs import JobRun, RunResult
-from ..triggers.sql_agent import SqlAgentJobTrigger
+from ..triggers.sql_agent import SqlAgentJobTrigger, defer_not_before
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -165,6 +165,7 @@ class SqlAgentJobSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 deadline=timezone.utcnow().timestamp() + remaining,
                 stop_on_kill=False,
+                not_before=defer_not_before(),
             )
             self.defer(trigger=trigger, method_name="execute_complete", timeout=dt.timedelta(seconds=remaining))
         return self._decide_latest(hook, job, context)  # idle (or its run ended a moment ago)

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypedDict
 
+from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server
@@ -16,6 +17,24 @@ from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun
 
 MAX_BACKOFF_SECONDS = 60.0
+DEFER_SETTLE_SECONDS = 10.0
+
+
+def defer_not_before() -> float:
+    """The earliest time (epoch seconds) a trigger deferred now may fire.
+
+    Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has processed the
+    executor's report that the deferring try exited: "finished with state success, but the task
+    instance's state attribute is queued" (apache/airflow#66374, #71580; docs/airflow-notes.md). An
+    event held until the report has surely been processed avoids it; only runs shorter than the
+    hold see it. ``[ssis_lb] defer_settle_seconds`` sets the hold (0 turns it off).
+    """
+    return time.time() + conf.getfloat("ssis_lb", "defer_settle_seconds", fallback=DEFER_SETTLE_SECONDS)
+
+
+async def hold_until(not_before: float | None) -> None:
+    if not_before is not None:
+        await asyncio.sleep(max(0.0, not_before - time.time()))
 
 
 class SqlAgentJobEvent(TypedDict):
@@ -39,6 +58,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param deadline: absolute wall-clock time (epoch seconds) after which a 'timeout' event is yielded.
     :param stop_on_kill: stop the remote run when the task is killed while deferred.
+    :param not_before: epoch seconds before which no event is yielded (``defer_not_before``).
     """
 
     def __init__(
@@ -47,12 +67,14 @@ class SqlAgentJobTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         deadline: float | None = None,
         stop_on_kill: bool = True,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.run_handle = JobRun.from_dict(run)
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,6 +84,7 @@ class SqlAgentJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "stop_on_kill": self.stop_on_kill,
+                "not_before": self.not_before,
             },
         )
 
@@ -78,7 +101,9 @@ class SqlAgentJobTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield await self._watch()
+        event = await self._watch()
+        await hold_until(self.not_before)
+        yield event
 
     async def _watch(self) -> TriggerEvent:
         hook, run = self._hook(), self.run_handle
@@ -160,6 +185,7 @@ class SqlAgentCapacityTrigger(BaseTrigger):
     :param strategy: the pool's strategy; with ``round_robin`` only the child's own server counts.
     :param position: the child's position (map index), as the operator uses it.
     :param deadline: absolute wall-clock time (epoch seconds), or None.
+    :param not_before: epoch seconds before which no event is yielded (``defer_not_before``).
     """
 
     def __init__(
@@ -171,8 +197,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         position: int = 0,
         poll_interval: float = 10.0,
         deadline: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
+        self.not_before = not_before
         self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
         self.job_name = job_name
         self.job_id = job_id
@@ -192,6 +220,7 @@ class SqlAgentCapacityTrigger(BaseTrigger):
                 "position": self.position,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "not_before": self.not_before,
             },
         )
 
@@ -209,7 +238,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "deadline": self.deadline})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield await self._wait()
+        event = await self._wait()
+        await hold_until(self.not_before)
+        yield event
 
     async def _wait(self) -> TriggerEvent:
         job = self.job_name or self.job_id

@@ -29,13 +29,34 @@ def test_serialize_round_trip() -> None:
     assert again.serialize() == (classpath, kwargs)
     assert again.run_handle == RUN and again.poll_interval == 2.5 and again.deadline == 1_900_000_000.0
     assert again.stop_on_kill is False
-    assert set(stored) == {"run", "poll_interval", "deadline", "stop_on_kill"}
+    assert set(stored) == {"run", "poll_interval", "deadline", "stop_on_kill", "not_before"}
     assert set(stored["run"]) == {"conn_id", "server", "job_id", "job_name", "requested_at", "baseline_instance_id"}
 
 
 def test_defaults() -> None:
     _classpath, kwargs = SqlAgentJobTrigger(run=RUN.to_dict()).serialize()
     assert kwargs["poll_interval"] == 10.0 and kwargs["deadline"] is None and kwargs["stop_on_kill"] is True
+
+
+def test_an_event_is_held_until_not_before(monkeypatch) -> None:
+    """A run that ends at once is reported only after ``not_before`` (the Airflow 3.3 executor race)."""
+    trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.1, not_before=time.time() + 0.6)
+    monkeypatch.setattr(trigger, "_hook", lambda: FakeHook([RunState("finished", outcome_instance_id=50)]))
+
+    async def first() -> tuple[dict[str, Any], float]:
+        event = await anext(trigger.run())
+        return event.payload, time.time()
+
+    payload, fired = asyncio.run(first())
+    assert payload["status"] == "success"
+    assert fired >= trigger.not_before
+
+
+def test_the_hold_defaults_to_ten_seconds_and_follows_the_provider_setting(monkeypatch) -> None:
+    monkeypatch.delenv("AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS", raising=False)
+    assert sql_agent.defer_not_before() - time.time() == pytest.approx(10.0, abs=1.0)
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS", "3")
+    assert sql_agent.defer_not_before() - time.time() == pytest.approx(3.0, abs=1.0)
 
 
 class FakeHook:

@@ -1,0 +1,176 @@
+"""The main job: emulated SQL Servers, a real Airflow, and the load-balanced parent DAG run once.
+
+``python -m devstack.demo [--keep-running]`` (``scripts/demo.sh`` sets up ``.venv`` first). It starts
+the servers of ``demo/servers.toml``, starts Airflow's API server, scheduler, DAG processor and
+triggerer (LocalExecutor, SQLite in ``.demo/airflow``), triggers ``ssis_load_balanced``, shows a
+progress bar of the children, then the run summary, the UI's address and its login. Ctrl-C (or the
+end of the run, without ``--keep-running``) stops every process it started. Running it again first
+stops whatever a previous ``--keep-running`` run left up, then starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlagent_emulator.config import load_config
+
+from .airflow import AirflowDeployment
+from .api import AirflowApi
+from .emulator import EmulatorProcess, operator_connections
+from .progress import child_counts, render
+
+REPO = Path(__file__).resolve().parents[1]
+DAG_ID = "ssis_load_balanced"
+AIRFLOW_POOL = "ssis_lb_servers"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def stop_previous(pid_file: Path) -> None:
+    """Stop the process groups a previous run left up (``--keep-running``, or a killed terminal)."""
+    try:
+        groups = json.loads(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    for name, pgid in groups.items():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+            say(f"stopped the {name} a previous run left up (process group {pgid})")
+    time.sleep(2)
+    for pgid in groups.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
+def follow(api: AirflowApi, run_id: str, started: float) -> dict[str, Any]:
+    """Draw the progress bar until the run ends; return the run."""
+    interactive = sys.stdout.isatty()
+    last_line, last_print = "", 0.0
+    while True:
+        run = api.dag_run(DAG_ID, run_id)
+        children = api.task_instances(DAG_ID, run_id, task_id="child")
+        if children:
+            line = render(child_counts(ti["state"] for ti in children), len(children), time.monotonic() - started)
+        else:
+            line = f"planning ...  {time.monotonic() - started:4.0f} s"
+        if interactive:
+            print("\r" + line, end="", flush=True)
+        elif line.split("]")[0] != last_line.split("]")[0] or time.monotonic() - last_print > 15:
+            print(line, flush=True)
+            last_print = time.monotonic()
+        last_line = line
+        if run["state"] in ("success", "failed"):
+            if interactive:
+                print()
+            return run
+        time.sleep(1)
+
+
+def summary_table(rows: list[dict[str, Any]], tries: dict[str, int]) -> str:
+    header = ("child", "server", "duration", "tries", "outcome")
+    lines = [
+        (
+            r["child"],
+            r["server"],
+            "-" if r["duration"] is None else f"{r['duration']} s",
+            str(tries.get(r["child"], "-")),
+            r["outcome"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(v) for v in column) for column in zip(header, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    work = args.work.resolve()
+    pid_file = work / "pids.json"
+    stop_previous(pid_file)
+    shutil.rmtree(work / "airflow", ignore_errors=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+
+    configs = load_config(args.config)
+    capacity = sum(c.cpus for c in configs)
+    say(f"starting {len(configs)} emulated SQL Servers from {args.config}")
+    emulator = EmulatorProcess(args.config, work / "logs" / "emulator.log")
+    airflow: AirflowDeployment | None = None
+    try:
+        emulator.start()
+        for config in configs:
+            say(f"  {config.name}: 127.0.0.1:{emulator.ports[config.name]}, {config.cpus} cpus")
+        airflow = AirflowDeployment(
+            work / "airflow",
+            REPO / "example_dags",
+            operator_connections(configs, emulator.ports),
+            password=args.password,
+        )
+        say("starting Airflow: api-server, scheduler, dag-processor, triggerer (LocalExecutor, SQLite)")
+        api = airflow.start()
+        pid_file.write_text(
+            json.dumps({"emulator": emulator.process.pid} | {n: p.pid for n, p in airflow.processes.items()})
+        )
+        say(f"Airflow is up after {time.monotonic() - started:.0f} s at {airflow.url}")
+        api.ensure_pool(AIRFLOW_POOL, capacity, "one slot per job the SQL Servers run at once")
+        api.wait_for_dag(DAG_ID)
+        api.unpause(DAG_ID)
+        run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+        api.trigger(DAG_ID, run_id)
+        say(f"triggered {DAG_ID}, run {run_id}")
+        dag_run = follow(api, run_id, time.monotonic())
+        rows = api.xcom(DAG_ID, run_id, "run_summary")
+        tries = {
+            ti["rendered_map_index"]: ti["try_number"] for ti in api.task_instances(DAG_ID, run_id, task_id="child")
+        }
+        print()
+        print(summary_table(rows, tries))
+        print()
+        say(f"run {run_id}: {dag_run['state']}, summary after {time.monotonic() - started:.0f} s")
+        say(f"Airflow UI: {airflow.url}/dags/{DAG_ID}/runs/{run_id}  (login: {airflow.username} / {args.password})")
+        if args.keep_running:
+            say("--keep-running: the UI stays up; Ctrl-C stops every process this demo started")
+            signal.pause()
+        return 0 if dag_run["state"] == "success" else 1
+    except KeyboardInterrupt:
+        print()
+        say("interrupted")
+        return 130
+    finally:
+        say("stopping Airflow and the emulated servers")
+        if airflow is not None:
+            airflow.stop()
+        emulator.stop()
+        pid_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep-running", action="store_true", help="leave the UI up until Ctrl-C")
+    parser.add_argument("--config", type=Path, default=REPO / "demo" / "servers.toml")
+    parser.add_argument("--work", type=Path, default=REPO / ".demo", help="Airflow home, logs, pid file")
+    parser.add_argument("--password", default="admin", help="the UI password of user admin")
+    args = parser.parse_args(argv)
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
