@@ -25,6 +25,22 @@ def get_provider_info() -> dict:
         "operators": [_modules("operators")],
         "sensors": [_modules("sensors")],
         "triggers": [_modules("triggers")],
+        "config": {
+            "ssis_lb": {
+                "description": "SSIS load balancing over SQL Server Agent.",
+                "options": {
+                    "defer_settle_seconds": {
+                        "description": "Seconds a trigger holds its event after the task deferred, so that "
+                        "Airflow has recorded the deferral first (docs/airflow-notes.md, section 10). "
+                        "0 turns the hold off.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "10",
+                    }
+                },
+            }
+        },
     }
 
 

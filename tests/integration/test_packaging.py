@@ -33,3 +33,16 @@ def test_example_dags_import_cleanly(airflow_db: str) -> None:
     assert "ssis_parent_package" in listed and "ssis_load_balanced" in listed
     errors = airflow("dags", "list-import-errors", "--output", "plain", **env)
     assert "example_dags" not in errors, errors
+
+
+def test_airflow_knows_the_provider_setting_and_its_default() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "config", "get-value", "ssis_lb", "defer_settle_seconds"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "10"

@@ -1,0 +1,170 @@
+"""Makespan of a run of many children under each balancing strategy, through a real Airflow.
+
+``python -m bench.makespan`` from the repo root (``.venv``): three emulated SQL Servers with 4, 2
+and 2 cpus; 40 children with seeded heavy-tailed (log-normal) durations; Airflow's API server,
+scheduler, DAG processor and triggerer with the LocalExecutor. Each strategy of
+``bench/makespan_dags.py`` runs once, one after another, on the same servers, and the table gives
+its makespan (DAG run start to end, Airflow's overhead included), the lower bound
+``max(total work / total cpus, longest child)`` and the ratio between them.
+
+The planned strategies read Agent history, so they run after an unplanned one has left a
+successful run of every child there (as in production, where yesterday's run informs today's plan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from devstack.airflow import AirflowDeployment
+from devstack.emulator import EmulatorProcess, operator_connections
+from sqlagent_emulator.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+CPUS = {"NODE1": 4, "NODE2": 2, "NODE3": 2}
+STRATEGIES = {
+    "round_robin": "makespan_round_robin",
+    "least_loaded": "makespan_least_loaded",
+    "lpt": "makespan_lpt",
+    "lpt_triggers": "makespan_lpt_triggers",
+}
+PLANNED = {"lpt", "lpt_triggers"}
+FLEET_POOL = "makespan_fleet"
+LOGINS = (("sa", "Bench!Owner1", "sysadmin"), ("airflow_runner", "Runner!Pass1", "SQLAgentOperatorRole"))
+
+
+def durations(count: int, seed: int, median: float, sigma: float, shortest: int) -> list[int]:
+    """Whole seconds (Agent history's resolution), log-normal: most children short, a few long."""
+    rng = random.Random(seed)
+    return [max(shortest, round(rng.lognormvariate(math.log(median), sigma))) for _ in range(count)]
+
+
+def servers_toml(children: dict[str, int]) -> str:
+    blocks = []
+    for name, seconds in children.items():
+        path = f"\\\\SSISDB\\\\Bench\\\\Makespan\\\\{name}.dtsx"
+        blocks.append(f'[[packages]]\npath = "{path}"\nduration = {seconds}\n')
+        blocks.append(f'[[jobs]]\nname = "{name}"\n[[jobs.steps]]\nname = "Run {name}"\npackage = "{path}"\n')
+    for server, cpus in CPUS.items():
+        blocks.append(f'[[servers]]\nname = "{server}"\nport = 0\ncpus = {cpus}\n')
+        for login, password, role in LOGINS:  # sa owns the jobs; the operator's login only runs them
+            blocks.append(f'[[servers.logins]]\nname = "{login}"\npassword = "{password}"\nroles = ["{role}"]\n')
+    return "\n".join(blocks)
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+
+def measure(api: Any, dag_id: str, run_id: str) -> dict[str, Any]:
+    run = api.wait_for_run(dag_id, run_id, timeout=3600)
+    tis = [ti for ti in api.task_instances(dag_id, run_id) if ti["task_id"] != "plan"]
+    first_start = min(ti["start_date"] for ti in tis)
+    last_end = max(ti["end_date"] for ti in tis)
+    failed = [ti["rendered_map_index"] or ti["task_id"] for ti in tis if ti["state"] != "success"]
+    return {
+        "state": run["state"],
+        "makespan": seconds_between(run["start_date"], run["end_date"]),
+        "children_span": seconds_between(first_start, last_end),
+        "failed": failed,
+    }
+
+
+def table(results: dict[str, dict[str, Any]], bound: float) -> str:
+    header = f"{'strategy':<14} {'makespan':>9} {'children':>9} {'bound':>7} {'ratio':>6}  state"
+    lines = [header, "-" * len(header)]
+    for strategy, r in results.items():
+        lines.append(
+            f"{strategy:<14} {r['makespan']:>8.0f}s {r['children_span']:>8.0f}s {bound:>6.0f}s "
+            f"{r['makespan'] / bound:>6.2f}  {r['state']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.makespan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--children", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--median", type=float, default=25.0, help="median child duration, seconds")
+    parser.add_argument("--sigma", type=float, default=0.8, help="log-normal shape: larger is heavier-tailed")
+    parser.add_argument("--shortest", type=int, default=10, help="floor of a child's duration, seconds")
+    parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--strategies", default="round_robin,least_loaded,lpt", help=f"of {', '.join(STRATEGIES)}")
+    parser.add_argument("--work", type=Path, default=REPO / ".bench" / "makespan")
+    args = parser.parse_args(argv)
+    strategies = args.strategies.split(",")
+    if unknown := set(strategies) - set(STRATEGIES):
+        parser.error(f"unknown strategies: {', '.join(sorted(unknown))}")
+    if strategies[0] in PLANNED:
+        parser.error("a planned strategy needs history: list an unplanned one (round_robin, least_loaded) first")
+
+    seconds = durations(args.children, args.seed, args.median, args.sigma, args.shortest)
+    children = {f"Child{i + 1:02d}": s for i, s in enumerate(seconds)}
+    listed = list(children)
+    random.Random(args.seed + 1).shuffle(listed)  # the order a user happens to list them in
+    work = args.work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    dags = work / "dags"
+    dags.mkdir(parents=True)
+    (work / "servers.toml").write_text(servers_toml(children))
+    shutil.copy(REPO / "bench" / "makespan_dags.py", dags)
+    conn_ids = [name.lower() for name in CPUS]
+    spec = {
+        "children": listed,
+        "servers": [{"conn_id": c, "capacity": cpus} for c, cpus in zip(conn_ids, CPUS.values(), strict=True)],
+        "fleet_pool": FLEET_POOL,
+        "poll_interval": args.poll_interval,
+    }
+    (dags / "makespan_spec.json").write_text(json.dumps(spec))
+
+    total, longest = sum(seconds), max(seconds)
+    bound = max(total / sum(CPUS.values()), longest)
+    print(
+        f"{len(seconds)} children, seed {args.seed}: total work {total} s, longest {longest} s, "
+        f"median {sorted(seconds)[len(seconds) // 2]} s; servers {CPUS}; lower bound {bound:.0f} s",
+        flush=True,
+    )
+
+    emulator = EmulatorProcess(work / "servers.toml", work / "emulator.log")
+    airflow = None
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        emulator.start()
+        configs = load_config(work / "servers.toml")
+        airflow = AirflowDeployment(work / "airflow", dags, operator_connections(configs, emulator.ports))
+        api = airflow.start()
+        api.ensure_pool(FLEET_POOL, sum(CPUS.values()), "bench: the fleet's capacity")
+        for conn_id, cpus in zip(conn_ids, CPUS.values(), strict=True):
+            api.ensure_pool(f"makespan_{conn_id}", cpus, f"bench: {conn_id}'s capacity")
+        for strategy in strategies:
+            dag_id = STRATEGIES[strategy]
+            api.wait_for_dag(dag_id)
+            api.unpause(dag_id)
+            run_id = f"bench__{strategy}__{time.strftime('%H%M%S')}"
+            api.trigger(dag_id, run_id)
+            results[strategy] = measure(api, dag_id, run_id)
+            r = results[strategy]
+            print(
+                f"{strategy}: {r['state']} in {r['makespan']:.0f} s (ratio {r['makespan'] / bound:.2f})"
+                + (f", failed: {', '.join(r['failed'])}" if r["failed"] else ""),
+                flush=True,
+            )
+    finally:
+        if airflow is not None:
+            airflow.stop()
+        emulator.stop()
+    print()
+    print(table(results, bound))
+    return 0 if all(r["state"] == "success" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
