@@ -24,6 +24,7 @@ NOTIFY_LEVELS = {"never": 0, "on_success": 1, "on_failure": 2, "always": 3}  # s
 MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
+PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
 _TAGS = {bool: "bool", int: "int", str: "str", float: "float"}
 
 
@@ -367,7 +368,7 @@ class _Checker:
             name = str(key_node.value)
             at = _Field(value_node, f"{where.path}.{name}")
             if not PARAMETER_NAME.fullmatch(name):
-                self.fail(_Field(key_node, at.path), "is not a dtexec parameter name ([$Package::|$Project::]name[(Type)])")
+                self.fail(_Field(key_node, at.path), f"is not a dtexec parameter name ({PARAMETER_FORM})")
                 continue
             if name in {p.name for p in parameters}:
                 self.fail(_Field(key_node, at.path), "is given twice")
