@@ -207,8 +207,12 @@ def deploy(
     dry_run: bool = False,
     hook_factory: Callable[[str], SqlAgentHook] = SqlAgentHook,
 ) -> list[ServerResult]:
-    """Deploy every server of the manifest; an unreachable server does not stop the others."""
-    return [deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.conn_id)) for s in manifest.servers]
+    """Deploy every server of the manifest (through its ``deploy_conn_id`` when given), one after another;
+    an unreachable server does not stop the others."""
+    return [
+        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id))
+        for s in manifest.servers
+    ]
 
 
 def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:

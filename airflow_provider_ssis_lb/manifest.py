@@ -46,6 +46,19 @@ class PackageParameter:
 
 
 @dataclass(frozen=True)
+class ManifestServer:
+    """A server of the pool; ``deploy_conn_id`` is the (sysadmin) connection that sets its jobs up."""
+
+    conn_id: str
+    capacity: int = 1
+    deploy_conn_id: str | None = None
+
+    @property
+    def setup_conn_id(self) -> str:
+        return self.deploy_conn_id or self.conn_id
+
+
+@dataclass(frozen=True)
 class JobDefaults:
     """Settings every child's Agent job gets, unless the child overrides them."""
 
@@ -83,14 +96,14 @@ class ChildPackage:
 @dataclass(frozen=True)
 class Manifest:
     name: str
-    servers: tuple[PoolServer, ...]
+    servers: tuple[ManifestServer, ...]
     children: tuple[ChildPackage, ...]
     job_defaults: JobDefaults = field(default_factory=JobDefaults)
     source: str = ""
 
     @property
     def pool(self) -> ServerPool:
-        return ServerPool(self.servers)
+        return ServerPool(tuple(PoolServer(s.conn_id, s.capacity) for s in self.servers))
 
     def children_on(self, conn_id: str) -> list[ChildPackage]:
         return [c for c in self.children if conn_id in c.servers]
@@ -243,13 +256,14 @@ class _Checker:
         children = self.children(top["children"], conn_ids) if "children" in top else ()
         return Manifest(name, servers, children, defaults or JobDefaults())
 
-    def servers(self, where: _Field) -> tuple[PoolServer, ...]:
-        servers: list[PoolServer] = []
+    def servers(self, where: _Field) -> tuple[ManifestServer, ...]:
+        servers: list[ManifestServer] = []
         for item in self._items(where):
             try:
-                fields = self.mapping(item, ("conn_id", "capacity"), ("conn_id",))
+                fields = self.mapping(item, ("conn_id", "capacity", "deploy_conn_id"), ("conn_id",))
                 conn_id = self.text(fields["conn_id"]) if "conn_id" in fields else None
                 capacity = self.optional(fields, "capacity", self.integer, 1, 1000) or 1
+                deploy_conn_id = self.optional(fields, "deploy_conn_id", self.text)
             except _Invalid:
                 continue
             if conn_id is None:
@@ -257,7 +271,7 @@ class _Checker:
             if conn_id in {s.conn_id for s in servers}:
                 self.fail(fields["conn_id"], f"server '{conn_id}' is listed twice")
                 continue
-            servers.append(PoolServer(conn_id, capacity))
+            servers.append(ManifestServer(conn_id, capacity, deploy_conn_id))
         return tuple(servers)
 
     def job_defaults(self, where: _Field) -> JobDefaults | None:
