@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_ssis_lb import cli
 from airflow_provider_ssis_lb.deploy import MANAGED_MARKER, deploy, format_results
 from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.manifest import load_manifest
@@ -198,3 +201,44 @@ def test_server_added_later_gets_its_jobs(airflow_connections, write_manifest, n
     assert added.server_name == "SQLEXTRA" and added.created_category == "SSIS-LB managed"
     command = SqlAgentHook(second_server).read_job_definition(names["quick"]).steps[0].command
     assert '/SERVER "\\"SQLEXTRA\\""' in command
+
+
+def test_cli_dry_run_then_deploy(airflow_connections, write_manifest, names, capsys) -> None:
+    path = write_manifest(["sa_mssql"])
+    assert cli.main(["deploy", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dry run: nothing was changed\nsa_mssql (")
+    assert ": 2 to create, 0 to update, 0 unchanged\n" in out
+    assert f"  + {names['quick']}: step 'Run Quick.dtsx' (SSIS): /ISSERVER " in out and "Pa55" not in out
+    assert SqlAgentHook("sa_mssql").read_job_definition(names["quick"]) is None
+
+    assert cli.main(["deploy", str(path)]) == 0
+    assert ": 2 created, 0 updated, 0 unchanged\n" in capsys.readouterr().out
+    assert cli.main(["deploy", str(path), "--dry-run"]) == 0
+    assert ": 0 to create, 0 to update, 2 unchanged" in capsys.readouterr().out
+
+
+def test_cli_as_a_process(airflow_connections, write_manifest, names, unreachable_conn, tmp_path) -> None:
+    """``python -m airflow_provider_ssis_lb.cli`` (the ``ssis-lb`` script): exit codes and messages."""
+    path = write_manifest([unreachable_conn, "sa_odbc"])
+    run = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_ssis_lb.cli", "deploy", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "sqldown: ERROR: " in run.stdout and ": 2 created, 0 updated, 0 unchanged" in run.stdout
+    assert "deploy failed on 1 of 2 server(s): sqldown" in run.stderr
+    assert "not-printed-Secret1" not in run.stdout + run.stderr and "Pa55" not in run.stdout + run.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("servers: [{conn_id: a}]\nchildren:\n  - name: A\n    catalog_path: C:\\x.dtsx\n", encoding="utf-8")
+    invalid = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_ssis_lb.cli", "deploy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert invalid.returncode == 2 and invalid.stdout == ""
+    assert f"{bad} line 4: children[0].catalog_path: must look like \\SSISDB\\" in invalid.stderr
