@@ -128,12 +128,15 @@ def test_changes_made_by_hand_are_reverted(airflow_connections, sql_server, writ
     with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
         sa.run("EXEC msdb.dbo.sp_update_job @job_name = ?, @enabled = 0", names["slow"])
         sa.run("EXEC msdb.dbo.sp_update_jobstep @job_name = ?, @step_id = 1, @retry_attempts = 5", names["slow"])
+        sa.run(
+            "EXEC msdb.dbo.sp_add_jobstep @job_name = ?, @step_name = 'by hand', @command = 'SELECT 1'", names["slow"]
+        )
     [result] = deploy(load_manifest(path))
     assert actions(result)[names["slow"]] == "update"
     slow = next(c for c in result.changes if c.job_name == names["slow"])
-    assert set(slow.details) == {"enabled: False -> True", "step 1 retry_attempts: 5 -> 0"}
+    assert set(slow.details) == {"enabled: False -> True", "step 1 retry_attempts: 5 -> 0", "delete step 2 'by hand'"}
     job = SqlAgentHook("sa_odbc").read_job_definition(names["slow"])
-    assert job.enabled and job.steps[0].retry_attempts == 0
+    assert job.enabled and job.steps[0].retry_attempts == 0 and len(job.steps) == 1
 
 
 def test_foreign_job_of_the_same_name_is_left_alone(airflow_connections, write_manifest, names, make_job) -> None:
