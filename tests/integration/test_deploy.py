@@ -15,11 +15,13 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ssis_lb import cli
 from airflow_provider_ssis_lb.deploy import MANAGED_MARKER, deploy, format_results
 from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.manifest import load_manifest
+from airflow_provider_ssis_lb.operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client
 from tests.conftest import SqlServerTarget, emulator_config
@@ -245,3 +247,20 @@ def test_cli_as_a_process(airflow_connections, write_manifest, names, unreachabl
     )
     assert invalid.returncode == 2 and invalid.stdout == ""
     assert f"{bad} line 4: children[0].catalog_path: must look like \\SSISDB\\" in invalid.stderr
+
+
+def test_ensure_jobs_operator(airflow_connections, write_manifest, names, unreachable_conn, make_job) -> None:
+    """The operator deploys like the CLI; an unreachable server only warns when allowed; a conflict fails."""
+    path = write_manifest([unreachable_conn, "sa_mssql"])
+    lenient = SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(path), allow_unreachable=True)
+    summary = lenient.execute({})
+    assert summary["sa_mssql"]["created"] == [names["quick"], names["slow"]]
+    assert summary[unreachable_conn]["error"] and summary[unreachable_conn]["created"] == []
+    strict = SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(path))
+    with pytest.raises(AirflowException, match="deploy failed: server 'sqldown': "):
+        strict.execute({})
+
+    only_up = write_manifest(["sa_mssql"], extra_child=f"  - name: {names['quick']}_x\n    catalog_path: {QUICK}\n")
+    make_job([{"subsystem": "TSQL", "command": "SELECT 1"}], name=f"{names['quick']}_x")
+    with pytest.raises(AirflowException, match=f"job '{names['quick']}_x': a job of this name exists and is not"):
+        SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(only_up)).execute({})
