@@ -22,7 +22,7 @@ def get_provider_info() -> dict:
             }
         ],
         "hooks": [_modules("hooks")],
-        "operators": [_modules("operators")],
+        "operators": [_modules("operators", "sql_agent_jobs")],
         "sensors": [_modules("sensors")],
         "triggers": [_modules("triggers")],
         "config": {
@@ -44,6 +44,7 @@ def get_provider_info() -> dict:
     }
 
 
-def _modules(kind: str) -> dict:
-    """The provider's ``<kind>`` entry: one module per kind, all for SQL Server Agent."""
-    return {"integration-name": _INTEGRATION, "python-modules": [f"airflow_provider_ssis_lb.{kind}.sql_agent"]}
+def _modules(kind: str, *extra: str) -> dict:
+    """The provider's ``<kind>`` entry: its modules ``sql_agent`` and ``extra``, all for SQL Server Agent."""
+    modules = [f"airflow_provider_ssis_lb.{kind}.{name}" for name in ("sql_agent", *extra)]
+    return {"integration-name": _INTEGRATION, "python-modules": modules}

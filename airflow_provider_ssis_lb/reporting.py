@@ -103,3 +103,41 @@ def format_history(result: RunResult) -> str:
         lines.append("  notes:")
         lines.extend(f"      {note}" for note in result.notes)
     return "\n".join(lines)
+
+
+def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) -> list[dict[str, Any]]:
+    """One row per child from its XCom: the summary of a finished run, else the handle of a started one."""
+    rows = []
+    for child, summary, handle in zip(children, summaries, handles, strict=True):
+        if summary:
+            rows.append(
+                {
+                    "child": child,
+                    "server": summary["server"],
+                    "started": summary["started"],
+                    "duration": summary["duration"],
+                    "outcome": summary["outcome"],
+                }
+            )
+        else:
+            server = handle["server"] if handle else "-"
+            rows.append({"child": child, "server": server, "started": None, "duration": None, "outcome": "failed"})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The run summary as a text table (child, server, start, duration, outcome)."""
+    header = ("child", "server", "started (server time)", "duration", "outcome")
+    lines = [
+        (
+            r["child"],
+            r["server"],
+            r["started"] or "-",
+            "-" if r["duration"] is None else f"{r['duration']} s",
+            r["outcome"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *lines, strict=True)]
+    render = lambda values: "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
+    return "\n".join([render(header), render("-" * w for w in widths), *(render(line) for line in lines)])

@@ -26,6 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_ssis_lb.balancing import ServerPool
 from airflow_provider_ssis_lb.operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
 from airflow_provider_ssis_lb.planning import plan_from_history
+from airflow_provider_ssis_lb.reporting import format_table, summary_rows
 
 CHILDREN = [
     "LoadOrderLines",
@@ -49,43 +50,6 @@ POOL = ServerPool.of(
     ]
 )
 AIRFLOW_POOL = "ssis_lb_servers"  # slots = POOL.total_capacity, include_deferred
-
-
-def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) -> list[dict[str, Any]]:
-    """One row per child from its XCom: the summary of a finished run, else the handle of a started one."""
-    rows = []
-    for child, summary, handle in zip(children, summaries, handles, strict=True):
-        if summary:
-            rows.append(
-                {
-                    "child": child,
-                    "server": summary["server"],
-                    "started": summary["started"],
-                    "duration": summary["duration"],
-                    "outcome": summary["outcome"],
-                }
-            )
-        else:
-            server = handle["server"] if handle else "-"
-            rows.append({"child": child, "server": server, "started": None, "duration": None, "outcome": "failed"})
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ("child", "server", "started (server time)", "duration", "outcome")
-    lines = [
-        (
-            r["child"],
-            r["server"],
-            r["started"] or "-",
-            "-" if r["duration"] is None else f"{r['duration']} s",
-            r["outcome"],
-        )
-        for r in rows
-    ]
-    widths = [max(len(str(v)) for v in column) for column in zip(header, *lines, strict=True)]
-    render = lambda values: "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
-    return "\n".join([render(header), render("-" * w for w in widths), *(render(line) for line in lines)])
 
 
 with DAG(

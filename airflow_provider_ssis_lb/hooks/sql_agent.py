@@ -1,13 +1,15 @@
 """SqlAgentHook: every T-SQL statement the provider sends to SQL Server Agent lives here.
 
 It only calls msdb's documented procedures (sp_help_job, sp_help_jobhistory, sp_start_job, sp_stop_job),
-so a login with nothing but ``SQLAgentOperatorRole`` in msdb is enough (docs/permissions.md). All
-statements are parameterized. Times are the server's local time.
+so a login with nothing but ``SQLAgentOperatorRole`` in msdb is enough (docs/permissions.md). Setting
+jobs up (``add_job``, ``update_job`` & co., used by ``deploy.py``) takes sysadmin. All statements are
+parameterized. Times are the server's local time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +50,39 @@ class JobInfo:
     enabled: bool
     executing: bool
     current_step: str
+
+
+@dataclass(frozen=True)
+class JobStepDefinition:
+    """One job step as sp_add_jobstep / sp_update_jobstep take it (field names are their parameters)."""
+
+    step_name: str
+    subsystem: str
+    command: str
+    on_success_action: int = 1  # quit with success
+    on_fail_action: int = 2  # quit with failure
+    retry_attempts: int = 0
+    retry_interval: int = 0  # minutes
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """A job's settings as sp_add_job / sp_update_job take them (field names are their parameters).
+
+    ``owner_login_name`` None means the login that creates the job; ``targeted`` means the job has the
+    local server as its target (sp_add_jobserver), without which it cannot start.
+    """
+
+    job_name: str
+    description: str
+    category_name: str
+    owner_login_name: str | None
+    enabled: bool
+    notify_level_eventlog: int
+    notify_level_email: int
+    notify_email_operator_name: str | None
+    steps: tuple[JobStepDefinition, ...]
+    targeted: bool = True
 
 
 @dataclass(frozen=True)
@@ -285,6 +320,92 @@ class SqlAgentHook(BaseHook):
                 raise
             return True
 
+    # ------------------------------------------------------------------ set-up (deploy.py)
+
+    def server_name(self) -> str:
+        """@@SERVERNAME (as dtexec's /SERVER wants it)."""
+        return self.server_clock()[0]
+
+    def read_job_definition(self, job_name: str) -> JobDefinition | None:
+        """The job's settings, steps and whether it targets the local server; None when it does not exist."""
+        with self._session(job_name) as s:
+            try:
+                sets = s.call("sp_help_job", {"job_name": job_name, "job_aspect": "JOB"})
+            except JobNotFoundError:
+                return None
+            if not sets or not sets[0]:
+                return None
+            job = sets[0][0]
+            step_sets = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
+        steps = tuple(
+            JobStepDefinition(
+                step_name=str(r["step_name"]),
+                subsystem=str(r["subsystem"]),
+                command=str(r["command"] or ""),
+                on_success_action=int(r["on_success_action"]),
+                on_fail_action=int(r["on_fail_action"]),
+                retry_attempts=int(r["retry_attempts"]),
+                retry_interval=int(r["retry_interval"]),
+            )
+            for r in sorted(step_sets[0] if step_sets else [], key=lambda r: int(r["step_id"]))
+        )
+        operator = job.get("notify_email_operator")
+        return JobDefinition(
+            job_name=str(job["name"]),
+            description=str(job["description"] or ""),
+            category_name=str(job["category"] or ""),
+            owner_login_name=str(job["owner"] or ""),
+            enabled=bool(job["enabled"]),
+            notify_level_eventlog=int(job["notify_level_eventlog"]),
+            notify_level_email=int(job["notify_level_email"]),
+            notify_email_operator_name=None if operator in (None, "", "(unknown)") else str(operator),
+            steps=steps,
+            targeted=int(job["has_target"] or 0) > 0,
+        )
+
+    def has_job_category(self, name: str) -> bool:
+        with self._session() as s:
+            sets = s.call("sp_help_category", {"class": "JOB", "name": name})
+        return bool(sets and sets[0])
+
+    def add_job_category(self, name: str) -> None:
+        """sp_add_category for a local job category (sysadmin only)."""
+        with self._session() as s:
+            s.call("sp_add_category", {"class": "JOB", "type": "LOCAL", "name": name})
+
+    def add_job(self, job: JobDefinition) -> None:
+        """sp_add_job, sp_add_jobstep for each step, sp_add_jobserver (local), in one connection."""
+        with self._session(job.job_name) as s:
+            params = _job_params(job)
+            s.call("sp_add_job", {"job_name": job.job_name, **params})
+            for number, step in enumerate(job.steps, start=1):
+                s.call("sp_add_jobstep", {"job_name": job.job_name, "step_id": number, **_step_params(step)})
+            if job.targeted:
+                s.call("sp_add_jobserver", {"job_name": job.job_name, "server_name": "(LOCAL)"})
+
+    def update_job(self, job_name: str, changes: dict[str, Any]) -> None:
+        """sp_update_job with only the changed settings (JobDefinition field names)."""
+        with self._session(job_name) as s:
+            s.call("sp_update_job", {"job_name": job_name, **_job_params(changes)})
+
+    def add_job_step(self, job_name: str, step_id: int, step: JobStepDefinition) -> None:
+        with self._session(job_name) as s:
+            s.call("sp_add_jobstep", {"job_name": job_name, "step_id": step_id, **_step_params(step)})
+
+    def update_job_step(self, job_name: str, step_id: int, changes: dict[str, Any]) -> None:
+        """sp_update_jobstep with only the changed columns (JobStepDefinition field names)."""
+        with self._session(job_name) as s:
+            s.call("sp_update_jobstep", {"job_name": job_name, "step_id": step_id, **changes})
+
+    def delete_job_step(self, job_name: str, step_id: int) -> None:
+        with self._session(job_name) as s:
+            s.call("sp_delete_jobstep", {"job_name": job_name, "step_id": step_id})
+
+    def add_job_server(self, job_name: str) -> None:
+        """Target the job at the local server, so it can start."""
+        with self._session(job_name) as s:
+            s.call("sp_add_jobserver", {"job_name": job_name, "server_name": "(LOCAL)"})
+
 
 class _Session:
     """One open connection: parameterized calls and the reads built on them."""
@@ -377,6 +498,20 @@ class _Session:
             )
             for r in (sets[0] if sets else [])
         ], []
+
+
+def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
+    """sp_add_job / sp_update_job arguments: the job's settings, without its name, steps and target."""
+    values = dataclasses.asdict(job) if isinstance(job, JobDefinition) else dict(job)
+    for key in ("job_name", "steps", "targeted"):
+        values.pop(key, None)
+    if "enabled" in values:
+        values["enabled"] = int(values["enabled"])
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _step_params(step: JobStepDefinition) -> dict[str, Any]:
+    return dataclasses.asdict(step)
 
 
 def _iso(value: Any) -> str:

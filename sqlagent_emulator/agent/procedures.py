@@ -31,9 +31,11 @@ from .jobprocs import (
 )
 from .stepprocs import (
     ADD_JOBSTEP_PARAMS,
+    DELETE_JOBSTEP_PARAMS,
     HELP_JOBSTEP_PARAMS,
     UPDATE_JOBSTEP_PARAMS,
     sp_add_jobstep,
+    sp_delete_jobstep,
     sp_help_jobstep,
     sp_update_jobstep,
 )
@@ -53,6 +55,7 @@ def register_agent_procedures(registry: ProcedureRegistry, agent: AgentControl) 
         ("sp_add_jobserver", ADD_JOBSERVER_PARAMS, sp_add_jobserver),
         ("sp_update_job", UPDATE_JOB_PARAMS, sp_update_job),
         ("sp_update_jobstep", UPDATE_JOBSTEP_PARAMS, sp_update_jobstep),
+        ("sp_delete_jobstep", DELETE_JOBSTEP_PARAMS, sp_delete_jobstep),
         ("sp_help_jobhistory", HELP_JOBHISTORY_PARAMS, sp_help_jobhistory),
         ("sp_help_jobstep", HELP_JOBSTEP_PARAMS, sp_help_jobstep),
         ("sp_add_category", ADD_CATEGORY_PARAMS, sp_add_category),

@@ -1,7 +1,8 @@
-"""sp_add_jobstep, sp_update_jobstep and sp_help_jobstep.
+"""sp_add_jobstep, sp_update_jobstep, sp_delete_jobstep and sp_help_jobstep.
 
 - https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-add-jobstep-transact-sql
 - https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-update-jobstep-transact-sql
+- https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-delete-jobstep-transact-sql
 - https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-help-jobstep-transact-sql
 """
 
@@ -46,6 +47,7 @@ ADD_JOBSTEP_PARAMS = (
     "@step_uid",
 )
 UPDATE_JOBSTEP_PARAMS = ADD_JOBSTEP_PARAMS[:-1]
+DELETE_JOBSTEP_PARAMS = ("@job_id", "@job_name", "@step_id")
 HELP_JOBSTEP_PARAMS = ("@job_id", "@job_name", "@step_id", "@step_name", "@suffix")
 
 STEP_COLUMNS = (
@@ -279,6 +281,51 @@ def sp_update_jobstep(
     ctx.execute(
         f"UPDATE msdb.dbo.sysjobsteps SET {assignments}{extra} WHERE job_id = @j AND step_id = @s",
         {**params, "@j": job.job_id, "@s": current.step_id},
+    )
+    touch_job(ctx, job.job_id)
+    return 0
+
+
+def sp_delete_jobstep(ctx: ProcContext, job_id: Any = None, job_name: Any = None, step_id: Any = None) -> int:
+    """Remove one step (``@step_id`` 0: all of them); the later steps move down by one.
+
+    "Removing a job step automatically updates the other job steps that reference the deleted step":
+    a goto to the deleted step becomes quit (with success / with failure), gotos past it follow it down,
+    and the job's start step does too [the exact updates are unconfirmed]. Only the owner or sysadmin.
+    """
+    require_agent_user(ctx.login, "sp_delete_jobstep")
+    job = _modifiable_job(ctx, job_id, job_name)
+    if step_id is None:
+        raise errors.does_not_exist("@step_id", "(null)")
+    target = int(step_id)
+    params = {"@j": job.job_id, "@s": target}
+    if target == 0:
+        ctx.execute("DELETE FROM msdb.dbo.sysjobsteps WHERE job_id = @j", params)
+        ctx.execute("UPDATE msdb.dbo.sysjobs SET start_step_id = 1 WHERE job_id = @j", params)
+        touch_job(ctx, job.job_id)
+        return 0
+    if not 1 <= target <= max_step_id(ctx, job.job_id):
+        raise errors.does_not_exist("@step_id", target)
+    ctx.execute("DELETE FROM msdb.dbo.sysjobsteps WHERE job_id = @j AND step_id = @s", params)
+    for action, step_column, quit_action in (
+        ("on_success_action", "on_success_step_id", 1),
+        ("on_fail_action", "on_fail_step_id", 2),
+    ):
+        ctx.execute(
+            f"UPDATE msdb.dbo.sysjobsteps SET {action} = {quit_action}, {step_column} = 0 "
+            f"WHERE job_id = @j AND {action} = 4 AND {step_column} = @s",
+            params,
+        )
+        ctx.execute(
+            f"UPDATE msdb.dbo.sysjobsteps SET {step_column} = {step_column} - 1 "
+            f"WHERE job_id = @j AND {step_column} > @s",
+            params,
+        )
+    ctx.execute("UPDATE msdb.dbo.sysjobsteps SET step_id = step_id - 1 WHERE job_id = @j AND step_id > @s", params)
+    ctx.execute(
+        "UPDATE msdb.dbo.sysjobs SET start_step_id = CASE WHEN start_step_id > @s THEN start_step_id - 1 "
+        "WHEN start_step_id = @s THEN 1 ELSE start_step_id END WHERE job_id = @j",
+        params,
     )
     touch_job(ctx, job.job_id)
     return 0

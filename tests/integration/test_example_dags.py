@@ -1,8 +1,10 @@
-"""The load-balanced example DAG end to end with ``dag.test()``: twelve children over the three
-demo servers (demo/servers.toml, with package durations shortened), one failing its first try."""
+"""The load-balanced example DAGs end to end with ``dag.test()``: twelve children over the three
+demo servers (demo/servers.toml, with package durations shortened), one failing its first try; and
+the DAG built from ``ssis_manifest.yaml``, which sets its jobs up first."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,9 +27,9 @@ from tests.integration.dagrun import test_dag_run
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "servers.toml"
 
 
-@pytest.fixture
-def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
-    """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them."""
+@contextlib.contextmanager
+def running_demo_servers(role: str) -> Iterator[dict[str, str]]:
+    """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them as a login with ``role``."""
     configs = [
         dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=0.3) for p in c.packages))
         for c in load_config(DEMO)
@@ -35,7 +37,7 @@ def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
     with EmulatorController(configs) as controller:
         conn_ids = {}
         for config in configs:
-            login = next(login for login in config.logins if "SQLAgentOperatorRole" in login.roles)
+            login = next(login for login in config.logins if role in login.roles)
             target = SqlServerTarget(config.name, "127.0.0.1", controller[config.name].port, login.name, login.password)
             conn_id = config.name.lower()
             os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
@@ -47,11 +49,24 @@ def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
             os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
 
 
-def returned(session: Any, run_id: str, task_id: str) -> Any:
+@pytest.fixture
+def demo_servers(airflow_db: str) -> Iterator[dict[str, str]]:
+    with running_demo_servers("SQLAgentOperatorRole") as conn_ids:
+        yield conn_ids
+
+
+@pytest.fixture
+def demo_servers_as_sa(airflow_db: str) -> Iterator[dict[str, str]]:
+    """The demo servers with sysadmin connections, which may set jobs up."""
+    with running_demo_servers("sysadmin") as conn_ids:
+        yield conn_ids
+
+
+def returned(session: Any, run_id: str, task_id: str, dag_id: str = "ssis_load_balanced") -> Any:
     """The return value of a task of the example DAG's run."""
     return session.scalars(
         select(XComModel.value).where(
-            XComModel.dag_id == "ssis_load_balanced",
+            XComModel.dag_id == dag_id,
             XComModel.run_id == run_id,
             XComModel.task_id == task_id,
             XComModel.key == "return_value",
@@ -79,3 +94,26 @@ def test_load_balanced_dag_runs_every_child_and_summarizes(demo_servers: dict[st
     assert {row["outcome"] for row in summary} == {"succeeded"}
     assert len({row["server"] for row in summary}) >= 2  # spread over the pool
     assert retried == 2  # failed once (fail_first = 1), succeeded on retry
+
+
+def test_manifest_dag_sets_jobs_up_then_runs_every_child(demo_servers_as_sa: dict[str, str]) -> None:
+    from airflow_provider_ssis_lb.manifest import load_manifest
+    from example_dags import ssis_manifest_parent as example
+
+    manifest = load_manifest(example.MANIFEST)
+    dag_run = test_dag_run(example.dag)
+    assert dag_run.state == "success"
+    with create_session() as session:
+        deployed, plan, summary = (
+            returned(session, dag_run.run_id, task_id, "ssis_manifest_parent")
+            for task_id in ("ensure_jobs", "plan", "run_summary")
+        )
+    assert sorted(deployed) == ["sqlnode1", "sqlnode2", "sqlnode3"]
+    assert len(deployed["sqlnode1"]["created"]) == 12 and len(deployed["sqlnode3"]["created"]) == 10
+    assert {row["outcome"] for row in summary} == {"succeeded"}
+    assert sorted(row["child"] for row in summary) == sorted(c.job_name for c in manifest.children)
+    servers = {row["child"]: row["server"] for row in summary}
+    assert servers["Warehouse.BuildSalesCube"] == "SQLNODE1"  # its only allowed server
+    assert servers["Warehouse.BuildFinanceMart"] in ("SQLNODE1", "SQLNODE2")
+    cube = next(kwargs for kwargs in plan if kwargs["job_name"] == "Warehouse.BuildSalesCube")
+    assert cube["servers"] == [{"conn_id": "sqlnode1", "capacity": 4}]

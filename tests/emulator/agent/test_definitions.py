@@ -416,3 +416,22 @@ def test_delete_running_job_stops_it_first(server: Server) -> None:
     server.ok("EXEC msdb.dbo.sp_delete_job @job_id = '" + job_id + "'")
     assert server.agent.stopped == [(job_id, "sa")]
     assert server.rows("SELECT COUNT(*) FROM msdb.dbo.sysjobs") == [(0,)]
+
+
+def test_delete_jobstep_renumbers_the_later_steps_and_their_references(server: Server) -> None:
+    server.add_job("J", steps=3, server=False)
+    server.ok(
+        "EXEC msdb.dbo.sp_update_jobstep @job_name = N'J', @step_id = 1, @on_success_action = 4, "
+        "@on_success_step_id = 2, @on_fail_action = 4, @on_fail_step_id = 3"
+    )
+    before = server.rows("SELECT version_number FROM msdb.dbo.sysjobs")[0][0]
+    server.ok("EXEC msdb.dbo.sp_delete_jobstep @job_name = N'J', @step_id = 2")
+    rows = server.rows(
+        "SELECT step_id, step_name, on_success_action, on_success_step_id, on_fail_action, on_fail_step_id "
+        "FROM msdb.dbo.sysjobsteps ORDER BY step_id"
+    )
+    assert rows == [(1, "step 1", 1, 0, 4, 2), (2, "step 3", 3, 0, 2, 0)]  # the goto to step 2 became quit
+    assert server.rows("SELECT version_number FROM msdb.dbo.sysjobs") == [(before + 1,)]
+    assert server.fails("EXEC msdb.dbo.sp_delete_jobstep @job_name = N'J', @step_id = 5").number == 14262
+    server.ok("EXEC msdb.dbo.sp_delete_jobstep @job_name = N'J', @step_id = 0")
+    assert server.rows("SELECT COUNT(*) FROM msdb.dbo.sysjobsteps") == [(0,)]

@@ -1,0 +1,110 @@
+"""``build_parent_dag``: the load-balanced parent DAG of a manifest (docs/manifest.md).
+
+ensure_jobs (set the Agent jobs up) -> plan (longest expected first, from Agent history) -> child
+(one mapped task per child, on the least-loaded of *its* servers) -> run_summary (which child ran
+where, how long, with what result; fails when a child failed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, TriggerRule, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from .manifest import Manifest, load_manifest
+from .operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
+from .operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
+from .planning import plan_from_history
+from .reporting import format_table, summary_rows
+
+
+def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
+    """``expand_kwargs`` of the child task, in plan order: each job with the servers it may run on."""
+    children = {c.job_name: c for c in manifest.children}
+    return [
+        {
+            "job_name": job_name,
+            "servers": [
+                {"conn_id": s.conn_id, "capacity": s.capacity}
+                for s in manifest.servers
+                if s.conn_id in children[job_name].servers
+            ],
+        }
+        for job_name in order
+    ]
+
+
+def build_parent_dag(
+    manifest: str | Path,
+    *,
+    dag_id: str | None = None,
+    airflow_pool: str | None = None,
+    strategy: str | None = None,
+    deferrable: bool = True,
+    poll_interval: float = 10.0,
+    allow_unreachable: bool = True,
+    **dag_kwargs: Any,
+) -> DAG:
+    """The parent DAG of the manifest's children. The manifest is read now (a bad one is an import error
+    naming line and field) and again by ``ensure_jobs`` when the DAG runs.
+
+    :param manifest: path of the manifest file.
+    :param dag_id: default ``ssis_<manifest name>``.
+    :param airflow_pool: Airflow pool gating the children's admission (size it to the fleet's capacity,
+        counting deferred tasks); None uses the default pool.
+    :param strategy: the pool's choice of server (``least_loaded`` by default).
+    :param deferrable: children wait in the triggerer.
+    :param poll_interval: seconds between checks of msdb.
+    :param allow_unreachable: ``ensure_jobs`` only warns about an unreachable server (the pool skips it).
+    :param dag_kwargs: passed to ``DAG`` (schedule, default_args, tags, ...).
+    """
+    parsed = load_manifest(manifest)
+    dag_kwargs.setdefault("schedule", None)
+    dag_kwargs.setdefault("catchup", False)
+    dag_kwargs.setdefault("default_args", {"retries": 1, "retry_delay": dt.timedelta(seconds=30)})
+    dag_kwargs.setdefault("tags", ["ssis", "sql-server-agent", "load-balancing"])
+    dag_kwargs.setdefault("doc_md", f"SSIS children of manifest `{parsed.name}` ({manifest}), load-balanced.")
+    with DAG(dag_id=dag_id or "ssis_" + re.sub(r"\W+", "_", parsed.name), **dag_kwargs) as dag:
+        ensure_jobs = SqlAgentEnsureJobsOperator(
+            task_id="ensure_jobs", manifest=str(manifest), allow_unreachable=allow_unreachable, retries=0
+        )
+
+        @task
+        def plan() -> list[dict[str, Any]]:
+            """Longest expected first, from each child's recent successful runs on the pool's servers."""
+            order = plan_from_history(parsed.pool, [c.job_name for c in parsed.children])
+            return child_kwargs(parsed, order)
+
+        planned = plan()
+        optional: dict[str, Any] = {"pool": airflow_pool} if airflow_pool else {}
+        children = SqlAgentRunJobOperator.partial(
+            task_id="child",
+            strategy=strategy,
+            deferrable=deferrable,
+            poll_interval=poll_interval,
+            map_index_template="{{ task.job_name }}",
+            **optional,
+        ).expand_kwargs(planned)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def run_summary(**context: Any) -> list[dict[str, Any]]:
+            """Which child ran where, how long, with what result; fails when a child failed."""
+            ti = context["ti"]
+            order = [kwargs["job_name"] for kwargs in ti.xcom_pull(task_ids="plan")]
+            summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in range(len(order))]
+            handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in range(len(order))]
+            rows = summary_rows(order, summaries, handles)
+            print("run summary\n" + format_table(rows))
+            failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
+            if failed:
+                ti.xcom_push(key="return_value", value=rows)
+                raise AirflowFailException(f"{len(failed)} of {len(rows)} children failed: {', '.join(failed)}")
+            return rows
+
+        ensure_jobs >> planned
+        children >> run_summary()
+    return dag

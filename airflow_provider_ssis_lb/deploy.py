@@ -1,0 +1,315 @@
+"""Idempotent set-up of the child packages' Agent jobs on every server of a manifest.
+
+For each server: the job each child should have there (``desired_job``), the job the server has
+(``SqlAgentHook.read_job_definition``), their difference (``diff_job``), and, unless it is a dry run,
+the msdb calls that remove it. A second deploy of the same manifest changes nothing.
+
+Only jobs whose description starts with ``MANAGED_MARKER`` are ours to change; a job of the same name
+without it is reported as a conflict and left alone. Sensitive parameter values are masked in every
+line this module produces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PureWindowsPath
+from typing import Any
+
+from .exceptions import SqlAgentError
+from .hooks.sql_agent import JobDefinition, JobStepDefinition, SqlAgentHook
+from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
+
+log = logging.getLogger(__name__)
+
+MANAGED_MARKER = "Managed by ssis-lb"
+MASK = "********"
+MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
+_PLAIN_VALUE = re.compile(r"[\w.:+-]+")
+
+
+def quoted(value: str) -> str:
+    """dtexec's quoting inside an Agent SSIS step: ``"\\"value\\""``."""
+    return '"\\"' + value + '\\""'
+
+
+def isserver_command(
+    catalog_path: str,
+    server: str,
+    *,
+    environment_reference: int | None = None,
+    parameters: Iterable[PackageParameter] = (),
+    logging_level: int = 1,
+    mask: bool = False,
+) -> str:
+    """The dtexec command line of an Agent SSIS step that runs a catalog package, as SSMS scripts it:
+    ``/ISSERVER "\\"\\SSISDB\\f\\p\\pkg.dtsx\\"" /SERVER "\\"srv\\"" [/ENVREFERENCE n] [/Par ...]``, then
+    the logging level, ``SYNCHRONIZED`` (the step waits for the package, so the job's outcome is the
+    package's), ``/CALLERINFO SQLAGENT /REPORTING E``. ``mask`` hides sensitive values (for output)."""
+    parts = [f"/ISSERVER {quoted(catalog_path)}", f"/SERVER {quoted(server)}"]
+    if environment_reference is not None:
+        parts.append(f"/ENVREFERENCE {environment_reference}")
+    for parameter in parameters:
+        value = MASK if mask and parameter.sensitive else parameter.value
+        parts.append(f"/Par {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
+    parts += [
+        f"/Par {quoted('$ServerOption::LOGGING_LEVEL(Int16)')};{logging_level}",
+        f"/Par {quoted('$ServerOption::SYNCHRONIZED(Boolean)')};True",
+        "/CALLERINFO SQLAGENT",
+        "/REPORTING E",
+    ]
+    return " ".join(parts)
+
+
+def mask_command(command: str, sensitive: Iterable[str]) -> str:
+    """``command`` with the values of the named ``/Par`` parameters replaced by ``MASK``."""
+    for name in sensitive:
+        pattern = re.compile(r"(/Par " + re.escape(quoted(name)) + r";)(" + r'"\\".*?\\""' + r"|\S+)", re.IGNORECASE)
+        command = pattern.sub(lambda m: m.group(1) + MASK, command)
+    return command
+
+
+def job_description(manifest: Manifest, child: ChildPackage) -> str:
+    """The description that marks the job as ours (``MANAGED_MARKER`` first)."""
+    text = (
+        f"{MANAGED_MARKER} (manifest '{manifest.name}'): runs {child.catalog_path}. "
+        "Changes made by hand are overwritten by the next deploy."
+    )
+    return text[:MAX_DESCRIPTION]
+
+
+def is_managed(job: JobDefinition) -> bool:
+    return job.description.startswith(MANAGED_MARKER)
+
+
+def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str) -> JobDefinition:
+    """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given)."""
+    defaults = manifest.job_defaults
+    command = isserver_command(
+        child.catalog_path,
+        server_name,
+        environment_reference=child.environment_reference_on(conn_id),
+        parameters=child.parameters,
+        logging_level=defaults.logging_level,
+    )
+    step = JobStepDefinition(
+        step_name=f"Run {PureWindowsPath(child.catalog_path).name}",
+        subsystem="SSIS",
+        command=command,
+        retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
+        retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
+    )
+    return JobDefinition(
+        job_name=child.job_name,
+        description=job_description(manifest, child),
+        category_name=defaults.category,
+        owner_login_name=defaults.owner,
+        enabled=defaults.enabled,
+        notify_level_eventlog=NOTIFY_LEVELS[defaults.notify_eventlog],
+        notify_level_email=NOTIFY_LEVELS[defaults.notify_email],
+        notify_email_operator_name=defaults.notify_email_operator,
+        steps=(step,),
+    )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What to call to turn the server's job into the desired one; empty when they already match."""
+
+    job_changes: dict[str, Any] = field(default_factory=dict)
+    step_updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    step_adds: dict[int, JobStepDefinition] = field(default_factory=dict)
+    step_deletes: tuple[int, ...] = ()  # highest first, so the others keep their ids
+    add_target: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.job_changes or self.step_updates or self.step_adds or self.step_deletes or self.add_target)
+
+
+_JOB_FIELDS = ("description", "category_name", "enabled", "notify_level_eventlog", "notify_level_email")
+_OPTIONAL_JOB_FIELDS = ("owner_login_name", "notify_email_operator_name")  # compared only when the manifest sets them
+
+
+def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
+    changes = {f: getattr(desired, f) for f in _JOB_FIELDS if getattr(current, f) != getattr(desired, f)}
+    for name in _OPTIONAL_JOB_FIELDS:
+        wanted, have = getattr(desired, name), getattr(current, name)
+        if wanted is not None and (have or "").lower() != wanted.lower():
+            changes[name] = wanted
+    updates: dict[int, dict[str, Any]] = {}
+    for step_id, (have_step, want_step) in enumerate(zip(current.steps, desired.steps, strict=False), start=1):
+        step_changes = {
+            f.name: getattr(want_step, f.name)
+            for f in dataclasses.fields(JobStepDefinition)
+            if getattr(have_step, f.name) != getattr(want_step, f.name)
+        }
+        if step_changes:
+            updates[step_id] = step_changes
+    adds = {i: step for i, step in enumerate(desired.steps, start=1) if i > len(current.steps)}
+    deletes = tuple(range(len(current.steps), len(desired.steps), -1))
+    return JobPlan(changes, updates, adds, deletes, desired.targeted and not current.targeted)
+
+
+def describe_plan(plan: JobPlan, current: JobDefinition, sensitive: Sequence[str]) -> list[str]:
+    """One line per difference, sensitive values masked."""
+
+    def show(name: str, value: Any) -> str:
+        return repr(mask_command(value, sensitive)) if name == "command" else repr(value)
+
+    lines = [
+        f"{name}: {show(name, getattr(current, name))} -> {show(name, value)}"
+        for name, value in plan.job_changes.items()
+    ]
+    for step_id, changes in plan.step_updates.items():
+        before = current.steps[step_id - 1]
+        lines += [
+            f"step {step_id} {name}: {show(name, getattr(before, name))} -> {show(name, value)}"
+            for name, value in changes.items()
+        ]
+    lines += [f"add step {i} '{s.step_name}' ({s.subsystem})" for i, s in plan.step_adds.items()]
+    lines += [f"delete step {i} '{current.steps[i - 1].step_name}'" for i in plan.step_deletes]
+    if plan.add_target:
+        lines.append("target the local server (sp_add_jobserver)")
+    return lines
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """What happened (or, in a dry run, would happen) to one child's job on one server."""
+
+    job_name: str
+    action: str  # "create" | "update" | "unchanged" | "conflict" | "error"
+    details: tuple[str, ...] = ()
+
+
+@dataclass
+class ServerResult:
+    conn_id: str
+    server_name: str | None = None
+    created_category: str | None = None  # the category the deploy created (or would create)
+    changes: list[JobChange] = field(default_factory=list)
+    error: str | None = None  # the server could not be deployed at all
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(c.action in ("conflict", "error") for c in self.changes)
+
+
+def deploy(
+    manifest: Manifest,
+    *,
+    dry_run: bool = False,
+    hook_factory: Callable[[str], SqlAgentHook] = SqlAgentHook,
+) -> list[ServerResult]:
+    """Deploy every server of the manifest (through its ``deploy_conn_id`` when given), one after another;
+    an unreachable server does not stop the others."""
+    return [
+        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id))
+        for s in manifest.servers
+    ]
+
+
+def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:
+    result = ServerResult(conn_id)
+    try:
+        result.server_name = hook.server_name()
+        category = manifest.job_defaults.category
+        if not hook.has_job_category(category):
+            if not dry_run:
+                hook.add_job_category(category)
+            result.created_category = category
+    except SqlAgentError as exc:
+        result.error = str(exc)
+        log.error("deploy: server '%s': %s", conn_id, exc)
+        return result
+    for child in manifest.children_on(conn_id):
+        try:
+            result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
+        except SqlAgentError as exc:
+            result.changes.append(JobChange(child.job_name, "error", (exc.cause,)))
+    return result
+
+
+def _deploy_job(
+    manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, hook: SqlAgentHook, dry_run: bool
+) -> JobChange:
+    desired = desired_job(manifest, child, conn_id, server_name)
+    sensitive = [p.name for p in child.parameters if p.sensitive]
+    current = hook.read_job_definition(desired.job_name)
+    if current is None:
+        if not dry_run:
+            hook.add_job(desired)
+        step = desired.steps[0]
+        return JobChange(
+            desired.job_name,
+            "create",
+            (f"step '{step.step_name}' ({step.subsystem}): " + mask_command(step.command, sensitive),),
+        )
+    if not is_managed(current):
+        reason = (
+            f"a job of this name exists and is not managed by ssis-lb (its description does not start with "
+            f"'{MANAGED_MARKER}'); left unchanged"
+        )
+        return JobChange(desired.job_name, "conflict", (reason,))
+    plan = diff_job(current, desired)
+    if not plan:
+        return JobChange(desired.job_name, "unchanged")
+    details = tuple(describe_plan(plan, current, sensitive))
+    if not dry_run:
+        apply_plan(hook, desired.job_name, plan)
+    return JobChange(desired.job_name, "update", details)
+
+
+def apply_plan(hook: SqlAgentHook, job_name: str, plan: JobPlan) -> None:
+    if plan.job_changes:
+        hook.update_job(job_name, plan.job_changes)
+    for step_id, changes in plan.step_updates.items():
+        hook.update_job_step(job_name, step_id, changes)
+    for step_id, step in plan.step_adds.items():
+        hook.add_job_step(job_name, step_id, step)
+    for step_id in plan.step_deletes:
+        hook.delete_job_step(job_name, step_id)
+    if plan.add_target:
+        hook.add_job_server(job_name)
+
+
+_SIGNS = {"create": "+", "update": "~", "conflict": "!", "error": "!"}
+
+
+def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
+    """The per-server report: a headline with counts, then one line per change (none for unchanged jobs)."""
+    verbs = ("to create", "to update") if dry_run else ("created", "updated")
+    lines = ["dry run: nothing was changed"] if dry_run else []
+    for result in results:
+        label = f"{result.conn_id} ({result.server_name})" if result.server_name else result.conn_id
+        if result.error:
+            lines.append(f"{label}: ERROR: {result.error}")
+            continue
+        counts = [
+            f"{result.count('create')} {verbs[0]}",
+            f"{result.count('update')} {verbs[1]}",
+            f"{result.count('unchanged')} unchanged",
+        ]
+        problems = result.count("conflict") + result.count("error")
+        if problems:
+            counts.append(f"{problems} failed")
+        lines.append(f"{label}: {', '.join(counts)}")
+        if result.created_category:
+            lines.append(f"  + category '{result.created_category}'")
+        for change in result.changes:
+            if change.action == "unchanged":
+                continue
+            sign = _SIGNS[change.action]
+            head = f"  {sign} {change.job_name}" + (" ERROR" if change.action in ("conflict", "error") else "")
+            if len(change.details) == 1:
+                lines.append(f"{head}: {change.details[0]}")
+            else:
+                lines.append(head)
+                lines += [f"      {d}" for d in change.details]
+    return "\n".join(lines)

@@ -1,0 +1,452 @@
+"""The deployment manifest (docs/manifest.md): servers, child packages and job defaults, from YAML.
+
+``load_manifest`` composes PyYAML's node tree (not plain dicts) so every error names the file, the line
+and the field, e.g. ``manifest.yaml line 12: children[3].catalog_path: must look like ...``. All errors
+of a file are reported together. No I/O beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from .balancing import PoolServer, ServerPool
+
+DEFAULT_CATEGORY = "SSIS-LB managed"
+NOTIFY_LEVELS = {"never": 0, "on_success": 1, "on_failure": 2, "always": 3}  # sp_add_job @notify_level_*
+MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
+CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
+PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
+PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
+_TAGS = {bool: "bool", int: "int", str: "str", float: "float"}
+
+
+class ManifestError(ValueError):
+    """The manifest is not valid; ``errors`` holds one line per problem, each naming line and field."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+@dataclass(frozen=True)
+class PackageParameter:
+    """One ``/Par`` of the dtexec command line; a sensitive value is never printed."""
+
+    name: str
+    value: str
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class ManifestServer:
+    """A server of the pool; ``deploy_conn_id`` is the (sysadmin) connection that sets its jobs up."""
+
+    conn_id: str
+    capacity: int = 1
+    deploy_conn_id: str | None = None
+
+    @property
+    def setup_conn_id(self) -> str:
+        return self.deploy_conn_id or self.conn_id
+
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """Settings every child's Agent job gets, unless the child overrides them."""
+
+    owner: str | None = None
+    category: str = DEFAULT_CATEGORY
+    enabled: bool = True
+    notify_eventlog: str = "on_failure"
+    notify_email: str = "never"
+    notify_email_operator: str | None = None
+    retry_attempts: int = 0
+    retry_interval: int = 0
+    logging_level: int = 1
+
+
+@dataclass(frozen=True)
+class ChildPackage:
+    """A child package and the Agent job that runs it."""
+
+    name: str
+    catalog_path: str
+    servers: tuple[str, ...]
+    job_name: str
+    parameters: tuple[PackageParameter, ...] = ()
+    environment_reference: int | dict[str, int] | None = None
+    retry_attempts: int | None = None
+    retry_interval: int | None = None
+
+    def environment_reference_on(self, conn_id: str) -> int | None:
+        """The ``/ENVREFERENCE`` id on that server (reference ids are per SSIS catalog)."""
+        if isinstance(self.environment_reference, dict):
+            return self.environment_reference.get(conn_id)
+        return self.environment_reference
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    servers: tuple[ManifestServer, ...]
+    children: tuple[ChildPackage, ...]
+    job_defaults: JobDefaults = field(default_factory=JobDefaults)
+    source: str = ""
+
+    @property
+    def pool(self) -> ServerPool:
+        return ServerPool(tuple(PoolServer(s.conn_id, s.capacity) for s in self.servers))
+
+    def children_on(self, conn_id: str) -> list[ChildPackage]:
+        return [c for c in self.children if conn_id in c.servers]
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest file; raises ``ManifestError`` naming every bad line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError([f"{path}: cannot read the manifest: {exc.strerror or exc}"]) from exc
+    return parse_manifest(text, str(path))
+
+
+def parse_manifest(text: str, source: str = "manifest.yaml") -> Manifest:
+    """Validate manifest text; ``source`` is the name used in error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ManifestError([f"{source}{line}: not valid YAML: {exc.problem or exc}"]) from exc
+    checker = _Checker(source)
+    if root is None:
+        raise ManifestError([f"{source}: the manifest is empty"])
+    manifest = checker.manifest(_Field(root, ""), Path(source).stem)
+    if checker.errors:
+        raise ManifestError(checker.errors)
+    assert manifest is not None
+    return dataclasses.replace(manifest, source=source)
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A YAML node and its path in the manifest (``children[3].catalog_path``)."""
+
+    node: yaml.Node
+    path: str
+
+    @property
+    def line(self) -> int:
+        return self.node.start_mark.line + 1
+
+    def child(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+
+class _Invalid(Exception):
+    """One field is wrong; already recorded."""
+
+
+class _Checker:
+    """Turns the node tree into the dataclasses, recording an error per bad field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.found: list[tuple[int, str]] = []
+        self.constructor = SafeConstructor()
+
+    def fail(self, where: _Field, message: str) -> _Invalid:
+        self.found.append((where.line, f"{self.source} line {where.line}: {where.path or '(top level)'}: {message}"))
+        return _Invalid()
+
+    @property
+    def errors(self) -> list[str]:
+        """The errors in the order of the file's lines."""
+        return [text for _line, text in sorted(self.found, key=lambda found: found[0])]
+
+    # ---------------------------------------------------------------- node shapes
+
+    def mapping(self, where: _Field, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, _Field]:
+        if not isinstance(where.node, yaml.MappingNode):
+            raise self.fail(where, "must be a mapping of fields")
+        fields: dict[str, _Field] = {}
+        for key_node, value_node in where.node.value:
+            key = str(key_node.value)
+            at = _Field(key_node, where.child(key))
+            if key in fields:
+                self.fail(at, "is given twice")
+            elif key not in allowed:
+                self.fail(at, f"unknown field (expected one of: {', '.join(allowed)})")
+            else:
+                fields[key] = _Field(value_node, at.path)
+        for key in required:
+            if key not in fields:
+                self.fail(where, f"missing field '{key}'")
+        return fields
+
+    def sequence(self, where: _Field, *, non_empty: bool = True) -> list[_Field]:
+        if not isinstance(where.node, yaml.SequenceNode):
+            raise self.fail(where, "must be a list")
+        if non_empty and not where.node.value:
+            raise self.fail(where, "must not be empty")
+        return [_Field(n, f"{where.path}[{i}]") for i, n in enumerate(where.node.value)]
+
+    def scalar(self, where: _Field, kind: type) -> Any:
+        if not isinstance(where.node, yaml.ScalarNode):
+            raise self.fail(where, f"must be a {_TAGS[kind]}")
+        try:
+            value = self.constructor.construct_object(where.node, deep=True)
+        except ConstructorError as exc:
+            raise self.fail(where, str(exc.problem)) from exc
+        if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = where.node.value  # a name such as 2024 is text
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(where, f"must be a {_TAGS[kind]}, got {where.node.value!r}")
+        return value
+
+    def text(self, where: _Field, *, max_length: int = 128) -> str:
+        value = self.scalar(where, str).strip()
+        if not value:
+            raise self.fail(where, "must not be empty")
+        if len(value) > max_length:
+            raise self.fail(where, f"must be at most {max_length} characters")
+        return value
+
+    def integer(self, where: _Field, low: int, high: int) -> int:
+        value = self.scalar(where, int)
+        if not low <= value <= high:
+            raise self.fail(where, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def choice(self, where: _Field, choices: dict[str, int]) -> str:
+        value = self.scalar(where, str)
+        if value not in choices:
+            raise self.fail(where, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def optional(self, fields: dict[str, _Field], key: str, read: Any, *args: Any, **kwargs: Any) -> Any:
+        """``read(field)`` when the key is present and valid, else None."""
+        if key not in fields:
+            return None
+        try:
+            return read(fields[key], *args, **kwargs)
+        except _Invalid:
+            return None
+
+    # ---------------------------------------------------------------- sections
+
+    def manifest(self, root: _Field, default_name: str) -> Manifest | None:
+        try:
+            top = self.mapping(root, ("name", "servers", "job_defaults", "children"), ("servers", "children"))
+        except _Invalid:
+            return None
+        name = self.optional(top, "name", self.text) or default_name
+        servers = self.servers(top["servers"]) if "servers" in top else ()
+        defaults = self.job_defaults(top["job_defaults"]) if "job_defaults" in top else JobDefaults()
+        conn_ids = tuple(s.conn_id for s in servers)
+        children = self.children(top["children"], conn_ids) if "children" in top else ()
+        return Manifest(name, servers, children, defaults or JobDefaults())
+
+    def servers(self, where: _Field) -> tuple[ManifestServer, ...]:
+        servers: list[ManifestServer] = []
+        for item in self._items(where):
+            try:
+                fields = self.mapping(item, ("conn_id", "capacity", "deploy_conn_id"), ("conn_id",))
+                conn_id = self.text(fields["conn_id"]) if "conn_id" in fields else None
+                capacity = self.optional(fields, "capacity", self.integer, 1, 1000) or 1
+                deploy_conn_id = self.optional(fields, "deploy_conn_id", self.text)
+            except _Invalid:
+                continue
+            if conn_id is None:
+                continue
+            if conn_id in {s.conn_id for s in servers}:
+                self.fail(fields["conn_id"], f"server '{conn_id}' is listed twice")
+                continue
+            servers.append(ManifestServer(conn_id, capacity, deploy_conn_id))
+        return tuple(servers)
+
+    def job_defaults(self, where: _Field) -> JobDefaults | None:
+        keys = ("owner", "category", "enabled", "notifications", "retry_attempts", "retry_interval", "logging_level")
+        try:
+            fields = self.mapping(where, keys)
+        except _Invalid:
+            return None
+        values: dict[str, Any] = {
+            "owner": self.optional(fields, "owner", self.text),
+            "category": self.optional(fields, "category", self.text),
+            "enabled": self.optional(fields, "enabled", self.scalar, bool),
+            "retry_attempts": self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY),
+            "retry_interval": self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY),
+            "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
+        }
+        if "notifications" in fields:
+            values.update(self.notifications(fields["notifications"]))
+        return JobDefaults(**{k: v for k, v in values.items() if v is not None})
+
+    def notifications(self, where: _Field) -> dict[str, Any]:
+        try:
+            fields = self.mapping(where, ("eventlog", "email", "email_operator"))
+        except _Invalid:
+            return {}
+        values = {
+            "notify_eventlog": self.optional(fields, "eventlog", self.choice, NOTIFY_LEVELS),
+            "notify_email": self.optional(fields, "email", self.choice, NOTIFY_LEVELS),
+            "notify_email_operator": self.optional(fields, "email_operator", self.text),
+        }
+        if values["notify_email"] not in (None, "never") and values["notify_email_operator"] is None:
+            self.fail(fields["email"], "needs 'email_operator' (the Agent operator to e-mail)")
+        return values
+
+    def children(self, where: _Field, conn_ids: tuple[str, ...]) -> tuple[ChildPackage, ...]:
+        children: list[ChildPackage] = []
+        names: set[str] = set()
+        job_names: set[str] = set()
+        for item in self._items(where):
+            child = self.child(item, conn_ids)
+            if child is None:
+                continue
+            if child.name.lower() in names:
+                self.fail(item, f"child '{child.name}' is listed twice")
+                continue
+            if child.job_name.lower() in job_names:
+                self.fail(item, f"job name '{child.job_name}' is used by another child")
+                continue
+            names.add(child.name.lower())
+            job_names.add(child.job_name.lower())
+            children.append(child)
+        return tuple(children)
+
+    def child(self, where: _Field, conn_ids: tuple[str, ...]) -> ChildPackage | None:
+        keys = (
+            "name",
+            "catalog_path",
+            "job_name",
+            "parameters",
+            "environment_reference",
+            "servers",
+            "retry_attempts",
+            "retry_interval",
+        )
+        try:
+            fields = self.mapping(where, keys, ("name", "catalog_path"))
+        except _Invalid:
+            return None
+        errors_before = len(self.found)
+        name = self.optional(fields, "name", self.job_name)
+        job_name = self.optional(fields, "job_name", self.job_name) or name
+        path = self.optional(fields, "catalog_path", self.catalog_path)
+        parameters = self.optional(fields, "parameters", self.parameters) or ()
+        reference = self.optional(fields, "environment_reference", self.environment_reference, conn_ids)
+        servers = self.optional(fields, "servers", self.child_servers, conn_ids)
+        retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
+        retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
+        if len(self.found) > errors_before or name is None or path is None:
+            return None
+        return ChildPackage(
+            name=name,
+            catalog_path=path,
+            servers=servers or conn_ids,
+            job_name=job_name,
+            parameters=parameters,
+            environment_reference=reference,
+            retry_attempts=retry_attempts,
+            retry_interval=retry_interval,
+        )
+
+    def job_name(self, where: _Field) -> str:
+        value = self.text(where)
+        if "%" in value:  # sp_add_job refuses it
+            raise self.fail(where, "must not contain '%'")
+        return value
+
+    def catalog_path(self, where: _Field) -> str:
+        value = self.scalar(where, str).strip()
+        if not CATALOG_PATH.fullmatch(value) or len(value) > 400:
+            raise self.fail(where, "must look like \\SSISDB\\<folder>\\<project>\\<package>.dtsx")
+        return value
+
+    def parameters(self, where: _Field) -> tuple[PackageParameter, ...]:
+        if not isinstance(where.node, yaml.MappingNode):
+            raise self.fail(where, "must be a mapping of parameter name to value")
+        parameters: list[PackageParameter] = []
+        for key_node, value_node in where.node.value:
+            name = str(key_node.value)
+            at = _Field(value_node, f"{where.path}.{name}")
+            if not PARAMETER_NAME.fullmatch(name):
+                self.fail(_Field(key_node, at.path), f"is not a dtexec parameter name ({PARAMETER_FORM})")
+                continue
+            if name in {p.name for p in parameters}:
+                self.fail(_Field(key_node, at.path), "is given twice")
+                continue
+            try:
+                parameters.append(self.parameter(at, name))
+            except _Invalid:
+                continue
+        return tuple(parameters)
+
+    def parameter(self, where: _Field, name: str) -> PackageParameter:
+        sensitive = False
+        value_field = where
+        if isinstance(where.node, yaml.MappingNode):
+            fields = self.mapping(where, ("value", "sensitive"), ("value",))
+            if "value" not in fields:
+                raise _Invalid()
+            sensitive = bool(self.optional(fields, "sensitive", self.scalar, bool))
+            value_field = fields["value"]
+        if not isinstance(value_field.node, yaml.ScalarNode) or value_field.node.tag.endswith(":null"):
+            raise self.fail(value_field, "must be a text, number or boolean value")
+        value = self.constructor.construct_object(value_field.node)
+        text = str(value) if not isinstance(value, bool) else ("True" if value else "False")
+        if '"' in text or "\n" in text:
+            raise self.fail(value_field, "must not contain a double quote or a line break")
+        return PackageParameter(name, text, sensitive)
+
+    def environment_reference(self, where: _Field, conn_ids: tuple[str, ...]) -> int | dict[str, int]:
+        if isinstance(where.node, yaml.ScalarNode):
+            return self.integer(where, 1, 2**63 - 1)
+        if not isinstance(where.node, yaml.MappingNode):
+            raise self.fail(where, "must be a reference id, or a mapping of conn_id to reference id")
+        references: dict[str, int] = {}
+        for key_node, value_node in where.node.value:
+            conn_id = str(key_node.value)
+            at = _Field(value_node, f"{where.path}.{conn_id}")
+            if conn_id not in conn_ids:
+                self.fail(_Field(key_node, at.path), f"unknown server (not in servers: {', '.join(conn_ids)})")
+                continue
+            try:
+                references[conn_id] = self.integer(at, 1, 2**63 - 1)
+            except _Invalid:
+                continue
+        return references
+
+    def child_servers(self, where: _Field, conn_ids: tuple[str, ...]) -> tuple[str, ...]:
+        chosen: list[str] = []
+        for item in self.sequence(where):
+            try:
+                conn_id = self.text(item)
+            except _Invalid:
+                continue
+            if conn_id not in conn_ids:
+                self.fail(item, f"unknown server '{conn_id}' (not in servers: {', '.join(conn_ids)})")
+            elif conn_id in chosen:
+                self.fail(item, f"server '{conn_id}' is listed twice")
+            else:
+                chosen.append(conn_id)
+        if len(chosen) < len(where.node.value):
+            raise _Invalid()
+        return tuple(chosen)
+
+    def _items(self, where: _Field) -> Iterator[_Field]:
+        try:
+            yield from self.sequence(where)
+        except _Invalid:
+            return

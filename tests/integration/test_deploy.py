@@ -1,0 +1,266 @@
+"""Deploying a manifest's Agent jobs through real drivers: create, a second run that changes nothing,
+an update, a server added later, a foreign job left alone, an unreachable server, a dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_provider_ssis_lb import cli
+from airflow_provider_ssis_lb.deploy import MANAGED_MARKER, deploy, format_results
+from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
+from airflow_provider_ssis_lb.manifest import load_manifest
+from airflow_provider_ssis_lb.operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
+from sqlagent_emulator.testing import EmulatorController
+from tests.agent_jobs import Client
+from tests.conftest import SqlServerTarget, emulator_config
+from tests.integration.conftest import _connection
+
+QUICK = "\\SSISDB\\Tests\\Demo\\Quick.dtsx"
+SLOW = "\\SSISDB\\Tests\\Demo\\Slow.dtsx"
+
+WriteManifest = Callable[..., Path]
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """Unique job names per test: the test server is shared by the whole session."""
+    suffix = uuid.uuid4().hex[:6]
+    return {"quick": f"Quick_{suffix}", "slow": f"Slow_{suffix}"}
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path, names: dict[str, str]) -> WriteManifest:
+    """Write a manifest with the two children over the given servers; returns its path."""
+
+    def write(servers: list[str], batch_size: int = 500, extra_child: str = "") -> Path:
+        server_lines = "".join(f"  - conn_id: {s}\n    capacity: 2\n" for s in servers)
+        text = (
+            "name: deploy-test\n"
+            f"servers:\n{server_lines}"
+            "job_defaults:\n  owner: sa\n  retry_attempts: 1\n  notifications:\n    eventlog: on_failure\n"
+            "children:\n"
+            f"  - name: {names['quick']}\n    catalog_path: {QUICK}\n"
+            f"    parameters:\n      $Project::BatchSize(Int32): {batch_size}\n"
+            "      $Package::Password: {value: 'Pa55 word!', sensitive: true}\n"
+            f"  - name: {names['slow']}\n    catalog_path: {SLOW}\n    retry_attempts: 0\n"
+            f"{extra_child}"
+        )
+        path = tmp_path / "manifest.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def actions(result) -> dict[str, str]:
+    return {change.job_name: change.action for change in result.changes}
+
+
+def version_numbers(target: SqlServerTarget, job_names: list[str]) -> dict[str, int]:
+    with closing(Client("odbc18", target, target.user, target.password)) as sa:
+        marks = ", ".join("?" for _ in job_names)
+        rows = sa.run(f"SELECT name, version_number FROM msdb.dbo.sysjobs WHERE name IN ({marks})", *job_names)
+    return {name: version for name, version in rows}
+
+
+@pytest.mark.parametrize("conn_type", ["mssql", "odbc"])
+def test_create_then_nothing_then_update(airflow_connections, sql_server, write_manifest, names, conn_type) -> None:
+    conn_id = f"sa_{conn_type}"
+    path = write_manifest([conn_id])
+    [first] = deploy(load_manifest(path))
+    assert first.error is None and not first.failed
+    assert actions(first) == {names["quick"]: "create", names["slow"]: "create"}
+
+    hook = SqlAgentHook(conn_id)
+    job = hook.read_job_definition(names["quick"])
+    assert job is not None and job.description.startswith(MANAGED_MARKER)
+    assert job.category_name == "SSIS-LB managed" and job.owner_login_name.lower() == "sa" and job.targeted
+    [step] = job.steps
+    server = hook.server_name()
+    assert step.subsystem == "SSIS" and step.step_name == "Run Quick.dtsx" and step.retry_attempts == 1
+    assert step.command == (
+        f'/ISSERVER "\\"{QUICK}\\"" /SERVER "\\"{server}\\"" '
+        '/Par "\\"$Project::BatchSize(Int32)\\"";500 /Par "\\"$Package::Password\\"";"\\"Pa55 word!\\"" '
+        '/Par "\\"$ServerOption::LOGGING_LEVEL(Int16)\\"";1 /Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True '
+        "/CALLERINFO SQLAGENT /REPORTING E"
+    )
+    assert hook.read_job_definition(names["slow"]).steps[0].retry_attempts == 0
+
+    before = version_numbers(sql_server, list(names.values()))
+    [second] = deploy(load_manifest(path))
+    assert actions(second) == {names["quick"]: "unchanged", names["slow"]: "unchanged"}
+    assert second.created_category is None
+    assert version_numbers(sql_server, list(names.values())) == before  # not even touched
+
+    [third] = deploy(load_manifest(write_manifest([conn_id], batch_size=1000)))
+    assert actions(third) == {names["quick"]: "update", names["slow"]: "unchanged"}
+    [detail] = third.changes[0].details
+    assert detail.startswith("step 1 command: ") and ";500 " in detail and ";1000 " in detail
+    assert "Pa55" not in format_results([third], dry_run=False)  # the sensitive value is masked
+    assert ";1000 " in hook.read_job_definition(names["quick"]).steps[0].command
+
+
+def test_deployed_job_runs_its_package(airflow_connections, emulator, write_manifest, names) -> None:
+    deploy(load_manifest(write_manifest(["sa_odbc"])))
+    hook = SqlAgentHook("agent_op_odbc")  # the run-time login: SQLAgentOperatorRole only
+    run = hook.start_job(hook.get_job(job_name=names["quick"]))
+    deadline = time.monotonic() + 30
+    while (state := hook.run_state(run)).state in ("pending", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    result = hook.run_result(run, state.outcome_instance_id)
+    assert result.outcome == "succeeded", result.message
+
+
+def test_changes_made_by_hand_are_reverted(airflow_connections, sql_server, write_manifest, names) -> None:
+    path = write_manifest(["sa_odbc"])
+    deploy(load_manifest(path))
+    with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
+        sa.run("EXEC msdb.dbo.sp_update_job @job_name = ?, @enabled = 0", names["slow"])
+        sa.run("EXEC msdb.dbo.sp_update_jobstep @job_name = ?, @step_id = 1, @retry_attempts = 5", names["slow"])
+        sa.run(
+            "EXEC msdb.dbo.sp_add_jobstep @job_name = ?, @step_name = 'by hand', @command = 'SELECT 1'", names["slow"]
+        )
+    [result] = deploy(load_manifest(path))
+    assert actions(result)[names["slow"]] == "update"
+    slow = next(c for c in result.changes if c.job_name == names["slow"])
+    assert set(slow.details) == {"enabled: False -> True", "step 1 retry_attempts: 5 -> 0", "delete step 2 'by hand'"}
+    job = SqlAgentHook("sa_odbc").read_job_definition(names["slow"])
+    assert job.enabled and job.steps[0].retry_attempts == 0 and len(job.steps) == 1
+
+
+def test_foreign_job_of_the_same_name_is_left_alone(airflow_connections, write_manifest, names, make_job) -> None:
+    make_job([{"subsystem": "TSQL", "command": "SELECT 1"}], name=names["quick"])
+    [result] = deploy(load_manifest(write_manifest(["sa_mssql"])))
+    assert actions(result) == {names["quick"]: "conflict", names["slow"]: "create"}
+    assert result.failed
+    report = format_results([result], dry_run=False)
+    assert f"  ! {names['quick']} ERROR: a job of this name exists and is not managed by ssis-lb" in report
+    foreign = SqlAgentHook("sa_mssql").read_job_definition(names["quick"])
+    assert [s.command for s in foreign.steps] == ["SELECT 1"] and foreign.category_name != "SSIS-LB managed"
+
+
+def test_dry_run_changes_nothing(airflow_connections, write_manifest, names) -> None:
+    path = write_manifest(["sa_odbc"])
+    [result] = deploy(load_manifest(path), dry_run=True)
+    assert actions(result) == {names["quick"]: "create", names["slow"]: "create"}
+    assert SqlAgentHook("sa_odbc").read_job_definition(names["quick"]) is None
+    report = format_results([result], dry_run=True)
+    assert report.startswith("dry run: nothing was changed\nsa_odbc (")
+    assert ": 2 to create, 0 to update, 0 unchanged" in report
+    assert "Pa55" not in report and '"\\"$Package::Password\\"";********' in report
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable_conn(sql_server: SqlServerTarget) -> Iterator[str]:
+    """A connection to a port where nothing listens."""
+    target = SqlServerTarget("nowhere", "127.0.0.1", _free_port(), "sa", "x")
+    os.environ["AIRFLOW_CONN_SQLDOWN"] = json.dumps(_connection("mssql", target, "sa", "not-printed-Secret1"))
+    yield "sqldown"
+    os.environ.pop("AIRFLOW_CONN_SQLDOWN", None)
+
+
+def test_unreachable_server_is_named_and_the_others_are_deployed(
+    airflow_connections, write_manifest, names, unreachable_conn
+) -> None:
+    down, up = deploy(load_manifest(write_manifest([unreachable_conn, "sa_odbc"])))
+    assert down.failed and down.error and "sqldown" in format_results([down], dry_run=False)
+    assert "not-printed-Secret1" not in format_results([down], dry_run=False)
+    assert actions(up) == {names["quick"]: "create", names["slow"]: "create"} and not up.failed
+
+
+@pytest.fixture
+def second_server(emulator, airflow_db) -> Iterator[str]:
+    """Another emulated SQL Server (a server added to the pool), as connection ``sqlextra``."""
+    config = emulator_config(name="SQLEXTRA")
+    with EmulatorController([config]) as controller:
+        target = SqlServerTarget("SQLEXTRA", "127.0.0.1", controller["SQLEXTRA"].port, "sa", config.logins[0].password)
+        os.environ["AIRFLOW_CONN_SQLEXTRA"] = json.dumps(_connection("mssql", target, target.user, target.password))
+        yield "sqlextra"
+        os.environ.pop("AIRFLOW_CONN_SQLEXTRA", None)
+
+
+def test_server_added_later_gets_its_jobs(airflow_connections, write_manifest, names, second_server) -> None:
+    deploy(load_manifest(write_manifest(["sa_odbc"])))
+    first, added = deploy(load_manifest(write_manifest(["sa_odbc", second_server])))
+    assert set(actions(first).values()) == {"unchanged"}
+    assert actions(added) == {names["quick"]: "create", names["slow"]: "create"}
+    assert added.server_name == "SQLEXTRA" and added.created_category == "SSIS-LB managed"
+    command = SqlAgentHook(second_server).read_job_definition(names["quick"]).steps[0].command
+    assert '/SERVER "\\"SQLEXTRA\\""' in command
+
+
+def test_cli_dry_run_then_deploy(airflow_connections, write_manifest, names, capsys) -> None:
+    path = write_manifest(["sa_mssql"])
+    assert cli.main(["deploy", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dry run: nothing was changed\nsa_mssql (")
+    assert ": 2 to create, 0 to update, 0 unchanged\n" in out
+    assert f"  + {names['quick']}: step 'Run Quick.dtsx' (SSIS): /ISSERVER " in out and "Pa55" not in out
+    assert SqlAgentHook("sa_mssql").read_job_definition(names["quick"]) is None
+
+    assert cli.main(["deploy", str(path)]) == 0
+    assert ": 2 created, 0 updated, 0 unchanged\n" in capsys.readouterr().out
+    assert cli.main(["deploy", str(path), "--dry-run"]) == 0
+    assert ": 0 to create, 0 to update, 2 unchanged" in capsys.readouterr().out
+
+
+def test_cli_as_a_process(airflow_connections, write_manifest, names, unreachable_conn, tmp_path) -> None:
+    """``python -m airflow_provider_ssis_lb.cli`` (the ``ssis-lb`` script): exit codes and messages."""
+    path = write_manifest([unreachable_conn, "sa_odbc"])
+    run = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_ssis_lb.cli", "deploy", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "sqldown: ERROR: " in run.stdout and ": 2 created, 0 updated, 0 unchanged" in run.stdout
+    assert "deploy failed on 1 of 2 server(s): sqldown" in run.stderr
+    assert "not-printed-Secret1" not in run.stdout + run.stderr and "Pa55" not in run.stdout + run.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("servers: [{conn_id: a}]\nchildren:\n  - name: A\n    catalog_path: C:\\x.dtsx\n", encoding="utf-8")
+    invalid = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_ssis_lb.cli", "deploy", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert invalid.returncode == 2 and invalid.stdout == ""
+    assert f"{bad} line 4: children[0].catalog_path: must look like \\SSISDB\\" in invalid.stderr
+
+
+def test_ensure_jobs_operator(airflow_connections, write_manifest, names, unreachable_conn, make_job) -> None:
+    """The operator deploys like the CLI; an unreachable server only warns when allowed; a conflict fails."""
+    path = write_manifest([unreachable_conn, "sa_mssql"])
+    lenient = SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(path), allow_unreachable=True)
+    summary = lenient.execute({})
+    assert summary["sa_mssql"]["created"] == [names["quick"], names["slow"]]
+    assert summary[unreachable_conn]["error"] and summary[unreachable_conn]["created"] == []
+    strict = SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(path))
+    with pytest.raises(AirflowException, match="deploy failed: server 'sqldown': "):
+        strict.execute({})
+
+    only_up = write_manifest(["sa_mssql"], extra_child=f"  - name: {names['quick']}_x\n    catalog_path: {QUICK}\n")
+    make_job([{"subsystem": "TSQL", "command": "SELECT 1"}], name=f"{names['quick']}_x")
+    with pytest.raises(AirflowException, match=f"job '{names['quick']}_x': a job of this name exists and is not"):
+        SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(only_up)).execute({})

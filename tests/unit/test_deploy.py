@@ -1,0 +1,91 @@
+"""The desired job of a child, its dtexec command line, masking and the difference to a server's job."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from airflow_provider_ssis_lb.deploy import (
+    MANAGED_MARKER,
+    describe_plan,
+    desired_job,
+    diff_job,
+    isserver_command,
+    mask_command,
+)
+from airflow_provider_ssis_lb.manifest import PackageParameter, parse_manifest
+
+MANIFEST = parse_manifest(
+    """\
+servers: [{conn_id: a}, {conn_id: b}]
+job_defaults: {retry_attempts: 3, retry_interval: 2, logging_level: 3}
+children:
+  - name: Load
+    catalog_path: \\SSISDB\\ETL\\Sales\\Load.dtsx
+    environment_reference: {b: 12}
+    parameters:
+      Mode: full load
+      Password: {value: s3cret, sensitive: true}
+""",
+    "m.yaml",
+)
+
+
+def test_isserver_command_follows_the_agent_ssis_step_syntax() -> None:
+    command = isserver_command(
+        "\\SSISDB\\ETL\\Sales\\Load.dtsx",
+        "SQL01\\PROD",
+        environment_reference=12,
+        parameters=[PackageParameter("$Project::Rows(Int32)", "10"), PackageParameter("Dir", "\\\\fs\\in")],
+    )
+    assert command == (
+        '/ISSERVER "\\"\\SSISDB\\ETL\\Sales\\Load.dtsx\\"" /SERVER "\\"SQL01\\PROD\\"" /ENVREFERENCE 12 '
+        '/Par "\\"$Project::Rows(Int32)\\"";10 /Par "\\"Dir\\"";"\\"\\\\fs\\in\\"" '
+        '/Par "\\"$ServerOption::LOGGING_LEVEL(Int16)\\"";1 /Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True '
+        "/CALLERINFO SQLAGENT /REPORTING E"
+    )
+
+
+def test_desired_job_per_server() -> None:
+    [child] = MANIFEST.children
+    on_a, on_b = (desired_job(MANIFEST, child, conn_id, conn_id.upper()) for conn_id in ("a", "b"))
+    assert on_a.description.startswith(MANAGED_MARKER) and on_a.category_name == "SSIS-LB managed"
+    assert on_a.owner_login_name is None and on_a.notify_level_eventlog == 2 and on_a.enabled
+    [step] = on_a.steps
+    assert (step.step_name, step.subsystem, step.retry_attempts, step.retry_interval) == ("Run Load.dtsx", "SSIS", 3, 2)
+    assert "/ENVREFERENCE" not in step.command and '/SERVER "\\"A\\""' in step.command
+    assert "/ENVREFERENCE 12 " in on_b.steps[0].command and '/SERVER "\\"B\\""' in on_b.steps[0].command
+    assert '/Par "\\"Mode\\"";"\\"full load\\"" /Par "\\"Password\\"";s3cret ' in step.command
+    assert '"\\"$ServerOption::LOGGING_LEVEL(Int16)\\"";3 ' in step.command
+
+
+def test_mask_command_hides_sensitive_values_only() -> None:
+    [child] = MANIFEST.children
+    command = desired_job(MANIFEST, child, "a", "A").steps[0].command
+    masked = mask_command(command, ["Password"])
+    assert "s3cret" not in masked and '/Par "\\"Password\\"";******** ' in masked
+    assert '"\\"full load\\""' in masked
+    assert mask_command(command, ["Mode"]).count("********") == 1 and "full load" not in mask_command(command, ["Mode"])
+
+
+def test_diff_of_identical_jobs_is_empty_and_differences_are_listed() -> None:
+    [child] = MANIFEST.children
+    desired = desired_job(MANIFEST, child, "a", "A")
+    assert not diff_job(dataclasses.replace(desired, owner_login_name="deployer"), desired)  # owner not managed here
+
+    step = dataclasses.replace(desired.steps[0], command="/ISSERVER old", retry_attempts=0)
+    extra = dataclasses.replace(step, step_name="by hand")
+    current = dataclasses.replace(desired, enabled=False, steps=(step, extra), targeted=False)
+    plan = diff_job(current, desired)
+    assert plan.job_changes == {"enabled": True}
+    assert plan.step_updates == {1: {"command": desired.steps[0].command, "retry_attempts": 3}}
+    assert plan.step_deletes == (2,) and plan.add_target and not plan.step_adds
+    lines = describe_plan(plan, current, ["Password"])
+    assert lines[0] == "enabled: False -> True"
+    assert lines[1].startswith("step 1 command: '/ISSERVER old' -> ") and "s3cret" not in lines[1]
+    assert lines[2:] == [
+        "step 1 retry_attempts: 0 -> 3",
+        "delete step 2 'by hand'",
+        "target the local server (sp_add_jobserver)",
+    ]
+    no_steps = diff_job(dataclasses.replace(desired, steps=()), desired)
+    assert no_steps.step_adds == {1: desired.steps[0]} and not no_steps.step_updates
