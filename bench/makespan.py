@@ -34,10 +34,12 @@ STRATEGIES = {
     "round_robin": "makespan_round_robin",
     "least_loaded": "makespan_least_loaded",
     "lpt": "makespan_lpt",
+    "lpt_headroom": "makespan_lpt_headroom",
     "lpt_triggers": "makespan_lpt_triggers",
 }
-PLANNED = {"lpt", "lpt_triggers"}
+PLANNED = {"lpt", "lpt_headroom", "lpt_triggers"}
 FLEET_POOL = "makespan_fleet"
+HEADROOM_POOL = "makespan_fleet_headroom"
 LOGINS = (("sa", "Bench!Owner1", "sysadmin"), ("airflow_runner", "Runner!Pass1", "SQLAgentOperatorRole"))
 
 
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, default=0.8, help="log-normal shape: larger is heavier-tailed")
     parser.add_argument("--shortest", type=int, default=10, help="floor of a child's duration, seconds")
     parser.add_argument("--poll-interval", type=float, default=2.0)
-    parser.add_argument("--strategies", default="round_robin,least_loaded,lpt", help=f"of {', '.join(STRATEGIES)}")
+    parser.add_argument(
+        "--strategies", default="round_robin,least_loaded,lpt,lpt_headroom", help=f"of {', '.join(STRATEGIES)}"
+    )
     parser.add_argument("--work", type=Path, default=REPO / ".bench" / "makespan")
     args = parser.parse_args(argv)
     strategies = args.strategies.split(",")
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "children": listed,
         "servers": [{"conn_id": c, "capacity": cpus} for c, cpus in zip(conn_ids, CPUS.values(), strict=True)],
         "fleet_pool": FLEET_POOL,
+        "headroom_pool": HEADROOM_POOL,
         "poll_interval": args.poll_interval,
     }
     (dags / "makespan_spec.json").write_text(json.dumps(spec))
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow = AirflowDeployment(work / "airflow", dags, operator_connections(configs, emulator.ports))
         api = airflow.start()
         api.ensure_pool(FLEET_POOL, sum(CPUS.values()), "bench: the fleet's capacity")
+        api.ensure_pool(HEADROOM_POOL, sum(CPUS.values()) + len(CPUS), "bench: the fleet's capacity + 1 per server")
         for conn_id, cpus in zip(conn_ids, CPUS.values(), strict=True):
             api.ensure_pool(f"makespan_{conn_id}", cpus, f"bench: {conn_id}'s capacity")
         for strategy in strategies:

@@ -8,6 +8,10 @@ Agent job of the same name on every server; the strategies differ only in how ch
 - ``makespan_least_loaded``: the listed order, each child on the least-loaded server when it starts,
   admitted through one Airflow pool of the fleet's capacity;
 - ``makespan_lpt``: the same, in the order planned longest-expected-first from Agent history;
+- ``makespan_lpt_headroom``: planned, through a fleet pool with one slot more per server than the
+  servers run at once: the extra children wait in the triggerer for a free server (the operator never
+  overloads one), so a server's slot is taken again as soon as its job ends, not once Airflow has
+  finished the task whose job ended and scheduled the next one;
 - ``makespan_lpt_triggers``: planned, but no Airflow pool: every child starts at once and waits for a
   free server in the triggerer.
 """
@@ -29,6 +33,7 @@ CHILDREN: list[str] = SPEC["children"]
 SERVERS: list[dict] = SPEC["servers"]
 POOL = ServerPool.of(SERVERS)
 FLEET_POOL = SPEC["fleet_pool"]
+HEADROOM_POOL = SPEC["headroom_pool"]
 COMMON = {"deferrable": True, "poll_interval": SPEC["poll_interval"], "retries": 0}
 
 
@@ -58,7 +63,8 @@ with bench_dag("makespan_least_loaded"):
         task_id="child", servers=POOL, pool=FLEET_POOL, map_index_template="{{ task.job_name }}", **COMMON
     ).expand(job_name=CHILDREN)
 
-for dag_id, pool in (("makespan_lpt", FLEET_POOL), ("makespan_lpt_triggers", "default_pool")):
+PLANNED = {"makespan_lpt": FLEET_POOL, "makespan_lpt_headroom": HEADROOM_POOL, "makespan_lpt_triggers": "default_pool"}
+for dag_id, pool in PLANNED.items():
     with bench_dag(dag_id):
 
         @task
