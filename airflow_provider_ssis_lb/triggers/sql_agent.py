@@ -15,6 +15,7 @@ from ..balancing import PoolServer, ServerReading, Strategy, choose_server
 from ..exceptions import SqlAgentError, TransientConnectionError
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun
+from ..waiting_line import WaitingLine, line_for
 
 MAX_BACKOFF_SECONDS = 60.0
 DEFER_SETTLE_SECONDS = 10.0
@@ -178,7 +179,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
     parallel) and yields ``{"status": "free"}`` once ``choose_server`` would pick one, ``{"status":
     "none_eligible"}`` when every reachable server is ineligible (the operator then fails with the
     reasons), or ``{"status": "timeout"}`` at the deadline. Unreachable servers are just read again.
-    The operator chooses again on resume: another child may have taken the slot meanwhile.
+    The operator chooses again on resume: another child may have taken the slot meanwhile. Capacity
+    triggers of one triggerer take freed slots in planned order (``waiting_line``), not all at once.
 
     :param servers: the pool, as ``[{"conn_id": ..., "capacity": ...}, ...]``.
     :param job_name: the job (or ``job_id``).
@@ -243,19 +245,40 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
+        line = line_for(s["conn_id"] for s in self.servers)
+        ticket = line.join(self.position)
+        try:
+            return await self._wait_in(line, ticket)
+        finally:
+            line.leave(ticket)
+
+    def _my_turn(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> bool:
+        """A free slot for this job, not wanted by a child planned before it (``waiting_line``)."""
+        strategy = Strategy(self.strategy)
+        if strategy is Strategy.ROUND_ROBIN:  # its own server only: nobody else's turn to take
+            return choose_server(readings, strategy, self.position) is not None
+        eligible = [r.server.conn_id for r in readings if r.reachable and r.eligible]
+        free = {r.server.conn_id: r.free for r in readings if r.usable}
+        running = {r.server.conn_id: r.running for r in readings if r.running is not None}
+        return line.my_turn(ticket, eligible, free, running)
+
+    async def _wait_in(self, line: WaitingLine, ticket: int) -> TriggerEvent:
         job = self.job_name or self.job_id
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
             readings = await self._read()
-            if choose_server(readings, Strategy(self.strategy), self.position) is not None:
+            if self._my_turn(line, ticket, readings):
                 return self._event("free")
             reachable = [r for r in readings if r.reachable]
             if reachable and not any(r.eligible for r in reachable):
                 return self._event("none_eligible")
             self.log.info(
-                "job '%s': no free slot yet (%s)",
+                "job '%s': %s (%s)",
                 job,
+                "free slots go to children planned before it"
+                if any(r.usable for r in readings)
+                else "no free slot yet",
                 ", ".join(
                     f"{r.server.conn_id} {r.running}/{r.server.capacity}" if r.reachable else f"{r.server.conn_id} down"
                     for r in readings

@@ -174,3 +174,38 @@ def test_capacity_reports_when_no_reachable_server_is_eligible(monkeypatch) -> N
 def test_capacity_times_out(monkeypatch) -> None:
     payload, polls = capacity(monkeypatch, {"a": [("A", 2, JOB)], "b": [("B", 1, JOB)]}, deadline=time.time() - 1)
     assert payload["status"] == "timeout" and polls == 0
+
+
+def test_waiting_children_take_a_freed_slot_in_planned_order(monkeypatch) -> None:
+    """Two children wait on one pool; a slot frees: the one planned first fires, the other waits for it."""
+    loads = {"a": 2}
+    fired: list[int] = []
+
+    class Hook:
+        def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
+            return "A", loads["a"], JOB
+
+    async def scenario() -> None:
+        servers = [{"conn_id": "line-a", "capacity": 2}]
+
+        async def wait(position: int) -> None:
+            trigger = SqlAgentCapacityTrigger(
+                servers=servers, job_name="child a", position=position, poll_interval=0.01
+            )
+            monkeypatch.setattr(trigger, "_hook", lambda conn_id: Hook())
+            assert (await trigger._wait()).payload["status"] == "free"
+            fired.append(position)
+            await asyncio.sleep(0.1)  # the task resumes and starts its job ...
+            loads["a"] += 1  # ... and takes the slot
+
+        waiters = [asyncio.create_task(wait(position)) for position in (5, 1)]
+        await asyncio.sleep(0.05)
+        assert fired == []
+        loads["a"] = 1  # one job ends
+        await asyncio.sleep(0.3)
+        assert fired == [1]
+        loads["a"] = 1  # another ends
+        await asyncio.gather(*waiters)
+
+    asyncio.run(scenario())
+    assert fired == [1, 5]
