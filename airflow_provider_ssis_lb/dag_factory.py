@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, TriggerRule, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from .manifest import Manifest, load_manifest
-from .operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
+from .operators.sql_agent import SqlAgentRunJobOperator
 from .operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
 from .planning import plan_from_history
-from .reporting import format_table, summary_rows
+from .reporting import report_children
 
 
 def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
@@ -93,17 +92,8 @@ def build_parent_dag(
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def run_summary(**context: Any) -> list[dict[str, Any]]:
             """Which child ran where, how long, with what result; fails when a child failed."""
-            ti = context["ti"]
-            order = [kwargs["job_name"] for kwargs in ti.xcom_pull(task_ids="plan")]
-            summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in range(len(order))]
-            handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in range(len(order))]
-            rows = summary_rows(order, summaries, handles)
-            print("run summary\n" + format_table(rows))
-            failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
-            if failed:
-                ti.xcom_push(key="return_value", value=rows)
-                raise AirflowFailException(f"{len(failed)} of {len(rows)} children failed: {', '.join(failed)}")
-            return rows
+            order = [kwargs["job_name"] for kwargs in context["ti"].xcom_pull(task_ids="plan")]
+            return report_children(context["ti"], order)
 
         ensure_jobs >> planned
         children >> run_summary()

@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from .runs import JobRun, RunResult, SsisMessage
 
 SSIS_ERROR, SSIS_WARNING = 120, 110  # catalog.event_messages.message_type
+XCOM_RUN_KEY = "sql_agent_run"  # the XCom key of a started run's handle (the return value is its summary)
 
 
 def where(run: JobRun) -> str:
@@ -141,3 +144,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(str(v)) for v in column) for column in zip(header, *lines, strict=True)]
     render = lambda values: "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
     return "\n".join([render(header), render("-" * w for w in widths), *(render(line) for line in lines)])
+
+
+def report_children(ti: Any, children: list[str], task_id: str = "child") -> list[dict[str, Any]]:
+    """The run summary task's body: one row per child of the mapped ``task_id`` (in ``children``'s
+    order, its map order), logged as a table and returned. When a child failed, the rows are pushed
+    and AirflowFailException is raised naming the failed children, as a parent package fails."""
+    indexes = range(len(children))
+    summaries = [ti.xcom_pull(task_ids=task_id, map_indexes=i) for i in indexes]
+    handles = [ti.xcom_pull(task_ids=task_id, key=XCOM_RUN_KEY, map_indexes=i) for i in indexes]
+    rows = summary_rows(children, summaries, handles)
+    print("run summary\n" + format_table(rows))
+    failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
+    if failed:
+        ti.xcom_push(key="return_value", value=rows)
+        raise AirflowFailException(f"{len(failed)} of {len(rows)} children failed: {', '.join(failed)}")
+    return rows

@@ -21,12 +21,11 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import DAG, TriggerRule, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ssis_lb.balancing import ServerPool
-from airflow_provider_ssis_lb.operators.sql_agent import XCOM_RUN_KEY, SqlAgentRunJobOperator
+from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
 from airflow_provider_ssis_lb.planning import plan_from_history
-from airflow_provider_ssis_lb.reporting import format_table, summary_rows
+from airflow_provider_ssis_lb.reporting import report_children
 
 CHILDREN = [
     "LoadOrderLines",
@@ -83,16 +82,6 @@ with DAG(
         A failed child fails this task too (after the table is logged and pushed), so the DAG run
         fails like a parent package whose child failed.
         """
-        ti = context["ti"]
-        order = ti.xcom_pull(task_ids="plan")
-        summaries = [ti.xcom_pull(task_ids="child", map_indexes=i) for i in range(len(order))]
-        handles = [ti.xcom_pull(task_ids="child", key=XCOM_RUN_KEY, map_indexes=i) for i in range(len(order))]
-        rows = summary_rows(order, summaries, handles)
-        print("run summary\n" + format_table(rows))
-        failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
-        if failed:
-            ti.xcom_push(key="return_value", value=rows)
-            raise AirflowFailException(f"{len(failed)} of {len(rows)} children failed: {', '.join(failed)}")
-        return rows
+        return report_children(context["ti"], context["ti"].xcom_pull(task_ids="plan"))
 
     children >> run_summary()

@@ -18,14 +18,13 @@ from ..balancing import PoolServer, ServerPool, ServerReading, Strategy, choose_
 from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
-from ..reporting import failure_cause, format_history, summarize, where
+from ..reporting import XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before, read_server
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-XCOM_RUN_KEY = "sql_agent_run"
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
 MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
 
