@@ -255,10 +255,12 @@ class SqlAgentCapacityTrigger(BaseTrigger):
     def _my_turn(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> bool:
         """A free slot for this job, not wanted by a child planned before it (``waiting_line``)."""
         strategy = Strategy(self.strategy)
+        settling = self.not_before is not None and time.time() < self.not_before
         if strategy is Strategy.ROUND_ROBIN:  # its own server only: nobody else's turn to take
-            return choose_server(readings, strategy, self.position) is not None
-        eligible = [r.server.conn_id for r in readings if r.reachable and r.eligible]
-        free = {r.server.conn_id: r.free for r in readings if r.usable}
+            return not settling and choose_server(readings, strategy, self.position) is not None
+        # While it settles after deferral (defer_not_before) it neither takes a slot nor blocks one.
+        eligible = [] if settling else [r.server.conn_id for r in readings if r.reachable and r.eligible]
+        free = {} if settling else {r.server.conn_id: r.free for r in readings if r.usable}
         running = {r.server.conn_id: r.running for r in readings if r.running is not None}
         return line.my_turn(ticket, eligible, free, running)
 
@@ -276,9 +278,7 @@ class SqlAgentCapacityTrigger(BaseTrigger):
             self.log.info(
                 "job '%s': %s (%s)",
                 job,
-                "free slots go to children planned before it"
-                if any(r.usable for r in readings)
-                else "no free slot yet",
+                "waiting for its turn" if any(r.usable for r in readings) else "no free slot yet",
                 ", ".join(
                     f"{r.server.conn_id} {r.running}/{r.server.capacity}" if r.reachable else f"{r.server.conn_id} down"
                     for r in readings

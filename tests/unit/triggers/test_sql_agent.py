@@ -209,3 +209,35 @@ def test_waiting_children_take_a_freed_slot_in_planned_order(monkeypatch) -> Non
 
     asyncio.run(scenario())
     assert fired == [1, 5]
+
+
+def test_a_child_settling_after_deferral_neither_takes_a_slot_nor_blocks_one(monkeypatch) -> None:
+    fired: list[tuple[int, float]] = []
+    started = time.time()
+    loads = {"a": 1}  # one slot of two free
+
+    class Hook:
+        def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
+            return "A", loads["a"], JOB
+
+    async def wait(position: int, not_before: float | None) -> None:
+        trigger = SqlAgentCapacityTrigger(
+            servers=[{"conn_id": "settle-a", "capacity": 2}],
+            job_name="child a",
+            position=position,
+            poll_interval=0.01,
+            not_before=not_before,
+        )
+        monkeypatch.setattr(trigger, "_hook", lambda conn_id: Hook())
+        await trigger._wait()
+        fired.append((position, time.time() - started))
+        loads["a"] += 1  # its task starts its job
+        await asyncio.sleep(0.05)
+        loads["a"] -= 1  # and another job ends
+
+    async def scenario() -> None:
+        await asyncio.gather(wait(0, started + 0.3), wait(1, None))
+
+    asyncio.run(scenario())
+    assert [position for position, _ in fired] == [1, 0]
+    assert fired[0][1] < 0.2 and fired[1][1] >= 0.3
