@@ -91,14 +91,17 @@ class AirflowDeployment:
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command with this deployment's environment."""
-        return subprocess.run(
+        done = subprocess.run(
             [str(Path(sys.executable).with_name("airflow")), *args],
             env=self._env,
             capture_output=True,
             text=True,
             timeout=timeout,
-            check=True,
         )
+        if done.returncode != 0:
+            output = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+            raise RuntimeError(f"airflow {' '.join(args)} exited with {done.returncode}:\n{output}")
+        return done
 
     def start(self, components: Iterable[str] = COMPONENTS, timeout: float = 180) -> AirflowApi:
         self.home.mkdir(parents=True, exist_ok=True)
