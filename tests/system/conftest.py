@@ -7,6 +7,7 @@ When a system test fails, its report carries the last lines of every component's
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -34,6 +35,7 @@ DEFERRED_DAG = "ssis_system"
 IN_WORKER_DAG = "ssis_system_in_worker"
 # Held events dodge Airflow's deferral race (see defer_not_before); shorter than the default, not off.
 SETTLE_SECONDS = "5"
+KEEP_ENV = "SSIS_LB_SYSTEM_KEEP"  # set: keep the session's Airflow home and logs for a post-mortem
 
 
 @dataclass
@@ -71,6 +73,18 @@ class SystemStack:
             if time.monotonic() > deadline:
                 states_now = [(ti["rendered_map_index"], ti["state"]) for ti in children]
                 raise TimeoutError(f"{job} of {run_id} not in {states} after {timeout} s: {states_now}")
+            time.sleep(0.5)
+
+    def wait_for_log(self, dag_id: str, run_id: str, job: str, try_number: int, text: str, timeout: float = 60) -> str:
+        """Until the child's task log of that try (its trigger's lines included) holds ``text``."""
+        map_index = self.child(dag_id, run_id, job)["map_index"]
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.api.log(dag_id, run_id, "child", try_number, map_index)
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job} try {try_number}: no {text!r} in its log after {timeout} s:\n{log}")
             time.sleep(0.5)
 
     def report(self) -> str:
@@ -140,7 +154,10 @@ def stack() -> Iterator[SystemStack]:
         emulator.stop()
         postgres.stop()
         postgres.remove()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get(KEEP_ENV):
+            print(f"\n{KEEP_ENV} is set: the Airflow home and logs stay in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass(frozen=True)
