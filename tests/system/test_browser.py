@@ -28,6 +28,8 @@ def _shot(page: Page, name: str) -> Path:
 
 def test_ui_shows_the_ssis_error_in_the_failed_childs_log(stack: SystemStack, mixed_run: FinishedRun) -> None:
     url, dag_id, run_id = stack.airflow.url, mixed_run.dag_id, mixed_run.run_id
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh installs Debian's chromium package")
     broken = stack.child(dag_id, run_id, "SysBroken")
     assert broken["state"] == "failed"
     with sync_playwright() as playwright:
