@@ -77,6 +77,15 @@ class SystemStack:
                 raise TimeoutError(f"{job} of {run_id} not in {states} after {timeout} s: {states_now}")
             time.sleep(0.5)
 
+    def wait_until_executing(self, job: str, timeout: float = 120) -> str:
+        """The server where the job's run has begun (polled right after sp_start_job)."""
+        deadline = time.monotonic() + timeout
+        while not (servers := self.agent.executing_on(job)):
+            assert time.monotonic() < deadline, f"{job} did not start within {timeout} s"
+            time.sleep(0.2)
+        [server] = servers
+        return server
+
     def wait_for_log(self, dag_id: str, run_id: str, job: str, try_number: int, text: str, timeout: float = 60) -> str:
         """Until the child's task log of that try (its trigger's lines included) holds ``text``."""
         map_index = self.child(dag_id, run_id, job)["map_index"]

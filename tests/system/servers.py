@@ -50,6 +50,7 @@ JOBS = {
     "SysTriggerB": "Medium",
     "SysWorkerKill": "Medium",
     "SysMarkFailed": "Long",
+    "SysMarkFailedInWorker": "Long",
 }
 
 

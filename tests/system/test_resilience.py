@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -14,23 +13,13 @@ from .conftest import DEFERRED_DAG, IN_WORKER_DAG, SystemStack
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 
-def _wait_until_executing(stack: SystemStack, job: str, timeout: float = 120) -> str:
-    """The server where the job's run has begun (polled right after sp_start_job)."""
-    deadline = time.monotonic() + timeout
-    while not (servers := stack.agent.executing_on(job)):
-        assert time.monotonic() < deadline, f"{job} did not start within {timeout} s"
-        time.sleep(0.2)
-    [server] = servers
-    return server
-
-
 def test_triggerer_killed_while_children_wait(stack: SystemStack) -> None:
     jobs = ["SysTriggerA", "SysTriggerB"]  # 15 s packages
     run_id = stack.trigger(DEFERRED_DAG, "triggerer_kill", jobs)
     servers = {}
     for job in jobs:
         stack.wait_for_child(DEFERRED_DAG, run_id, job, {"deferred"})
-        servers[job] = _wait_until_executing(stack, job)
+        servers[job] = stack.wait_until_executing(job)
         stack.wait_for_log(DEFERRED_DAG, run_id, job, 1, f"job '{job}' on {servers[job]}: running")
 
     triggerer = stack.airflow.processes["triggerer"]
@@ -54,7 +43,7 @@ def test_triggerer_killed_while_children_wait(stack: SystemStack) -> None:
 
 def test_worker_killed_right_after_start_job_retry_reattaches(stack: SystemStack) -> None:
     run_id = stack.trigger(IN_WORKER_DAG, "worker_kill", ["SysWorkerKill"])  # a 15 s package, waited for in the worker
-    server = _wait_until_executing(stack, "SysWorkerKill")
+    server = stack.wait_until_executing("SysWorkerKill")
     ti = stack.child(IN_WORKER_DAG, run_id, "SysWorkerKill")
     assert (ti["state"], ti["try_number"]) == ("running", 1)
     pid = ti["pid"]
