@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .agent import SUCCEEDED
-from .conftest import FinishedRun, SystemStack
+from .stack import FinishedRun, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .conftest import REPO, FinishedRun, SystemStack
 from .servers import BROKEN_ERROR
+from .stack import REPO, FinishedRun, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .agent import FAILED, SUCCEEDED
-from .conftest import DEFERRED_DAG, SystemStack
+from .stack import DEFERRED_DAG, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from .agent import CANCELED
-from .conftest import DEFERRED_DAG, IN_WORKER_DAG, SystemStack
+from .stack import DEFERRED_DAG, IN_WORKER_DAG, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 

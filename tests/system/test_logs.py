@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from .agent import FAILED
-from .conftest import FinishedRun, SystemStack
 from .servers import BROKEN_ERROR
+from .stack import FinishedRun, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 

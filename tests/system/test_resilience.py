@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from .agent import SUCCEEDED
-from .conftest import DEFERRED_DAG, IN_WORKER_DAG, SystemStack
+from .stack import DEFERRED_DAG, IN_WORKER_DAG, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
