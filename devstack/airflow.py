@@ -21,6 +21,9 @@ from .api import AirflowApi
 from .processes import ManagedProcess, free_port
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The scheduler (LocalExecutor workers) and the triggerer would serve their log files over HTTP on
+# every interface. Every component runs on this machine, so the API server reads the files itself.
+COMPONENT_ARGS = {"scheduler": ("--skip-serve-logs",), "triggerer": ("--skip-serve-logs",)}
 USERNAME = "admin"
 
 
@@ -76,6 +79,10 @@ class AirflowDeployment:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
                 "AIRFLOW__PROVIDERS_ODBC__ALLOW_DRIVER_IN_EXTRA": "True",
+                # No log server runs (COMPONENT_ARGS); ports of our own keep the API server from asking
+                # another deployment's log server on the default ports.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 # New DAG files are noticed within seconds, not the default five minutes.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             }
@@ -91,14 +98,17 @@ class AirflowDeployment:
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command with this deployment's environment."""
-        return subprocess.run(
+        done = subprocess.run(
             [str(Path(sys.executable).with_name("airflow")), *args],
             env=self._env,
             capture_output=True,
             text=True,
             timeout=timeout,
-            check=True,
         )
+        if done.returncode != 0:
+            output = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+            raise RuntimeError(f"airflow {' '.join(args)} exited with {done.returncode}:\n{output}")
+        return done
 
     def start(self, components: Iterable[str] = COMPONENTS, timeout: float = 180) -> AirflowApi:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -112,7 +122,8 @@ class AirflowDeployment:
 
     def start_component(self, name: str) -> ManagedProcess:
         binary = str(Path(sys.executable).with_name("airflow"))
-        process = ManagedProcess(name, [binary, name], self.home / "components" / f"{name}.log", self._env)
+        argv = [binary, name, *COMPONENT_ARGS.get(name, ())]
+        process = ManagedProcess(name, argv, self.home / "components" / f"{name}.log", self._env)
         self.processes[name] = process.start()
         return process
 

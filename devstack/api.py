@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 TERMINAL_RUN_STATES = {"success", "failed"}
+_RELATIVES = ("include_upstream", "include_downstream", "include_future", "include_past")
 
 
 class AirflowApi:
@@ -100,14 +101,45 @@ class AirflowApi:
         return self.request("GET", self._ti_path(dag_id, run_id, task_id, map_index) + "/tries")["task_instances"]
 
     def set_state(self, dag_id: str, run_id: str, task_id: str, map_index: int | None, state: str) -> Any:
-        """What the UI's "Mark as failed/success" does."""
-        return self.request("PATCH", self._ti_path(dag_id, run_id, task_id, map_index), json={"new_state": state})
+        """What the UI's "Mark as failed/success" of one task instance sends (no option ticked)."""
+        body = {"new_state": state} | dict.fromkeys(_RELATIVES, False)
+        return self.request("PATCH", self._ti_path(dag_id, run_id, task_id, map_index), json=body)
 
-    def clear(self, dag_id: str, run_id: str, task_id: str, map_index: int | None = None) -> Any:
-        """What the UI's Clear button does for one task instance (not only failed ones, for real)."""
+    def clear(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int | None = None, *, include_downstream: bool = True
+    ) -> Any:
+        """What the UI's Clear button sends for one task instance: only "Downstream" ticked by default,
+        not only failed ones, for real (the API's own defaults are a dry run of failed ones)."""
         target: Any = task_id if map_index is None or map_index < 0 else [task_id, map_index]
-        body = {"dry_run": False, "only_failed": False, "dag_run_id": run_id, "task_ids": [target]}
+        body = {
+            "dag_run_id": run_id,
+            "dry_run": False,
+            "only_failed": False,
+            "run_on_latest_version": False,
+            "task_ids": [target],
+        } | dict.fromkeys(_RELATIVES, False)
+        body["include_downstream"] = include_downstream
         return self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body)
+
+    def wait_for_task_instance(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int | None,
+        states: set[str],
+        timeout: float = 120,
+        poll: float = 0.5,
+    ) -> dict[str, Any]:
+        """Until the task instance is in one of ``states``; the task instance."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            if ti["state"] in states:
+                return ti
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{task_id}[{map_index}] of {run_id} still {ti['state']} after {timeout} s")
+            time.sleep(poll)
 
     def log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int | None = None) -> str:
         """The task's log for one try, as text (the events' messages, one per line)."""

@@ -2,7 +2,8 @@
 # Idempotent set-up for a fresh Debian/Ubuntu machine; safe to run from anywhere, any number of times.
 #
 #   1. Debian packages the ODBC client stacks need (unixODBC driver manager, FreeTDS ODBC driver,
-#      Kerberos GSSAPI library for Microsoft ODBC Driver 18, venv support) -- only when missing.
+#      Kerberos GSSAPI library for Microsoft ODBC Driver 18, venv support), and those of the system
+#      tests (PostgreSQL, Chromium) -- only when missing.
 #   2. A virtualenv at <repo>/.venv made with this machine's python3 (>= 3.10).
 #   3. pip install -e '.[test]' -- skipped when pyproject.toml and the interpreter are unchanged
 #      since the last successful install (stamp file .venv/.bootstrap-stamp).
@@ -28,7 +29,9 @@ pkg_installed() {
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
     # libgssapi-krb5-2: a load-time dependency of libmsodbcsql-18 (usually present already).
-    for pkg in unixodbc tdsodbc libgssapi-krb5-2; do
+    # postgresql: the system tests' throwaway metadata database (initdb/postgres, no service used).
+    # chromium: the system tests' headless browser (Playwright drives /usr/bin/chromium).
+    for pkg in unixodbc tdsodbc libgssapi-krb5-2 postgresql chromium; do
         pkg_installed "$pkg" || missing+=("$pkg")
     done
     # Debian's own python3 ships venv/ensurepip in a separate package.

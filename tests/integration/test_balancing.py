@@ -92,7 +92,7 @@ def lb(pool: Pool) -> Pool:
 
 def test_picks_the_least_loaded_server(lb: Pool, capfd) -> None:
     name = lb.job_on(NAMES, [QUICK])
-    lb.block("LB1", 2, 3)  # LB1 (capacity 2) is full
+    lb.block("LB1", 2, 9)  # LB1 (capacity 2) is full, still when a loaded machine takes seconds to start the task
     result = run_dag(servers=POOL, job_name=name)
     assert result.state == "success"
     summary = result.xcom()
