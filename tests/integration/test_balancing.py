@@ -24,7 +24,7 @@ POOL = [{"conn_id": "lb_lb1", "capacity": 2}, "lb_lb2", "lb_lb3"]
 
 
 def waitfor(seconds: int) -> dict[str, object]:
-    return {"subsystem": "TSQL", "command": f"WAITFOR DELAY '00:00:0{seconds}'"}
+    return {"subsystem": "TSQL", "command": f"WAITFOR DELAY '00:00:{seconds:02d}'"}
 
 
 class Pool:
@@ -130,9 +130,9 @@ def test_a_server_without_the_job_is_not_eligible(lb: Pool, capfd) -> None:
 
 def test_waits_at_capacity_then_starts_when_a_slot_frees(lb: Pool, capfd) -> None:
     name = lb.job_on(NAMES, [QUICK])
-    lb.block("LB1", 2, 4)
-    lb.block("LB2", 1, 2)
-    lb.block("LB3", 1, 4)
+    lb.block("LB1", 2, 12)  # long enough that a loaded machine still finds every server full
+    lb.block("LB2", 1, 6)
+    lb.block("LB3", 1, 12)
     started = time.monotonic()
     result = run_dag(servers=POOL, job_name=name)
     assert result.state == "success"
@@ -140,4 +140,4 @@ def test_waits_at_capacity_then_starts_when_a_slot_frees(lb: Pool, capfd) -> Non
     log = capfd.readouterr().out
     assert "every eligible server is full; waiting for a free slot" in log
     assert "a server may have a free slot now (free); choosing again" in log
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 12  # it started on LB2 before the other blockers ended
