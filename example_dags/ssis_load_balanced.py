@@ -12,7 +12,8 @@ each server has an Agent job per child (see ``demo/servers.toml``).
 Children are admitted through the Airflow pool ``ssis_lb_servers``: one slot per job the fleet runs at
 once (4 + 2 + 2), counting deferred tasks. It keeps the planned order (the scheduler admits mapped
 tasks by map index) and never lets more children start at once than the servers can take; create it
-once with ``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``.
+once with ``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``. Give it no
+more slots than that: children that start together all see the same free slot (docs/benchmarks.md).
 """
 
 from __future__ import annotations
