@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     def interrupt(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, interrupt)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
     return run(args)
