@@ -32,7 +32,7 @@ class EmulatorProcess:
         self.process.start()
         deadline = time.monotonic() + timeout
         while True:
-            text = self.process.log_path.read_text(errors="replace") if self.process.log_path.exists() else ""
+            text = self.process.output()
             control = _CONTROL.search(text)
             if control:
                 self.ports = {m.group(1): int(m.group(3)) for m in _READY.finditer(text)}

@@ -45,6 +45,7 @@ class ManagedProcess:
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.popen: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0  # where this start's output begins in the (appended) log
 
     @property
     def pid(self) -> int | None:
@@ -53,6 +54,7 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self.log_offset = log.tell()
             self.popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -64,6 +66,15 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent,
             )
         return self
+
+    def output(self) -> str:
+        """What the process wrote since this start (not what an earlier run left in the log)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
