@@ -37,20 +37,34 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
-def stop_previous(pid_file: Path) -> None:
-    """Stop the process groups a previous run left up (``--keep-running``, or a killed terminal)."""
+def _runs(pid: int, *names: str) -> bool:
+    """Whether process ``pid`` still runs one of these programs (a pid file can outlive its pids)."""
     try:
-        groups = json.loads(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return any(name in cmdline for name in names)
+
+
+def stop_previous(pid_file: Path) -> None:
+    """Stop what a previous run left up (``--keep-running``, or a killed terminal): the demo itself, which
+    then stops its processes, and any process group of them still alive."""
+    try:
+        pids = json.loads(pid_file.read_text())
     except (OSError, ValueError):
         return
-    for name, pgid in groups.items():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-            say(f"stopped the {name} a previous run left up (process group {pgid})")
-    time.sleep(2)
-    for pgid in groups.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+    demo = pids.pop("demo", None)
+    if demo and _runs(demo, "devstack.demo"):
+        os.kill(demo, signal.SIGTERM)
+        say(f"stopping the demo a previous run left up (pid {demo})")
+        deadline = time.monotonic() + 30
+        while _runs(demo, "devstack.demo") and time.monotonic() < deadline:
+            time.sleep(0.5)
+    for name, pgid in pids.items():
+        if _runs(pgid, "airflow", "sqlagent_emulator"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+                say(f"stopped the {name} a previous run left up (process group {pgid})")
     pid_file.unlink(missing_ok=True)
 
 
@@ -121,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
         say("starting Airflow: api-server, scheduler, dag-processor, triggerer (LocalExecutor, SQLite)")
         api = airflow.start()
         pid_file.write_text(
-            json.dumps({"emulator": emulator.process.pid} | {n: p.pid for n, p in airflow.processes.items()})
+            json.dumps(
+                {"demo": os.getpid(), "emulator": emulator.process.pid}
+                | {n: p.pid for n, p in airflow.processes.items()}
+            )
         )
         say(f"Airflow is up after {time.monotonic() - started:.0f} s at {airflow.url}")
         api.ensure_pool(AIRFLOW_POOL, capacity, "one slot per job the SQL Servers run at once")
