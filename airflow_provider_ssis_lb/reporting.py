@@ -6,6 +6,7 @@ Shared by the operator and the sensor, so a user reads every child's history the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -141,6 +142,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         )
         for r in rows
     ]
+    return text_table(header, lines)
+
+
+def text_table(header: Sequence[str], lines: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns under a header and a rule, as the run summary prints them."""
     widths = [max(len(str(v)) for v in column) for column in zip(header, *lines, strict=True)]
     render = lambda values: "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
     return "\n".join([render(header), render("-" * w for w in widths), *(render(line) for line in lines)])

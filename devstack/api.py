@@ -105,10 +105,8 @@ class AirflowApi:
         body = {"new_state": state} | dict.fromkeys(_RELATIVES, False)
         return self.request("PATCH", self._ti_path(dag_id, run_id, task_id, map_index), json=body)
 
-    def clear(
-        self, dag_id: str, run_id: str, task_id: str, map_index: int | None = None, *, include_downstream: bool = True
-    ) -> Any:
-        """What the UI's Clear button sends for one task instance: only "Downstream" ticked by default,
+    def clear(self, dag_id: str, run_id: str, task_id: str, map_index: int | None = None) -> Any:
+        """What the UI's Clear button sends for one task instance: only "Downstream" ticked (its default),
         not only failed ones, for real (the API's own defaults are a dry run of failed ones)."""
         target: Any = task_id if map_index is None or map_index < 0 else [task_id, map_index]
         body = {
@@ -118,28 +116,8 @@ class AirflowApi:
             "run_on_latest_version": False,
             "task_ids": [target],
         } | dict.fromkeys(_RELATIVES, False)
-        body["include_downstream"] = include_downstream
+        body["include_downstream"] = True
         return self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body)
-
-    def wait_for_task_instance(
-        self,
-        dag_id: str,
-        run_id: str,
-        task_id: str,
-        map_index: int | None,
-        states: set[str],
-        timeout: float = 120,
-        poll: float = 0.5,
-    ) -> dict[str, Any]:
-        """Until the task instance is in one of ``states``; the task instance."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ti = self.task_instance(dag_id, run_id, task_id, map_index)
-            if ti["state"] in states:
-                return ti
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{task_id}[{map_index}] of {run_id} still {ti['state']} after {timeout} s")
-            time.sleep(poll)
 
     def log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int | None = None) -> str:
         """The task's log for one try, as text (the events' messages, one per line)."""

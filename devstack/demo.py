@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_ssis_lb.reporting import text_table
 from sqlagent_emulator.config import load_config
 
 from .airflow import AirflowDeployment
@@ -104,9 +105,7 @@ def summary_table(rows: list[dict[str, Any]], tries: dict[str, int]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(v) for v in column) for column in zip(header, *lines, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
+    return text_table(header, lines)
 
 
 def run(args: argparse.Namespace) -> int:

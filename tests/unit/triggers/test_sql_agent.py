@@ -176,23 +176,38 @@ def test_capacity_times_out(monkeypatch) -> None:
     assert payload["status"] == "timeout" and polls == 0
 
 
+class SharedLoadHook:
+    """One server whose running-job count the test changes while triggers poll it."""
+
+    def __init__(self, loads: dict[str, int]) -> None:
+        self.loads = loads
+
+    def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
+        return "A", self.loads["a"], JOB
+
+
+def waiting_trigger(
+    monkeypatch: pytest.MonkeyPatch, loads: dict[str, int], pool: str, position: int, not_before: float | None = None
+) -> SqlAgentCapacityTrigger:
+    trigger = SqlAgentCapacityTrigger(
+        servers=[{"conn_id": pool, "capacity": 2}],
+        job_name="child a",
+        position=position,
+        poll_interval=0.01,
+        not_before=not_before,
+    )
+    monkeypatch.setattr(trigger, "_hook", lambda conn_id: SharedLoadHook(loads))
+    return trigger
+
+
 def test_waiting_children_take_a_freed_slot_in_planned_order(monkeypatch) -> None:
     """Two children wait on one pool; a slot frees: the one planned first fires, the other waits for it."""
     loads = {"a": 2}
     fired: list[int] = []
 
-    class Hook:
-        def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
-            return "A", loads["a"], JOB
-
     async def scenario() -> None:
-        servers = [{"conn_id": "line-a", "capacity": 2}]
-
         async def wait(position: int) -> None:
-            trigger = SqlAgentCapacityTrigger(
-                servers=servers, job_name="child a", position=position, poll_interval=0.01
-            )
-            monkeypatch.setattr(trigger, "_hook", lambda conn_id: Hook())
+            trigger = waiting_trigger(monkeypatch, loads, "line-a", position)
             assert (await trigger._wait()).payload["status"] == "free"
             fired.append(position)
             await asyncio.sleep(0.1)  # the task resumes and starts its job ...
@@ -216,20 +231,8 @@ def test_a_child_settling_after_deferral_neither_takes_a_slot_nor_blocks_one(mon
     started = time.time()
     loads = {"a": 1}  # one slot of two free
 
-    class Hook:
-        def read_load(self, job_name: str | None = None, job_id: str | None = None) -> Any:
-            return "A", loads["a"], JOB
-
     async def wait(position: int, not_before: float | None) -> None:
-        trigger = SqlAgentCapacityTrigger(
-            servers=[{"conn_id": "settle-a", "capacity": 2}],
-            job_name="child a",
-            position=position,
-            poll_interval=0.01,
-            not_before=not_before,
-        )
-        monkeypatch.setattr(trigger, "_hook", lambda conn_id: Hook())
-        await trigger._wait()
+        await waiting_trigger(monkeypatch, loads, "settle-a", position, not_before)._wait()
         fired.append((position, time.time() - started))
         loads["a"] += 1  # its task starts its job
         await asyncio.sleep(0.05)
