@@ -104,7 +104,8 @@ def test_missing_lock_mode_is_error_201(session: SqlSession) -> None:
 def test_release_error_text_names_principal_and_resource(session: SqlSession) -> None:
     message = next(m for r in run(session, release("x", principal="public")) for m in r.messages)
     assert message.text == (
-        "Cannot release the application lock (Database Principal: 'public', Resource: 'x') because it is not currently held."
+        "Cannot release the application lock (Database Principal: 'public', Resource: 'x') "
+        "because it is not currently held."
     )
 
 

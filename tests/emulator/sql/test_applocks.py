@@ -105,12 +105,17 @@ def test_owners_of_one_session_are_distinct() -> None:
     assert locks.request(KEY, LockOwner(51, OwnerKind.TRANSACTION), X, wait=True) is Outcome.DEADLOCK_VICTIM
 
 
+def two_waiters(locks: AppLockManager, held: LockMode, first: LockMode, second: LockMode) -> tuple[Waiter, Waiter]:
+    """Session 51 holds ``held``; sessions 52 and 53 queue behind it, in that order."""
+    assert locks.request(KEY, session(51), held, wait=False) is Outcome.GRANTED
+    waiters = (locks.request(KEY, session(52), first, wait=True), locks.request(KEY, session(53), second, wait=True))
+    assert isinstance(waiters[0], Waiter) and isinstance(waiters[1], Waiter)
+    return waiters[0], waiters[1]
+
+
 def test_waiters_are_granted_in_arrival_order_and_notified() -> None:
     locks = AppLockManager()
-    assert locks.request(KEY, session(51), X, wait=False) is Outcome.GRANTED
-    first = locks.request(KEY, session(52), X, wait=True)
-    second = locks.request(KEY, session(53), S, wait=True)
-    assert isinstance(first, Waiter) and isinstance(second, Waiter)
+    first, second = two_waiters(locks, X, X, S)
     woken: list[int] = []
     first.on_end(lambda: woken.append(52))
     second.on_end(lambda: woken.append(53))
@@ -147,10 +152,7 @@ def test_conversion_goes_ahead_of_new_waiters() -> None:
 
 def test_timeout_leaves_no_grant_and_unblocks_those_behind() -> None:
     locks = AppLockManager()
-    assert locks.request(KEY, session(51), S, wait=False) is Outcome.GRANTED
-    exclusive = locks.request(KEY, session(52), X, wait=True)
-    shared = locks.request(KEY, session(53), S, wait=True)
-    assert isinstance(exclusive, Waiter) and isinstance(shared, Waiter)
+    exclusive, shared = two_waiters(locks, S, X, S)
     assert locks.stop_waiting(exclusive, Outcome.TIMED_OUT) is Outcome.TIMED_OUT
     assert shared.outcome is Outcome.GRANTED_AFTER_WAIT  # nothing ahead of it any more
     assert locks.mode_of(KEY, session(52)) is None
