@@ -10,7 +10,8 @@ SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRol
 - Changing or deleting a job: its owner or sysadmin (14525); Operator may only enable/disable any job.
 - Starting or stopping: its owner, Operator or sysadmin (14393).
 - Job activity (sp_help_jobactivity) of other owners' jobs: sysadmin only.
-- msdb.dbo.syssessions: sysadmin only.
+- msdb.dbo.syssessions and the proxy tables (sysproxies, sysproxysubsystem, sysproxylogin): sysadmin only.
+- Proxies (create, grant, use in a step): see ``proxies``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,15 @@ def can_see_activity(login: Login, owner_sid: bytes | None) -> bool:
 
 # Tables a plain SELECT may read only as sysadmin (the syssessions page: "Only sysadmin can access this
 # table"). The SQL layer consults this through ``check_table_select``.
-SYSADMIN_ONLY_TABLES = frozenset({("msdb", "dbo", "syssessions")})
+# The proxy tables say the same ("Only members of the sysadmin fixed server role can access ...").
+SYSADMIN_ONLY_TABLES = frozenset(
+    {
+        ("msdb", "dbo", "syssessions"),
+        ("msdb", "dbo", "sysproxies"),
+        ("msdb", "dbo", "sysproxysubsystem"),
+        ("msdb", "dbo", "sysproxylogin"),
+    }
+)
 
 
 def check_table_select(login: Login, database: str, schema: str, table: str) -> None:
