@@ -40,6 +40,7 @@ from ..sqlerrors import error_number, error_text, is_transient
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 
 
@@ -480,7 +481,12 @@ class _Session:
         return next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
 
     def ssis_messages(self, ids: list[int]) -> tuple[list[SsisMessage], list[str]]:
-        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them."""
+        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them.
+
+        SSISDB's views leave out, without an error, the rows of operations the login may not read, so "no
+        messages" is checked against catalog.executions (same rule): an execution Agent reported that the
+        login cannot see there is hidden from it, and the note says which role to grant.
+        """
         if not ids:
             return [], []
         marks = ", ".join("?" for _ in ids)
@@ -490,14 +496,35 @@ class _Session:
                 f"WHERE operation_id IN ({marks}) AND message_type IN (110, 120) ORDER BY event_message_id",
                 tuple(ids),
             )
+            rows = sets[0] if sets else []
+            hidden = self.hidden_executions(sorted(set(ids) - {int(r["operation_id"]) for r in rows}))
         except SqlAgentError as exc:
-            return [], [f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}"]
-        return [
+            return [], [
+                f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}. {SSISDB_GRANT_HINT}"
+            ]
+        messages = [
             SsisMessage(
                 int(r["operation_id"]), int(r["message_type"]), r["message"], r.get("message_source_name") or ""
             )
-            for r in (sets[0] if sets else [])
-        ], []
+            for r in rows
+        ]
+        if not hidden:
+            return messages, []
+        return messages, [
+            f"SSIS catalog messages for execution(s) {hidden} on server '{self.hook._server}' are hidden from this "
+            f"login by SSISDB's row-level security: {SSISDB_GRANT_HINT}"
+        ]
+
+    def hidden_executions(self, ids: list[int]) -> list[int]:
+        """Of these execution ids (which Agent's history names, so they exist), those catalog.executions hides."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        sets = self.query(
+            f"SELECT execution_id FROM SSISDB.catalog.executions WHERE execution_id IN ({marks})", tuple(ids)
+        )
+        visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
+        return [i for i in ids if i not in visible]
 
 
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
