@@ -64,6 +64,7 @@ class JobStepDefinition:
     on_fail_action: int = 2  # quit with failure
     retry_attempts: int = 0
     retry_interval: int = 0  # minutes
+    proxy_name: str | None = None  # the Agent proxy the step runs as; None: the Agent service account
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,13 @@ class SqlAgentHook(BaseHook):
                 return None
             job = sets[0][0]
             step_sets = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
+            proxies = {  # sysproxies is sysadmin-only, as setting jobs up is
+                int(r["proxy_id"]): str(
+                    s.query("SELECT name FROM msdb.dbo.sysproxies WHERE proxy_id = ?", (r["proxy_id"],))[0][0]["name"]
+                )
+                for r in (step_sets[0] if step_sets else [])
+                if r.get("proxy_id") is not None
+            }
         steps = tuple(
             JobStepDefinition(
                 step_name=str(r["step_name"]),
@@ -347,6 +355,7 @@ class SqlAgentHook(BaseHook):
                 on_fail_action=int(r["on_fail_action"]),
                 retry_attempts=int(r["retry_attempts"]),
                 retry_interval=int(r["retry_interval"]),
+                proxy_name=proxies.get(int(r["proxy_id"])) if r.get("proxy_id") is not None else None,
             )
             for r in sorted(step_sets[0] if step_sets else [], key=lambda r: int(r["step_id"]))
         )
@@ -406,6 +415,13 @@ class SqlAgentHook(BaseHook):
         """Target the job at the local server, so it can start."""
         with self._session(job_name) as s:
             s.call("sp_add_jobserver", {"job_name": job_name, "server_name": "(LOCAL)"})
+
+    def is_sysadmin(self, login_name: str) -> bool | None:
+        """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
+        with self._session() as s:
+            rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
+        member = rows[0]["member"] if rows else None
+        return None if member is None else bool(member)
 
 
 class _Session:
@@ -538,7 +554,7 @@ def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_params(step: JobStepDefinition) -> dict[str, Any]:
-    return dataclasses.asdict(step)
+    return {k: v for k, v in dataclasses.asdict(step).items() if not (k == "proxy_name" and v is None)}
 
 
 def _iso(value: Any) -> str:
