@@ -125,8 +125,18 @@ SYSADMIN_ONLY_TABLES = frozenset(
 )
 
 
+# msdb's job tables: a login with no Agent role gets 229 on SELECT (*observed*: field reports quote "The SELECT
+# permission was denied on the object 'sysjobs' / 'sysjobhistory' / 'sysjobsteps', database 'msdb'").
+AGENT_TABLES = frozenset(
+    ("msdb", "dbo", name)
+    for name in ("sysjobs", "sysjobsteps", "sysjobhistory", "sysjobactivity", "sysjobservers", "syscategories")
+)
+
+
 def check_table_select(login: Login, database: str, schema: str, table: str) -> None:
     """Raise 229 (SELECT) when the login may not read the table."""
     key = (database.lower(), schema.lower(), table.lower())
-    if key in {tuple(p.lower() for p in t) for t in SYSADMIN_ONLY_TABLES} and not is_sysadmin(login):
+    if key in SYSADMIN_ONLY_TABLES and not is_sysadmin(login):
+        raise permission_denied("SELECT", table, database, schema)
+    if key in AGENT_TABLES and access_of(login) is AgentAccess.NONE:
         raise permission_denied("SELECT", table, database, schema)
