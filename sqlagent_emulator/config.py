@@ -15,7 +15,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROLES = frozenset({"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole"})
+# Server role, msdb's Agent roles and SSISDB's roles (a login's roles in every database, as one set).
+ROLES = frozenset(
+    {"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole", "ssis_admin", "ssis_logreader"}
+)
 _SERVER_KEYS = {
     "name",
     "port",

@@ -44,6 +44,7 @@ from ..sqlerrors import error_number, error_text, is_transient
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 PICKUP_POLL_SECONDS = 0.2
 # sp_getapplock's documented return codes below zero (learn.microsoft.com, sp_getapplock, "Return code values").
@@ -81,6 +82,7 @@ class JobStepDefinition:
     on_fail_action: int = 2  # quit with failure
     retry_attempts: int = 0
     retry_interval: int = 0  # minutes
+    proxy_name: str | None = None  # the Agent proxy the step runs as; None: the Agent service account
 
 
 @dataclass(frozen=True)
@@ -347,6 +349,13 @@ class SqlAgentHook(BaseHook):
                 return None
             job = sets[0][0]
             step_sets = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
+            proxies = {  # sysproxies is sysadmin-only, as setting jobs up is
+                int(r["proxy_id"]): str(
+                    s.query("SELECT name FROM msdb.dbo.sysproxies WHERE proxy_id = ?", (r["proxy_id"],))[0][0]["name"]
+                )
+                for r in (step_sets[0] if step_sets else [])
+                if r.get("proxy_id") is not None
+            }
         steps = tuple(
             JobStepDefinition(
                 step_name=str(r["step_name"]),
@@ -356,6 +365,7 @@ class SqlAgentHook(BaseHook):
                 on_fail_action=int(r["on_fail_action"]),
                 retry_attempts=int(r["retry_attempts"]),
                 retry_interval=int(r["retry_interval"]),
+                proxy_name=proxies.get(int(r["proxy_id"])) if r.get("proxy_id") is not None else None,
             )
             for r in sorted(step_sets[0] if step_sets else [], key=lambda r: int(r["step_id"]))
         )
@@ -415,6 +425,13 @@ class SqlAgentHook(BaseHook):
         """Target the job at the local server, so it can start."""
         with self.session(job_name) as s:
             s.call("sp_add_jobserver", {"job_name": job_name, "server_name": "(LOCAL)"})
+
+    def is_sysadmin(self, login_name: str) -> bool | None:
+        """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
+        with self._session() as s:
+            rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
+        member = rows[0]["member"] if rows else None
+        return None if member is None else bool(member)
 
 
 class AgentSession:
@@ -572,7 +589,12 @@ class AgentSession:
         )
 
     def ssis_messages(self, ids: list[int]) -> tuple[list[SsisMessage], list[str]]:
-        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them."""
+        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them.
+
+        SSISDB's views leave out, without an error, the rows of operations the login may not read, so "no
+        messages" is checked against catalog.executions (same rule): an execution Agent reported that the
+        login cannot see there is hidden from it, and the note says which role to grant.
+        """
         if not ids:
             return [], []
         marks = ", ".join("?" for _ in ids)
@@ -582,14 +604,35 @@ class AgentSession:
                 f"WHERE operation_id IN ({marks}) AND message_type IN (110, 120) ORDER BY event_message_id",
                 tuple(ids),
             )
+            rows = sets[0] if sets else []
+            hidden = self.hidden_executions(sorted(set(ids) - {int(r["operation_id"]) for r in rows}))
         except SqlAgentError as exc:
-            return [], [f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}"]
-        return [
+            return [], [
+                f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}. {SSISDB_GRANT_HINT}"
+            ]
+        messages = [
             SsisMessage(
                 int(r["operation_id"]), int(r["message_type"]), r["message"], r.get("message_source_name") or ""
             )
-            for r in (sets[0] if sets else [])
-        ], []
+            for r in rows
+        ]
+        if not hidden:
+            return messages, []
+        return messages, [
+            f"SSIS catalog messages for execution(s) {hidden} on server '{self.hook._server}' are hidden from this "
+            f"login by SSISDB's row-level security: {SSISDB_GRANT_HINT}"
+        ]
+
+    def hidden_executions(self, ids: list[int]) -> list[int]:
+        """Of these execution ids (which Agent's history names, so they exist), those catalog.executions hides."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        sets = self.query(
+            f"SELECT execution_id FROM SSISDB.catalog.executions WHERE execution_id IN ({marks})", tuple(ids)
+        )
+        visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
+        return [i for i in ids if i not in visible]
 
 
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
@@ -603,7 +646,7 @@ def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_params(step: JobStepDefinition) -> dict[str, Any]:
-    return dataclasses.asdict(step)
+    return {k: v for k, v in dataclasses.asdict(step).items() if not (k == "proxy_name" and v is None)}
 
 
 def _iso(value: Any) -> str:

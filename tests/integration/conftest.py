@@ -56,8 +56,13 @@ def _connection(conn_type: str, target: SqlServerTarget, user: str, password: st
 
 @pytest.fixture(scope="session")
 def airflow_connections(sql_server: SqlServerTarget) -> Iterator[dict[str, str]]:
-    """Environment connections ``sa_mssql``, ``sa_odbc``, ``agent_op_mssql``, ``agent_op_odbc``."""
-    logins = {"sa": (sql_server.user, sql_server.password), "agent_op": ("agent_operator", OPERATOR_PASSWORD)}
+    """Environment connections ``sa_*``, ``agent_op_*`` (Operator and ssis_logreader) and ``agent_oponly_*``
+    (Operator alone), each ``*_mssql`` and ``*_odbc``."""
+    logins = {
+        "sa": (sql_server.user, sql_server.password),
+        "agent_op": ("agent_operator", OPERATOR_PASSWORD),
+        "agent_oponly": ("agent_operator_only", OPERATOR_PASSWORD),
+    }
     names = {}
     for prefix, (user, password) in logins.items():
         for conn_type in CONN_TYPES:

@@ -168,6 +168,20 @@ def test_ssis_failure_carries_the_catalog_errors(airflow_db, airflow_connections
     assert "SSIS errors (1):" in log and "SSIS warnings (1):" in log and "Truncation may occur." in log
 
 
+def test_ssis_messages_hidden_by_ssisdb_are_named_in_the_log(
+    airflow_db, airflow_connections, conn_type, make_job, capfd
+) -> None:
+    """A login without SSISDB rights sees no catalog rows (row-level security, no error): the log says why."""
+    name = make_job([{"subsystem": "SSIS", "command": SSIS_BROKEN, "step_name": "run Broken.dtsx"}])
+    result = run_dag(conn_id=f"agent_oponly_{conn_type}", job_name=name)
+    assert result.state == "failed"
+    assert "Package execution on IS Server failed" in str(result.error)
+    assert "Cannot open the datafile" not in str(result.error)
+    log = capfd.readouterr().out
+    assert "hidden from this login by SSISDB's row-level security" in log
+    assert "grant ssis_logreader in SSISDB to read SSIS errors" in log
+
+
 def test_unknown_job(airflow_db, airflow_connections, conn_type) -> None:
     result = run_dag(conn_id=f"agent_op_{conn_type}", job_name="no such child")
     assert result.state == "failed"
