@@ -13,7 +13,7 @@ from sqlagent_emulator.control import send_command
 
 from .processes import ManagedProcess
 
-_READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)", re.M)
+_READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)(?P<fields>[^\n]*)", re.M)
 _CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+)", re.M)
 
 
@@ -26,6 +26,8 @@ class EmulatorProcess:
             "emulator", [python, "-m", "sqlagent_emulator", "--config", str(config)], log_path, env=None
         )
         self.ports: dict[str, int] = {}
+        self.certs: dict[str, str] = {}  # server name -> PEM of its TLS certificate (READY ... cert=PATH)
+        self.cas: dict[str, str] = {}  # server name -> PEM of the CA that signed it, when the emulator made it
         self.control_port: int | None = None
 
     def start(self, timeout: float = 60.0) -> EmulatorProcess:
@@ -35,7 +37,11 @@ class EmulatorProcess:
             text = self.process.output()
             control = _CONTROL.search(text)
             if control:
-                self.ports = {m.group(1): int(m.group(3)) for m in _READY.finditer(text)}
+                ready = list(_READY.finditer(text))
+                self.ports = {m.group(1): int(m.group(3)) for m in ready}
+                fields = {m.group(1): dict(f.split("=", 1) for f in m.group("fields").split()) for m in ready}
+                self.certs = {name: f["cert"] for name, f in fields.items() if "cert" in f}
+                self.cas = {name: f["ca"] for name, f in fields.items() if "ca" in f}
                 self.control_port = int(control.group(2))
                 return self
             if not self.process.alive():

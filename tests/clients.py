@@ -11,7 +11,9 @@ pymssql    pymssql with its bundled FreeTDS (DB-Library)
 pytds      python-tds (pure Python)
 =========  ===================================================================================
 
-All of them log in without TLS: the emulator answers PRELOGIN with ENCRYPTION "not supported".
+With these defaults the emulator (an "optional" server) encrypts the login only (ODBC 18
+``Encrypt=no``, FreeTDS's ``encryption=request``) or nothing (python-tds without ``cafile``);
+tests/emulator/test_tls_clients.py covers encrypted sessions.
 """
 
 from __future__ import annotations
