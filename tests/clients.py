@@ -153,20 +153,26 @@ def _odbc_value(value: str) -> str:
     return value
 
 
-def odbc18_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
+def odbc18_connection_string(
+    host: str, port: int, user: str, password: str, database: str | None = None, **attributes: str
+) -> str:
+    """``attributes`` (e.g. ``Encrypt="strict"``, ``ServerCertificate=path``) replace or extend the defaults."""
     parts = [
         f"DRIVER={{{odbc18_driver_path()}}}",
         f"SERVER={host},{int(port)}",
         f"UID={_odbc_value(user)}",
         f"PWD={_odbc_value(password)}",
-        "Encrypt=no",
     ]
     if database:
         parts.append(f"DATABASE={_odbc_value(database)}")
+    parts += [f"{key}={_odbc_value(value)}" for key, value in {"Encrypt": "no", **attributes}.items()]
     return ";".join(parts) + ";"
 
 
-def freetds_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
+def freetds_connection_string(
+    host: str, port: int, user: str, password: str, database: str | None = None, **attributes: str
+) -> str:
+    """``attributes`` (e.g. ``Encryption="require"``) are added to the defaults."""
     parts = [
         f"DRIVER={{{freetds_driver()}}}",
         f"SERVER={host}",
@@ -178,6 +184,7 @@ def freetds_connection_string(host: str, port: int, user: str, password: str, da
     ]
     if database:
         parts.append(f"DATABASE={_odbc_value(database)}")
+    parts += [f"{key}={_odbc_value(value)}" for key, value in attributes.items()]
     return ";".join(parts) + ";"
 
 
