@@ -156,7 +156,10 @@ def _odbc_value(value: str) -> str:
 def odbc18_connection_string(
     host: str, port: int, user: str, password: str, database: str | None = None, **attributes: str
 ) -> str:
-    """``attributes`` (e.g. ``Encrypt="strict"``, ``ServerCertificate=path``) replace or extend the defaults."""
+    """``attributes`` (e.g. ``Encrypt="strict"``, ``ServerCertificate=path``) replace or extend the defaults.
+
+    The defaults trust the test server's certificate: ODBC 18 verifies it whenever the server forces
+    encryption, even with ``Encrypt=no`` (an emulated server with ``encryption = "required"``)."""
     parts = [
         f"DRIVER={{{odbc18_driver_path()}}}",
         f"SERVER={host},{int(port)}",
@@ -165,7 +168,10 @@ def odbc18_connection_string(
     ]
     if database:
         parts.append(f"DATABASE={_odbc_value(database)}")
-    parts += [f"{key}={_odbc_value(value)}" for key, value in {"Encrypt": "no", **attributes}.items()]
+    parts += [
+        f"{key}={_odbc_value(value)}"
+        for key, value in {"Encrypt": "no", "TrustServerCertificate": "yes", **attributes}.items()
+    ]
     return ";".join(parts) + ";"
 
 

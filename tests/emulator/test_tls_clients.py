@@ -96,9 +96,12 @@ def encrypt_option(conn: Any) -> str:
 
 
 def odbc18(port: int, **attributes: str) -> Any:
+    """Without trusting the server's certificate unless ``attributes`` say so."""
     import pyodbc
 
-    cs = odbc18_connection_string("127.0.0.1", port, USER, SA_PASSWORD, **attributes)
+    cs = odbc18_connection_string(
+        "127.0.0.1", port, USER, SA_PASSWORD, **{"TrustServerCertificate": "no", **attributes}
+    )
     return pyodbc.connect(cs, timeout=LOGIN_TIMEOUT, autocommit=True)
 
 
