@@ -56,6 +56,11 @@ class TransientConnectionError(SqlAgentError):
     """The server could not be reached or the connection dropped: worth retrying."""
 
 
+class TlsConnectionError(SqlAgentError):
+    """The encrypted connection could not be set up (certificate not trusted, name mismatch, or no
+    encryption on one side): a configuration problem, not worth retrying."""
+
+
 class JobRunFailedError(SqlAgentError):
     """The Agent run ended without success; the message carries the failed step and SSIS errors."""
 

@@ -27,6 +27,7 @@ from ..exceptions import (
     JobNotTargetedError,
     LoginFailedError,
     SqlAgentError,
+    TlsConnectionError,
     TransientConnectionError,
 )
 from ..runs import (
@@ -40,7 +41,7 @@ from ..runs import (
     decode_run_duration,
     execution_ids,
 )
-from ..sqlerrors import error_number, error_text, is_transient
+from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
@@ -180,6 +181,8 @@ class SqlAgentHook(BaseHook):
             )
         if number == 18456 or number == 4060:
             return LoginFailedError(server, job, f"login failed ({text})", number=number)
+        if is_tls_failure(exc):
+            return TlsConnectionError(server, job, tls_advice(exc), number=number)
         if is_transient(exc):
             return TransientConnectionError(server, job, f"connection problem: {text or repr(exc)}", number=number)
         return SqlAgentError(server, job, text or repr(exc), number=number)

@@ -33,7 +33,10 @@ def airflow_db() -> str:
     return os.environ["AIRFLOW_HOME"]
 
 
-def _connection(conn_type: str, target: SqlServerTarget, user: str, password: str) -> dict[str, Any]:
+def _connection(
+    conn_type: str, target: SqlServerTarget, user: str, password: str, **odbc_options: str
+) -> dict[str, Any]:
+    """``odbc_options`` (e.g. ``Encrypt="yes"``) replace the ODBC 18 defaults in the connection's extra."""
     if conn_type == "mssql":
         return {
             "conn_type": "mssql",
@@ -50,7 +53,7 @@ def _connection(conn_type: str, target: SqlServerTarget, user: str, password: st
         "login": user,
         "password": password,
         "schema": "msdb",
-        "extra": {"driver": odbc18_driver_path(), "Encrypt": "no", "connect_kwargs": {"timeout": 5}},
+        "extra": {"driver": odbc18_driver_path(), "Encrypt": "no", "connect_kwargs": {"timeout": 5}, **odbc_options},
     }
 
 

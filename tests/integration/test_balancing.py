@@ -67,16 +67,21 @@ def pool(airflow_db: str) -> Iterator[Pool]:
     configs = [
         emulator_config(name="LB1", cpus=2),
         emulator_config(name="LB2", cpus=1),
-        emulator_config(name="LB3", cpus=1),
+        emulator_config(name="LB3", cpus=1, encryption="required"),  # SQL Server with force encryption
     ]
     with EmulatorController(configs) as controller:
         targets = {}
         for name in NAMES:
             target = SqlServerTarget(name, "127.0.0.1", controller[name].port, "sa", SA_PASSWORD, controller)
             targets[name] = target
-            os.environ[f"AIRFLOW_CONN_LB_{name}"] = json.dumps(
-                _connection("mssql", target, "agent_operator", OPERATOR_PASSWORD)
-            )
+            # LB3 forces encryption and is reached through ODBC 18 with its production default, Encrypt=yes
+            # (the test server's certificate trusted; docs/connections.md has the recipes for real servers).
+            if name == "LB3":
+                tls = {"Encrypt": "yes", "TrustServerCertificate": "yes"}
+                connection = _connection("odbc", target, "agent_operator", OPERATOR_PASSWORD, **tls)
+            else:
+                connection = _connection("mssql", target, "agent_operator", OPERATOR_PASSWORD)
+            os.environ[f"AIRFLOW_CONN_LB_{name}"] = json.dumps(connection)
         try:
             yield Pool(controller, targets)
         finally:

@@ -19,6 +19,7 @@ from airflow_provider_ssis_lb.exceptions import (
     JobNotFoundError,
     LoginFailedError,
     SqlAgentError,
+    TlsConnectionError,
     TransientConnectionError,
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import AgentSession, JobInfo, RunState, SqlAgentHook
@@ -131,6 +132,24 @@ def hook() -> SqlAgentHook:
             TransientConnectionError,
             "connection problem: Unable to connect: Adaptive Server is unavailable",
             id="20009",
+        ),
+        pytest.param(
+            pyodbc.OperationalError(
+                "08001",
+                f"[08001] {ODBC}SSL Provider: [error:0A000086:SSL routines::certificate verify failed:unable to get "
+                "local issuer certificate] (-1) (SQLDriverConnect)",
+            ),
+            TlsConnectionError,
+            "the encrypted connection failed (SSL Provider: [error:0A000086:SSL routines::certificate verify failed",
+            id="tls-not-trusted",
+        ),
+        pytest.param(
+            pyodbc.OperationalError(
+                "08001", f"[08001] {ODBC}Encryption not supported on SQL Server. (20) (SQLDriverConnect)"
+            ),
+            TlsConnectionError,
+            "the server offers no encryption (Encryption not supported on SQL Server.)",
+            id="tls-not-supported",
         ),
         pytest.param(
             odbc_error(pyodbc.ProgrammingError, "42000", "Something else went wrong.", 50000),
