@@ -541,7 +541,7 @@ class AgentSession:
         except SqlAgentError as exc:
             if exc.number != 22022:
                 raise
-            server = self.hook._server
+            server = run.server
             if self.job(None, job.job_id).executing:
                 raise JobAlreadyRunningError(
                     server, job.name, f"the job is already running ({exc.cause})", number=22022

@@ -15,13 +15,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.agent_jobs import Client, create_job
 from tests.clients import odbc18_driver_path
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
+
+if TYPE_CHECKING:
+    from tests.integration.pool import Pool
 
 CONN_TYPES = ("mssql", "odbc")
 
@@ -93,3 +96,18 @@ def make_job(sql_server: SqlServerTarget) -> Callable[..., str]:
             return create_job(sa, steps, name)
 
     return create
+
+
+@pytest.fixture(scope="module")
+def pool(airflow_db: str) -> Iterator[Pool]:
+    """Three emulated servers of a pool, private to the test module (tests/integration/pool.py)."""
+    from tests.integration.pool import emulated_pool
+
+    with emulated_pool() as servers:
+        yield servers
+
+
+@pytest.fixture
+def lb(pool: Pool) -> Pool:
+    pool.idle()
+    return pool
