@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
-from .exceptions import JobNotFoundError, ServerCannotRunJobError, SqlAgentError
+from .exceptions import JobAlreadyRunningError, JobNotFoundError, ServerCannotRunJobError, SqlAgentError
 from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
 from .runs import JobRun
 
@@ -203,6 +203,11 @@ class Fleet:
                 on_intent(session.next_run(job))
                 try:
                     run = session.start(job, step_name)
+                except JobAlreadyRunningError:  # started by hand (not through our locks) since the re-read
+                    current = session.current_run(job)
+                    if current is not None:
+                        return Admission("running", tuple(readings), choice, current)
+                    continue
                 except ServerCannotRunJobError as exc:
                     self.log.warning(
                         "server '%s' cannot run the job now: %s; choosing again", choice.server.conn_id, exc.cause
