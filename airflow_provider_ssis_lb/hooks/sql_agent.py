@@ -42,6 +42,7 @@ from ..runs import (
     execution_ids,
 )
 from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
+from ..timeouts import Timeouts, apply_query_timeout, bounded
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
@@ -138,10 +139,13 @@ class SqlAgentHook(BaseHook):
     # ------------------------------------------------------------------ connection and calls
 
     def get_conn(self) -> Any:
-        """A DB-API connection in autocommit mode, opened by the connection type's own hook."""
+        """A DB-API connection in autocommit mode, opened by the connection type's own hook, with a login
+        and a query timeout (``timeouts``)."""
         connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
-        raw = connection.get_hook().get_conn()
+        timeouts = Timeouts.from_config()
+        raw = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)}).get_conn()
+        apply_query_timeout(raw, timeouts)
         if callable(getattr(raw, "autocommit", None)):
             raw.autocommit(True)  # pymssql
         else:
