@@ -447,15 +447,26 @@ class SqlAgentRunJobOperator(BaseOperator):
             self._timed_out(ledger, run, owned)
         if status == "error":  # not an outcome: a retry re-attaches to the run
             raise SqlAgentError(run.server, run.job_name, _event_cause(event))
-        if not event or not event.get("result"):
+        result = self._event_result(run, event)
+        if result is None:
             ledger.deliver("abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
-        result = RunResult.from_dict(event["result"])
         self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
         ledger.deliver(result.outcome)
         if not result.succeeded:
             raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
         return summarize(result, attached=not owned)
+
+    def _event_result(self, run: JobRun, event: dict[str, Any] | None) -> RunResult | None:
+        """The finished run's steps and SSIS messages, read here: the trigger's event only names the outcome
+        row (``outcome_instance_id``), to keep the event, which Airflow logs as one line, small. None: the
+        run ended without an outcome (abandoned)."""
+        if event and event.get("result"):  # delivered whole (_follow_result)
+            return RunResult.from_dict(event["result"])
+        outcome = (event or {}).get("outcome_instance_id")
+        if outcome is None:
+            return None
+        return self._hook_for(run).run_result(run, int(outcome))
 
     def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
         stopped = owned and self.stop_on_kill and self._stop(run)

@@ -14,8 +14,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server
 from ..exceptions import SqlAgentError, TransientConnectionError
 from ..fleet import read_server
-from ..hooks.sql_agent import SqlAgentHook
-from ..runs import JobRun, RunProgress
+from ..hooks.sql_agent import RunState, SqlAgentHook
+from ..monitor import fleet_monitor
+from ..runs import JobRun, RunProgress, RunStatus
 from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
 from ..waiting_line import WaitingLine, line_for
@@ -57,24 +58,34 @@ async def bounded_call(fn: Callable[..., T], *args: Any, deadline: float | None 
 
 
 class SqlAgentJobEvent(TypedDict):
-    """The one event the trigger yields."""
+    """The one event the trigger yields. Small on purpose: Airflow writes the whole event into the task log
+    as one line, so the operator reads the run's steps and SSIS messages itself (``hook.run_result``)."""
 
     status: Literal["success", "failed", "timeout", "error"]
-    message: str
+    message: str  # the outcome row's message, or why there is no outcome
     run: dict[str, Any]  # JobRun.to_dict()
-    result: dict[str, Any] | None  # RunResult.to_dict() once the run has ended
+    outcome_instance_id: int | None  # the run's outcome row (sysjobhistory step 0) once it has ended
+
+
+def shared_monitor() -> bool:
+    """``[ssis_lb] shared_monitor`` (default on): watch through the fleet monitor, one poll per server per
+    tick; off: every wait polls on its own, as before the monitor (kept for comparison, bench/monitoring.py)."""
+    return conf.getboolean("ssis_lb", "shared_monitor", fallback=True)
 
 
 class SqlAgentJobTrigger(BaseTrigger):
-    """Poll msdb (through SqlAgentHook, offloaded to a thread) until the run ends.
+    """Wait in the triggerer until the run ends, through the fleet monitor (``monitor.py``).
 
-    Connection failures are retried with backoff until the deadline; they are not outcomes. A
-    restart of the triggerer rebuilds the trigger from ``serialize()`` and polls again: the run
-    handle finds the same run. ``on_kill`` (a user marked the deferred task failed or cleared it)
-    stops the run, and only that run.
+    The monitor polls each server once per tick for every wait on it; this trigger asks msdb itself only
+    when the monitor sees its job idle without an outcome (pending, or abandoned by an Agent restart) or
+    cannot read the server for a reason other than the network. Connection failures are retried with
+    backoff until the deadline; they are not outcomes. A restart of the triggerer rebuilds the trigger
+    from ``serialize()``: the run handle finds the same run, on any triggerer. ``on_kill`` (a user marked
+    the deferred task failed or cleared it) stops the run, and only that run.
 
     :param run: the run handle (``JobRun.to_dict()``); small and secret-free.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: seconds between the trigger's own reads of its run (pending, abandoned, and the
+        per-wait path); the monitor's tick (``[ssis_lb] monitor_tick``) paces detection.
     :param deadline: absolute wall-clock time (epoch seconds) after which a 'timeout' event is yielded.
     :param stop_on_kill: stop the remote run when the task is killed while deferred.
     :param not_before: epoch seconds before which no event is yielded (``defer_not_before``).
@@ -110,41 +121,98 @@ class SqlAgentJobTrigger(BaseTrigger):
     def _hook(self) -> SqlAgentHook:
         return SqlAgentHook(self.run_handle.conn_id)
 
-    def _event(self, status: str, message: str, result: dict[str, Any] | None = None) -> TriggerEvent:
+    def _event(self, status: str, message: str, outcome_instance_id: int | None = None) -> TriggerEvent:
         payload: SqlAgentJobEvent = {
             "status": status,  # type: ignore[typeddict-item]
             "message": message,
             "run": self.run_handle.to_dict(),
-            "result": result,
+            "outcome_instance_id": outcome_instance_id,
         }
         return TriggerEvent(payload)
 
+    def _outcome(self, run_status: int, message: str, outcome_instance_id: int) -> TriggerEvent:
+        status = "success" if run_status == RunStatus.SUCCEEDED else "failed"
+        return self._event(status, message, outcome_instance_id)
+
+    def _timeout(self) -> TriggerEvent | None:
+        if self.deadline is not None and time.time() >= self.deadline:
+            run = self.run_handle
+            return self._event(
+                "timeout", f"job '{run.job_name}' on server '{run.server}' did not end before the timeout"
+            )
+        return None
+
+    def _abandoned(self) -> TriggerEvent:
+        run = self.run_handle
+        return self._event(
+            "failed",
+            f"job '{run.job_name}' on server '{run.server}' stopped without an outcome: SQL Server Agent "
+            "was stopped or restarted during the run (or the job was deleted), so the run was abandoned",
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        event = await self._watch()
+        event = await (self._watch_shared() if shared_monitor() else self._watch())
         await hold_until(self.not_before)
         yield event
 
+    async def _read_own(self, hook: SqlAgentHook, seen_running: bool) -> tuple[TriggerEvent | None, RunState]:
+        """The run's state read by this trigger alone (its own connection); an event once it decides."""
+        run = self.run_handle
+        state = await bounded_call(hook.run_state, run, deadline=self.deadline)
+        if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
+            result = await bounded_call(hook.run_result, run, state.outcome_instance_id)
+            return self._outcome(RunStatus[result.outcome.upper()], result.message, state.outcome_instance_id), state
+        if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
+            return self._abandoned(), state
+        return None, state
+
+    async def _watch_shared(self) -> TriggerEvent:
+        run, hook = self.run_handle, self._hook()
+        seen_running = False  # once msdb showed the run executing, an idle job without an outcome is abandoned
+        read_own_after = 0.0  # monotonic: the trigger's own reads are paced by poll_interval
+        with fleet_monitor().watch(run) as watcher:
+            while True:
+                if (timeout := self._timeout()) is not None:
+                    return timeout
+                try:
+                    seen = await asyncio.wait_for(watcher.next(), _left(self.deadline, 3600.0))
+                except TimeoutError:
+                    continue
+                if seen.kind == "finished" and seen.outcome_instance_id is not None:
+                    return self._outcome(seen.run_status or 0, seen.message, seen.outcome_instance_id)
+                if seen.kind == "running":
+                    seen_running = True
+                    self.log.info("job '%s' on %s: running %s", run.job_name, run.server, seen.current_step)
+                    continue
+                if seen.kind == "error" and isinstance(seen.error, TransientConnectionError | TimeoutError):
+                    cause = seen.error if isinstance(seen.error, SqlAgentError) else "no answer in time"
+                    self.log.warning("%s; retrying in %.0f s (attempt %d)", cause, seen.retry_in, seen.attempt)
+                    continue
+                if time.monotonic() < read_own_after:  # idle (pending or abandoned) or a non-network error
+                    continue
+                read_own_after = time.monotonic() + self.poll_interval
+                try:
+                    event, state = await self._read_own(hook, seen_running)
+                except (TransientConnectionError, TimeoutError):
+                    continue  # the monitor retries the server with backoff
+                except SqlAgentError as exc:
+                    return self._event("error", str(exc))
+                if event is not None:
+                    return event
+                seen_running = seen_running or state.state is RunProgress.RUNNING
+
     async def _watch(self) -> TriggerEvent:
+        """The per-wait path: a new connection every ``poll_interval`` (``shared_monitor`` off)."""
         hook, run = self._hook(), self.run_handle
         failures = 0
-        seen_running = False  # once msdb showed the run executing, an idle job without an outcome is abandoned
+        seen_running = False
         while True:
-            if self.deadline is not None and time.time() >= self.deadline:
-                return self._event(
-                    "timeout", f"job '{run.job_name}' on server '{run.server}' did not end before the timeout"
-                )
+            if (timeout := self._timeout()) is not None:
+                return timeout
             try:
-                state = await bounded_call(hook.run_state, run, deadline=self.deadline)
-                if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
-                    result = await bounded_call(hook.run_result, run, state.outcome_instance_id)
-                    status = "success" if result.succeeded else "failed"
-                    return self._event(status, result.message, result.to_dict())
-                if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
-                    return self._event(
-                        "failed",
-                        f"job '{run.job_name}' on server '{run.server}' stopped without an outcome: SQL Server Agent "
-                        "was stopped or restarted during the run (or the job was deleted), so the run was abandoned",
-                    )
+                event, state = await self._read_own(hook, seen_running)
+                if event is not None:
+                    return event
                 failures = 0
                 seen_running = seen_running or state.state is RunProgress.RUNNING
                 self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state.value, state.current_step)
