@@ -42,6 +42,7 @@ def test_defaults() -> None:
 
 def test_an_event_is_held_until_not_before(monkeypatch) -> None:
     """A run that ends at once is reported only after ``not_before`` (the Airflow 3.3 executor race)."""
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # the per-wait path, over a fake hook
     trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.1, not_before=time.time() + 0.6)
     monkeypatch.setattr(trigger, "_hook", lambda: FakeHook([RunState("finished", outcome_instance_id=50)]))
 
@@ -94,7 +95,8 @@ def test_connection_problems_back_off_then_reset(monkeypatch) -> None:
     down = TransientConnectionError("SQL1", "child a", "connection problem: Login timeout expired")
     script = [RunState("running", "1"), down, down, down, RunState("running", "1"), RunState("finished", "", 50)]
     payload, sleeps = watch(monkeypatch, script)
-    assert payload["status"] == "success" and payload["result"]["outcome"] == "succeeded"
+    assert payload["status"] == "success" and payload["outcome_instance_id"] == 50
+    assert payload["message"] == "The job succeeded."
     assert sleeps == [0.5, 1.0, 2.0, 4.0, 0.5]
 
 
@@ -107,7 +109,7 @@ def test_backoff_is_capped(monkeypatch) -> None:
 def test_other_errors_end_in_an_error_event(monkeypatch) -> None:
     denied = AgentPermissionError("SQL1", "child a", "permission denied (229)")
     payload, _sleeps = watch(monkeypatch, [denied])
-    assert payload["status"] == "error" and payload["result"] is None
+    assert payload["status"] == "error" and payload["outcome_instance_id"] is None
     assert payload["message"] == "SQL Server Agent job 'child a' on server 'SQL1': permission denied (229)"
 
 
