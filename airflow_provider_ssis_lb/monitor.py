@@ -120,6 +120,7 @@ class MonitorStats:
     round_trips: int = 0
     ticks: int = 0
     failures: int = 0
+    read_seconds: float = 0.0  # wall time of the ticks' round trips (login included)
 
 
 class ServerPoller:
@@ -156,6 +157,7 @@ class ServerPoller:
         failures = 0
         try:
             while self.watchers:
+                began = asyncio.get_running_loop().time()
                 try:
                     tick = await self._in_thread(self._read)
                 except (TransientConnectionError, TimeoutError, SqlAgentError) as exc:
@@ -173,7 +175,9 @@ class ServerPoller:
                     outcomes = by_job(tick)
                     for watcher in list(self.watchers.values()):
                         watcher.offer(sight(watcher.run, tick, outcomes))
-                    delay = self.tick
+                    took = asyncio.get_running_loop().time() - began
+                    self.stats.read_seconds += took
+                    delay = max(0.0, self.tick - took)  # ticks at a fixed rate: a slow read does not add a tick
                 await asyncio.sleep(delay)
         finally:
             self._drop(hung=False)

@@ -129,8 +129,13 @@ async def phase(size: int, mode: str, ports: dict[str, int], tick: float, box: f
         loop.call_soon_threadsafe(lambda: tasks.append(loop.create_task(follow(run))))
 
     per_server = size // SERVERS
+    from airflow_provider_ssis_lb.monitor import fleet_monitor
+
+    stats = fleet_monitor().stats
+    reads0, read_seconds0, starting = stats.round_trips, stats.read_seconds, time.monotonic()
     await asyncio.gather(*(asyncio.to_thread(start_runs, conn_id, per_server, started) for conn_id in ports))
     await asyncio.sleep(0)  # let the last call_soon_threadsafe land
+    start_seconds = time.monotonic() - starting
     began, cpu0, (logins0, statements0) = time.monotonic(), time.process_time(), counters.snapshot()
     done, pending = await asyncio.wait(tasks, timeout=box)
     wall, cpu = time.monotonic() - began, time.process_time() - cpu0
@@ -161,13 +166,15 @@ async def phase(size: int, mode: str, ports: dict[str, int], tick: float, box: f
         "p95": delays[int(0.95 * (len(delays) - 1))] if delays else float("nan"),
         "max": delays[-1] if delays else float("nan"),
         "load": load,
+        "start_seconds": start_seconds,
+        "monitor_read_ms": 1000 * (stats.read_seconds - read_seconds0) / max(1, stats.round_trips - reads0),
     }
 
 
 def table(results: list[dict], tick: float) -> str:
     header = (
         f"{'waits':>5} {'mode':<9} {'detected':>9} {'logins':>6} {'logins/srv/tick':>15} {'trips/srv/tick':>14} "
-        f"{'cpu %core':>9} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'load1':>5}"
+        f"{'cpu %core':>9} {'p50 s':>6} {'p95 s':>6} {'max s':>6} {'load1':>5} {'read ms':>7} {'starts s':>8}"
     )
     lines = [f"tick / poll_interval = {tick:g} s", header, "-" * len(header)]
     for r in results:
@@ -175,7 +182,7 @@ def table(results: list[dict], tick: float) -> str:
             f"{r['size']:>5} {r['mode']:<9} {r['detected']:>4}/{r['size']:<4} {r['logins']:>6} "
             f"{r['logins_per_server_tick']:>15.2f} "
             f"{r['round_trips_per_server_tick']:>14.2f} {r['cpu_pct']:>9.1f} {r['p50']:>6.2f} {r['p95']:>6.2f} "
-            f"{r['max']:>6.2f} {r['load']:>5.1f}"
+            f"{r['max']:>6.2f} {r['load']:>5.1f} {r['monitor_read_ms']:>7.0f} {r['start_seconds']:>8.1f}"
         )
     return "\n".join(lines)
 
