@@ -40,7 +40,7 @@ TICK_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
-SightingKind = Literal["running", "finished", "idle", "error"]
+SightingKind = Literal["running", "finished", "idle", "error", "load"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class Sighting:
 
     ``finished``: its outcome row (the first after its baseline) exists; ``running``: the job executes
     (at ``current_step``); ``idle``: neither, so pending or abandoned (the watcher asks msdb itself);
-    ``error``: the tick failed (``error``; ``retry_in`` seconds to the next attempt, ``attempt`` in a row).
+    ``error``: the tick failed (``error``; ``retry_in`` seconds to the next attempt, ``attempt`` in a row);
+    ``load``: for a load watcher (no run), the jobs executing on the server (``executing``).
     """
 
     kind: SightingKind
@@ -60,6 +61,7 @@ class Sighting:
     error: SqlAgentError | TimeoutError | None = None
     retry_in: float = 0.0
     attempt: int = 0
+    executing: frozenset[str] = frozenset()
 
 
 def by_job(tick: Tick) -> dict[str, list[Outcome]]:
@@ -70,8 +72,11 @@ def by_job(tick: Tick) -> dict[str, list[Outcome]]:
     return index
 
 
-def sight(run: JobRun, tick: Tick, outcomes: dict[str, list[Outcome]] | None = None) -> Sighting:
-    """The run as one tick shows it (pure): its outcome is the job's first outcome row after its baseline."""
+def sight(run: JobRun | None, tick: Tick, outcomes: dict[str, list[Outcome]] | None = None) -> Sighting:
+    """The run as one tick shows it (pure): its outcome is the job's first outcome row after its baseline.
+    Without a run (a load watcher), the server's executing jobs."""
+    if run is None:
+        return Sighting("load", executing=frozenset(tick.executing))
     rows = (outcomes if outcomes is not None else by_job(tick)).get(run.job_id, ())
     outcome = next((o for o in rows if o.instance_id > run.baseline_instance_id), None)
     if outcome is not None:
@@ -81,9 +86,9 @@ def sight(run: JobRun, tick: Tick, outcomes: dict[str, list[Outcome]] | None = N
     return Sighting("idle")
 
 
-def since_date(runs: Iterator[JobRun]) -> int | None:
+def since_date(runs: Iterator[JobRun | None]) -> int | None:
     """yyyymmdd of the day before the oldest run's start request (a run crossing midnight is covered)."""
-    oldest = min((r.requested_at for r in runs if r.requested_at), default=None)
+    oldest = min((r.requested_at for r in runs if r is not None and r.requested_at), default=None)
     if oldest is None:
         return None
     day = dt.datetime.fromisoformat(oldest).date() - dt.timedelta(days=1)
@@ -92,9 +97,9 @@ def since_date(runs: Iterator[JobRun]) -> int | None:
 
 @dataclass
 class Watcher:
-    """One wait: its run, and the sightings not yet taken (only the newest matters)."""
+    """One wait: its run (None: the server's load), and the sightings not yet taken (only the newest matters)."""
 
-    run: JobRun
+    run: JobRun | None
     key: int
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _latest: Sighting | None = None
@@ -203,25 +208,32 @@ class FleetMonitor:
         self.pollers: dict[str, ServerPoller] = {}
         self._keys = itertools.count()
 
-    @contextlib.contextmanager
-    def watch(self, run: JobRun) -> Iterator[Watcher]:
+    def watch(self, run: JobRun) -> contextlib.AbstractContextManager[Watcher]:
         """Register a wait for the duration of the block; its server's poller starts with its first watcher
         and stops (closing the connection) when its last watcher leaves."""
-        poller = self.pollers.get(run.conn_id)
+        return self._watch(run.conn_id, run)
+
+    def watch_load(self, conn_id: str) -> contextlib.AbstractContextManager[Watcher]:
+        """Follow a server's executing jobs (``load`` sightings, on change) for the duration of the block."""
+        return self._watch(conn_id, None)
+
+    @contextlib.contextmanager
+    def _watch(self, conn_id: str, run: JobRun | None) -> Iterator[Watcher]:
+        poller = self.pollers.get(conn_id)
         if poller is None or poller.task is None or poller.task.done():
-            poller = self.pollers[run.conn_id] = ServerPoller(run.conn_id, self.tick, self.stats, self.hook)
+            poller = self.pollers[conn_id] = ServerPoller(conn_id, self.tick, self.stats, self.hook)
         watcher = Watcher(run, next(self._keys))
         poller.watchers[watcher.key] = watcher
         if poller.task is None:
-            poller.task = asyncio.get_running_loop().create_task(poller.loop(), name=f"ssis-lb monitor {run.conn_id}")
+            poller.task = asyncio.get_running_loop().create_task(poller.loop(), name=f"ssis-lb monitor {conn_id}")
         try:
             yield watcher
         finally:
             poller.watchers.pop(watcher.key, None)
             if not poller.watchers:
                 poller.task.cancel()  # its loop closes the connection
-                if self.pollers.get(run.conn_id) is poller:
-                    del self.pollers[run.conn_id]
+                if self.pollers.get(conn_id) is poller:
+                    del self.pollers[conn_id]
 
     def open_connections(self) -> int:
         return sum(1 for p in self.pollers.values() if p.session is not None)

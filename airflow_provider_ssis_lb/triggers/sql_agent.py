@@ -4,6 +4,8 @@ waits until a server of a pool has a free slot for a child."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, TypedDict, TypeVar
@@ -13,9 +15,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server
 from ..exceptions import SqlAgentError, TransientConnectionError
-from ..fleet import read_server
+from ..fleet import ALREADY_RUNNING, read_server
 from ..hooks.sql_agent import RunState, SqlAgentHook
-from ..monitor import fleet_monitor
+from ..monitor import Sighting, Watcher, fleet_monitor
 from ..runs import JobRun, RunProgress, RunStatus
 from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
@@ -24,6 +26,7 @@ from ..waiting_line import WaitingLine, line_for
 T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 60.0
 DEFER_SETTLE_SECONDS = 10.0
+JOB_FACTS_SECONDS = 60.0  # a capacity wait re-reads whether its job exists and is enabled this often
 
 
 def defer_not_before() -> float:
@@ -354,23 +357,92 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         return line.my_turn(ticket, eligible, free, running)
 
     async def _wait_in(self, line: WaitingLine, ticket: int) -> TriggerEvent:
-        job = self.job_name or self.job_id
+        if not shared_monitor():
+            return await self._poll_in(line, ticket)
+        with contextlib.ExitStack() as stack:
+            monitor = fleet_monitor()
+            watchers = {s["conn_id"]: stack.enter_context(monitor.watch_load(s["conn_id"])) for s in self.servers}
+            return await self._follow_in(line, ticket, watchers)
+
+    async def _follow_in(self, line: WaitingLine, ticket: int, watchers: dict[str, Watcher]) -> TriggerEvent:
+        """Load from the fleet monitor's ticks (woken when a server's executing jobs change); the job's own
+        facts (exists, enabled, @@SERVERNAME) read by the trigger every ``JOB_FACTS_SECONDS``."""
+        loads: dict[str, Sighting] = {}
+        waiting: dict[str, asyncio.Task[Sighting]] = {}
+        base: list[ServerReading] = []
+        read_at = -JOB_FACTS_SECONDS
+        try:
+            while True:
+                if self.deadline is not None and time.time() >= self.deadline:
+                    return self._event("timeout")
+                stale = time.monotonic() - read_at
+                if stale >= JOB_FACTS_SECONDS or (stale >= self.poll_interval and not all(r.reachable for r in base)):
+                    base, read_at = await self._read(), time.monotonic()
+                    loads.clear()  # the read is newer than the sightings so far
+                readings = [with_load(r, loads.get(r.server.conn_id)) for r in base]
+                decided = self._decide(line, ticket, readings)
+                if decided is not None:
+                    return decided
+                for conn_id, watcher in watchers.items():
+                    if conn_id not in waiting:
+                        waiting[conn_id] = asyncio.ensure_future(watcher.next())
+                await asyncio.wait(
+                    waiting.values(), timeout=_left(self.deadline, self.poll_interval), return_when="FIRST_COMPLETED"
+                )
+                for conn_id, task in list(waiting.items()):
+                    if task.done():
+                        loads[conn_id] = task.result()
+                        del waiting[conn_id]
+        finally:
+            for task in waiting.values():
+                task.cancel()
+
+    def _decide(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> TriggerEvent | None:
+        """'free', 'none_eligible', or None (wait on, logged)."""
+        if self._my_turn(line, ticket, readings):
+            return self._event("free")
+        reachable = [r for r in readings if r.reachable]
+        if reachable and not any(r.eligible for r in reachable):
+            return self._event("none_eligible")
+        self.log.info(
+            "job '%s': %s (%s)",
+            self.job_name or self.job_id,
+            "waiting for its turn" if any(r.usable for r in readings) else "no free slot yet",
+            ", ".join(
+                f"{r.server.conn_id} {r.running}/{r.server.capacity}" if r.reachable else f"{r.server.conn_id} down"
+                for r in readings
+            ),
+        )
+        return None
+
+    async def _poll_in(self, line: WaitingLine, ticket: int) -> TriggerEvent:
+        """The per-wait path (``shared_monitor`` off): every server read by this trigger every poll_interval."""
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
-            readings = await self._read()
-            if self._my_turn(line, ticket, readings):
-                return self._event("free")
-            reachable = [r for r in readings if r.reachable]
-            if reachable and not any(r.eligible for r in reachable):
-                return self._event("none_eligible")
-            self.log.info(
-                "job '%s': %s (%s)",
-                job,
-                "waiting for its turn" if any(r.usable for r in readings) else "no free slot yet",
-                ", ".join(
-                    f"{r.server.conn_id} {r.running}/{r.server.capacity}" if r.reachable else f"{r.server.conn_id} down"
-                    for r in readings
-                ),
-            )
+            decided = self._decide(line, ticket, await self._read())
+            if decided is not None:
+                return decided
             await asyncio.sleep(self.poll_interval)
+
+
+def with_load(reading: ServerReading, seen: Sighting | None) -> ServerReading:
+    """A server's reading brought up to date by the monitor's latest sighting of its executing jobs."""
+    if seen is None or not reading.reachable and seen.kind != "load":
+        return reading
+    if seen.kind == "error":
+        cause = seen.error.cause if isinstance(seen.error, SqlAgentError) else "no answer in time"
+        return dataclasses.replace(reading, running=None, eligible=False, reason=f"unreachable: {cause}")
+    if not reading.reachable:  # the monitor reached it again: the next read of the job's facts says more
+        return reading
+    running = len(seen.executing)
+    if reading.reason not in ("", ALREADY_RUNNING):  # job missing or disabled: only the load changes
+        return dataclasses.replace(reading, running=running)
+    job_running = reading.job_id in seen.executing
+    return dataclasses.replace(
+        reading,
+        running=running,
+        eligible=not job_running,
+        reason=ALREADY_RUNNING if job_running else "",
+        job_running=job_running,
+    )

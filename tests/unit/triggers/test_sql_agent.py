@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_ssis_lb.balancing import PoolServer, ServerReading
 from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
+from airflow_provider_ssis_lb.fleet import ALREADY_RUNNING
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
+from airflow_provider_ssis_lb.monitor import Sighting
 from airflow_provider_ssis_lb.runs import JobRun, RunResult
 from airflow_provider_ssis_lb.timeouts import Timeouts
 from airflow_provider_ssis_lb.triggers import sql_agent
-from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger
+from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, with_load
 
 RUN = JobRun("sa_odbc", "SQL1", "0F3C2C4E-9A53-4D0B-9B1B-1D2E3F405060", "child a", "2024-05-01T12:00:00.000", 41)
 
@@ -138,6 +141,7 @@ def capacity(monkeypatch: pytest.MonkeyPatch, scripts: dict[str, list[Any]], **k
         sleeps.append(seconds)
 
     monkeypatch.setattr(sql_agent.asyncio, "sleep", sleep)
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # each server read by the trigger
     hooks = {conn_id: LoadHook(script) for conn_id, script in scripts.items()}
     servers = [{"conn_id": "a", "capacity": 2}, {"conn_id": "b"}]
     trigger = SqlAgentCapacityTrigger(servers=servers, job_name="child a", poll_interval=0.5, **kwargs)
@@ -298,3 +302,20 @@ def test_a_hung_poll_is_given_up_after_the_timeouts_and_the_trigger_recovers(mon
     payload, took = watched(trigger, release)
     assert payload["status"] == "success" and took < 2.0  # given up after 0.3 s, then polled again
     assert "server 'SQL1' did not answer in time; retrying" in capsys.readouterr().out
+
+
+def test_the_monitors_load_updates_a_reading() -> None:
+    server = PoolServer("a", 2)
+    idle = ServerReading(server, 0, True, name="SQL1", job_id="JOB-1")
+    busy = with_load(idle, Sighting("load", executing=frozenset({"X", "Y"})))
+    assert (busy.running, busy.eligible, busy.free) == (2, True, 0)
+    ours = with_load(idle, Sighting("load", executing=frozenset({"JOB-1"})))
+    assert (ours.running, ours.eligible, ours.reason, ours.job_running) == (1, False, ALREADY_RUNNING, True)
+    again = with_load(dataclasses.replace(ours), Sighting("load", executing=frozenset()))
+    assert (again.running, again.eligible, again.job_running) == (0, True, False)
+    disabled = ServerReading(server, 0, False, "job disabled", name="SQL1", job_id="JOB-1")
+    assert with_load(disabled, Sighting("load", executing=frozenset({"X"}))).eligible is False
+    down = TransientConnectionError("SQL1", None, "connection problem: reset")
+    lost = with_load(idle, Sighting("error", error=down))
+    assert not lost.reachable and lost.reason == "unreachable: connection problem: reset"
+    assert with_load(idle, None) is idle
