@@ -84,7 +84,8 @@ class SqlAgentRunJobOperator(BaseOperator):
     :param step_name: start at this step instead of the job's start step.
     :param wait_for_completion: wait for the run's outcome; if False, return the run handle once started.
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
-    :param poll_interval: seconds between checks of msdb.
+    :param poll_interval: seconds between a wait's own reads of its run (pending or abandoned); the outcome
+        itself is seen by the fleet monitor within ``[ssis_lb] monitor_tick`` (docs/monitor.md).
     :param timeout: seconds each try waits in all (including for a run in progress); then stop our run
         (if ``stop_on_kill``) and fail. None waits forever.
     :param if_running: the job is already running: ``"wait"`` for that run to end, then start ours;
