@@ -165,7 +165,10 @@ class ServerPoller:
                 began = asyncio.get_running_loop().time()
                 try:
                     tick = await self._in_thread(self._read)
-                except (TransientConnectionError, TimeoutError, SqlAgentError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the poller must outlive any error; watchers decide
+                    if not isinstance(exc, SqlAgentError | TimeoutError):
+                        log.exception("fleet monitor: reading server '%s' failed unexpectedly", self.conn_id)
+                        exc = SqlAgentError(self.conn_id, None, f"the fleet monitor's read failed: {exc!r}")
                     failures += 1
                     self.stats.failures += 1
                     self._drop(hung=isinstance(exc, TimeoutError))

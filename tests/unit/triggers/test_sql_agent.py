@@ -197,6 +197,7 @@ class SharedLoadHook:
 def waiting_trigger(
     monkeypatch: pytest.MonkeyPatch, loads: dict[str, int], pool: str, position: int, not_before: float | None = None
 ) -> SqlAgentCapacityTrigger:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # the line, over each trigger's own reads
     trigger = SqlAgentCapacityTrigger(
         servers=[{"conn_id": pool, "capacity": 2}],
         job_name="child a",
