@@ -11,10 +11,11 @@ from typing import Any, Literal, TypedDict
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ..balancing import PoolServer, ServerReading, Strategy, choose_server
+from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
 from ..exceptions import SqlAgentError, TransientConnectionError
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun
+from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -72,7 +73,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.run_handle = JobRun.from_dict(run)
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
         self.not_before = not_before
@@ -206,9 +207,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
         self.job_name = job_name
         self.job_id = job_id
-        self.strategy = Strategy(strategy).value
+        self.strategy = parse_strategy(strategy).value
         self.position = position
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
