@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow.sdk._shared.secrets_masker import redact
+from airflow.sdk.log import redact
 
 from airflow_provider_ssis_lb.deploy import (
     MASK,
