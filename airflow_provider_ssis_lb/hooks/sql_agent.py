@@ -459,7 +459,7 @@ class SqlAgentHook(BaseHook):
 
     def is_sysadmin(self, login_name: str) -> bool | None:
         """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
-        with self._session() as s:
+        with self.session() as s:
             rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
         member = rows[0]["member"] if rows else None
         return None if member is None else bool(member)
