@@ -48,11 +48,15 @@ class AdmissionLockError(SqlAgentError):
     """The server's admission lock (sp_getapplock in msdb) was not granted in time."""
 
 
-class AgentPermissionError(SqlAgentError):
+class ServerMisconfiguredError(SqlAgentError):
+    """The server's Airflow connection or login is wrong: a configuration error, never a failover."""
+
+
+class AgentPermissionError(ServerMisconfiguredError):
     """The login lacks the permission (229, 14393, 14525, ...)."""
 
 
-class LoginFailedError(SqlAgentError):
+class LoginFailedError(ServerMisconfiguredError):
     """The server refused the login (18456): wrong login, password or database."""
 
 
@@ -60,7 +64,7 @@ class TransientConnectionError(SqlAgentError):
     """The server could not be reached or the connection dropped: worth retrying."""
 
 
-class TlsConnectionError(SqlAgentError):
+class TlsConnectionError(ServerMisconfiguredError):
     """The encrypted connection could not be set up (certificate not trusted, name mismatch, or no
     encryption on one side): a configuration problem, not worth retrying."""
 
@@ -77,5 +81,5 @@ class AgentObjectNotFoundError(SqlAgentError):
     """Error 14262 about something other than the job: a step, owner login, category, operator, proxy..."""
 
 
-class ConnectionNotDefinedError(SqlAgentError):
+class ConnectionNotDefinedError(ServerMisconfiguredError):
     """The Airflow connection id is not defined (no connection, environment variable or secret of that id)."""

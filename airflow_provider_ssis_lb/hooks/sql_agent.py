@@ -507,7 +507,9 @@ class AgentSession:
         params = {"job_id": job_id} if job_id else {"job_name": job_name}
         sets = self.call("sp_help_job", {**params, "job_aspect": "JOB"})
         if not sets or not sets[0]:
-            raise JobNotFoundError(self.hook._server, self.label, "sp_help_job returned no job")
+            raise JobNotFoundError(
+                self.hook._server, self.label, "sp_help_job returned no job", conn_id=self.hook.conn_id
+            )
         row = sets[0][0]
         return JobInfo(
             job_id=str(row["job_id"]).upper(),
@@ -576,10 +578,14 @@ class AgentSession:
             server = run.server
             if self.job(None, job.job_id).executing:
                 raise JobAlreadyRunningError(
-                    server, job.name, f"the job is already running ({exc.cause})", number=22022
+                    server, job.name, f"the job is already running ({exc.cause})", number=22022, conn_id=run.conn_id
                 ) from exc
             raise AgentNotRunningError(
-                server, job.name, f"SQL Server Agent is not running on this server ({exc.cause})", number=22022
+                server,
+                job.name,
+                f"SQL Server Agent is not running on this server ({exc.cause})",
+                number=22022,
+                conn_id=run.conn_id,
             ) from exc
         return run
 
@@ -614,6 +620,7 @@ class AgentSession:
                 self.label,
                 f"the application lock {resource!r} in msdb was not granted: {_APPLOCK_REFUSALS.get(code, code)} "
                 f"(sp_getapplock returned {code}, timeout {timeout:g} s); another starter holds it",
+                conn_id=self.hook.conn_id,
             )
 
     def unlock(self, resource: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
@@ -18,7 +19,7 @@ from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFail
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
-from ..reporting import XCOM_RUN_KEY, failure_cause, format_history, summarize, where
+from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
 from ..validation import is_template, job_guid, positive_seconds
@@ -26,7 +27,26 @@ from ..validation import is_template, job_guid, positive_seconds
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+F = TypeVar("F", bound=Callable[..., Any])
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
+
+
+def publishes_failure(method: F) -> F:
+    """On a SqlAgentError, push its cause to XCom (``sql_agent_error``) for the run summary, then raise it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, context, *args, **kwargs)
+        except SqlAgentError as exc:
+            ti = context.get("ti") if hasattr(context, "get") else None
+            if ti is not None:
+                ti.xcom_push(key=XCOM_ERROR_KEY, value=f"{exc.cause} [server {exc.server}]")
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
 MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
 
 
@@ -162,6 +182,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execute
 
+    @publishes_failure
     def execute(self, context: Context) -> dict[str, Any]:
         _check_job_args(self.job_name, self.job_id)  # again: templates may have rendered empty
         ledger = RunLedger.from_context(context)
@@ -249,6 +270,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs={"deadline": deadline})
         return self.execute_after_capacity(context, run_trigger_here(trigger), deadline=deadline)
 
+    @publishes_failure
     def execute_after_capacity(
         self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
@@ -261,6 +283,8 @@ class SqlAgentRunJobOperator(BaseOperator):
                 self.job_name or self.job_id,
                 f"no server of the pool had a free slot within timeout={self.timeout} s; the job never started",
             )
+        if event.get("status") == "error":  # a server of the pool is misconfigured (connection, login)
+            raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
         self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
         return self._start_on_pool(context, RunLedger.from_context(context), deadline)
 
@@ -419,6 +443,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
         return self.execute_after_wait(context, run_trigger_here(trigger), deadline=deadline)
 
+    @publishes_failure
     def execute_after_wait(
         self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
@@ -440,6 +465,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ outcome
 
+    @publishes_failure
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Log the run's history, then return its summary or raise its failure."""
         run = _event_run(event)

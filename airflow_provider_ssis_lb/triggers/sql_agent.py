@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
-from ..exceptions import SqlAgentError, TransientConnectionError
+from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
 from ..fleet import read_server
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun, RunProgress
@@ -258,8 +258,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
 
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
-    def _event(self, status: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline})
+    def _event(self, status: str, message: str = "") -> TriggerEvent:
+        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
@@ -291,7 +291,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
-            readings = await self._read()
+            try:
+                readings = await self._read()
+            except ServerMisconfiguredError as exc:
+                return self._event("error", str(exc))
             if self._my_turn(line, ticket, readings):
                 return self._event("free")
             reachable = [r for r in readings if r.reachable]

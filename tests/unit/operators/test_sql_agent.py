@@ -476,12 +476,22 @@ def test_success_summary(hook: FakeHook) -> None:
 def test_failure_message_names_job_server_step_and_ssis_errors(hook: FakeHook) -> None:
     with pytest.raises(JobRunFailedError) as caught:
         operator().execute_complete(context(FakeStore()), event(FAILED))
-    assert str(caught.value) == (
-        "SQL Server Agent job 'child a' on server 'SQL1': the run failed at step 2 'copy': "
-        "Package execution on IS Server failed. | SSIS errors: execution 7 (Data Flow Task): "
-        'Cannot open the datafile "C:\\in\\orders.csv".'
+    assert str(caught.value) == (  # the SSIS error first, dtexec's banner (the step message) after it
+        "SQL Server Agent job 'child a' on server 'SQL1': the run failed at step 2 'copy': SSIS errors: "
+        'execution 7 (Data Flow Task): Cannot open the datafile "C:\\in\\orders.csv". '
+        "| step message: Package execution on IS Server failed."
     )
     assert "Truncation" not in str(caught.value)  # warnings go to the log only
+
+
+def test_a_failure_publishes_its_cause_for_the_run_summary(hook: FakeHook) -> None:
+    ctx = context(FakeStore())
+    with pytest.raises(JobRunFailedError):
+        operator().execute_complete(ctx, event(FAILED))
+    cause = ctx["ti"].xcom["sql_agent_error"]
+    assert cause.startswith("the run failed at step 2 'copy': SSIS errors: execution 7") and cause.endswith(
+        "[server SQL1]"
+    )
 
 
 def test_failure_without_a_failed_step_uses_the_job_message() -> None:
