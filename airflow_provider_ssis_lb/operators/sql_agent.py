@@ -384,7 +384,8 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise JobAlreadyRunningError(
                 current.server,
                 current.job_name,
-                f"the job is already running (conn_id {current.conn_id}; if_running='fail')",
+                "the job is already running (if_running='fail')",
+                conn_id=current.conn_id,
             )
         if self.if_running == "attach":
             self.log.info("attaching to the run in progress of %s (conn_id %s)", where(current), current.conn_id)

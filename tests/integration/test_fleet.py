@@ -90,7 +90,7 @@ def test_if_running_fail_names_the_server_where_the_job_runs(lb: Pool) -> None:
     start_by_hand(lb, "LB2", job)
     result = run_dag(servers=POOL, job_name=job, if_running="fail")
     assert result.state == "failed"
-    assert f"job '{job}' on server 'LB2': the job is already running (conn_id lb_lb2" in str(result.error)
+    assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): the job is already running" in str(result.error)
     assert sum(job in running_now(lb, name) for name in NAMES) == 1
 
 
@@ -148,7 +148,8 @@ def test_a_single_server_whose_agent_is_stopped_is_a_clear_error(lb: Pool) -> No
     finally:
         lb.controller.call(agent.start())
     assert result.state == "failed"
-    assert f"job '{job}' on server 'LB2': SQL Server Agent is not running on this server" in str(result.error)
+    message = str(result.error)
+    assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): SQL Server Agent is not running on this server" in message
 
 
 # ---------------------------------------------------------------------- a retry that finds only the intent

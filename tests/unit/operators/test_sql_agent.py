@@ -719,7 +719,7 @@ def test_a_job_running_anywhere_in_the_pool_is_attached_to(pool: dict[str, PoolH
 
 def test_a_job_running_anywhere_in_the_pool_fails_with_if_running_fail(pool: dict[str, PoolHook]) -> None:
     pool["c"].job = dataclasses.replace(JOB, executing=True)
-    with pytest.raises(JobAlreadyRunningError, match="on server 'C': the job is already running .conn_id c"):
+    with pytest.raises(JobAlreadyRunningError, match="on server 'C' .conn_id 'c'.: the job is already running"):
         pooled(if_running="fail").execute(mapped(0))
     assert not any(h.started for h in pool.values())
 
