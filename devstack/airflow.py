@@ -61,9 +61,7 @@ def distributed_components(workers: int = 2, triggerers: int = 2, concurrency: i
     for n in range(1, workers + 1):
         args = ("--celery-hostname", f"worker{n}@%h", "--concurrency", str(concurrency))
         components.append(Component("celery worker", f"worker{n}", args, hostname=f"worker{n}"))
-    components += [
-        Component("triggerer", f"triggerer{n}", hostname=f"triggerer{n}") for n in range(1, triggerers + 1)
-    ]
+    components += [Component("triggerer", f"triggerer{n}", hostname=f"triggerer{n}") for n in range(1, triggerers + 1)]
     return components
 
 

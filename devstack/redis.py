@@ -18,7 +18,9 @@ from .processes import ManagedProcess, free_port
 
 def redis_binary() -> Path | None:
     """``redis-server`` from the PATH or Debian's place for it, if installed."""
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     return Path(found) if found else None
 
 

@@ -78,7 +78,12 @@ class AgentRun:
     ) -> AgentRun:
         start = local_start(run_date, run_time) - dt.timedelta(minutes=utc_offset_minutes)
         return cls(
-            server, job, start.replace(tzinfo=dt.timezone.utc), decode_hhmmss(run_duration), run_status, invoked_by(message)
+            server,
+            job,
+            start.replace(tzinfo=dt.timezone.utc),
+            decode_hhmmss(run_duration),
+            run_status,
+            invoked_by(message),
         )
 
     def overlaps(self, other: AgentRun) -> bool:

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = Path(__file__).resolve().parent / "dags"
 DEFERRED_DAG = "ssis_system"
 IN_WORKER_DAG = "ssis_system_in_worker"
+# the distributed deployments' parent (tests/system/dags/ssis_distributed.py), with and without its pool
+POOLED_DAG, UNPOOLED_DAG, DISTRIBUTED_POOL = "ssis_distributed_pooled", "ssis_distributed", "ssis_distributed"
 # Held events dodge Airflow's deferral race (see defer_not_before). Keep the provider's default (10 s):
 # here the scheduler took up to ~5.2 s after a deferral to process the deferring try's exit, and with a
 # 5 s hold a 3 s child lost the race (failed by the scheduler, its history missing from its log).
@@ -98,6 +100,12 @@ class SystemStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{job} try {try_number}: no {text!r} in its log after {timeout} s:\n{log}")
             time.sleep(0.5)
+
+    def trigger_logs(self, dag_id: str, run_id: str, map_index: int, try_number: int = 1) -> dict[int, Path]:
+        """The trigger log files of one child try, by the id of the triggerer job that wrote each."""
+        folder = self.airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=child"
+        files = (folder / f"map_index={map_index}").glob(f"attempt={try_number}.log.trigger.*.log")
+        return {int(path.name.rsplit(".", 2)[-2]): path for path in files}
 
     def report(self) -> str:
         """The last lines of every component's log, and the states of the tests' runs."""
