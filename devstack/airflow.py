@@ -102,7 +102,7 @@ class AirflowDeployment:
             return {}
         if not self.database_url.startswith("postgresql"):
             raise ValueError("the CeleryExecutor needs a PostgreSQL metadata database, not SQLite")
-        backend = "db+postgresql" + self.database_url[self.database_url.index("://") :]
+        backend = "db+" + self.database_url  # Celery's SQLAlchemy backend, the same driver as Airflow's
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": broker,

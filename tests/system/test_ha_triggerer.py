@@ -43,16 +43,16 @@ def _triggerer_of(ha: SystemStack, run_id: str) -> int | None:
     return trigger.get("triggerer_id")
 
 
-def _wait_for_text(path_of: object, text: str, timeout: float) -> str:
-    """Until the file (a callable giving its path, or None while it does not exist) holds ``text``."""
-    deadline = time.monotonic() + timeout
+def _wait_for_trigger_log(ha: SystemStack, run_id: str, map_index: int, triggerer: int, text: str) -> str:
+    """Until the child's trigger log written by that triggerer holds ``text``; its content."""
+    deadline = time.monotonic() + 60
     while True:
-        path = path_of()  # type: ignore[operator]
-        content = path.read_text(errors="replace") if path is not None and path.exists() else ""
+        path = ha.trigger_logs(UNPOOLED_DAG, run_id, map_index).get(triggerer)
+        content = path.read_text(errors="replace") if path is not None else ""
         if text in content:
             return content
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no {text!r} in {path} after {timeout} s:\n{content[-3000:]}")
+            raise TimeoutError(f"no {text!r} in the trigger log of triggerer {triggerer}:\n{content[-3000:]}")
         time.sleep(0.5)
 
 
@@ -74,13 +74,13 @@ def test_frozen_triggerer_whose_trigger_moved_does_not_stop_the_agent_run(ha: Sy
             assert time.monotonic() < deadline, f"the trigger stayed with triggerer {holder}, {hosts[first]} frozen"
             time.sleep(0.5)
         # the second triggerer follows the run before the first one wakes up
-        _wait_for_text(lambda: ha.trigger_logs(UNPOOLED_DAG, run_id, ti["map_index"]).get(second), "running", 60)
+        _wait_for_trigger_log(ha, run_id, ti["map_index"], second, f"job '{HA_JOB}' on {server}: running")
         assert ha.agent.executing_on(HA_JOB) == [server]
     finally:
         frozen.signal_tree(signal.SIGCONT)
 
     # awake, the first triggerer lets its copy of the trigger go (Airflow 3.3: as a user action)
-    old_log = _wait_for_text(lambda: ha.trigger_logs(UNPOOLED_DAG, run_id, ti["map_index"])[first], TRIGGER_COMPLETED, 60)
+    old_log = _wait_for_trigger_log(ha, run_id, ti["map_index"], first, TRIGGER_COMPLETED)
     run = ha.api.wait_for_run(UNPOOLED_DAG, run_id, timeout=180, poll=1)
 
     outcomes = ha.agent.outcomes(HA_JOB)
