@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .agent.logins import login_name
-from .agent.permissions import check_table_select
+from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
 from .agent.runner import Agent
 from .agent.schema import install_schema
@@ -76,6 +76,7 @@ class EmulatedServer:
         )
         await self.run(install_schema, self.engine)
         self.engine.table_guard = lambda login, ref: check_table_select(login, ref.database, ref.schema, ref.name)
+        self.engine.database_principals = database_principals
         self.agent = Agent(
             self.engine,
             self.run,

@@ -11,6 +11,11 @@ SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRol
 - Starting or stopping: its owner, Operator or sysadmin (14393).
 - Job activity (sp_help_jobactivity) of other owners' jobs: sysadmin only.
 - msdb.dbo.syssessions: sysadmin only.
+- Database principals (sp_getapplock's @DbPrincipal): a login with an Agent role is a user of msdb,
+  named as the login, and a member of its role and of the roles it includes (msdb nests them:
+  SQLAgentOperatorRole is a member of SQLAgentReaderRole, which is a member of SQLAgentUserRole);
+  every user is in public. Elsewhere see ``sql.applockprocs.default_principals`` (sysadmin is dbo;
+  guest, and so public, in master, tempdb and msdb).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from ..sql.applockprocs import default_principals
 from ..sql.results import SqlError
 from .logins import login_sid
 
@@ -66,6 +72,21 @@ def permission_denied(action: str, obj: str, database: str = "msdb", schema: str
         14,
         5,
     )
+
+
+_ROLES_AT = {
+    AgentAccess.USER: (USER_ROLE,),
+    AgentAccess.READER: (USER_ROLE, READER_ROLE),
+    AgentAccess.OPERATOR: (USER_ROLE, READER_ROLE, OPERATOR_ROLE),
+}
+
+
+def database_principals(login: Login, database: str) -> frozenset[str]:
+    """The principals of ``database`` the login is a member of (lower case); "dbo" for sysadmin."""
+    access = access_of(login)
+    if database.lower() != "msdb" or access in (AgentAccess.NONE, AgentAccess.SYSADMIN):
+        return default_principals(login, database)
+    return frozenset({"public", login.name.lower(), *(role.lower() for role in _ROLES_AT[access])})
 
 
 def require_agent_user(login: Login, procedure: str) -> AgentAccess:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..sql.engine import Login
 from ..sql.results import SqlError, StatementResult
+from ..sql.waiting import wait_pending
 from . import messages
 from .model import ExecutionState, MessageType, PackageSpec, RunStatus
 from .store import AgentStore, StepRow
@@ -110,6 +111,9 @@ async def run_tsql(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
         for batch in (b for b in _GO.split(step.command) if b.strip()):
             statements = await host.db(session.run_batch, batch)
             while error is None and (result := await host.db(_next, statements)) is not None:
+                if result.pending is not None:  # sp_getapplock in the step: wait; stopping the job cancels
+                    await wait_pending(result.pending, host.db, stop)
+                    continue
                 for msg in result.messages:
                     if msg.is_error:
                         error = msg

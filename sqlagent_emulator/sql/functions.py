@@ -39,6 +39,8 @@ class FunctionHost(Protocol):
     def server_property(self, name: str) -> Any: ...
     def object_id(self, name: str) -> int | None: ...
     def client_info(self, what: str) -> str: ...
+    def applock_mode(self, principal: Any, resource: Any, owner: Any) -> str: ...
+    def applock_test(self, principal: Any, resource: Any, mode: Any, owner: Any) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "ISNUMERIC": FunctionSpec(1, SqlType.INT),
     "QUOTENAME": FunctionSpec(-1, SqlType.NVARCHAR),
     "SCOPE_IDENTITY": FunctionSpec(0, SqlType.DECIMAL),
+    "APPLOCK_MODE": FunctionSpec(3, SqlType.NVARCHAR),
+    "APPLOCK_TEST": FunctionSpec(4, SqlType.SMALLINT),
 }
 # Parts of DATEADD/DATEDIFF/DATEPART whose first argument is a bare date-part keyword.
 DATEPART_FUNCTIONS = frozenset({"DATEADD", "DATEDIFF", "DATEDIFF_BIG", "DATEPART"})
@@ -245,6 +249,8 @@ def _implementations(host: FunctionHost) -> dict[str, tuple[int, Callable[..., A
         "SPACE": (1, lambda n: None if n is None else " " * max(int(n), 0)),
         "ISNUMERIC": (1, _isnumeric),
         "QUOTENAME": (-1, _quotename),
+        "APPLOCK_MODE": (3, host.applock_mode),
+        "APPLOCK_TEST": (4, host.applock_test),
         "SS_CAST": (-1, _cast),
         "SS_TRY_CAST": (-1, _try_cast),
         "SS_ADD": (2, _add),

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..sql.engine import Engine, Login, ProcArg, SqlSession
 from ..sql.results import Message, OutputParam, SqlError, SqlType, StatementResult, TypedValue
+from ..sql.waiting import wait_pending
 from . import tokens
 from .login import Login7, build_prelogin_reply, negotiate_version, parse_login7
 from .packets import PacketType, ProtocolError, encode_message, read_message
@@ -200,6 +201,9 @@ class TdsConnection:
             result = await self.server.run(_next_result, statements)
             if result is None:
                 break
+            if result.pending is not None:  # sp_getapplock waiting for its lock; ATTENTION cancels it
+                await wait_pending(result.pending, self.server.run, self._attention)
+                continue
             if result.database:
                 reply.raw(tokens.env_change(EnvChange.DATABASE, result.database, ""))
                 reply.messages([Message(5701, f"Changed database context to '{result.database}'.", 0, 1)])
@@ -251,6 +255,9 @@ class TdsConnection:
         assert self.session is not None
         args = [ProcArg(p.name or None, p.value, p.is_output) for p in call.params]
         result: StatementResult = await self.server.run(self.session.call_procedure, call.proc_name, args)
+        if result.pending is not None:
+            await wait_pending(result.pending, self.server.run, self._attention)
+            result = await self.server.run(result.pending.result)
         reply.statement(result, in_rpc=True)
         ordinals = {p.name.lower(): i for i, p in enumerate(call.params) if p.name}
         outputs = [(ordinals.get(out.name.lower(), i), out) for i, out in enumerate(result.output_params)]
