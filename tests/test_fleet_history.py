@@ -55,6 +55,7 @@ def test_peak_concurrency_half_open() -> None:
     assert peak_concurrency([]) == 0
     assert peak_concurrency([run("A", "j1", 0, 5), run("A", "j2", 5, 5)]) == 1  # one ends as the next starts
     assert peak_concurrency([run("A", "j1", 0, 5), run("A", "j2", 4, 5), run("A", "j3", 4, 1)]) == 3
+    assert peak_concurrency(run("A", f"j{n}", 6 * n, 5) for n in range(3)) == 1  # any iterable, read once
 
 
 def test_over_capacity_counts_others_load_but_judges_only_admissions() -> None:

@@ -116,6 +116,7 @@ def running_at(runs: Iterable[AgentRun], moment: dt.datetime) -> list[AgentRun]:
 
 def peak_concurrency(runs: Iterable[AgentRun]) -> int:
     """The most runs going at one moment (a run ending when another starts does not count twice)."""
+    runs = list(runs)
     events = sorted([(run.start, 1) for run in runs] + [(run.end, -1) for run in runs])  # ends sort first
     peak = current = 0
     for _, change in events:
