@@ -25,7 +25,9 @@ from .agent.schema import install_schema
 from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .sql.engine import Engine
+from .tds.certs import configured_identity, generated_identity
 from .tds.connection import TdsConnection
+from .tds.tls import ServerTls
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -49,6 +51,12 @@ class EmulatedServer:
         self._listener: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._spids = itertools.count(51)
+        identity = (
+            configured_identity(config.certificate, config.private_key)
+            if config.certificate and config.private_key
+            else generated_identity()
+        )
+        self.tls = ServerTls(identity, config.encryption)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on this server's engine thread."""

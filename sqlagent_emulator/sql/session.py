@@ -52,6 +52,7 @@ class SqlSession:
         self.last_error = 0
         self.host_name = ""  # the TDS layer may fill these from LOGIN7 (HOST_NAME(), APP_NAME())
         self.app_name = ""
+        self.encrypt_option = "FALSE"  # CONNECTIONPROPERTY('encrypt_option'); TRUE for an encrypted session
         self.closed = False
         self._changed_in_transaction = False
 

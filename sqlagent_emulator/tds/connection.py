@@ -18,10 +18,11 @@ from ..sql.engine import Engine, Login, ProcArg, SqlSession
 from ..sql.results import Message, OutputParam, SqlError, SqlType, StatementResult, TypedValue
 from ..sql.waiting import wait_pending
 from . import tokens
-from .login import Login7, build_prelogin_reply, negotiate_version, parse_login7
+from .login import Login7, negotiate_version, parse_login7
 from .packets import PacketType, ProtocolError, encode_message, read_message
 from .requests import ProcId, RpcCall, TmRequest, parse_rpc, parse_sql_batch, parse_transaction_request
 from .response import ReplyBuilder
+from .tls import ServerTls, open_link
 from .tokens import DoneStatus, EnvChange, Token
 from .types import COLLATION
 
@@ -44,6 +45,7 @@ class ServerContext(Protocol):
     version: tuple[int, int, int]
     engine: Engine
     reply_delay: float
+    tls: ServerTls
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
@@ -108,10 +110,12 @@ class TdsConnection:
     # ------------------------------------------------------------------ login
 
     async def _login(self) -> bool:
-        ptype, payload = await read_message(self.reader)
-        if ptype == PacketType.PRELOGIN:
-            await self._send(PacketType.REPLY, build_prelogin_reply(self.server.version))
-            ptype, payload = await read_message(self.reader)
+        link = await open_link(self.server.tls, self.server.version, self.reader, self.writer)  # PRELOGIN, TLS
+        if link is None:
+            return False
+        self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
+        ptype, payload = await link.read_login()
+        self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
         if ptype != PacketType.LOGIN7:
             raise ProtocolError(f"expected LOGIN7, got {ptype.name}")
         login7 = parse_login7(payload)
@@ -128,6 +132,7 @@ class TdsConnection:
             await self._login_failed(exc.message)
             return False
         self.session.host_name, self.session.app_name = login7.host_name, login7.app_name
+        self.session.encrypt_option = "TRUE" if link.encrypts_session else "FALSE"
         await self._send(PacketType.REPLY, self._login_reply(login7))
         self.packet_size = login7.packet_size
         return True

@@ -106,7 +106,8 @@ def write_config(path: Path, servers: tuple[Server, ...] = SERVERS, jobs: dict[s
             f'[[servers]]\nname = "{server.name}"\nport = 0\ncpus = {server.capacity}\n'
             f"utc_offset_minutes = {server.utc_offset_minutes}\n"
             f'[[servers.logins]]\nname = "sa"\npassword = "{SA_PASSWORD}"\nroles = ["sysadmin"]\n'
-            '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\nroles = ["SQLAgentOperatorRole"]'
+            '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\n'
+            'roles = ["SQLAgentOperatorRole", "ssis_logreader"]'
         )
     path.write_text("\n\n".join(parts) + "\n")
     return path
