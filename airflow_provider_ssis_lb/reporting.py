@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.log import redact
 
 from .runs import JobRun, RunResult, SsisMessage
 
@@ -39,9 +40,12 @@ def _ssis_text(message: SsisMessage) -> str:
 
 
 def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
-    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times)."""
+    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times).
+
+    Passed through Airflow's secret masker: a step message may echo a sensitive parameter value
+    (``manifest.register_secrets``), and XCom values are not masked on their own."""
     run = result.run
-    return {
+    summary = {
         "server": run.server,
         "conn_id": run.conn_id,
         "job": run.job_name,
@@ -68,6 +72,7 @@ def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
             for m in result.ssis_messages
         ],
     }
+    return redact(summary)
 
 
 def failure_cause(result: RunResult) -> str:

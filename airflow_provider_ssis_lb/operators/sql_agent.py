@@ -21,6 +21,7 @@ from ..ledger import RunLedger, RunRecord
 from ..reporting import XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
+from ..validation import is_template, job_guid, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -116,10 +117,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         _check_job_args(job_name, job_id)
         if if_running not in IF_RUNNING_CHOICES:
             raise ValueError(f"if_running must be one of {', '.join(IF_RUNNING_CHOICES)}, not {if_running!r}")
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, not {timeout!r}")
+        poll_interval = positive_seconds("poll_interval", poll_interval)
+        timeout = None if timeout is None else positive_seconds("timeout", timeout)
+        if job_id and not is_template(job_id):
+            job_guid(job_id)
         if conn_id and servers:
             raise ValueError("give exactly one of conn_id and servers, not both")
         if servers is not None and not servers:
@@ -129,7 +130,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         if servers is not None and not isinstance(servers, str):
             ServerPool.of(servers, strategy)  # bad pools and strategies fail at parse time
         elif strategy is not None:
-            Strategy(strategy)
+            raise ValueError(
+                f"strategy={strategy!r} chooses among a pool, but no servers are given: "
+                "give servers=[...] instead of conn_id, or drop strategy"
+            )
         self.conn_id = conn_id if servers is not None else (conn_id or SqlAgentHook.default_conn_name)
         self.servers = list(servers) if isinstance(servers, (list, tuple)) else servers
         self.strategy = Strategy(strategy).value if strategy is not None else None

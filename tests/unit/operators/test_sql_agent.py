@@ -170,8 +170,8 @@ def test_template_fields() -> None:
         ({"job_name": None}, "exactly one of job_name and job_id"),
         ({"job_name": ""}, "exactly one of job_name and job_id"),
         ({"if_running": "queue"}, "if_running must be one of wait, attach, fail"),
-        ({"poll_interval": 0}, "poll_interval must be positive"),
-        ({"timeout": -1}, "timeout must be positive"),
+        ({"poll_interval": 0}, "poll_interval must be a number of seconds greater than 0"),
+        ({"timeout": -1}, "timeout must be a number of seconds greater than 0"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -180,7 +180,7 @@ def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_defaults() -> None:
-    op = SqlAgentRunJobOperator(task_id="run", job_id="JOB-1", conn_id="c")
+    op = SqlAgentRunJobOperator(task_id="run", job_id="6F9619FF-8B86-D011-B42D-00C04FC964FF", conn_id="c")
     assert (op.if_running, op.wait_for_completion, op.stop_on_kill, op.poll_interval, op.timeout) == (
         "wait",
         True,
