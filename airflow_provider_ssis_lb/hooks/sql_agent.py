@@ -30,6 +30,7 @@ from ..exceptions import (
     JobNotFoundError,
     JobNotTargetedError,
     LoginFailedError,
+    ServerMisconfiguredError,
     SqlAgentError,
     TlsConnectionError,
     TransientConnectionError,
@@ -147,6 +148,7 @@ class SqlAgentHook(BaseHook):
         and a query timeout (``timeouts``)."""
         connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
+        _check_port_placement(connection)
         timeouts = Timeouts.from_config()
         raw = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)}).get_conn()
         apply_query_timeout(raw, timeouts)
@@ -211,6 +213,13 @@ class SqlAgentHook(BaseHook):
             )
         if is_tls_failure(exc):
             return error(TlsConnectionError, tls_advice(exc))
+        if exc.args and exc.args[0] == "IM002":  # ODBC: no driver (the extra's driver was not used)
+            return error(
+                ServerMisconfiguredError,
+                f"no ODBC driver ({text}): name it in the extra of connection '{conn_id}' "
+                '({"driver": "ODBC Driver 18 for SQL Server"}) and set [providers.odbc] allow_driver_in_extra = '
+                "True on every worker and triggerer (docs/connections.md)",
+            )
         if is_transient(exc):
             return error(
                 TransientConnectionError,
@@ -675,6 +684,20 @@ class AgentSession:
         )
         visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
         return [i for i in ids if i not in visible]
+
+
+def _check_port_placement(connection: Any) -> None:
+    """The port goes in the host for ODBC (``host,1433``; OdbcHook drops the port field) and in the port
+    field for pymssql (which fails on ``host,1433`` with "failed for an unknown reason")."""
+    host, port, kind = connection.host or "", connection.port, connection.conn_type
+    if kind == "odbc" and port and "," not in host:
+        fix = f"ODBC takes the port in the host: set host to '{host},{port}' and leave port empty"
+    elif kind == "mssql" and "," in host:
+        name, _sep, in_host = host.partition(",")
+        fix = f"pymssql takes the port in its own field: set host to '{name}' and port to {in_host.strip()}"
+    else:
+        return
+    raise ServerMisconfiguredError(host or connection.conn_id, None, fix, conn_id=connection.conn_id)
 
 
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
