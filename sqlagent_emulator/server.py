@@ -22,6 +22,7 @@ from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
 from .agent.runner import Agent
 from .agent.schema import install_schema
+from .agent.catalogobjects import publish_packages
 from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .sql.engine import Engine
@@ -98,6 +99,7 @@ class EmulatedServer:
         )
         await self.run(register_agent_procedures, self.engine.procedures, self.agent)
         await self.run(ensure_jobs, self.engine, config.jobs)
+        await self.run(publish_packages, self.engine, config.packages)
 
     async def listen(self) -> None:
         """Accept connections on the configured port (or the one picked the first time, for restarts)."""
