@@ -4,6 +4,10 @@ For each server: the job each child should have there (``desired_job``), the job
 (``SqlAgentHook.read_job_definition``), their difference (``diff_job``), and, unless it is a dry run,
 the msdb calls that remove it. A second deploy of the same manifest changes nothing.
 
+Before any job of a server is created or changed, every child's ``catalog_path`` is looked up in that
+server's SSIS catalog (``check_catalog``): a server where one is missing gets no change at all, and the
+report names each child, the path and the nearest existing path.
+
 Only jobs whose description starts with ``MANAGED_MARKER`` are ours to change; a job of the same name
 without it is reported as a conflict and left alone. Sensitive parameter values are masked in every
 line this module produces.
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import PureWindowsPath
 from typing import Any
 
+from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
-from .hooks.sql_agent import JobDefinition, JobStepDefinition, SqlAgentHook
+from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
 from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
 
 log = logging.getLogger(__name__)
@@ -229,13 +234,26 @@ class ServerResult:
     created_category: str | None = None  # the category the deploy created (or would create)
     changes: list[JobChange] = field(default_factory=list)
     error: str | None = None  # the server could not be deployed at all
+    missing: list[MissingPackage] = field(default_factory=list)  # not in its SSIS catalog: nothing deployed
+    warnings: list[str] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(c.action in ("conflict", "error") for c in self.changes)
+        return (
+            self.error is not None or bool(self.missing) or any(c.action in ("conflict", "error") for c in self.changes)
+        )
+
+    def missing_messages(self) -> list[str]:
+        """One line per child whose catalog path this server's SSIS catalog lacks."""
+        where = f"server '{self.server_name}' (conn_id '{self.conn_id}')"
+        return [
+            f"child '{m.child}': catalog_path '{m.catalog_path}' is not in the SSIS catalog of {where}; "
+            + (f"did you mean '{m.closest}'?" if m.closest else "deploy its project there or fix catalog_path")
+            for m in self.missing
+        ]
 
 
 def deploy(
@@ -254,8 +272,13 @@ def deploy(
 
 def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:
     result = ServerResult(conn_id)
+    children = manifest.children_on(conn_id)
     try:
         result.server_name = hook.server_name()
+        check_catalog(result, children, hook.catalog_packages())
+        if result.missing:
+            log.error("deploy: server '%s': %s", conn_id, "; ".join(result.missing_messages()))
+            return result
         category = manifest.job_defaults.category
         if not hook.has_job_category(category):
             if not dry_run:
@@ -265,12 +288,30 @@ def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlA
         result.error = str(exc)
         log.error("deploy: server '%s': %s", conn_id, exc)
         return result
-    for child in manifest.children_on(conn_id):
+    for child in children:
         try:
             result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
         except SqlAgentError as exc:
             result.changes.append(JobChange(child.job_name, "error", (exc.cause,)))
     return result
+
+
+def check_catalog(result: ServerResult, children: Sequence[ChildPackage], listing: CatalogListing) -> None:
+    """Record in ``result`` the children whose catalog path the server lacks. When the login cannot see the
+    whole catalog (SSISDB filters its views by permission), a path it does not see may still exist: the check
+    is then skipped for those paths with a warning, not failed."""
+    missing = missing_packages(children, listing.paths)
+    if not missing or listing.complete:
+        result.missing = missing
+        return
+    why = listing.unreadable or "the login is not sysadmin, and SSISDB shows it only the projects it may read"
+    paths = ", ".join(sorted({m.catalog_path for m in missing}))
+    warning = (
+        f"WARNING: catalog paths not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
+        f"not seen: {paths}. Deploy with a sysadmin login (deploy_conn_id) to check them"
+    )
+    log.warning("deploy: %s", warning)
+    result.warnings.append(warning)
 
 
 def proxy_warning(job: JobDefinition, hook: SqlAgentHook) -> str | None:
@@ -346,6 +387,11 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
         if result.error:
             lines.append(f"{label}: ERROR: {result.error}")
             continue
+        if result.missing:
+            nothing = "a deploy would change no job there" if dry_run else "no job was created or changed there"
+            lines.append(f"{label}: ERROR: {len(result.missing)} catalog path(s) not in its SSIS catalog; {nothing}")
+            lines += [f"  ! {message}" for message in result.missing_messages()]
+            continue
         counts = [
             f"{result.count('create')} {verbs[0]}",
             f"{result.count('update')} {verbs[1]}",
@@ -355,6 +401,7 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
         if problems:
             counts.append(f"{problems} failed")
         lines.append(f"{label}: {', '.join(counts)}")
+        lines += [f"  {warning}" for warning in result.warnings]
         if result.created_category:
             lines.append(f"  + category '{result.created_category}'")
         for change in result.changes:

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .agent.catalogobjects import publish_packages
 from .agent.logins import login_name
 from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
 from .agent.runner import Agent
 from .agent.schema import install_schema
-from .agent.catalogobjects import publish_packages
 from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .sql.engine import Engine

@@ -51,6 +51,8 @@ from ..timeouts import Timeouts, apply_query_timeout, bounded
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+# A login SSISDB will not let read its catalog views: 916 (no user in the database), 229 (no SELECT).
+_CATALOG_REFUSALS = {916, 229}
 SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 PICKUP_POLL_SECONDS = 0.2
@@ -110,6 +112,20 @@ class JobDefinition:
     notify_email_operator_name: str | None
     steps: tuple[JobStepDefinition, ...]
     targeted: bool = True
+
+
+@dataclass(frozen=True)
+class CatalogListing:
+    """The package paths of a server's SSIS catalog, as one login sees them.
+
+    SSISDB's catalog.folders, catalog.projects and catalog.packages show a login only what it may READ
+    (everything to ssis_admin and sysadmin) and leave the rest out without an error, so a path missing from
+    an incomplete listing may exist all the same.
+    """
+
+    paths: tuple[str, ...]  # \SSISDB\<folder>\<project>\<package>, spelled as the catalog spells them
+    complete: bool  # the login is sysadmin: the listing is the whole catalog
+    unreadable: str | None = None  # why the login cannot read the catalog at all, or None
 
 
 @dataclass(frozen=True)
@@ -381,6 +397,32 @@ class SqlAgentHook(BaseHook):
     def server_name(self) -> str:
         """@@SERVERNAME (as dtexec's /SERVER wants it)."""
         return self.server_clock()[0]
+
+    def catalog_packages(self) -> CatalogListing:
+        """Every package path in the server's SSIS catalog (SSISDB) that this login may see.
+
+        A login that SSISDB refuses (916: no user there; 229: no SELECT) gets an empty, unreadable listing
+        rather than an error: the caller decides whether that matters. ``complete`` is True for sysadmin only,
+        the role this provider's deploy login has (an ``ssis_admin`` that is not sysadmin is treated as
+        incomplete, which errs towards warning rather than refusing).
+        """
+        with self.session() as s:
+            try:
+                rows = s.query(
+                    "SELECT f.name AS folder_name, pr.name AS project_name, pk.name AS package_name "
+                    "FROM SSISDB.catalog.packages AS pk "
+                    "JOIN SSISDB.catalog.projects AS pr ON pr.project_id = pk.project_id "
+                    "JOIN SSISDB.catalog.folders AS f ON f.id = pr.folder_id"
+                )
+            except SqlAgentError as exc:
+                if exc.number not in _CATALOG_REFUSALS:
+                    raise
+                return CatalogListing((), False, f"SSISDB refused this login (error {exc.number})")
+            member = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin') AS member")[0]
+        paths = tuple(
+            f"\\SSISDB\\{r['folder_name']}\\{r['project_name']}\\{r['package_name']}" for r in (rows[0] if rows else [])
+        )
+        return CatalogListing(paths, bool(member and member[0]["member"]))
 
     def read_job_definition(self, job_name: str) -> JobDefinition | None:
         """The job's settings, steps and whether it targets the local server; None when it does not exist."""
