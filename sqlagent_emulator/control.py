@@ -108,7 +108,10 @@ async def serve_control(servers: Mapping[str, EmulatedServer], token: ControlTok
                 try:
                     request = json.loads(line)
                     if not isinstance(request, dict) or not token.accepts(request.get("token")):
-                        writer.write(json.dumps({"ok": False, "error": "refused: wrong or missing control token"}).encode() + b"\n")
+                        writer.write(
+                            json.dumps({"ok": False, "error": "refused: wrong or missing control token"}).encode()
+                            + b"\n"
+                        )
                         await writer.drain()
                         return
                     reply = await execute(servers, request)

@@ -116,13 +116,17 @@ def _parse_call(r: ByteReader) -> RpcCall:
 
 
 def _parse_param(r: ByteReader, ordinal: int) -> RpcParam:
-    name = _decoding(r.b_varchar, lambda: SqlError(8005, f"{_RPC_STREAM} Parameter {ordinal}: The parameter name is invalid."))
+    name = _decoding(
+        r.b_varchar, lambda: SqlError(8005, f"{_RPC_STREAM} Parameter {ordinal}: The parameter name is invalid.")
+    )
     status = _decoding(r.u8, stream_ended)
     type_byte = r.data[r.pos] if r.remaining else 0
 
     def bad_value() -> SqlError:
         if type_byte not in TdsType._value2member_map_:
-            return SqlError(8009, f'{_RPC_STREAM} Parameter {ordinal} ("{name}"): Data type 0x{type_byte:02X} is unknown.')
+            return SqlError(
+                8009, f'{_RPC_STREAM} Parameter {ordinal} ("{name}"): Data type 0x{type_byte:02X} is unknown.'
+            )
         return SqlError(
             8016,
             f'{_RPC_STREAM} Parameter {ordinal} ("{name}"): Data type 0x{type_byte:02X} has an invalid data length'
