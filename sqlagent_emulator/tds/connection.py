@@ -212,9 +212,13 @@ class TdsConnection:
 
     async def _requests(self) -> None:
         current: asyncio.Task[None] | None = None
+
+        def busy() -> bool:  # a request is running: the connection is not idle
+            return current is not None and not current.done()
+
         try:
             while True:
-                ptype, payload = await self._read_request(lambda: current is not None and not current.done())
+                ptype, payload = await self._read_request(busy)
                 if ptype == PacketType.ATTENTION:
                     self._attention.set()
                     if current is not None:
