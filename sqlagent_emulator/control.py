@@ -79,7 +79,10 @@ async def execute(servers: Mapping[str, EmulatedServer], request: dict[str, Any]
     server = next((s for s in servers.values() if s.name.lower() == str(wanted).lower()), None)
     if server is None:
         return {"ok": False, "error": f"unknown server {wanted!r}; known: {', '.join(servers)}"}
-    await COMMANDS[command](server, request.get("value"))
+    try:
+        await COMMANDS[command](server, request.get("value"))
+    except ValueError as exc:  # a bad value, e.g. 'slow' without a delay
+        return {"ok": False, "error": str(exc)}
     return {"ok": True, "server": _status(server)}
 
 

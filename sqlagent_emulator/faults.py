@@ -16,16 +16,17 @@ import enum
 class Fault(str, enum.Enum):
     NORMAL = "normal"
     HANG = "hang"  # TCP accepted, nothing ever answered: a hung host, a half-open connection
-    STALL = "stall"  # the login is answered, requests are not: a blocked msdb, a stuck scheduler
+    STALL = "stall"  # the login is answered, requests are not (a cancel is): a query blocked on a lock
     SLOW = "slow"  # every answer late by ``delay_ms``: an overloaded server or a long network path
     DROP = "drop"  # every answer cut short and the connection closed: a failover, a reset by a firewall
 
 
 class Phase(enum.Enum):
-    """Which part of a connection an answer belongs to: ``stall`` holds only requests."""
+    """Which part of a connection an answer belongs to: ``stall`` holds only request answers."""
 
     LOGIN = "login"
     REQUEST = "request"
+    CANCEL = "cancel"  # the acknowledgement of an ATTENTION
 
 
 class SendAction(enum.Enum):

@@ -94,6 +94,7 @@ class TdsConnection:
         self._next_handle = 1
         self._attention = asyncio.Event()
         self._transaction = 0
+        self._held = False  # an answer is waiting for a fault mode to end
         self._login_deadline = asyncio.get_running_loop().time() + server.login_timeout
 
     # ------------------------------------------------------------------ life cycle
@@ -121,7 +122,12 @@ class TdsConnection:
 
     async def _send(self, ptype: int, payload: bytes, phase: Phase = Phase.LOGIN) -> None:
         data = encode_message(ptype, payload, self.packet_size, self.spid)
-        if await self.server.faults.before_send(phase) is SendAction.CUT:
+        self._held = self.server.faults.holds(phase)
+        try:
+            action = await self.server.faults.before_send(phase)
+        finally:
+            self._held = False
+        if action is SendAction.CUT:
             self.writer.write(data[: max(1, len(data) // 2)])
             await self.writer.drain()
             self.writer.transport.abort()
@@ -222,9 +228,13 @@ class TdsConnection:
                 if ptype == PacketType.ATTENTION:
                     self._attention.set()
                     if current is not None:
-                        await current
+                        if self._held:  # a request stalled by a fault is cancelled at once, as a blocked query is
+                            current.cancel()
+                        await asyncio.wait([current])
+                        if not current.cancelled():
+                            current.result()  # a lost connection ends this loop too
                         current = None
-                    await self._reply(tokens.done(Token.DONE, DoneStatus.ATTN))
+                    await self._send(PacketType.REPLY, tokens.done(Token.DONE, DoneStatus.ATTN), Phase.CANCEL)
                     continue
                 if current is not None:
                     await current
