@@ -78,6 +78,9 @@ class ServerReading:
     running: int | None  # Agent jobs executing; None when the server could not be reached
     eligible: bool  # the job exists there, is enabled, and is not already running there
     reason: str = ""  # why not eligible or not reachable
+    name: str = ""  # @@SERVERNAME (the conn id when unreachable), for messages
+    job_id: str | None = None  # the job's id there; None when it does not exist there (or unreachable)
+    job_running: bool = False  # the job is executing there now
 
     @property
     def reachable(self) -> bool:

@@ -29,6 +29,8 @@ MANAGED_MARKER = "Managed by ssis-lb"
 MASK = "********"
 MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
 _PLAIN_VALUE = re.compile(r"[\w.:+-]+")
+# What SQL Server Agent writes in the step's history (observed; see docs/permissions.md, section 7).
+NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Execution job steps without a proxy account."
 
 
 def quoted(value: str) -> str:
@@ -101,6 +103,7 @@ def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_na
         command=command,
         retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
         retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
+        proxy_name=child.proxy or defaults.proxy,
     )
     return JobDefinition(
         job_name=child.job_name,
@@ -145,6 +148,7 @@ def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
             f.name: getattr(want_step, f.name)
             for f in dataclasses.fields(JobStepDefinition)
             if getattr(have_step, f.name) != getattr(want_step, f.name)
+            and not (f.name == "proxy_name" and want_step.proxy_name is None)  # compared only when set
         }
         if step_changes:
             updates[step_id] = step_changes
@@ -236,6 +240,23 @@ def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlA
     return result
 
 
+def proxy_warning(job: JobDefinition, hook: SqlAgentHook) -> str | None:
+    """Why SQL Server Agent will fail the job's SSIS step, or None.
+
+    A job step must name a proxy unless its job's owner is sysadmin (sp_add_jobstep; docs/permissions.md,
+    section 7): Agent fails an SSIS step without one at run time. ``owner_login_name`` None is the deploying
+    login, which is sysadmin.
+    """
+    bare = [step for step in job.steps if step.subsystem.upper() in ("SSIS", "DTS") and step.proxy_name is None]
+    if not bare or job.owner_login_name is None or hook.is_sysadmin(job.owner_login_name):
+        return None
+    return (
+        f"WARNING: owner '{job.owner_login_name}' is not sysadmin and step '{bare[0].step_name}' names no proxy: "
+        f"SQL Server Agent will fail it ({NO_PROXY_MESSAGE}). Set 'proxy' in the manifest (docs/permissions.md, "
+        "section 7)"
+    )
+
+
 def _deploy_job(
     manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, hook: SqlAgentHook, dry_run: bool
 ) -> JobChange:
@@ -243,14 +264,14 @@ def _deploy_job(
     sensitive = [p.name for p in child.parameters if p.sensitive]
     current = hook.read_job_definition(desired.job_name)
     if current is None:
+        warning = proxy_warning(desired, hook)
+        if warning:
+            log.warning("deploy: server '%s', job '%s': %s", conn_id, desired.job_name, warning)
         if not dry_run:
             hook.add_job(desired)
         step = desired.steps[0]
-        return JobChange(
-            desired.job_name,
-            "create",
-            (f"step '{step.step_name}' ({step.subsystem}): " + mask_command(step.command, sensitive),),
-        )
+        created = f"step '{step.step_name}' ({step.subsystem}): " + mask_command(step.command, sensitive)
+        return JobChange(desired.job_name, "create", (created, warning) if warning else (created,))
     if not is_managed(current):
         reason = (
             f"a job of this name exists and is not managed by ssis-lb (its description does not start with "

@@ -25,11 +25,23 @@ class JobNotFoundError(SqlAgentError):
 
 
 class JobAlreadyRunningError(SqlAgentError):
-    """The job is already running on that server (error 22022, 'already running')."""
+    """The job is already running (error 22022 while msdb shows it executing), or runs elsewhere in the pool."""
 
 
-class AgentNotRunningError(SqlAgentError):
-    """SQL Server Agent is stopped on that server (error 22022, 'not currently running')."""
+class ServerCannotRunJobError(SqlAgentError):
+    """This server cannot start the job now; another server of a pool may (failover within a try)."""
+
+
+class AgentNotRunningError(ServerCannotRunJobError):
+    """SQL Server Agent is stopped on that server (error 22022 while the job is idle)."""
+
+
+class JobNotTargetedError(ServerCannotRunJobError):
+    """The job has no target server there (error 14256): sp_add_jobserver was never run for it."""
+
+
+class AdmissionLockError(SqlAgentError):
+    """The server's admission lock (sp_getapplock in msdb) was not granted in time."""
 
 
 class AgentPermissionError(SqlAgentError):
@@ -42,6 +54,11 @@ class LoginFailedError(SqlAgentError):
 
 class TransientConnectionError(SqlAgentError):
     """The server could not be reached or the connection dropped: worth retrying."""
+
+
+class TlsConnectionError(SqlAgentError):
+    """The encrypted connection could not be set up (certificate not trusted, name mismatch, or no
+    encryption on one side): a configuration problem, not worth retrying."""
 
 
 class JobRunFailedError(SqlAgentError):

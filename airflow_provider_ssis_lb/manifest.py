@@ -71,6 +71,7 @@ class JobDefaults:
     retry_attempts: int = 0
     retry_interval: int = 0
     logging_level: int = 1
+    proxy: str | None = None  # Agent proxy the SSIS step runs as (sp_add_jobstep @proxy_name)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class ChildPackage:
     environment_reference: int | dict[str, int] | None = None
     retry_attempts: int | None = None
     retry_interval: int | None = None
+    proxy: str | None = None
 
     def environment_reference_on(self, conn_id: str) -> int | None:
         """The ``/ENVREFERENCE`` id on that server (reference ids are per SSIS catalog)."""
@@ -275,7 +277,16 @@ class _Checker:
         return tuple(servers)
 
     def job_defaults(self, where: _Field) -> JobDefaults | None:
-        keys = ("owner", "category", "enabled", "notifications", "retry_attempts", "retry_interval", "logging_level")
+        keys = (
+            "owner",
+            "category",
+            "enabled",
+            "notifications",
+            "retry_attempts",
+            "retry_interval",
+            "logging_level",
+            "proxy",
+        )
         try:
             fields = self.mapping(where, keys)
         except _Invalid:
@@ -287,6 +298,7 @@ class _Checker:
             "retry_attempts": self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY),
             "retry_interval": self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY),
             "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
+            "proxy": self.optional(fields, "proxy", self.text),
         }
         if "notifications" in fields:
             values.update(self.notifications(fields["notifications"]))
@@ -335,6 +347,7 @@ class _Checker:
             "servers",
             "retry_attempts",
             "retry_interval",
+            "proxy",
         )
         try:
             fields = self.mapping(where, keys, ("name", "catalog_path"))
@@ -349,6 +362,7 @@ class _Checker:
         servers = self.optional(fields, "servers", self.child_servers, conn_ids)
         retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
         retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
+        proxy = self.optional(fields, "proxy", self.text)
         if len(self.found) > errors_before or name is None or path is None:
             return None
         return ChildPackage(
@@ -360,6 +374,7 @@ class _Checker:
             environment_reference=reference,
             retry_attempts=retry_attempts,
             retry_interval=retry_interval,
+            proxy=proxy,
         )
 
     def job_name(self, where: _Field) -> str:

@@ -25,6 +25,15 @@ class RunStatus(enum.IntEnum):
     IN_PROGRESS = 4
 
 
+class RunProgress(str, enum.Enum):
+    """Where a run stands, as msdb shows it (``SqlAgentHook.run_state``)."""
+
+    PENDING = "pending"  # sp_start_job queued it; Agent has not picked it up yet
+    RUNNING = "running"
+    FINISHED = "finished"  # its outcome row (step 0) exists
+    ABANDONED = "abandoned"  # the job went idle without an outcome (Agent stopped or restarted)
+
+
 FINISHED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.CANCELED})
 _EXECUTION_ID = re.compile(r"Execution ID: (\d+)")
 

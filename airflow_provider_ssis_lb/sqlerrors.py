@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 
 _PYODBC_NUMBER = re.compile(r"\((-?\d+)\) \(SQL\w+\)")
 _DBLIB_HEADER = re.compile(r"DB-Lib error message \d+, severity \d+:\s*")
@@ -17,6 +18,20 @@ _PYMSSQL_WRAPPED = re.compile(r"^Cannot \w+ transaction: \((\d+), b['\"]")
 _TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "HYT00", "HYT01"}
 _TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20017, 20047}  # 20017: connection dropped (EOF)
 _TRANSIENT_TEXT = ("connection", "network", "timeout", "timed out", "communication link", "not connected")
+# TLS set-up failures as the drivers word them: retrying cannot fix a certificate nobody trusts.
+# FreeTDS and pymssql report these only as "Unable to connect to data source" / DB-Lib 20002, the
+# same as an unreachable server, so they stay transient there (docs/connections.md).
+_NO_ENCRYPTION_TEXT = (
+    "encryption not supported on sql server",  # ODBC 18, Encrypt=yes/strict against a server without TLS
+    "encryption but it is not supported by server",  # python-tds
+)
+_TLS_TEXT = (
+    *_NO_ENCRYPTION_TEXT,
+    "ssl provider:",  # ODBC 18: "SSL Provider: [error:0A000086:SSL routines::certificate verify failed:...]"
+    "certificate verify failed",  # OpenSSL, through any driver
+    "certificate does not match host name",  # python-tds
+    "encryption enabled but it is required by server",  # python-tds without cafile, server forcing it
+)
 
 
 def error_number(exc: BaseException) -> int | None:
@@ -64,8 +79,36 @@ def _first_dblib_message(text: str) -> str:
     return " ".join(messages[0].split()) if messages else ""
 
 
+def is_tls_failure(exc: BaseException) -> bool:
+    """True when the encrypted connection could not be set up: certificate not trusted or not matching,
+    or encryption wanted by one side and unavailable on the other."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    text = str(exc).lower()
+    return any(t in text for t in _TLS_TEXT)
+
+
+def tls_advice(exc: BaseException) -> str:
+    """What the TLS failure means and how to fix it (docs/connections.md has the recipes)."""
+    text = error_text(exc) or repr(exc)
+    if any(t in str(exc).lower() for t in _NO_ENCRYPTION_TEXT):
+        return (
+            f"the server offers no encryption ({text}); install a certificate on the server, or connect "
+            "without encryption (ODBC 18: Encrypt=no; pymssql: encryption=off); see docs/connections.md"
+        )
+    return (
+        f"the encrypted connection failed ({text}); the client does not trust the server's certificate "
+        "or its name does not match: trust the CA that signed it (ODBC 18 and FreeTDS on Linux read "
+        "OpenSSL's store, or SSL_CERT_FILE), pin it with ServerCertificate=<pem file> and Encrypt=strict, "
+        "or, for tests only, TrustServerCertificate=yes; see docs/connections.md"
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for failures to reach or keep the server (not for errors the server raised)."""
+    """True for failures to reach or keep the server (not for errors the server raised, nor TLS set-up
+    failures, which a retry cannot fix)."""
+    if is_tls_failure(exc):
+        return False
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):  # args[0] is an errno, not a server error
         return True
     state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""

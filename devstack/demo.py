@@ -26,7 +26,7 @@ from sqlagent_emulator.config import load_config
 
 from .airflow import AirflowDeployment
 from .api import AirflowApi
-from .emulator import EmulatorProcess, operator_connections
+from .emulator import EmulatorProcess, encrypted_config, freetds_trusting, operator_connections
 from .progress import child_counts, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,15 +116,20 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(work / "airflow", ignore_errors=True)
     (work / "logs").mkdir(parents=True, exist_ok=True)
 
-    configs = load_config(args.config)
+    config = encrypted_config(args.config, work / "servers-encrypted.toml") if args.encrypt else args.config
+    configs = load_config(config)
     capacity = sum(c.cpus for c in configs)
-    say(f"starting {len(configs)} emulated SQL Servers from {args.config}")
-    emulator = EmulatorProcess(args.config, work / "logs" / "emulator.log")
+    say(f"starting {len(configs)} emulated SQL Servers from {args.config}" + (", forcing TLS" if args.encrypt else ""))
+    emulator = EmulatorProcess(config, work / "logs" / "emulator.log")
     airflow: AirflowDeployment | None = None
     try:
         emulator.start()
         for config in configs:
             say(f"  {config.name}: 127.0.0.1:{emulator.ports[config.name]}, {config.cpus} cpus")
+        if args.encrypt:  # Airflow's processes inherit FREETDSCONF: pymssql verifies the servers' certificate
+            ca = next(iter(emulator.cas.values()))
+            os.environ["FREETDSCONF"] = str(freetds_trusting(ca, work / "freetds.conf"))
+            say(f"  TLS: every session encrypted, certificates verified against {ca}")
         airflow = AirflowDeployment(
             work / "airflow",
             REPO / "example_dags",
@@ -178,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "demo" / "servers.toml")
     parser.add_argument("--work", type=Path, default=REPO / ".demo", help="Airflow home, logs, pid file")
     parser.add_argument("--password", default="admin", help="the UI password of user admin")
+    parser.add_argument(
+        "--encrypt", action="store_true", help="servers force encryption; Airflow connects with TLS, verifying"
+    )
     args = parser.parse_args(argv)
 
     def interrupt(signum: int, _frame: Any) -> None:

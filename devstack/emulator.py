@@ -13,7 +13,7 @@ from sqlagent_emulator.control import read_token, send_command
 
 from .processes import ManagedProcess
 
-_READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)", re.M)
+_READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)(?P<fields>[^\n]*)", re.M)
 _CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+) token_file=(\S+)", re.M)
 
 
@@ -26,6 +26,8 @@ class EmulatorProcess:
             "emulator", [python, "-m", "sqlagent_emulator", "--config", str(config)], log_path, env=None
         )
         self.ports: dict[str, int] = {}
+        self.certs: dict[str, str] = {}  # server name -> PEM of its TLS certificate (READY ... cert=PATH)
+        self.cas: dict[str, str] = {}  # server name -> PEM of the CA that signed it, when the emulator made it
         self.control_port: int | None = None
         self._control_token: str | None = None
 
@@ -36,7 +38,11 @@ class EmulatorProcess:
             text = self.process.output()
             control = _CONTROL.search(text)
             if control:
-                self.ports = {m.group(1): int(m.group(3)) for m in _READY.finditer(text)}
+                ready = list(_READY.finditer(text))
+                self.ports = {m.group(1): int(m.group(3)) for m in ready}
+                fields = {m.group(1): dict(f.split("=", 1) for f in m.group("fields").split()) for m in ready}
+                self.certs = {name: f["cert"] for name, f in fields.items() if "cert" in f}
+                self.cas = {name: f["ca"] for name, f in fields.items() if "ca" in f}
                 self.control_port = int(control.group(2))
                 self._control_token = read_token(control.group(3))
                 return self
@@ -59,18 +65,41 @@ class EmulatorProcess:
 
 def operator_connections(configs: list[ServerConfig], ports: dict[str, int]) -> dict[str, dict[str, Any]]:
     """An Airflow ``mssql`` connection per server (conn id = lower-case server name), with the login
-    that holds only SQLAgentOperatorRole: the least privilege the provider needs."""
+    that holds only SQLAgentOperatorRole: the least privilege the provider needs. To a server that
+    forces encryption, the whole session is encrypted (pymssql ``encryption=require``) and the host is
+    ``localhost``, the name in the emulator's certificate (verified when FREETDSCONF names its CA)."""
     connections = {}
     for config in configs:
         login = next((lg for lg in config.logins if "SQLAgentOperatorRole" in lg.roles), None)
         if login is None:
             raise ValueError(f"server {config.name}: no login with SQLAgentOperatorRole in the config")
+        if config.encryption == "strict":
+            raise ValueError(f"server {config.name}: pymssql cannot connect with TDS 8.0 (strict encryption)")
+        encrypt = config.encryption == "required"
         connections[config.name.lower()] = {
             "conn_type": "mssql",
-            "host": "127.0.0.1",
+            "host": "localhost" if encrypt else "127.0.0.1",
             "port": ports[config.name],
             "login": login.name,
             "password": login.password,
             "schema": "msdb",
+            **({"extra": {"encryption": "require"}} if encrypt else {}),
         }
     return connections
+
+
+def encrypted_config(config: Path, into: Path) -> Path:
+    """A copy of the configuration whose servers force encryption (``encryption = "required"``)."""
+    lines = []
+    for line in config.read_text().splitlines():
+        lines.append(line)
+        if line.strip() == "[[servers]]":
+            lines.append('encryption = "required"')
+    into.write_text("\n".join(lines) + "\n")
+    return into
+
+
+def freetds_trusting(ca: str, into: Path) -> Path:
+    """A FreeTDS configuration (for ``FREETDSCONF``) that verifies servers against this CA file."""
+    into.write_text(f"[global]\n\tca file = {ca}\n")
+    return into

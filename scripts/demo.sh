@@ -5,6 +5,7 @@
 #
 #   bash scripts/demo.sh                 # stop when the run ends
 #   bash scripts/demo.sh --keep-running  # leave the UI up until Ctrl-C
+#   bash scripts/demo.sh --encrypt       # servers force encryption; every session is TLS, certificates verified
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

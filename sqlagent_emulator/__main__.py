@@ -34,7 +34,7 @@ async def serve(config_path: str, control_port: int) -> None:
         for server in servers:
             await server.start()
             started.append(server)
-            print(f"READY name={server.name} host={HOST} port={server.port}", flush=True)
+            print(f"READY name={server.name} host={HOST} port={server.port} {server.tls.ready_fields()}", flush=True)
         control = await serve_control({s.name: s for s in servers}, token, control_port)
         port = control.sockets[0].getsockname()[1]
         print(f"CONTROL host={HOST} port={port} token_file={token.path}", flush=True)

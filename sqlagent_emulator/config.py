@@ -9,13 +9,17 @@ from typing import Any
 
 from .agent.model import JobSpec, PackageSpec, StepSpec
 from .sql.engine import Login
+from .tds.tls import ENCRYPTION_MODES, EncryptionMode
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROLES = frozenset({"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole"})
+# Server role, msdb's Agent roles and SSISDB's roles (a login's roles in every database, as one set).
+ROLES = frozenset(
+    {"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole", "ssis_admin", "ssis_logreader"}
+)
 _SERVER_KEYS = {
     "name",
     "port",
@@ -28,6 +32,9 @@ _SERVER_KEYS = {
     "agent_minute_seconds",
     "login_timeout_seconds",
     "idle_timeout_seconds",
+    "encryption",
+    "certificate",
+    "private_key",
 }
 _LOGIN_KEYS = {"name", "password", "roles"}
 _PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "fail_first_scope", "errors", "warnings"}
@@ -64,6 +71,9 @@ class ServerConfig:
     agent_minute_seconds: float = 60.0  # length of Agent's "minute" (retry_interval), shorter for tests
     login_timeout_seconds: float = 60.0  # PRELOGIN + LOGIN7 must arrive within this, else the connection closes
     idle_timeout_seconds: float | None = None  # close logged-in connections idle this long; None: never
+    encryption: EncryptionMode = "optional"  # "required": force encryption; "strict": TDS 8.0 only
+    certificate: str | None = None  # PEM files of the server's TLS identity; None: made at start
+    private_key: str | None = None
 
 
 def load_config(path: str | Path) -> list[ServerConfig]:
@@ -111,6 +121,13 @@ def parse_server(
     logins = tuple(_parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", [])))
     if not logins:
         raise ConfigError(f"{where}: at least one [[servers.logins]] entry is needed")
+    encryption = _typed(entry, "encryption", str, where, default="optional")
+    if encryption not in ENCRYPTION_MODES:
+        raise ConfigError(f"{where}: encryption must be one of {', '.join(ENCRYPTION_MODES)}, got {encryption!r}")
+    certificate = _typed(entry, "certificate", str, where, default=None)
+    private_key = _typed(entry, "private_key", str, where, default=None)
+    if (certificate is None) != (private_key is None):
+        raise ConfigError(f"{where}: give both 'certificate' and 'private_key', or neither")
     return ServerConfig(
         name=name,
         port=port,
@@ -124,6 +141,9 @@ def parse_server(
         agent_minute_seconds=float(_typed(entry, "agent_minute_seconds", (int, float), where, default=60.0)),
         login_timeout_seconds=_positive(entry, "login_timeout_seconds", where, 60.0),
         idle_timeout_seconds=_positive(entry, "idle_timeout_seconds", where, None),
+        encryption=encryption,
+        certificate=certificate,
+        private_key=private_key,
     )
 
 

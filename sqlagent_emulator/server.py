@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .agent.logins import login_name
-from .agent.permissions import check_table_select
+from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
 from .agent.runner import Agent
 from .agent.schema import install_schema
@@ -27,7 +27,9 @@ from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .faults import Fault, FaultSwitch
 from .sql.engine import Engine
+from .tds.certs import configured_identity, generated_identity
 from .tds.connection import TdsConnection
+from .tds.tls import ServerTls
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -53,6 +55,12 @@ class EmulatedServer:
         self._listener: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._spids = itertools.count(51)
+        identity = (
+            configured_identity(config.certificate, config.private_key)
+            if config.certificate and config.private_key
+            else generated_identity()
+        )
+        self.tls = ServerTls(identity, config.encryption)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on this server's engine thread."""
@@ -80,6 +88,7 @@ class EmulatedServer:
         )
         await self.run(install_schema, self.engine)
         self.engine.table_guard = lambda login, ref: check_table_select(login, ref.database, ref.schema, ref.name)
+        self.engine.database_principals = database_principals
         self.agent = Agent(
             self.engine,
             self.run,

@@ -29,6 +29,15 @@ class EmulatorController:
     def __getitem__(self, name: str) -> EmulatedServer:
         return self.servers[name]
 
+    def cert_path(self, name: str) -> str:
+        """The PEM file of the server's TLS certificate (to pin it, e.g. ODBC 18 ``ServerCertificate=``)."""
+        return str(self.servers[name].tls.identity.certificate)
+
+    def ca_path(self, name: str) -> str | None:
+        """The PEM file of the CA that signed it, when the emulator made the certificate (``cafile=``)."""
+        ca = self.servers[name].tls.identity.ca
+        return str(ca) if ca else None
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         """Run a coroutine on the emulator's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)

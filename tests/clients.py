@@ -11,7 +11,9 @@ pymssql    pymssql with its bundled FreeTDS (DB-Library)
 pytds      python-tds (pure Python)
 =========  ===================================================================================
 
-All of them log in without TLS: the emulator answers PRELOGIN with ENCRYPTION "not supported".
+With these defaults the emulator (an "optional" server) encrypts the login only (ODBC 18
+``Encrypt=no``, FreeTDS's ``encryption=request``) or nothing (python-tds without ``cafile``);
+tests/emulator/test_tls_clients.py covers encrypted sessions.
 """
 
 from __future__ import annotations
@@ -151,20 +153,32 @@ def _odbc_value(value: str) -> str:
     return value
 
 
-def odbc18_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
+def odbc18_connection_string(
+    host: str, port: int, user: str, password: str, database: str | None = None, **attributes: str
+) -> str:
+    """``attributes`` (e.g. ``Encrypt="strict"``, ``ServerCertificate=path``) replace or extend the defaults.
+
+    The defaults trust the test server's certificate: ODBC 18 verifies it whenever the server forces
+    encryption, even with ``Encrypt=no`` (an emulated server with ``encryption = "required"``)."""
     parts = [
         f"DRIVER={{{odbc18_driver_path()}}}",
         f"SERVER={host},{int(port)}",
         f"UID={_odbc_value(user)}",
         f"PWD={_odbc_value(password)}",
-        "Encrypt=no",
     ]
     if database:
         parts.append(f"DATABASE={_odbc_value(database)}")
+    parts += [
+        f"{key}={_odbc_value(value)}"
+        for key, value in {"Encrypt": "no", "TrustServerCertificate": "yes", **attributes}.items()
+    ]
     return ";".join(parts) + ";"
 
 
-def freetds_connection_string(host: str, port: int, user: str, password: str, database: str | None = None) -> str:
+def freetds_connection_string(
+    host: str, port: int, user: str, password: str, database: str | None = None, **attributes: str
+) -> str:
+    """``attributes`` (e.g. ``Encryption="require"``) are added to the defaults."""
     parts = [
         f"DRIVER={{{freetds_driver()}}}",
         f"SERVER={host}",
@@ -176,6 +190,7 @@ def freetds_connection_string(host: str, port: int, user: str, password: str, da
     ]
     if database:
         parts.append(f"DATABASE={_odbc_value(database)}")
+    parts += [f"{key}={_odbc_value(value)}" for key, value in attributes.items()]
     return ";".join(parts) + ";"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +19,20 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from ..exceptions import (
+    AdmissionLockError,
     AgentNotRunningError,
     AgentPermissionError,
     JobAlreadyRunningError,
     JobNotFoundError,
+    JobNotTargetedError,
     LoginFailedError,
     SqlAgentError,
+    TlsConnectionError,
     TransientConnectionError,
 )
 from ..runs import (
     JobRun,
+    RunProgress,
     RunResult,
     RunStatus,
     SsisMessage,
@@ -36,11 +41,26 @@ from ..runs import (
     decode_run_duration,
     execution_ids,
 )
-from ..sqlerrors import error_number, error_text, is_transient
+from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
+PICKUP_POLL_SECONDS = 0.2
+# sp_getapplock's documented return codes below zero (learn.microsoft.com, sp_getapplock, "Return code values").
+_APPLOCK_REFUSALS = {
+    -1: "timed out",
+    -2: "canceled",
+    -3: "chosen as deadlock victim",
+    -999: "refused (parameter or call error)",
+}
+ADMISSION_RESOURCE = "ssis_lb/admission"
+
+
+def job_lock_resource(job_id: str) -> str:
+    """The application lock that serializes starts of one job across the fleet (held on every server)."""
+    return f"ssis_lb/job/{job_id.upper()}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class JobStepDefinition:
     on_fail_action: int = 2  # quit with failure
     retry_attempts: int = 0
     retry_interval: int = 0  # minutes
+    proxy_name: str | None = None  # the Agent proxy the step runs as; None: the Agent service account
 
 
 @dataclass(frozen=True)
@@ -89,9 +110,12 @@ class JobDefinition:
 class RunState:
     """What msdb says about a run now."""
 
-    state: str  # 'pending' | 'running' | 'finished' | 'abandoned'
+    state: RunProgress
     current_step: str = ""
     outcome_instance_id: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", RunProgress(self.state))
 
 
 class SqlAgentHook(BaseHook):
@@ -125,7 +149,8 @@ class SqlAgentHook(BaseHook):
         return raw
 
     @contextlib.contextmanager
-    def _session(self, job: str | None = None) -> Iterator[_Session]:
+    def session(self, job: str | None = None) -> Iterator[AgentSession]:
+        """One connection kept open for several calls (and the application locks it holds)."""
         try:
             raw = self.get_conn()
         except SqlAgentError:
@@ -133,7 +158,7 @@ class SqlAgentHook(BaseHook):
         except Exception as exc:
             raise self._translate(exc, job) from exc
         try:
-            yield _Session(raw, self, job)
+            yield AgentSession(raw, self, job)
         finally:
             with contextlib.suppress(Exception):
                 raw.close()
@@ -146,16 +171,18 @@ class SqlAgentHook(BaseHook):
             return JobNotFoundError(
                 server, job, f"the job does not exist or this login may not see it ({text})", number=number
             )
-        if number == 22022 and "already running" in text:
-            return JobAlreadyRunningError(server, job, f"the job is already running ({text})", number=number)
-        if number == 22022 and "not currently running" in text:
-            return AgentNotRunningError(server, job, "SQL Server Agent is not running on this server", number=number)
+        if number == 14256:
+            return JobNotTargetedError(
+                server, job, f"the job has no target server here; run sp_add_jobserver for it ({text})", number=number
+            )
         if number in _PERMISSION_ERRORS:
             return AgentPermissionError(
                 server, job, f"permission denied ({text}); see docs/permissions.md", number=number
             )
         if number == 18456 or number == 4060:
             return LoginFailedError(server, job, f"login failed ({text})", number=number)
+        if is_tls_failure(exc):
+            return TlsConnectionError(server, job, tls_advice(exc), number=number)
         if is_transient(exc):
             return TransientConnectionError(server, job, f"connection problem: {text or repr(exc)}", number=number)
         return SqlAgentError(server, job, text or repr(exc), number=number)
@@ -164,29 +191,27 @@ class SqlAgentHook(BaseHook):
 
     def server_clock(self) -> tuple[str, dt.datetime]:
         """@@SERVERNAME and the server's local time."""
-        with self._session() as s:
+        with self.session() as s:
             return s.clock()
 
     def get_job(self, job_name: str | None = None, job_id: str | None = None) -> JobInfo:
         """The job by name or id (exactly one), with whether it is executing now."""
         label = job_name or job_id
-        with self._session(label) as s:
+        with self.session(label) as s:
             return s.job(job_name, job_id)
 
     def running_job_count(self) -> int:
         """Agent jobs executing on the server now, whoever started them (load for balancing)."""
-        with self._session() as s:
-            rows = s.call("sp_help_job", {"execution_status": 0})
-            return len(rows[0]) if rows else 0
+        with self.session() as s:
+            return s.running_count()
 
     def read_load(self, job_name: str | None = None, job_id: str | None = None) -> tuple[str, int, JobInfo | None]:
         """For balancing, in one connection: @@SERVERNAME, the Agent jobs executing now (whoever started
         them), and the job (None when it does not exist there or this login may not see it)."""
         label = job_name or job_id
-        with self._session(label) as s:
+        with self.session(label) as s:
             server, _now = s.clock()
-            rows = s.call("sp_help_job", {"execution_status": 0})
-            running = len(rows[0]) if rows else 0
+            running = s.running_count()
             try:
                 job: JobInfo | None = s.job(job_name, job_id)
             except JobNotFoundError:
@@ -202,14 +227,8 @@ class SqlAgentHook(BaseHook):
         is this run's, whoever starts the job later. Only sp_help_job and sp_help_jobhistory are
         read: sp_help_jobactivity hides other owners' jobs from SQLAgentOperatorRole.
         """
-        with self._session(job.name) as s:
-            server, now = s.clock()
-            baseline = s.last_instance_id(job.job_id, now)
-            params: dict[str, Any] = {"job_id": job.job_id}
-            if step_name:
-                params["step_name"] = step_name
-            s.call("sp_start_job", params)
-        return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), baseline)
+        with self.session(job.name) as s:
+            return s.start(job, step_name)
 
     def next_run(self, job: JobInfo) -> JobRun:
         """The handle ``start_job`` would return if called now, without starting anything.
@@ -217,45 +236,41 @@ class SqlAgentHook(BaseHook):
         Saved before sp_start_job as an intent record, it finds the run a start right after it began,
         should the caller die before it learns start_job's own handle.
         """
-        with self._session(job.name) as s:
-            server, now = s.clock()
-            return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), s.last_instance_id(job.job_id, now))
+        with self.session(job.name) as s:
+            return s.next_run(job)
 
     def current_run(self, job: JobInfo) -> JobRun | None:
         """The job's run in progress (started by anyone), to attach to it; None when it is idle."""
-        with self._session(job.name) as s:
-            server, now = s.clock()
-            if not s.job(None, job.job_id).executing:
-                return None
-            return JobRun(self.conn_id, server, job.job_id, job.name, _iso(now), s.last_instance_id(job.job_id, now))
+        with self.session(job.name) as s:
+            return s.current_run(job)
 
     def run_state(self, run: JobRun) -> RunState:
         """'finished' once the run's outcome row exists; 'running' while the job executes; 'pending'
         while Agent has not picked the request up yet; 'abandoned' when the job went idle without an
         outcome (Agent stopped or restarted mid-run, or the job was deleted)."""
-        with self._session(run.job_name) as s:
+        with self.session(run.job_name) as s:
             outcome = s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at)
             if outcome is not None:
-                return RunState("finished", outcome_instance_id=outcome)
+                return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
             try:
                 job = s.job(None, run.job_id)
             except JobNotFoundError:
-                return RunState("abandoned", current_step="the job was deleted")
+                return RunState(RunProgress.ABANDONED, current_step="the job was deleted")
             if job.executing:
-                return RunState("running", current_step=job.current_step)
+                return RunState(RunProgress.RUNNING, current_step=job.current_step)
             rows = s.rows_after(run.job_id, run.baseline_instance_id, run.requested_at)
             outcome = next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
             if outcome is not None:  # the run ended between the two reads above
-                return RunState("finished", outcome_instance_id=outcome)
+                return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
             if rows:  # steps of the run were logged, yet the job is idle without an outcome
-                return RunState("abandoned", current_step=str(rows[-1]["step_name"]))
+                return RunState(RunProgress.ABANDONED, current_step=str(rows[-1]["step_name"]))
             _server, now = s.clock()
             waited = (now - dt.datetime.fromisoformat(run.requested_at)).total_seconds()
-            return RunState("pending" if waited < PICKUP_GRACE_SECONDS else "abandoned")
+            return RunState(RunProgress.PENDING if waited < PICKUP_GRACE_SECONDS else RunProgress.ABANDONED)
 
     def recent_durations(self, job_name: str, limit: int = 10) -> list[int]:
         """Seconds taken by the job's most recent successful runs (newest first), for planning."""
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             sets = s.call("sp_help_jobhistory", {"job_name": job_name, "step_id": 0, "run_status": 1, "mode": "FULL"})
         rows = sorted(sets[0] if sets else [], key=lambda r: -int(r["instance_id"]))
         return [decode_run_duration(r["run_duration"]) for r in rows[:limit]]
@@ -263,7 +278,7 @@ class SqlAgentHook(BaseHook):
     def last_finished_run(self, job: JobInfo) -> tuple[JobRun, int] | None:
         """The job's most recent finished run, whoever started it: a handle whose baseline is the previous
         run's outcome row (so ``run_result`` sees all of its steps) and its outcome row; None if there is none."""
-        with self._session(job.name) as s:
+        with self.session(job.name) as s:
             server, _now = s.clock()
             rows = s.history(job.job_id)
         outcomes = [r for r in rows if int(r["step_id"]) == 0]
@@ -282,7 +297,7 @@ class SqlAgentHook(BaseHook):
 
     def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
         """The finished run's outcome, its step rows and the SSIS catalog's errors and warnings."""
-        with self._session(run.job_name) as s:
+        with self.session(run.job_name) as s:
             rows = [
                 r
                 for r in s.history(run.job_id, run.requested_at)
@@ -307,7 +322,7 @@ class SqlAgentHook(BaseHook):
 
     def stop_run(self, run: JobRun) -> bool:
         """sp_stop_job, but only while this exact run is the job's active one; True if asked to stop."""
-        with self._session(run.job_name) as s:
+        with self.session(run.job_name) as s:
             if s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at) is not None:
                 return False  # our run is over; a running job now is someone else's run
             if not s.job(None, run.job_id).executing:
@@ -328,7 +343,7 @@ class SqlAgentHook(BaseHook):
 
     def read_job_definition(self, job_name: str) -> JobDefinition | None:
         """The job's settings, steps and whether it targets the local server; None when it does not exist."""
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             try:
                 sets = s.call("sp_help_job", {"job_name": job_name, "job_aspect": "JOB"})
             except JobNotFoundError:
@@ -337,6 +352,13 @@ class SqlAgentHook(BaseHook):
                 return None
             job = sets[0][0]
             step_sets = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
+            proxies = {  # sysproxies is sysadmin-only, as setting jobs up is
+                int(r["proxy_id"]): str(
+                    s.query("SELECT name FROM msdb.dbo.sysproxies WHERE proxy_id = ?", (r["proxy_id"],))[0][0]["name"]
+                )
+                for r in (step_sets[0] if step_sets else [])
+                if r.get("proxy_id") is not None
+            }
         steps = tuple(
             JobStepDefinition(
                 step_name=str(r["step_name"]),
@@ -346,6 +368,7 @@ class SqlAgentHook(BaseHook):
                 on_fail_action=int(r["on_fail_action"]),
                 retry_attempts=int(r["retry_attempts"]),
                 retry_interval=int(r["retry_interval"]),
+                proxy_name=proxies.get(int(r["proxy_id"])) if r.get("proxy_id") is not None else None,
             )
             for r in sorted(step_sets[0] if step_sets else [], key=lambda r: int(r["step_id"]))
         )
@@ -364,18 +387,18 @@ class SqlAgentHook(BaseHook):
         )
 
     def has_job_category(self, name: str) -> bool:
-        with self._session() as s:
+        with self.session() as s:
             sets = s.call("sp_help_category", {"class": "JOB", "name": name})
         return bool(sets and sets[0])
 
     def add_job_category(self, name: str) -> None:
         """sp_add_category for a local job category (sysadmin only)."""
-        with self._session() as s:
+        with self.session() as s:
             s.call("sp_add_category", {"class": "JOB", "type": "LOCAL", "name": name})
 
     def add_job(self, job: JobDefinition) -> None:
         """sp_add_job, sp_add_jobstep for each step, sp_add_jobserver (local), in one connection."""
-        with self._session(job.job_name) as s:
+        with self.session(job.job_name) as s:
             params = _job_params(job)
             s.call("sp_add_job", {"job_name": job.job_name, **params})
             for number, step in enumerate(job.steps, start=1):
@@ -385,30 +408,37 @@ class SqlAgentHook(BaseHook):
 
     def update_job(self, job_name: str, changes: dict[str, Any]) -> None:
         """sp_update_job with only the changed settings (JobDefinition field names)."""
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             s.call("sp_update_job", {"job_name": job_name, **_job_params(changes)})
 
     def add_job_step(self, job_name: str, step_id: int, step: JobStepDefinition) -> None:
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             s.call("sp_add_jobstep", {"job_name": job_name, "step_id": step_id, **_step_params(step)})
 
     def update_job_step(self, job_name: str, step_id: int, changes: dict[str, Any]) -> None:
         """sp_update_jobstep with only the changed columns (JobStepDefinition field names)."""
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             s.call("sp_update_jobstep", {"job_name": job_name, "step_id": step_id, **changes})
 
     def delete_job_step(self, job_name: str, step_id: int) -> None:
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             s.call("sp_delete_jobstep", {"job_name": job_name, "step_id": step_id})
 
     def add_job_server(self, job_name: str) -> None:
         """Target the job at the local server, so it can start."""
-        with self._session(job_name) as s:
+        with self.session(job_name) as s:
             s.call("sp_add_jobserver", {"job_name": job_name, "server_name": "(LOCAL)"})
 
+    def is_sysadmin(self, login_name: str) -> bool | None:
+        """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
+        with self._session() as s:
+            rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
+        member = rows[0]["member"] if rows else None
+        return None if member is None else bool(member)
 
-class _Session:
-    """One open connection: parameterized calls and the reads built on them."""
+
+class AgentSession:
+    """One open connection: parameterized calls, the reads built on them, starts and application locks."""
 
     def __init__(self, raw: Any, hook: SqlAgentHook, label: str | None) -> None:
         self.raw = raw
@@ -479,8 +509,95 @@ class _Session:
         rows = self.rows_after(job_id, baseline, since)
         return next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
 
+    def running_count(self) -> int:
+        """Agent jobs executing on the server now, whoever started them."""
+        rows = self.call("sp_help_job", {"execution_status": 0})
+        return len(rows[0]) if rows else 0
+
+    def next_run(self, job: JobInfo) -> JobRun:
+        server, now = self.clock()
+        return JobRun(
+            self.hook.conn_id, server, job.job_id, job.name, _iso(now), self.last_instance_id(job.job_id, now)
+        )
+
+    def current_run(self, job: JobInfo) -> JobRun | None:
+        """The job's run in progress (started by anyone); None when it is idle."""
+        if not self.job(None, job.job_id).executing:
+            return None
+        return self.next_run(job)
+
+    def start(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        """sp_start_job; the handle holds the server's clock and the job's last history row just before it.
+
+        Error 22022 means either "the job is already running" or "SQL Server Agent is not running".
+        They are told apart by reading the job again, not by the message text, which is localized.
+        """
+        run = self.next_run(job)
+        params: dict[str, Any] = {"job_id": job.job_id}
+        if step_name:
+            params["step_name"] = step_name
+        try:
+            self.call("sp_start_job", params)
+        except SqlAgentError as exc:
+            if exc.number != 22022:
+                raise
+            server = run.server
+            if self.job(None, job.job_id).executing:
+                raise JobAlreadyRunningError(
+                    server, job.name, f"the job is already running ({exc.cause})", number=22022
+                ) from exc
+            raise AgentNotRunningError(
+                server, job.name, f"SQL Server Agent is not running on this server ({exc.cause})", number=22022
+            ) from exc
+        return run
+
+    def wait_for_pickup(self, run: JobRun, grace: float = PICKUP_GRACE_SECONDS) -> bool:
+        """Wait until msdb shows the started run (executing, or already ended); False after ``grace`` seconds.
+
+        Between sp_start_job and Agent picking the request up, the job may still look idle; a starter
+        that keeps the admission lock until then never lets another starter count a stale load.
+        """
+        give_up = time.monotonic() + grace
+        while True:
+            if self.job(None, run.job_id).executing:
+                return True
+            if self.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at) is not None:
+                return True
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(PICKUP_POLL_SECONDS)
+
+    def lock(self, resource: str, timeout: float) -> None:
+        """sp_getapplock in msdb, Exclusive, owned by this session: released by ``unlock`` or when the
+        connection closes, so a starter that dies never leaves it held."""
+        sets = self.query(
+            "DECLARE @result int; EXEC @result = msdb.dbo.sp_getapplock @Resource = ?, @LockMode = 'Exclusive', "
+            "@LockOwner = 'Session', @LockTimeout = ?, @DbPrincipal = 'public'; SELECT @result AS result",
+            (resource, max(0, int(timeout * 1000))),
+        )
+        code = int(sets[-1][0]["result"])
+        if code < 0:
+            raise AdmissionLockError(
+                self.hook._server,
+                self.label,
+                f"the application lock {resource!r} in msdb was not granted: {_APPLOCK_REFUSALS.get(code, code)} "
+                f"(sp_getapplock returned {code}, timeout {timeout:g} s); another starter holds it",
+            )
+
+    def unlock(self, resource: str) -> None:
+        self.query(
+            "DECLARE @result int; EXEC @result = msdb.dbo.sp_releaseapplock @Resource = ?, @LockOwner = 'Session', "
+            "@DbPrincipal = 'public'; SELECT @result AS result",
+            (resource,),
+        )
+
     def ssis_messages(self, ids: list[int]) -> tuple[list[SsisMessage], list[str]]:
-        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them."""
+        """Errors and warnings the SSIS catalog logged for these executions, when the login may read them.
+
+        SSISDB's views leave out, without an error, the rows of operations the login may not read, so "no
+        messages" is checked against catalog.executions (same rule): an execution Agent reported that the
+        login cannot see there is hidden from it, and the note says which role to grant.
+        """
         if not ids:
             return [], []
         marks = ", ".join("?" for _ in ids)
@@ -490,14 +607,35 @@ class _Session:
                 f"WHERE operation_id IN ({marks}) AND message_type IN (110, 120) ORDER BY event_message_id",
                 tuple(ids),
             )
+            rows = sets[0] if sets else []
+            hidden = self.hidden_executions(sorted(set(ids) - {int(r["operation_id"]) for r in rows}))
         except SqlAgentError as exc:
-            return [], [f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}"]
-        return [
+            return [], [
+                f"SSIS catalog messages for execution(s) {ids} are not readable: {exc.cause}. {SSISDB_GRANT_HINT}"
+            ]
+        messages = [
             SsisMessage(
                 int(r["operation_id"]), int(r["message_type"]), r["message"], r.get("message_source_name") or ""
             )
-            for r in (sets[0] if sets else [])
-        ], []
+            for r in rows
+        ]
+        if not hidden:
+            return messages, []
+        return messages, [
+            f"SSIS catalog messages for execution(s) {hidden} on server '{self.hook._server}' are hidden from this "
+            f"login by SSISDB's row-level security: {SSISDB_GRANT_HINT}"
+        ]
+
+    def hidden_executions(self, ids: list[int]) -> list[int]:
+        """Of these execution ids (which Agent's history names, so they exist), those catalog.executions hides."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        sets = self.query(
+            f"SELECT execution_id FROM SSISDB.catalog.executions WHERE execution_id IN ({marks})", tuple(ids)
+        )
+        visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
+        return [i for i in ids if i not in visible]
 
 
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
@@ -511,7 +649,7 @@ def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_params(step: JobStepDefinition) -> dict[str, Any]:
-    return dataclasses.asdict(step)
+    return {k: v for k, v in dataclasses.asdict(step).items() if not (k == "proxy_name" and v is None)}
 
 
 def _iso(value: Any) -> str:

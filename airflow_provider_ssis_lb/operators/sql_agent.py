@@ -7,20 +7,20 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 
-from ..balancing import PoolServer, ServerPool, ServerReading, Strategy, choose_server
+from ..balancing import PoolServer, ServerPool, ServerReading, Strategy
 from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
-from ..hooks.sql_agent import JobInfo, SqlAgentHook
+from ..fleet import Fleet, describe, pool_label
+from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
 from ..reporting import XCOM_RUN_KEY, failure_cause, format_history, summarize, where
-from ..runs import JobRun, RunResult
-from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before, read_server
+from ..runs import JobRun, RunProgress, RunResult
+from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,8 +47,8 @@ class SqlAgentRunJobOperator(BaseOperator):
     * ended with a failure, cancel, abandon or timeout that a try already received: start a new run,
       which is what a retry is for;
     * succeeded: return its summary again; within one lineage a successful run is never repeated;
-    * only the intent was stored (death around ``sp_start_job``): a run that began after the intent is
-      adopted as above; if none did, start.
+    * only the intent was stored (death around ``sp_start_job``): wait until Agent's pickup grace has
+      passed in server time; a run that began after the intent is adopted as above; if none did, start.
 
     A user *Clear* starts a new lineage (``ti.max_tries`` changes): the stored run is ignored and a new
     run is started, after the previous lineage's run ends if it is still active (a kill stops it when
@@ -57,17 +57,22 @@ class SqlAgentRunJobOperator(BaseOperator):
     **Killing.** Marking the task failed/success or clearing it stops the run this task started with
     ``sp_stop_job`` (never another run of the job) when ``stop_on_kill``: the trigger's ``on_kill``
     while deferred, the operator's ``on_kill`` while waiting in a worker. A run the task attached to or
-    waited for is never stopped. A triggerer restart only re-creates the trigger, which finds the run.
+    waited for is never stopped. A triggerer restart, or the trigger moving to another triggerer, never
+    stops it: the trigger stops the run only after reading that the task instance is no longer deferred.
 
     **Server pool.** With ``servers`` instead of ``conn_id``, each start (not a re-attach) reads every
     server's live load (Agent jobs executing there, whoever started them) and whether the job may start
-    there (it exists, is enabled and is not running there), in parallel; unreachable servers are skipped
-    with a warning. ``choose_server`` picks one by ``strategy``, with the map index (or, unmapped, the try
-    number) as position so children started together spread out. If every eligible server is full, the
-    task waits for a free slot (deferred on ``SqlAgentCapacityTrigger``, or here) and chooses again; if no
-    server is eligible it fails, listing each server's reason. From then on the run is followed as with
-    ``conn_id``; the run handle (XCom, state store) names the chosen ``conn_id``, so a retry re-attaches
-    to a run still going on that server, and otherwise chooses again (it may run on another server).
+    there (it exists and is enabled), in parallel; unreachable servers are skipped with a warning. The
+    start is admitted under application locks on the servers (``fleet``): a job running on any server of
+    the pool counts as running (``if_running`` applies, and the log names its server), and concurrent
+    starters never put a server above its capacity. ``choose_server`` picks a server by ``strategy``,
+    with the map index (or, unmapped, the try number) as position so children started together spread
+    out. A server whose Agent is stopped, or where the job has no target server, is skipped for this
+    choice with the reason logged, and the child chooses again at once. If every eligible server is full,
+    the task waits for a free slot (deferred on ``SqlAgentCapacityTrigger``, or here) and chooses again;
+    if no server is eligible it fails, listing each server's reason. The run handle (XCom, state store)
+    names the chosen ``conn_id``, so a retry re-attaches to a run still going on that server, and
+    otherwise chooses again (it may run on another server).
 
     :param conn_id: Airflow ``mssql`` or ``odbc`` connection to the SQL Server whose Agent runs the job
         (default ``mssql_default`` when ``servers`` is not given either).
@@ -147,11 +152,9 @@ class SqlAgentRunJobOperator(BaseOperator):
     def pooled(self) -> bool:
         return self.servers is not None
 
-    def _use_server(self, conn_id: str) -> None:
-        """Pool: from now on talk to this server (the chosen one, or the one a stored run is on)."""
-        if conn_id != self.conn_id:
-            self.conn_id = conn_id
-            self.__dict__.pop("hook", None)
+    def _hook_for(self, run: JobRun) -> SqlAgentHook:
+        """The hook of the server a run is on (in a pool, not necessarily ``conn_id``)."""
+        return self.hook if run.conn_id == self.conn_id else SqlAgentHook(run.conn_id)
 
     # ------------------------------------------------------------------ execute
 
@@ -161,11 +164,12 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = time.time() + self.timeout if self.timeout else None
         record = ledger.load()
         if record is not None:
-            if self.pooled:  # re-attach or deliver on the server the stored run is on
-                self._use_server(JobRun.from_dict(record.run).conn_id)
             outcome = self._resume_previous(context, ledger, record, deadline)
             if outcome is not None:
                 return outcome
+        return self._start_child(context, ledger, deadline)
+
+    def _start_child(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
         if self.pooled:
             return self._start_on_pool(context, ledger, deadline)
         job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
@@ -189,58 +193,43 @@ class SqlAgentRunJobOperator(BaseOperator):
         try_number = getattr(ti, "try_number", 1)
         return max(0, (try_number if isinstance(try_number, int) else 1) - 1)
 
-    def _read_pool(self, pool: ServerPool) -> list[tuple[ServerReading, str]]:
-        """Every server's reading and @@SERVERNAME, read in parallel; unreachable ones logged as warnings."""
-        job_name, job_id = self.job_name or None, self.job_id or None
-        with ThreadPoolExecutor(max_workers=len(pool.servers), thread_name_prefix="ssis-lb-read") as executor:
-            readings = list(
-                executor.map(lambda s: read_server(SqlAgentHook(s.conn_id), s, job_name, job_id), pool.servers)
-            )
-        for reading, _name in readings:
-            if not reading.reachable:
-                self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
-        return readings
-
     def _start_on_pool(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
-        """Choose a server of the pool and start there; wait for a free slot when all eligible ones are full."""
+        """Admit the start on a server of the pool (``fleet``); apply ``if_running`` when the job runs
+        anywhere in the pool; wait for a free slot when every eligible server is full."""
         pool = self._pool()
         position = self._position(context)
-        readings = self._read_pool(pool)
-        choice = choose_server([r for r, _n in readings], pool.strategy, position)
-        if choice is None:
-            if any(r.reachable and r.eligible for r, _n in readings):
-                return self._wait_for_capacity(context, pool, position, readings, deadline)
-            raise SqlAgentError(
-                _pool_label(pool),
-                self.job_name or self.job_id,
-                "no server of the pool can run the job: " + "; ".join(_describe(r, n) for r, n in readings),
-            )
-        name = next(n for r, n in readings if r is choice)
-        others = "; ".join(_describe(r, n) for r, n in readings if r is not choice) or "none"
-        self.log.info(
-            "chose %s (%s): running %s/capacity %s; others: %s",
-            choice.server.conn_id,
-            name,
-            choice.running,
-            choice.server.capacity,
-            others,
+        fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
+        admission = fleet.admit(
+            position, self.step_name or None, on_intent=lambda run: ledger.save("starting", run, deadline=deadline)
         )
-        self._use_server(choice.server.conn_id)
-        job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
-        return self._start(context, ledger, job, deadline)
+        if admission.kind == "started" and admission.run is not None:
+            run = admission.run
+            self._active_run = run  # a kill before we defer or wait must stop it too
+            ledger.save("started", run, deadline=deadline)
+            self.log.info("started %s (conn_id %s)", where(run), run.conn_id)
+            return self._follow(context, ledger, run, deadline, owned=True)
+        if admission.kind == "running" and admission.run is not None:
+            return self._apply_if_running(context, ledger, admission.run, deadline)
+        if admission.kind == "full":
+            return self._wait_for_capacity(context, pool, position, admission.readings, deadline)
+        raise SqlAgentError(
+            pool_label(pool),
+            self.job_name or self.job_id,
+            "no server of the pool can run the job: " + "; ".join(describe(r) for r in admission.readings),
+        )
 
     def _wait_for_capacity(
         self,
         context: Context,
         pool: ServerPool,
         position: int,
-        readings: list[tuple[ServerReading, str]],
+        readings: Sequence[ServerReading],
         deadline: float | None,
     ) -> dict[str, Any]:
         """Every eligible server is full: wait (without a worker slot when deferrable), then choose again."""
         self.log.info(
             "every eligible server is full; waiting for a free slot: %s",
-            "; ".join(_describe(r, n) for r, n in readings),
+            "; ".join(describe(r) for r in readings),
         )
         trigger = SqlAgentCapacityTrigger(
             servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
@@ -264,7 +253,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = kwargs.get("deadline", event.get("deadline"))
         if event.get("status") == "timeout":
             raise SqlAgentError(
-                _pool_label(self._pool()),
+                pool_label(self._pool()),
                 self.job_name or self.job_id,
                 f"no server of the pool had a free slot within timeout={self.timeout} s; the job never started",
             )
@@ -280,24 +269,42 @@ class SqlAgentRunJobOperator(BaseOperator):
             return self._after_clear(context, ledger, record, run, deadline)
         if record.phase == "waiting" or (record.delivered and record.outcome != "succeeded"):
             return None
-        state = self.hook.run_state(run)
-        if state.state == "running" or (state.state == "pending" and record.phase == "started"):
+        hook = self._hook_for(run)
+        state = hook.run_state(run)
+        if record.phase == "starting" and state.state is RunProgress.PENDING:
+            state = self._settle_intent(hook, run, record, state)
+        if state.state is RunProgress.RUNNING or (state.state is RunProgress.PENDING and record.phase == "started"):
             self.log.info(
                 "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, where(run)
             )
             ledger.save("started", run, owned=record.owned, deadline=deadline)
             return self._follow(context, ledger, run, deadline, owned=record.owned)
-        if state.state == "finished":
+        if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
             self.log.info(
                 "the run try %s followed has ended: delivering its outcome, not starting again", record.try_number
             )
             ledger.save("started", run, owned=record.owned, deadline=deadline)
-            result = self.hook.run_result(run, state.outcome_instance_id)
+            result = hook.run_result(run, state.outcome_instance_id)
             return self._follow_result(context, ledger, result, owned=record.owned)
         if record.phase == "started":  # abandoned, and no try has been told
             ledger.deliver("abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         return None  # the intent was stored but no run began
+
+    def _settle_intent(self, hook: SqlAgentHook, run: JobRun, record: RunRecord, state: RunState) -> RunState:
+        """Only the intent of an earlier try is stored, and Agent may still pick that start up: watch
+        until the run shows (adopt it) or the pickup grace has passed in server time (none began)."""
+        self.log.info(
+            "only the intent of try %s to start %s is stored; waiting up to %s s (Agent's pickup grace) to "
+            "see whether that start went through",
+            record.try_number,
+            where(run),
+            PICKUP_GRACE_SECONDS,
+        )
+        while state.state is RunProgress.PENDING:
+            time.sleep(min(self.poll_interval, 5.0))
+            state = hook.run_state(run)
+        return state
 
     def _after_clear(
         self, context: Context, ledger: RunLedger, record: RunRecord, run: JobRun, deadline: float | None
@@ -311,7 +318,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         )
         if record.phase == "waiting" or not record.owned:
             return None
-        if self.hook.run_state(run).state != "running":
+        if self._hook_for(run).run_state(run).state is not RunProgress.RUNNING:
             return None
         self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
         ledger.save("waiting", run, owned=False, deadline=deadline)
@@ -320,11 +327,10 @@ class SqlAgentRunJobOperator(BaseOperator):
     def _start(self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None) -> dict[str, Any]:
         """Start the job, or apply ``if_running`` when it is running (also when sp_start_job says so)."""
         for _attempt in range(MAX_START_ATTEMPTS):
-            if job.executing:
-                outcome = self._job_is_running(context, ledger, job, deadline)
-                if outcome is not None:
-                    return outcome
-            else:
+            current = self.hook.current_run(job) if job.executing else None
+            if current is not None:
+                return self._apply_if_running(context, ledger, current, deadline)
+            if not job.executing:
                 if ledger.enabled:
                     ledger.save("starting", self.hook.next_run(job), deadline=deadline)
                 try:
@@ -342,20 +348,25 @@ class SqlAgentRunJobOperator(BaseOperator):
             self.hook._server, job.name, f"the job kept starting and ending; gave up after {MAX_START_ATTEMPTS} tries"
         )
 
-    def _job_is_running(
-        self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None
-    ) -> dict[str, Any] | None:
-        """Apply ``if_running`` to the run in progress; None when it ended meanwhile (start then)."""
-        current = self.hook.current_run(job)
-        if current is None:
-            return None
+    def _apply_if_running(
+        self, context: Context, ledger: RunLedger, current: JobRun, deadline: float | None
+    ) -> dict[str, Any]:
+        """The job is running (in a pool: on any of its servers): apply ``if_running`` to that run."""
         if self.if_running == "fail":
-            raise JobAlreadyRunningError(current.server, job.name, "the job is already running (if_running='fail')")
+            raise JobAlreadyRunningError(
+                current.server,
+                current.job_name,
+                f"the job is already running (conn_id {current.conn_id}; if_running='fail')",
+            )
         if self.if_running == "attach":
-            self.log.info("attaching to the run in progress of %s", where(current))
+            self.log.info("attaching to the run in progress of %s (conn_id %s)", where(current), current.conn_id)
             ledger.save("started", current, owned=False, deadline=deadline)
             return self._follow(context, ledger, current, deadline, owned=False)
-        self.log.info("%s is running: waiting for that run to end before starting ours", where(current))
+        self.log.info(
+            "%s (conn_id %s) is running: waiting for that run to end before starting ours",
+            where(current),
+            current.conn_id,
+        )
         ledger.save("waiting", current, owned=False, deadline=deadline)
         return self._wait_for(context, current, deadline)
 
@@ -421,17 +432,13 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = kwargs.get("deadline", record.deadline if record else None)
         if deadline is None and self.timeout and record is None:
             deadline = time.time() + self.timeout
-        if self.pooled:  # the job is idle again: choose again among the pool
-            return self._start_on_pool(context, ledger, deadline)
-        return self._start(context, ledger, self.hook.get_job(job_id=run.job_id), deadline)
+        return self._start_child(context, ledger, deadline)
 
     # ------------------------------------------------------------------ outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Log the run's history, then return its summary or raise its failure."""
         run = _event_run(event)
-        if self.pooled:
-            self._use_server(run.conn_id)  # a timeout stops the run on its own server
         ledger = RunLedger.from_context(context)
         record = ledger.load()
         owned = bool(kwargs.get("owned", record.owned if record else True))
@@ -458,7 +465,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     def _stop(self, run: JobRun) -> bool:
         try:
-            stopped = self.hook.stop_run(run)
+            stopped = self._hook_for(run).stop_run(run)
         except SqlAgentError as exc:
             self.log.warning("could not stop %s: %s", where(run), exc)
             return False
@@ -483,19 +490,6 @@ _ABANDONED = (
     "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run "
     "(or the job was deleted), so Agent abandoned it"
 )
-
-
-def _pool_label(pool: ServerPool) -> str:
-    return "pool [" + ", ".join(s.conn_id for s in pool.servers) + "]"
-
-
-def _describe(reading: ServerReading, name: str) -> str:
-    """One server of a pool reading for messages: conn id, @@SERVERNAME, load and why it is not usable."""
-    server = reading.server
-    if not reading.reachable:
-        return f"{server.conn_id}: {reading.reason}"
-    text = f"{server.conn_id} ({name}): running {reading.running}/capacity {server.capacity}"
-    return f"{text}, {reading.reason}" if reading.reason else text
 
 
 def _check_job_args(job_name: str | None, job_id: str | None) -> None:

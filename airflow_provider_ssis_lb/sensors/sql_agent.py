@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from ..exceptions import JobRunFailedError, SqlAgentError, TransientConnectionError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..reporting import ended_at, failure_cause, format_history
-from ..runs import JobRun, RunResult
+from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentJobTrigger, defer_not_before
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class SqlAgentJobSensor(BaseSensorOperator):
         if state.state in ("pending", "running"):
             self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state, state.current_step)
             return False
-        if state.state == "abandoned":
+        if state.state is RunProgress.ABANDONED:
             raise JobRunFailedError(run.server, run.job_name, f"{ABANDONED} (last step: {state.current_step or '-'})")
         return self._finish(self._result(hook, run, state.outcome_instance_id))
 
@@ -190,7 +190,7 @@ class SqlAgentJobSensor(BaseSensorOperator):
         hook = self._hook()
         try:
             state = hook.run_state(run)
-            if state.state == "finished":
+            if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
                 return self._result(hook, run, state.outcome_instance_id)
         except SqlAgentError as exc:
             self.log.warning("%s; using the history the trigger read", exc)

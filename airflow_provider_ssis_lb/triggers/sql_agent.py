@@ -13,8 +13,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server
 from ..exceptions import SqlAgentError, TransientConnectionError
+from ..fleet import read_server
 from ..hooks.sql_agent import SqlAgentHook
-from ..runs import JobRun
+from ..runs import JobRun, RunProgress
+from ..user_action import task_left_deferral
 from ..waiting_line import WaitingLine, line_for
 
 MAX_BACKOFF_SECONDS = 60.0
@@ -117,19 +119,19 @@ class SqlAgentJobTrigger(BaseTrigger):
                 )
             try:
                 state = await asyncio.to_thread(hook.run_state, run)
-                if state.state == "finished":
+                if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
                     result = await asyncio.to_thread(hook.run_result, run, state.outcome_instance_id)
                     status = "success" if result.succeeded else "failed"
                     return self._event(status, result.message, result.to_dict())
-                if state.state == "abandoned" or (state.state == "pending" and seen_running):
+                if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
                     return self._event(
                         "failed",
                         f"job '{run.job_name}' on server '{run.server}' stopped without an outcome: SQL Server Agent "
                         "was stopped or restarted during the run (or the job was deleted), so the run was abandoned",
                     )
                 failures = 0
-                seen_running = seen_running or state.state == "running"
-                self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state, state.current_step)
+                seen_running = seen_running or state.state is RunProgress.RUNNING
+                self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state.value, state.current_step)
                 delay = self.poll_interval
             except TransientConnectionError as exc:
                 failures += 1
@@ -140,36 +142,33 @@ class SqlAgentJobTrigger(BaseTrigger):
             await asyncio.sleep(delay)
 
     async def on_kill(self) -> None:
-        """The user killed the deferred task: stop this run (never a later run of the same job)."""
+        """Airflow cancelled the trigger through its user-action path: stop this run (never a later run of
+        the same job), but only if a user really acted on the task.
+
+        Airflow 3.3 takes the same path when the trigger moved to another triggerer (docs/airflow-notes.md),
+        and there the run is healthy and watched by the new trigger. The task instance's state tells
+        them apart: still ``deferred`` means the trigger moved; failed, success or cleared means a user
+        acted. When the state cannot be read, the run is left alone: stopping a healthy run is worse.
+        """
         if not self.stop_on_kill:
             return
         run = self.run_handle
+        left, state = await task_left_deferral(self.task_instance)
+        if not left:
+            self.log.info(
+                "job '%s' on %s: trigger cancelled but the task is %s, so no user stopped it (the trigger moved "
+                "to another triggerer, or the state could not be read); the run goes on",
+                run.job_name,
+                run.server,
+                state or "in an unknown state",
+            )
+            return
         try:
             stopped = await asyncio.to_thread(self._hook().stop_run, run)
         except SqlAgentError as exc:
             self.log.warning("could not stop job '%s' on %s: %s", run.job_name, run.server, exc)
             return
         self.log.info("job '%s' on %s: %s", run.job_name, run.server, "stop requested" if stopped else "already over")
-
-
-def read_server(
-    hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None
-) -> tuple[ServerReading, str]:
-    """One server's load and whether the job may start there, with its @@SERVERNAME (the conn id when
-    unreachable). Never raises for a server that cannot be asked: its reading is unreachable instead."""
-    try:
-        name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
-    except SqlAgentError as exc:
-        return ServerReading(server, None, False, f"unreachable: {exc.cause}"), server.conn_id
-    if job is None:
-        why = "job missing (or not visible to this login)"
-    elif not job.enabled:
-        why = "job disabled"
-    elif job.executing:
-        why = "job already running there"
-    else:
-        why = ""
-    return ServerReading(server, running, not why, why), name
 
 
 class SqlAgentCapacityTrigger(BaseTrigger):
@@ -231,10 +230,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
 
     async def _read(self) -> list[ServerReading]:
         pool = [PoolServer(s["conn_id"], s["capacity"]) for s in self.servers]
-        readings = await asyncio.gather(
+        return await asyncio.gather(
             *(asyncio.to_thread(read_server, self._hook(s.conn_id), s, self.job_name, self.job_id) for s in pool)
         )
-        return [reading for reading, _name in readings]
 
     def _event(self, status: str) -> TriggerEvent:
         return TriggerEvent({"status": status, "deadline": self.deadline})

@@ -37,11 +37,11 @@ def _step_tail(succeeded: bool, retried: int | None = None) -> str:
     return note + ("The step succeeded." if succeeded else "The step failed.")
 
 
-def cmdexec_step(output: str, exit_code: int, succeeded: bool, retried: int | None = None) -> str:
+def cmdexec_step(
+    output: str, exit_code: int, succeeded: bool, retried: int | None = None, run_as: str = AGENT_SERVICE_ACCOUNT
+) -> str:
     body = output.strip() or "The step did not generate any output."
-    return f"Executed as user: {AGENT_SERVICE_ACCOUNT}. {body}  Process Exit Code {exit_code}.  " + _step_tail(
-        succeeded, retried
-    )
+    return f"Executed as user: {run_as}. {body}  Process Exit Code {exit_code}.  " + _step_tail(succeeded, retried)
 
 
 def tsql_step(user: str, texts: list[str], error: tuple[int, str] | None, retried: int | None = None) -> str:
@@ -66,6 +66,7 @@ def ssis_step(
     succeeded: bool,
     failure: str | None = None,
     retried: int | None = None,
+    run_as: str = AGENT_SERVICE_ACCOUNT,
 ) -> str:
     """An /ISSERVER step: dtexec's banner and catalog line, then Agent's closing sentences."""
     if failure is not None:
@@ -84,7 +85,7 @@ def ssis_step(
     elapsed = (finished - started).total_seconds()
     result = "The package executed successfully." if succeeded else "The package execution failed."
     return (
-        f"Executed as user: {AGENT_SERVICE_ACCOUNT}. {SSIS_BANNER}    Started:  {_clock(started)}  {middle}  "
+        f"Executed as user: {run_as}. {SSIS_BANNER}    Started:  {_clock(started)}  {middle}  "
         f"Started:  {_clock(started)}  Finished: {_clock(finished)}  Elapsed:  {elapsed:.3f} seconds.  "
         f"{result}  " + _step_tail(succeeded, retried)
     )

@@ -10,7 +10,13 @@ SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRol
 - Changing or deleting a job: its owner or sysadmin (14525); Operator may only enable/disable any job.
 - Starting or stopping: its owner, Operator or sysadmin (14393).
 - Job activity (sp_help_jobactivity) of other owners' jobs: sysadmin only.
-- msdb.dbo.syssessions: sysadmin only.
+- msdb.dbo.syssessions and the proxy tables (sysproxies, sysproxysubsystem, sysproxylogin): sysadmin only.
+- Proxies (create, grant, use in a step): see ``proxies``.
+- Database principals (sp_getapplock's @DbPrincipal): a login with an Agent role is a user of msdb,
+  named as the login, and a member of its role and of the roles it includes (msdb nests them:
+  SQLAgentOperatorRole is a member of SQLAgentReaderRole, which is a member of SQLAgentUserRole);
+  every user is in public. Elsewhere see ``sql.applockprocs.default_principals`` (sysadmin is dbo;
+  guest, and so public, in master, tempdb and msdb).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
+from ..sql.applockprocs import default_principals
 from ..sql.results import SqlError
 from .logins import login_sid
 
@@ -68,6 +75,21 @@ def permission_denied(action: str, obj: str, database: str = "msdb", schema: str
     )
 
 
+_ROLES_AT = {
+    AgentAccess.USER: (USER_ROLE,),
+    AgentAccess.READER: (USER_ROLE, READER_ROLE),
+    AgentAccess.OPERATOR: (USER_ROLE, READER_ROLE, OPERATOR_ROLE),
+}
+
+
+def database_principals(login: Login, database: str) -> frozenset[str]:
+    """The principals of ``database`` the login is a member of (lower case); "dbo" for sysadmin."""
+    access = access_of(login)
+    if database.lower() != "msdb" or access in (AgentAccess.NONE, AgentAccess.SYSADMIN):
+        return default_principals(login, database)
+    return frozenset({"public", login.name.lower(), *(role.lower() for role in _ROLES_AT[access])})
+
+
 def require_agent_user(login: Login, procedure: str) -> AgentAccess:
     """Any Agent role or sysadmin may execute the procedure; anyone else gets 229."""
     access = access_of(login)
@@ -113,11 +135,29 @@ def can_see_activity(login: Login, owner_sid: bytes | None) -> bool:
 
 # Tables a plain SELECT may read only as sysadmin (the syssessions page: "Only sysadmin can access this
 # table"). The SQL layer consults this through ``check_table_select``.
-SYSADMIN_ONLY_TABLES = frozenset({("msdb", "dbo", "syssessions")})
+# The proxy tables say the same ("Only members of the sysadmin fixed server role can access ...").
+SYSADMIN_ONLY_TABLES = frozenset(
+    {
+        ("msdb", "dbo", "syssessions"),
+        ("msdb", "dbo", "sysproxies"),
+        ("msdb", "dbo", "sysproxysubsystem"),
+        ("msdb", "dbo", "sysproxylogin"),
+    }
+)
+
+
+# msdb's job tables: a login with no Agent role gets 229 on SELECT (*observed*: field reports quote "The SELECT
+# permission was denied on the object 'sysjobs' / 'sysjobhistory' / 'sysjobsteps', database 'msdb'").
+AGENT_TABLES = frozenset(
+    ("msdb", "dbo", name)
+    for name in ("sysjobs", "sysjobsteps", "sysjobhistory", "sysjobactivity", "sysjobservers", "syscategories")
+)
 
 
 def check_table_select(login: Login, database: str, schema: str, table: str) -> None:
     """Raise 229 (SELECT) when the login may not read the table."""
     key = (database.lower(), schema.lower(), table.lower())
-    if key in {tuple(p.lower() for p in t) for t in SYSADMIN_ONLY_TABLES} and not is_sysadmin(login):
+    if key in SYSADMIN_ONLY_TABLES and not is_sysadmin(login):
+        raise permission_denied("SELECT", table, database, schema)
+    if key in AGENT_TABLES and access_of(login) is AgentAccess.NONE:
         raise permission_denied("SELECT", table, database, schema)

@@ -29,6 +29,14 @@ from .jobprocs import (
     sp_delete_job,
     sp_update_job,
 )
+from .proxies import (
+    ADD_PROXY_PARAMS,
+    GRANT_LOGIN_TO_PROXY_PARAMS,
+    GRANT_PROXY_TO_SUBSYSTEM_PARAMS,
+    sp_add_proxy,
+    sp_grant_login_to_proxy,
+    sp_grant_proxy_to_subsystem,
+)
 from .stepprocs import (
     ADD_JOBSTEP_PARAMS,
     DELETE_JOBSTEP_PARAMS,
@@ -60,6 +68,9 @@ def register_agent_procedures(registry: ProcedureRegistry, agent: AgentControl) 
         ("sp_help_jobstep", HELP_JOBSTEP_PARAMS, sp_help_jobstep),
         ("sp_add_category", ADD_CATEGORY_PARAMS, sp_add_category),
         ("sp_help_category", HELP_CATEGORY_PARAMS, sp_help_category),
+        ("sp_add_proxy", ADD_PROXY_PARAMS, sp_add_proxy),
+        ("sp_grant_proxy_to_subsystem", GRANT_PROXY_TO_SUBSYSTEM_PARAMS, sp_grant_proxy_to_subsystem),
+        ("sp_grant_login_to_proxy", GRANT_LOGIN_TO_PROXY_PARAMS, sp_grant_login_to_proxy),
     )
     for name, params, func in plain:
         registry.add(MSDB + name, params, func)

@@ -19,9 +19,10 @@ from typing import Any
 from ..sql.engine import Engine, Login
 from . import messages
 from .capacity import Capacity
-from .model import PackageSpec, RunningJob, RunStatus, StepAction
+from .model import AGENT_SERVICE_ACCOUNT, PackageSpec, RunningJob, RunStatus, StepAction
+from .proxies import step_denial
 from .store import AgentStore, StepRow
-from .subsystems import SUBSYSTEMS, StepOutcome
+from .subsystems import SUBSYSTEMS, RunContext, StepOutcome
 
 log = logging.getLogger(__name__)
 JOB_OUTCOME = "(Job outcome)"
@@ -210,6 +211,9 @@ class Agent:
         """One step with its retries; a history row for every attempt (run_status 2 for a retried one)."""
         job = run.job
         subsystem = SUBSYSTEMS.get(step.subsystem.upper())
+        proxy = await self.db(self.store.proxy, step.proxy_id) if step.proxy_id is not None else None
+        denial = step_denial(owner, step.step_id, step.subsystem, step.proxy_id, proxy)
+        run_as = proxy.identity if proxy is not None else AGENT_SERVICE_ACCOUNT
         attempt = 0
         while True:
             job.retry_attempt = attempt
@@ -220,8 +224,11 @@ class Agent:
                 result = StepOutcome(RunStatus.CANCELED, messages.STEP_CANCELED)
             elif subsystem is None:
                 result = StepOutcome(RunStatus.FAILED, f"Unknown subsystem '{step.subsystem}'.  The step failed.")
+            elif denial is not None:
+                result = StepOutcome(RunStatus.FAILED, denial)
             else:
-                result = await subsystem(self, step, run.stop, owner, attempt if final and attempt else 0)
+                retried = attempt if final and attempt else 0
+                result = await subsystem(self, step, run.stop, RunContext(owner, run_as, retried))
             retry = result.status == RunStatus.FAILED and not final and not run.stop.is_set()
             status = RunStatus.RETRY if retry else result.status
             await self.db(

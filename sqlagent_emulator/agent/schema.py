@@ -6,6 +6,9 @@ Column names, types and order follow Microsoft's pages (docs/agent-reference.md,
   (and the sysjobsteps, sysjobservers, sysjobactivity, sysjobhistory, syssessions and syscategories pages);
 - https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-executions-ssisdb-database
 - https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-event-messages
+- the proxy tables sysproxies, sysproxysubsystem, sysproxylogin (proxies.py)
+
+SSISDB's data lives in ``internal.*`` tables behind the filtered ``catalog.*`` views (catalogviews.py).
 
 ``install_schema`` is idempotent: a table that already exists (a persisted state directory reopened) is
 left alone, and the built-in job categories are only seeded into a table it has just created.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .catalogviews import install_views, migrate_legacy_tables
 from .sqlfunctions import register_agent_functions
 
 if TYPE_CHECKING:
@@ -146,11 +150,50 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         name {SYSNAME} NOT NULL""",
     ),
     (
+        "msdb",
+        "dbo.sysproxies",
+        # RD/system-tables/dbo-sysproxies-transact-sql (sysadmin only, see permissions.py).
+        f"""proxy_id INT NOT NULL PRIMARY KEY,
+        name {SYSNAME} NOT NULL,
+        credential_id INT NOT NULL,
+        enabled TINYINT NOT NULL,
+        description NVARCHAR(512) NULL,
+        user_sid VARBINARY(85) NULL,
+        credential_date_created DATETIME NULL""",
+    ),
+    (
+        "msdb",
+        "dbo.sysproxysubsystem",  # RD/system-tables/dbo-sysproxysubsystem-transact-sql
+        """subsystem_id INT NOT NULL,
+        proxy_id INT NOT NULL""",
+    ),
+    (
+        "msdb",
+        "dbo.sysproxylogin",
+        # RD/system-tables/dbo-sysproxylogin-transact-sql: flags 0 login, 1 fixed server role, 2 msdb role.
+        """proxy_id INT NOT NULL,
+        sid VARBINARY(85) NULL,
+        flags INT NOT NULL""",
+    ),
+    (
+        "master",
+        "sys.credentials",
+        # A catalog view on SQL Server (RD/system-catalog-views/sys-credentials-transact-sql); filled by
+        # sp_add_proxy here, as CREATE CREDENTIAL is not emulated (proxies.py).
+        f"""credential_id INT NOT NULL PRIMARY KEY,
+        name {SYSNAME} NOT NULL,
+        credential_identity NVARCHAR(4000) NULL,
+        create_date DATETIME NOT NULL,
+        modify_date DATETIME NOT NULL,
+        target_type NVARCHAR(100) NULL,
+        target_id INT NULL""",
+    ),
+    (
         "SSISDB",
-        "catalog.executions",
-        # A view in SSISDB; a table with the view's columns here, in the view's order (which also has
-        # operation_type and created_time, from catalog.operations, not listed on the Learn page).
-        # execution_id is bigint in SSISDB; an integer key (reported as int) here.
+        "internal.executions",
+        # Behind the catalog.executions view (catalogviews.py), with the view's columns in the view's order
+        # (which also has operation_type and created_time, from catalog.operations, not listed on the Learn
+        # page). execution_id is bigint in SSISDB; an integer key (reported as int) here.
         """execution_id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
         folder_name NVARCHAR(128) NULL,
         project_name NVARCHAR(128) NULL,
@@ -186,8 +229,8 @@ TABLES: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "SSISDB",
-        "catalog.event_messages",
-        # A view in SSISDB; event_message_guid is the newer builds' last column.
+        "internal.event_messages",
+        # Behind catalog.event_messages; event_message_guid is the newer builds' last column.
         """event_message_id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
         operation_id BIGINT NULL,
         message_time DATETIMEOFFSET NULL,
@@ -205,6 +248,19 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         threadID INT NULL,
         message_code INT NULL,
         event_message_guid UNIQUEIDENTIFIER NULL""",
+    ),
+    (
+        "SSISDB",
+        "internal.operation_messages",
+        # Behind catalog.operation_messages (columns of
+        # https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-operation-messages-ssisdb-database).
+        """operation_message_id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
+        operation_id BIGINT NULL,
+        message_time DATETIMEOFFSET NULL,
+        message_type SMALLINT NULL,
+        message_source_type SMALLINT NULL,
+        message NVARCHAR(MAX) NULL,
+        extended_info_id BIGINT NULL""",
     ),
 )
 
@@ -245,7 +301,8 @@ def existing_tables(engine: Engine, database: str) -> set[str]:
 
 
 def install_schema(engine: Engine) -> None:
-    """Create whatever Agent and SSIS catalog tables are missing, and register agent_datetime."""
+    """Create whatever Agent and SSIS catalog tables and views are missing, and register agent_datetime."""
+    migrate_legacy_tables(engine)
     created: set[str] = set()
     for database, table, columns in TABLES:
         if table.lower() in existing_tables(engine, database):
@@ -254,6 +311,7 @@ def install_schema(engine: Engine) -> None:
         created.add(table)
     if "dbo.syscategories" in created:
         _seed_categories(engine)
+    install_views(engine)
     register_agent_functions(engine)
 
 

@@ -16,6 +16,7 @@ from ..sql.results import Column, SqlType
 from . import errors
 from .jobs import Job, clean, identify_job, max_step_id, not_null, touch_job
 from .permissions import can_modify_job, require_agent_user
+from .proxies import check_step_proxy, resolve_proxy_id
 from .stepcheck import StepDefinition, verify_step
 
 if TYPE_CHECKING:
@@ -101,14 +102,6 @@ def _modifiable_job(ctx: ProcContext, job_id: Any, job_name: Any) -> Job:
     return job
 
 
-def _reject_proxy(proxy_id: Any, proxy_name: Any) -> None:
-    """The emulator has no proxies (msdb.dbo.sysproxies): any proxy named is unknown [unconfirmed error]."""
-    if clean(proxy_name) is not None:
-        raise errors.does_not_exist("@proxy_name", clean(proxy_name))
-    if proxy_id is not None:
-        raise errors.does_not_exist("@proxy_id", proxy_id)
-
-
 def sp_add_jobstep(
     ctx: ProcContext,
     job_id: Any = None,
@@ -141,7 +134,7 @@ def sp_add_jobstep(
     if clean(step_name) is None:  # msdb's INSERT would fail on the NOT NULL column
         raise not_null("step_name", "msdb.dbo.sysjobsteps")
     job = _modifiable_job(ctx, job_id, job_name)
-    _reject_proxy(proxy_id, proxy_name)
+    proxy = resolve_proxy_id(ctx, proxy_id, proxy_name)
     highest = max_step_id(ctx, job.job_id)
     step = StepDefinition(
         step_id=int(step_id) if step_id is not None else highest + 1,
@@ -162,6 +155,7 @@ def sp_add_jobstep(
         retry_interval=int(_or(retry_interval, 0)),
     )
     verify_step(ctx, job.job_id, step, max_step_id=highest, new_step=True, old_name=None)
+    check_step_proxy(ctx, proxy, step.subsystem)
     if step.step_id <= highest:
         _make_room(ctx, job.job_id, step.step_id)
     uid = str(uuid.uuid4()).upper()
@@ -172,12 +166,13 @@ def sp_add_jobstep(
         "step_uid) "
         "VALUES (@job_id, @p0, @p1, @p2, @p3, @p4, @p5, @p6, @p7, @p8, @p9, @p10, @p11, @p12, @p13, @p14, "
         "@p15, "
-        "@additional, @success_code, 0, 0, 0, 0, 0, NULL, @uid)",
+        "@additional, @success_code, 0, 0, 0, 0, 0, @proxy, @uid)",
         {
             "@job_id": job.job_id,
             **{f"@p{i}": v for i, v in enumerate(astuple(step))},
             "@additional": additional_parameters,
             "@success_code": int(_or(cmdexec_success_code, 0)),
+            "@proxy": proxy,
             "@uid": uid,
         },
     )
@@ -243,7 +238,7 @@ def sp_update_jobstep(
     )
     if not rows:
         raise errors.does_not_exist("@step_id", int(step_id))
-    _reject_proxy(proxy_id, proxy_name)
+    proxy = resolve_proxy_id(ctx, proxy_id, proxy_name)
     current = StepDefinition(*rows[0][:16])
     old_name = current.step_name
     updates = {
@@ -269,6 +264,7 @@ def sp_update_jobstep(
         # sp_update_jobstep: N' ' clears the output file; other values replace it.
         current.output_file_name = None if str(output_file_name).strip() == "" else str(output_file_name).strip()
     verify_step(ctx, job.job_id, current, max_step_id=max_step_id(ctx, job.job_id), new_step=False, old_name=old_name)
+    check_step_proxy(ctx, proxy, current.subsystem)
     assignments = ", ".join(f"{name} = @p{i}" for i, name in enumerate(STEP_COLUMNS.split(", ")) if name != "step_id")
     params: dict[str, Any] = {f"@p{i}": v for i, v in enumerate(astuple(current))}
     extra = ""
@@ -278,6 +274,9 @@ def sp_update_jobstep(
     if cmdexec_success_code is not None:
         extra += ", cmdexec_success_code = @success_code"
         params["@success_code"] = int(cmdexec_success_code)
+    if proxy is not None:
+        extra += ", proxy_id = @proxy"
+        params["@proxy"] = proxy
     ctx.execute(
         f"UPDATE msdb.dbo.sysjobsteps SET {assignments}{extra} WHERE job_id = @j AND step_id = @s",
         {**params, "@j": job.job_id, "@s": current.step_id},

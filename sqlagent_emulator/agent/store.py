@@ -34,6 +34,18 @@ class StepRow:
     on_fail_step_id: int
     retry_attempts: int
     retry_interval: int
+    proxy_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ProxyRow:
+    """A proxy as the Agent checks it before a step runs (msdb.dbo.sysproxies & co.)."""
+
+    name: str
+    enabled: bool
+    identity: str
+    subsystem_ids: frozenset[int]
+    grants: tuple[tuple[bytes, int], ...]
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ class AgentStore:
         rows = self._run(
             "SELECT step_id, step_name, subsystem, command, database_name, cmdexec_success_code, "
             "on_success_action, on_success_step_id, on_fail_action, on_fail_step_id, retry_attempts, "
-            "retry_interval FROM msdb.dbo.sysjobsteps WHERE job_id = @j ORDER BY step_id",
+            "retry_interval, proxy_id FROM msdb.dbo.sysjobsteps WHERE job_id = @j ORDER BY step_id",
             j=job_id,
         )
         return {
@@ -137,10 +149,31 @@ class AgentStore:
                 row[2] or "TSQL",
                 row[3] or "",
                 row[4] or "master",
-                *(int(v or 0) for v in row[5:]),
+                *(int(v or 0) for v in row[5:12]),
+                proxy_id=None if row[12] is None else int(row[12]),
             )
             for row in rows
         }
+
+    def proxy(self, proxy_id: int) -> ProxyRow | None:
+        """The proxy, its subsystems and grants; None when it was deleted since the step named it."""
+        rows = self._run(
+            "SELECT p.name, p.enabled, c.credential_identity FROM msdb.dbo.sysproxies p "
+            "LEFT JOIN master.sys.credentials c ON c.credential_id = p.credential_id WHERE p.proxy_id = @p",
+            p=proxy_id,
+        )
+        if not rows:
+            return None
+        name, enabled, identity = rows[0]
+        subsystems = self._run("SELECT subsystem_id FROM msdb.dbo.sysproxysubsystem WHERE proxy_id = @p", p=proxy_id)
+        grants = self._run("SELECT sid, flags FROM msdb.dbo.sysproxylogin WHERE proxy_id = @p", p=proxy_id)
+        return ProxyRow(
+            name,
+            bool(enabled),
+            identity or name,
+            frozenset(int(r[0]) for r in subsystems),
+            tuple((bytes(r[0]), int(r[1])) for r in grants),
+        )
 
     # ---------------------------------------------------------------- history
 
@@ -234,11 +267,11 @@ class AgentStore:
 
     def create_execution(self, folder: str, project: str, package: str, caller: str) -> int:
         """catalog.executions row in status 2 (running), as catalog.start_execution leaves it."""
-        (last,) = self._run("SELECT MAX(execution_id) FROM SSISDB.catalog.executions")[0]
+        (last,) = self._run("SELECT MAX(execution_id) FROM SSISDB.internal.executions")[0]
         execution_id = (last or 0) + 1
         now = self.engine.now()
         self._run(
-            "INSERT INTO SSISDB.catalog.executions (execution_id, folder_name, project_name, package_name, "
+            "INSERT INTO SSISDB.internal.executions (execution_id, folder_name, project_name, package_name, "
             "executed_as_name, use32bitruntime, object_type, status, start_time, caller_name, server_name, "
             "machine_name, created_time, operation_type) VALUES (@id, @folder, @project, @package, @caller, 0, "
             "20, 2, @now, @caller, @server, @machine, @now, 200)",
@@ -255,7 +288,7 @@ class AgentStore:
 
     def end_execution(self, execution_id: int, status: int) -> None:
         self._run(
-            "UPDATE SSISDB.catalog.executions SET status = @status, end_time = @now WHERE execution_id = @id",
+            "UPDATE SSISDB.internal.executions SET status = @status, end_time = @now WHERE execution_id = @id",
             status=status,
             now=self.engine.now(),
             id=execution_id,
@@ -265,7 +298,7 @@ class AgentStore:
         """How many times this server's catalog has run the package (drives ``fail_first``)."""
         return int(
             self._run(
-                "SELECT COUNT(*) FROM SSISDB.catalog.executions WHERE folder_name = @f AND project_name = @p "
+                "SELECT COUNT(*) FROM SSISDB.internal.executions WHERE folder_name = @f AND project_name = @p "
                 "AND package_name = @k",
                 f=folder,
                 p=project,
@@ -283,9 +316,9 @@ class AgentStore:
         event: str,
         source: str,
     ) -> None:
-        (last,) = self._run("SELECT MAX(event_message_id) FROM SSISDB.catalog.event_messages")[0]
+        (last,) = self._run("SELECT MAX(event_message_id) FROM SSISDB.internal.event_messages")[0]
         self._run(
-            "INSERT INTO SSISDB.catalog.event_messages (event_message_id, operation_id, message_time, message_type, "
+            "INSERT INTO SSISDB.internal.event_messages (event_message_id, operation_id, message_time, message_type, "
             "message_source_type, message, package_name, event_name, message_source_name, threadID, message_code) "
             "VALUES (@id, @op, @now, @type, @src_type, @msg, @package, @event, @source, 0, 0)",
             id=(last or 0) + 1,
@@ -297,4 +330,16 @@ class AgentStore:
             package=package,
             event=event,
             source=source,
+        )
+        # catalog.operation_messages: the same message, without the package-level columns.
+        (last_op,) = self._run("SELECT MAX(operation_message_id) FROM SSISDB.internal.operation_messages")[0]
+        self._run(
+            "INSERT INTO SSISDB.internal.operation_messages (operation_message_id, operation_id, message_time, "
+            "message_type, message_source_type, message) VALUES (@id, @op, @now, @type, @src_type, @msg)",
+            id=(last_op or 0) + 1,
+            op=execution_id,
+            now=self.engine.now(),
+            type=message_type,
+            src_type=source_type,
+            msg=message,
         )

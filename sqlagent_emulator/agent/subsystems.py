@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..sql.engine import Login
 from ..sql.results import SqlError, StatementResult
+from ..sql.waiting import wait_pending
 from . import messages
 from .model import ExecutionState, MessageType, PackageSpec, RunStatus
 from .store import AgentStore, StepRow
@@ -24,6 +25,16 @@ _FLEET_EXECUTIONS: Counter[str] = Counter()  # executions per package path over 
 _GO = re.compile(r"^\s*GO\s*$", re.IGNORECASE | re.MULTILINE)
 _ISSERVER = re.compile(r'/IS(?:SERVER)?\s+"\\"(?P<path>[^"\\]*(?:\\(?!")[^"\\]*)*)\\""', re.IGNORECASE)
 _SYNCHRONIZED = re.compile(r"\$ServerOption::SYNCHRONIZED\(Boolean\)\\\"\";\s*True", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who a step runs for: the job's owner (TSQL steps run as the owner), the Windows identity of other
+    subsystems (the Agent service account, or the proxy's credential), and the retries made so far."""
+
+    owner: Login
+    run_as: str
+    retried: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ def canceled() -> StepOutcome:
 # ---------------------------------------------------------------------- CmdExec
 
 
-async def run_cmdexec(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
+async def run_cmdexec(host: StepHost, step: StepRow, stop: asyncio.Event, ctx: RunContext) -> StepOutcome:
     """Run the command in a shell; success is the exit code equal to cmdexec_success_code."""
     process = await asyncio.create_subprocess_shell(
         step.command,
@@ -80,7 +91,7 @@ async def run_cmdexec(host: StepHost, step: StepRow, stop: asyncio.Event, owner:
     code = process.returncode if process.returncode is not None else -1
     succeeded = code == step.cmdexec_success_code
     status = RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED
-    return StepOutcome(status, messages.cmdexec_step(text[:3000], code, succeeded, retried))
+    return StepOutcome(status, messages.cmdexec_step(text[:3000], code, succeeded, ctx.retried, ctx.run_as))
 
 
 def _kill_group(pid: int) -> None:
@@ -98,11 +109,12 @@ def _next(statements: Iterator[StatementResult]) -> StatementResult | None:
         return StatementResult(messages=[exc.message], failed=True)
 
 
-async def run_tsql(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
+async def run_tsql(host: StepHost, step: StepRow, stop: asyncio.Event, ctx: RunContext) -> StepOutcome:
     """Run each GO-separated batch as the job owner; an error of severity 11 or more fails the step.
 
     WAITFOR DELAY inside a step counts as work, so contention stretches it like a package run.
     """
+    owner, retried = ctx.owner, ctx.retried
     session = await host.db(host.open_session, owner, step.database_name)
     texts: list[str] = []
     error = None
@@ -110,6 +122,9 @@ async def run_tsql(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
         for batch in (b for b in _GO.split(step.command) if b.strip()):
             statements = await host.db(session.run_batch, batch)
             while error is None and (result := await host.db(_next, statements)) is not None:
+                if result.pending is not None:  # sp_getapplock in the step: wait; stopping the job cancels
+                    await wait_pending(result.pending, host.db, stop)
+                    continue
                 for msg in result.messages:
                     if msg.is_error:
                         error = msg
@@ -140,10 +155,11 @@ def parse_isserver(command: str) -> tuple[str | None, bool]:
     return (match.group("path") if match else None), bool(_SYNCHRONIZED.search(command))
 
 
-async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Login, retried: int) -> StepOutcome:
+async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, ctx: RunContext) -> StepOutcome:
     """Run a catalog package as dtexec /ISSERVER does: create and start an execution, then (when
     $ServerOption::SYNCHRONIZED is True, as SSMS scripts it) wait for it to end."""
     started = host.store.engine.now()
+    retried, run_as = ctx.retried, ctx.run_as
     path, synchronized = parse_isserver(step.command)
     spec = host.packages.get(path.lower()) if path else None
     if spec is None:
@@ -154,7 +170,9 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
             "exists and that the user has permissions to it.  Source: .Net SqlClient Data Provider"
         )
         finished = host.store.engine.now()
-        return StepOutcome(RunStatus.FAILED, messages.ssis_step(None, 0, started, finished, False, failure, retried))
+        return StepOutcome(
+            RunStatus.FAILED, messages.ssis_step(None, 0, started, finished, False, failure, retried, run_as)
+        )
     folder, project, package = spec.parts
     if spec.fail_first_scope == "fleet":  # every server of this process shares the count
         previous = _FLEET_EXECUTIONS[spec.path.lower()]
@@ -162,7 +180,7 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
     else:
         previous = await host.db(host.store.executions_of, folder, project, package)
     fails = previous < spec.fail_first or spec.outcome == "failure"
-    execution_id = await host.db(host.store.create_execution, folder, project, package, owner.name)
+    execution_id = await host.db(host.store.create_execution, folder, project, package, run_as)
     execution = _execute_package(host, spec, execution_id, fails, stop)
     if not synchronized:  # dtexec returns as soon as the execution has started
         task = asyncio.ensure_future(execution)
@@ -170,7 +188,9 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
         task.add_done_callback(_DETACHED.discard)
         return StepOutcome(
             RunStatus.SUCCEEDED,
-            messages.ssis_step(execution_id, ExecutionState.RUNNING, started, host.store.engine.now(), True),
+            messages.ssis_step(
+                execution_id, ExecutionState.RUNNING, started, host.store.engine.now(), True, run_as=run_as
+            ),
         )
     state = await execution
     finished = host.store.engine.now()
@@ -179,7 +199,7 @@ async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, owner: Lo
     succeeded = state == ExecutionState.SUCCEEDED
     return StepOutcome(
         RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED,
-        messages.ssis_step(execution_id, int(state), started, finished, succeeded, None, retried),
+        messages.ssis_step(execution_id, int(state), started, finished, succeeded, None, retried, run_as),
     )
 
 
@@ -216,7 +236,7 @@ async def _execute_package(
     return state
 
 
-SUBSYSTEMS: dict[str, Callable[[StepHost, StepRow, asyncio.Event, Login, int], Awaitable[StepOutcome]]] = {
+SUBSYSTEMS: dict[str, Callable[[StepHost, StepRow, asyncio.Event, RunContext], Awaitable[StepOutcome]]] = {
     "CMDEXEC": run_cmdexec,
     "TSQL": run_tsql,
     "SSIS": run_ssis,

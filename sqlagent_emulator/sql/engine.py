@@ -7,7 +7,8 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import functions
+from . import applockprocs, functions
+from .applocks import AppLockManager
 from .catalog import DATABASE_IDS, Catalog, TableRef, canonical_database
 from .model import Login, ProcArg
 from .procedures import SYSTEM, ProcedureRegistry
@@ -50,6 +51,9 @@ class Engine:
         # Table permissions for client SQL: called with (login, table) and raises SqlError to deny.
         self.table_guard: Callable[[Login, TableRef], None] | None = None
         self.active_session: SqlSession | None = None
+        self.applocks = AppLockManager()
+        # Database principals a login is a member of, for @DbPrincipal (the Agent roles add msdb's).
+        self.database_principals: applockprocs.PrincipalsOf = applockprocs.default_principals
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.catalog = Catalog(self.conn, path)
         functions.register(self.conn, self)
@@ -158,3 +162,14 @@ class Engine:
 
     def client_info(self, what: str) -> str:
         return getattr(self.active_session, what, "") if self.active_session else ""
+
+    def applock_mode(self, principal: Any, resource: Any, owner: Any) -> str:
+        return applockprocs.applock_mode(self._calling_session(), principal, resource, owner)
+
+    def applock_test(self, principal: Any, resource: Any, mode: Any, owner: Any) -> int:
+        return applockprocs.applock_test(self._calling_session(), principal, resource, mode, owner)
+
+    def _calling_session(self) -> SqlSession:
+        if self.active_session is None:
+            raise SqlError(50000, "Emulator internal error: no session is running this function.", 16)
+        return self.active_session

@@ -39,6 +39,8 @@ class FunctionHost(Protocol):
     def server_property(self, name: str) -> Any: ...
     def object_id(self, name: str) -> int | None: ...
     def client_info(self, what: str) -> str: ...
+    def applock_mode(self, principal: Any, resource: Any, owner: Any) -> str: ...
+    def applock_test(self, principal: Any, resource: Any, mode: Any, owner: Any) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "SERVERPROPERTY": FunctionSpec(1, None),
     "HOST_NAME": FunctionSpec(0, SqlType.NVARCHAR),
     "APP_NAME": FunctionSpec(0, SqlType.NVARCHAR),
+    "CONNECTIONPROPERTY": FunctionSpec(1, SqlType.NVARCHAR),
     "OBJECT_ID": FunctionSpec(-1, SqlType.INT),
     "LEN": FunctionSpec(1, SqlType.INT),
     "DATALENGTH": FunctionSpec(1, SqlType.INT),
@@ -82,6 +85,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "ISNUMERIC": FunctionSpec(1, SqlType.INT),
     "QUOTENAME": FunctionSpec(-1, SqlType.NVARCHAR),
     "SCOPE_IDENTITY": FunctionSpec(0, SqlType.DECIMAL),
+    "APPLOCK_MODE": FunctionSpec(3, SqlType.NVARCHAR),
+    "APPLOCK_TEST": FunctionSpec(4, SqlType.SMALLINT),
 }
 # Parts of DATEADD/DATEDIFF/DATEPART whose first argument is a bare date-part keyword.
 DATEPART_FUNCTIONS = frozenset({"DATEADD", "DATEDIFF", "DATEDIFF_BIG", "DATEPART"})
@@ -211,6 +216,14 @@ def _try_cast(value: Any, decl: str, style: Any = None) -> Any:
         return None
 
 
+def _connection_property(host: FunctionHost, name: Any) -> str | None:
+    """CONNECTIONPROPERTY(): the properties sys.dm_exec_connections shows for this connection
+    (encrypt_option is TRUE only when the whole session is encrypted, not for login-only encryption)."""
+    values = {"net_transport": "TCP", "protocol_type": "TSQL", "auth_scheme": "SQL"}
+    values["encrypt_option"] = host.client_info("encrypt_option") or "FALSE"
+    return values.get(str(name).lower()) if name is not None else None
+
+
 def _implementations(host: FunctionHost) -> dict[str, tuple[int, Callable[..., Any]]]:
     login = host.current_login
     return {
@@ -229,6 +242,7 @@ def _implementations(host: FunctionHost) -> dict[str, tuple[int, Callable[..., A
         "SERVERPROPERTY": (1, host.server_property),
         "HOST_NAME": (0, lambda: host.client_info("host_name")),
         "APP_NAME": (0, lambda: host.client_info("app_name")),
+        "CONNECTIONPROPERTY": (1, lambda name: _connection_property(host, name)),
         "OBJECT_ID": (-1, lambda name, *a: None if name is None else host.object_id(str(name))),
         "LEN": (1, _len),
         "DATALENGTH": (1, _datalength),
@@ -245,6 +259,8 @@ def _implementations(host: FunctionHost) -> dict[str, tuple[int, Callable[..., A
         "SPACE": (1, lambda n: None if n is None else " " * max(int(n), 0)),
         "ISNUMERIC": (1, _isnumeric),
         "QUOTENAME": (-1, _quotename),
+        "APPLOCK_MODE": (3, host.applock_mode),
+        "APPLOCK_TEST": (4, host.applock_test),
         "SS_CAST": (-1, _cast),
         "SS_TRY_CAST": (-1, _try_cast),
         "SS_ADD": (2, _add),

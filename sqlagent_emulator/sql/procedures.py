@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .applockprocs import register_applock_procedures
 from .errors import missing_parameter, not_a_parameter, too_many_arguments, unknown_procedure
 from .model import Login, ProcArg
 from .names import split_name
-from .results import Column, Message, OutputParam, ResultSet, SqlError, SqlType, StatementResult, TypedValue
+from .results import (
+    Column,
+    Message,
+    OutputParam,
+    Pending,
+    ResultSet,
+    SqlError,
+    SqlType,
+    StatementResult,
+    TypedValue,
+)
 from .sqltypes import type_of_python
 from .sysprocs import register_system_procedures
 
@@ -107,6 +118,13 @@ class ProcedureRegistry:
             raise unknown_procedure(proc if len(parts) == 1 else ".".join(parts))
         return found
 
+    @staticmethod
+    def context_database(name: str, current_db: str) -> str:
+        """The database a call runs in: the one its name gives (a system procedure called as
+        ``msdb.dbo.sp_x`` runs in msdb), else the current one."""
+        parts = split_name(name)
+        return (parts[-3] if len(parts) == 3 else "") or current_db
+
 
 def _check_signature(name: str, params: tuple[str, ...], func: ProcFunc) -> None:
     sig = inspect.signature(func)
@@ -128,6 +146,8 @@ class ProcContext:
     messages: list[Message] = field(default_factory=list)
     outputs: dict[str, tuple[Any, SqlType | None]] = field(default_factory=dict)
     extra_args: list[ProcArg] = field(default_factory=list)
+    call_database: str = ""  # the database the call runs in, when not the session's
+    pending: Pending | None = None
 
     @property
     def engine(self) -> Engine:
@@ -139,7 +159,12 @@ class ProcContext:
 
     @property
     def database(self) -> str:
-        return self.session.database
+        return self.call_database or self.session.database
+
+    def defer(self, pending: Pending) -> None:
+        """Finish the call only after ``pending`` (a lock wait): the procedure's return value is then
+        ignored and ``pending.result()`` gives the call's result, without blocking the engine."""
+        self.pending = pending
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run T-SQL (any statements, same databases and session, e.g. ``msdb.dbo.sysjobs`` names);
@@ -217,19 +242,20 @@ def bind_arguments(
     return kwargs, extra, bound
 
 
-def call(session: SqlSession, proc: ProcedureDef, args: Sequence[ProcArg]) -> StatementResult:
-    """Run a Python procedure; errors come back as a failed result naming the procedure."""
+def call(session: SqlSession, proc: ProcedureDef, args: Sequence[ProcArg], database: str = "") -> StatementResult:
+    """Run a Python procedure; errors come back as a failed result naming the procedure (with the
+    return status when the procedure gave one, see ``SqlError.return_status``)."""
     try:
         kwargs, extra, bound = bind_arguments(proc, args)
-        ctx = ProcContext(session, proc, extra_args=extra)
+        ctx = ProcContext(session, proc, extra_args=extra, call_database=database)
         status = proc.func(ctx, **kwargs)
     except SqlError as exc:
         message = exc.message
         if not message.procedure:
-            from dataclasses import replace
-
             message = replace(message, procedure=proc.short_name)
-        return StatementResult(messages=[message], failed=True, is_procedure=True)
+        return StatementResult(messages=[message], failed=True, is_procedure=True, return_status=exc.return_status)
+    if ctx.pending is not None:
+        return StatementResult(is_procedure=True, pending=ctx.pending)
     outputs = []
     for param_key, arg in bound.items():
         if arg.is_output:
@@ -255,3 +281,4 @@ def _spelled(proc: ProcedureDef, key: str) -> str:
 
 SYSTEM = ProcedureRegistry()
 register_system_procedures(SYSTEM)
+register_applock_procedures(SYSTEM)

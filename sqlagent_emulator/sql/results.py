@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class SqlType(enum.Enum):
@@ -70,6 +71,25 @@ class OutputParam:
     sql_type: SqlType
 
 
+class Pending(Protocol):
+    """A statement that waits for something outside the engine (an application lock).
+
+    The engine thread never blocks: the statement hands this to the protocol layer, which waits
+    (``sql.waiting.wait_pending``) and then resumes the batch. ``on_end`` and ``stop`` run on the
+    engine thread; ``on_end``'s listener may be called there at any time, once.
+    """
+
+    timeout: float | None  # seconds; None waits until the wait ends by itself
+
+    def on_end(self, listener: Callable[[], None]) -> None: ...
+
+    def stop(self, canceled: bool) -> None:
+        """Give up waiting (timed out, or canceled by the client) unless the wait already ended."""
+
+    def result(self) -> StatementResult:
+        """The statement's result once the wait is over (stops it first if nobody waited)."""
+
+
 @dataclass
 class StatementResult:
     """Everything one statement (or one procedure call) produced, in wire order.
@@ -80,6 +100,8 @@ class StatementResult:
     ``delay`` asks the protocol layer to wait that many seconds (WAITFOR DELAY), so a wait
     never blocks the server's engine thread and an ATTENTION can cut it short.
     ``database`` is set when the statement changed the session's database (USE).
+    ``pending`` asks the protocol layer to wait for it, then resume the batch; such a result
+    carries nothing to send.
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -91,11 +113,24 @@ class StatementResult:
     output_params: list[OutputParam] = field(default_factory=list)
     delay: float = 0.0
     database: str | None = None
+    pending: Pending | None = None
 
 
 class SqlError(Exception):
     """An error SQL Server would raise, with its number, severity and state."""
 
-    def __init__(self, number: int, text: str, severity: int = 16, state: int = 1, procedure: str = ""):
+    def __init__(
+        self,
+        number: int,
+        text: str,
+        severity: int = 16,
+        state: int = 1,
+        procedure: str = "",
+        *,
+        return_status: int | None = None,
+    ):
         super().__init__(text)
         self.message = Message(number, text, severity, state, procedure)
+        # Set when a procedure reports the error and still returns a status (sp_getapplock's -999):
+        # the error ends that statement only, and the batch goes on, as in SQL Server.
+        self.return_status = return_status

@@ -68,7 +68,7 @@ class Runtime:
             "@@LANGUAGE": ("us_english", SqlType.NVARCHAR),
             "@@MAX_PRECISION": (38, SqlType.TINYINT),
             "@@DATEFIRST": (7, SqlType.TINYINT),
-            "@@LOCK_TIMEOUT": (-1, SqlType.INT),
+            "@@LOCK_TIMEOUT": (session.lock_timeout, SqlType.INT),
             "@@TEXTSIZE": (2147483647, SqlType.INT),
             "@@NESTLEVEL": (0, SqlType.INT),
             "@@PROCID": (0, SqlType.INT),

@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import procedures
-from .catalog import TableRef, require_database
+from .applocks import LockOwner, OwnerKind
+from .catalog import TableRef, canonical_database, require_database
 from .compiler import compile_batch
 from .errors import internal_error
 from .model import Login, ProcArg
@@ -32,6 +33,11 @@ ROLLBACK_NOTICE = (
     "committed when each statement ran."
 )
 
+NO_WAIT_HERE = (
+    "The SQL Server Agent emulator cannot wait for an application lock inside a procedure or "
+    "sp_executesql; call sp_getapplock from the batch itself or with @LockTimeout = 0."
+)
+
 
 class SqlSession:
     def __init__(self, engine: Engine, login: Login, spid: int, database: str) -> None:
@@ -46,6 +52,7 @@ class SqlSession:
         self.last_error = 0
         self.host_name = ""  # the TDS layer may fill these from LOGIN7 (HOST_NAME(), APP_NAME())
         self.app_name = ""
+        self.encrypt_option = "FALSE"  # CONNECTIONPROPERTY('encrypt_option'); TRUE for an encrypted session
         self.closed = False
         self._changed_in_transaction = False
 
@@ -67,8 +74,9 @@ class SqlSession:
         try:
             for stmt in statements:
                 for result in self.run_statement(stmt, runtime):
-                    if not result.failed:
-                        self.last_error = 0
+                    errors = [m.number for m in result.messages if m.is_error]
+                    if not result.failed or errors:
+                        self.last_error = errors[-1] if errors else 0
                     yield result
         except (ReturnFromBatch, BatchAborted):
             return
@@ -103,6 +111,9 @@ class SqlSession:
         try:
             for stmt in compile_batch(sql):
                 for result in self.run_statement(stmt, runtime):
+                    if result.pending is not None:
+                        result.pending.stop(True)
+                        raise SqlError(50000, NO_WAIT_HERE, 16)
                     if result.failed:
                         raise SqlError(*_error_args(result.messages))
                     results.append(result)
@@ -135,9 +146,11 @@ class SqlSession:
             return StatementResult(messages=[internal_error(exc).message], failed=True, is_procedure=True)
 
     def invoke_procedure(self, name: str, args: Sequence[ProcArg]) -> StatementResult:
-        proc = self.engine.procedures.resolve(name, self.database)
+        registry = self.engine.procedures
+        proc = registry.resolve(name, self.database)
         self.engine.active_session = self
-        return procedures.call(self, proc, args)
+        database = canonical_database(registry.context_database(name, self.database)) or self.database
+        return procedures.call(self, proc, args, database)
 
     # -- options, databases, row counts -------------------------------------------------------------
 
@@ -153,6 +166,14 @@ class SqlSession:
 
     def option_on(self, name: str) -> bool:
         return self.options.get(name.upper()) == "ON"
+
+    @property
+    def lock_timeout(self) -> int:
+        """SET LOCK_TIMEOUT in milliseconds; -1 (wait forever) until set."""
+        try:
+            return int(self.options.get("LOCK_TIMEOUT", "-1"))
+        except ValueError:
+            return -1
 
     def use(self, database: str) -> str:
         self.database = require_database(database)
@@ -183,14 +204,20 @@ class SqlSession:
         self.trancount -= 1
         if self.trancount == 0:
             self._changed_in_transaction = False
+            self._end_transaction_locks()
 
     def rollback_transaction(self) -> list[Message]:
         """End the transaction; returns the notice to send if it had changed data (already committed)."""
         if self.trancount == 0:
             raise SqlError(3903, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.", 16)
         self.trancount = 0
+        self._end_transaction_locks()
         changed, self._changed_in_transaction = self._changed_in_transaction, False
         return [Message(50000, ROLLBACK_NOTICE, 10)] if changed else []
+
+    def _end_transaction_locks(self) -> None:
+        """Transaction-owned application locks end with the transaction (sp_getapplock, "Remarks")."""
+        self.engine.applocks.release_owner(LockOwner(self.spid, OwnerKind.TRANSACTION))
 
     # -- lifetime ---------------------------------------------------------------------------------
 
@@ -199,6 +226,7 @@ class SqlSession:
         if self.closed:
             return
         self.closed = True
+        self.engine.applocks.end_session(self.spid)  # its lock wait and every lock it holds
         for ref in list(self.temp_tables):
             with contextlib.suppress(Exception):  # closing must not fail
                 self.engine.conn.execute(f"DROP TABLE IF EXISTS {ref.sql}")

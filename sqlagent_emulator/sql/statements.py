@@ -151,7 +151,10 @@ class ExecStmt(Stmt):
     def run(self, rt: Runtime) -> Iterator[StatementResult]:
         proc_args = [ProcArg(a.name, _arg_value(rt, a), a.is_output) for a in self.args if a.value is not None]
         result = rt.session.invoke_procedure(self.procedure, proc_args)
-        if result.failed:
+        if result.pending is not None:  # e.g. sp_getapplock waiting: the driver of the batch waits
+            yield StatementResult(pending=result.pending)
+            result = result.pending.result()
+        if result.failed and result.return_status is None:
             yield result
             raise BatchAborted
         outputs = {p.name.lower(): p for p in result.output_params}

@@ -18,17 +18,17 @@ import contextlib
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from ..faults import FaultSwitch, Phase, SendAction
 from ..sql.engine import Engine, Login, ProcArg, SqlSession
 from ..sql.results import Message, OutputParam, SqlError, SqlType, StatementResult, TypedValue
+from ..sql.waiting import wait_pending
 from . import tokens
 from .login import Login7, build_prelogin_reply, negotiate_version, parse_login7
 from .packets import (
     HEADER,
-    MAX_LOGIN_MESSAGE,
     PacketType,
     ProtocolError,
     encode_message,
@@ -37,10 +37,12 @@ from .packets import (
 )
 from .requests import ProcId, RpcCall, TmRequest, parse_rpc, parse_sql_batch, parse_transaction_request
 from .response import ReplyBuilder
+from .tls import ServerTls, open_link
 from .tokens import DoneStatus, EnvChange, Token
 from .types import COLLATION
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PROC_NAMES = {
     "sp_executesql": ProcId.SP_EXECUTESQL,
@@ -61,6 +63,7 @@ class ServerContext(Protocol):
     faults: FaultSwitch
     login_timeout: float  # seconds from accept to a complete LOGIN7
     idle_timeout: float | None  # seconds a logged-in connection may wait between requests; None: forever
+    tls: ServerTls
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
@@ -95,7 +98,7 @@ class TdsConnection:
         self._attention = asyncio.Event()
         self._transaction = 0
         self._held = False  # an answer is waiting for a fault mode to end
-        self._login_deadline = asyncio.get_running_loop().time() + server.login_timeout
+        self._login_deadline = 0.0  # loop time by which the LOGIN7 must have arrived
 
     # ------------------------------------------------------------------ life cycle
 
@@ -128,12 +131,16 @@ class TdsConnection:
         finally:
             self._held = False
         if action is SendAction.CUT:
-            self.writer.write(data[: max(1, len(data) // 2)])
-            await self.writer.drain()
-            self.writer.transport.abort()
-            raise ConnectionResetError("fault mode 'drop': reply cut short")
+            await self._cut(data)
         self.writer.write(data)
         await self.writer.drain()
+
+    async def _cut(self, data: bytes) -> None:
+        """Fault mode ``drop``: the first half of a message, then the connection aborted."""
+        self.writer.write(data[: max(1, len(data) // 2)])
+        await self.writer.drain()
+        self.writer.transport.abort()
+        raise ConnectionResetError("fault mode 'drop': reply cut short")
 
     async def _reply(self, payload: bytes) -> None:
         await self._send(PacketType.REPLY, payload, Phase.REQUEST)
@@ -143,12 +150,12 @@ class TdsConnection:
             return f"no login within {self.server.login_timeout:g} s"
         return f"idle for {self.server.idle_timeout:g} s"
 
-    async def _read_login_message(self) -> tuple[PacketType, bytes]:
-        """A PRELOGIN or LOGIN7, before the login deadline; no message before login is over 128 KB."""
+    async def _before_login_deadline(self, step: Awaitable[T]) -> T:
+        """A step of the login (PRELOGIN, TLS handshake, LOGIN7) that must end by the login deadline."""
         remaining = self._login_deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise asyncio.TimeoutError
-        return await asyncio.wait_for(read_message(self.reader, MAX_LOGIN_MESSAGE), remaining)
+        return await asyncio.wait_for(step, remaining)
 
     async def _read_request(self, busy: Callable[[], bool]) -> tuple[PacketType, bytes]:
         """The next request; waiting longer than the idle limit with no request running ends the connection.
@@ -170,10 +177,19 @@ class TdsConnection:
     # ------------------------------------------------------------------ login
 
     async def _login(self) -> bool:
-        ptype, payload = await self._read_login_message()
-        if ptype == PacketType.PRELOGIN:
-            await self._send(PacketType.REPLY, build_prelogin_reply(self.server.version))
-            ptype, payload = await self._read_login_message()
+        # The fault mode first: a hung server reads nothing and answers nothing; its own stall does
+        # not count against the client's login time.
+        if await self.server.faults.before_send(Phase.LOGIN) is SendAction.CUT:
+            await self._cut(encode_message(PacketType.REPLY, build_prelogin_reply(self.server.version), 4096))
+        self._login_deadline = asyncio.get_running_loop().time() + self.server.login_timeout  # from here on
+        link = await self._before_login_deadline(
+            open_link(self.server.tls, self.server.version, self.reader, self.writer)  # PRELOGIN, TLS
+        )
+        if link is None:
+            return False
+        self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
+        ptype, payload = await self._before_login_deadline(link.read_login())
+        self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
         if ptype != PacketType.LOGIN7:
             raise ProtocolError(f"expected LOGIN7, got {ptype.name}")
         login7 = parse_login7(payload)
@@ -190,6 +206,7 @@ class TdsConnection:
             await self._login_failed(exc.message)
             return False
         self.session.host_name, self.session.app_name = login7.host_name, login7.app_name
+        self.session.encrypt_option = "TRUE" if link.encrypts_session else "FALSE"
         await self._send(PacketType.REPLY, self._login_reply(login7))
         self.packet_size = login7.packet_size
         return True
@@ -292,6 +309,9 @@ class TdsConnection:
             result = await self.server.run(_next_result, statements)
             if result is None:
                 break
+            if result.pending is not None:  # sp_getapplock waiting for its lock; ATTENTION cancels it
+                await wait_pending(result.pending, self.server.run, self._attention)
+                continue
             if result.database:
                 reply.raw(tokens.env_change(EnvChange.DATABASE, result.database, ""))
                 reply.messages([Message(5701, f"Changed database context to '{result.database}'.", 0, 1)])
@@ -343,6 +363,9 @@ class TdsConnection:
         assert self.session is not None
         args = [ProcArg(p.name or None, p.value, p.is_output) for p in call.params]
         result: StatementResult = await self.server.run(self.session.call_procedure, call.proc_name, args)
+        if result.pending is not None:
+            await wait_pending(result.pending, self.server.run, self._attention)
+            result = await self.server.run(result.pending.result)
         reply.statement(result, in_rpc=True)
         ordinals = {p.name.lower(): i for i, p in enumerate(call.params) if p.name}
         outputs = [(ordinals.get(out.name.lower(), i), out) for i, out in enumerate(result.output_params)]

@@ -29,12 +29,12 @@ def parse_prelogin(payload: bytes) -> dict[int, bytes]:
     return options
 
 
-def build_prelogin_reply(server_version: tuple[int, int, int]) -> bytes:
-    """VERSION, ENCRYPTION (not supported: clients log in in clear), INSTOPT, THREADID, MARS off."""
+def build_prelogin_reply(server_version: tuple[int, int, int], encryption: int = ENCRYPT_NOT_SUP) -> bytes:
+    """VERSION, ENCRYPTION (the server's answer, see tls.negotiate_encryption), INSTOPT, THREADID, MARS off."""
     major, minor, build = server_version
     values = [
         (0x00, struct.pack(">BBHH", major, minor, build, 0)),
-        (0x01, bytes([ENCRYPT_NOT_SUP])),
+        (0x01, bytes([encryption])),
         (0x02, b"\x00"),
         (0x03, b""),
         (0x04, b"\x00"),

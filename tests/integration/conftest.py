@@ -15,13 +15,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.agent_jobs import Client, create_job
 from tests.clients import odbc18_driver_path
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
+
+if TYPE_CHECKING:
+    from tests.integration.pool import Pool
 
 CONN_TYPES = ("mssql", "odbc")
 
@@ -33,7 +36,10 @@ def airflow_db() -> str:
     return os.environ["AIRFLOW_HOME"]
 
 
-def _connection(conn_type: str, target: SqlServerTarget, user: str, password: str) -> dict[str, Any]:
+def _connection(
+    conn_type: str, target: SqlServerTarget, user: str, password: str, **odbc_options: str
+) -> dict[str, Any]:
+    """``odbc_options`` (e.g. ``Encrypt="yes"``) replace the ODBC 18 defaults in the connection's extra."""
     if conn_type == "mssql":
         return {
             "conn_type": "mssql",
@@ -50,14 +56,19 @@ def _connection(conn_type: str, target: SqlServerTarget, user: str, password: st
         "login": user,
         "password": password,
         "schema": "msdb",
-        "extra": {"driver": odbc18_driver_path(), "Encrypt": "no", "connect_kwargs": {"timeout": 5}},
+        "extra": {"driver": odbc18_driver_path(), "Encrypt": "no", "connect_kwargs": {"timeout": 5}, **odbc_options},
     }
 
 
 @pytest.fixture(scope="session")
 def airflow_connections(sql_server: SqlServerTarget) -> Iterator[dict[str, str]]:
-    """Environment connections ``sa_mssql``, ``sa_odbc``, ``agent_op_mssql``, ``agent_op_odbc``."""
-    logins = {"sa": (sql_server.user, sql_server.password), "agent_op": ("agent_operator", OPERATOR_PASSWORD)}
+    """Environment connections ``sa_*``, ``agent_op_*`` (Operator and ssis_logreader) and ``agent_oponly_*``
+    (Operator alone), each ``*_mssql`` and ``*_odbc``."""
+    logins = {
+        "sa": (sql_server.user, sql_server.password),
+        "agent_op": ("agent_operator", OPERATOR_PASSWORD),
+        "agent_oponly": ("agent_operator_only", OPERATOR_PASSWORD),
+    }
     names = {}
     for prefix, (user, password) in logins.items():
         for conn_type in CONN_TYPES:
@@ -85,3 +96,18 @@ def make_job(sql_server: SqlServerTarget) -> Callable[..., str]:
             return create_job(sa, steps, name)
 
     return create
+
+
+@pytest.fixture(scope="module")
+def pool(airflow_db: str) -> Iterator[Pool]:
+    """Three emulated servers of a pool, private to the test module (tests/integration/pool.py)."""
+    from tests.integration.pool import emulated_pool
+
+    with emulated_pool() as servers:
+        yield servers
+
+
+@pytest.fixture
+def lb(pool: Pool) -> Pool:
+    pool.idle()
+    return pool

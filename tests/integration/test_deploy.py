@@ -23,7 +23,7 @@ from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.manifest import load_manifest
 from airflow_provider_ssis_lb.operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
 from sqlagent_emulator.testing import EmulatorController
-from tests.agent_jobs import Client
+from tests.agent_jobs import Client, history, wait_until_idle
 from tests.conftest import SqlServerTarget, emulator_config
 from tests.integration.conftest import _connection
 
@@ -264,3 +264,42 @@ def test_ensure_jobs_operator(airflow_connections, write_manifest, names, unreac
     make_job([{"subsystem": "TSQL", "command": "SELECT 1"}], name=f"{names['quick']}_x")
     with pytest.raises(AirflowException, match=f"job '{names['quick']}_x': a job of this name exists and is not"):
         SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(only_up)).execute({})
+
+
+def test_ssis_step_of_a_non_sysadmin_owner_warns_without_a_proxy_and_deploys_with_one(
+    airflow_connections, sql_server, tmp_path, names
+) -> None:
+    proxy = f"ssis_{names['quick']}"
+    with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
+        sa.run("EXEC msdb.dbo.sp_add_proxy @proxy_name = ?, @credential_name = N'CONTOSO\\svc-ssis'", proxy)
+        sa.run("EXEC msdb.dbo.sp_grant_proxy_to_subsystem @proxy_name = ?, @subsystem_name = N'SSIS'", proxy)
+        sa.run("EXEC msdb.dbo.sp_grant_login_to_proxy @login_name = N'agent_user', @proxy_name = ?", proxy)
+    path = tmp_path / "manifest.yaml"
+    path.write_text(
+        "servers:\n  - conn_id: sa_odbc\n"
+        "job_defaults:\n  owner: agent_user\n"
+        f"children:\n  - name: {names['quick']}\n    catalog_path: {QUICK}\n    proxy: {proxy}\n"
+        f"  - name: {names['slow']}\n    catalog_path: {SLOW}\n",
+        encoding="utf-8",
+    )
+    [result] = deploy(load_manifest(path))
+    assert actions(result) == {names["quick"]: "create", names["slow"]: "create"}
+    details = {change.job_name: change.details for change in result.changes}
+    assert not any("WARNING" in d for d in details[names["quick"]])
+    [warning] = [d for d in details[names["slow"]] if d.startswith("WARNING")]
+    assert "owner 'agent_user' is not sysadmin" in warning and "names no proxy" in warning
+    assert "WARNING: owner 'agent_user'" in format_results([result], dry_run=False)
+
+    hook = SqlAgentHook("sa_odbc")
+    assert hook.read_job_definition(names["quick"]).steps[0].proxy_name == proxy
+    [again] = deploy(load_manifest(path))
+    assert actions(again) == {names["quick"]: "unchanged", names["slow"]: "unchanged"}
+
+    with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:  # what Agent does
+        for job, expected in (
+            (names["quick"], "Executed as user: CONTOSO\\svc-ssis."),
+            (names["slow"], "Non-SysAdmins"),
+        ):
+            sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
+            wait_until_idle(sa, job)
+            assert history(sa, job)[0][6].startswith(expected), job

@@ -40,6 +40,18 @@ def test_start_watch_and_read_a_failed_ssis_run(airflow_connections, conn_type, 
     assert "Cannot open the datafile" in result.ssis_messages[1].message
 
 
+@pytest.mark.parametrize(("login", "notes"), [("agent_op", 0), ("agent_oponly", 1)])
+def test_no_ssis_messages_is_told_apart_from_hidden_ones(airflow_connections, make_job, login, notes) -> None:
+    """A package that logs no warning or error leaves no note; one SSISDB hides from the login leaves one."""
+    hook = SqlAgentHook(f"{login}_odbc")
+    name = make_job([{"subsystem": "SSIS", "command": SSIS_BROKEN.replace("Broken", "Quick")}])
+    run = hook.start_job(hook.get_job(job_name=name))
+    result = hook.run_result(run, wait_finished(hook, run).outcome_instance_id)
+    assert result.outcome == "succeeded" and result.ssis_messages == []
+    assert len(result.notes) == notes
+    assert all("grant ssis_logreader in SSISDB" in note for note in result.notes)
+
+
 def test_second_start_is_already_running(airflow_connections, conn_type, make_job) -> None:
     hook = SqlAgentHook(f"agent_op_{conn_type}")
     name = make_job([{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'"}])

@@ -28,6 +28,7 @@ from tests.clients import connect
 from tests.conftest import OPERATOR_PASSWORD, SA_PASSWORD, SqlServerTarget
 from tests.integration.dagrun import test_dag_run
 from tests.integration.test_hook import SSIS_BROKEN, wait_finished
+from tests.integration.test_trigger import cancelled
 
 POLL = 0.2
 ONE_SECOND = {"subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:01'", "on_success_action": 3}
@@ -167,6 +168,20 @@ def test_ssis_failure_carries_the_catalog_errors(airflow_db, airflow_connections
     assert "SSIS errors (1):" in log and "SSIS warnings (1):" in log and "Truncation may occur." in log
 
 
+def test_ssis_messages_hidden_by_ssisdb_are_named_in_the_log(
+    airflow_db, airflow_connections, conn_type, make_job, capfd
+) -> None:
+    """A login without SSISDB rights sees no catalog rows (row-level security, no error): the log says why."""
+    name = make_job([{"subsystem": "SSIS", "command": SSIS_BROKEN, "step_name": "run Broken.dtsx"}])
+    result = run_dag(conn_id=f"agent_oponly_{conn_type}", job_name=name)
+    assert result.state == "failed"
+    assert "Package execution on IS Server failed" in str(result.error)
+    assert "Cannot open the datafile" not in str(result.error)
+    log = capfd.readouterr().out
+    assert "hidden from this login by SSISDB's row-level security" in log
+    assert "grant ssis_logreader in SSISDB to read SSIS errors" in log
+
+
 def test_unknown_job(airflow_db, airflow_connections, conn_type) -> None:
     result = run_dag(conn_id=f"agent_op_{conn_type}", job_name="no such child")
     assert result.state == "failed"
@@ -258,15 +273,16 @@ def test_if_running_fail(airflow_db, airflow_connections, conn_type, make_job, s
 # ---------------------------------------------------------------------- kill, restart, outage
 
 
-def test_trigger_on_kill_stops_the_run(airflow_db, airflow_connections, conn_type, make_job) -> None:
+def test_trigger_on_kill_stops_the_run(airflow_db, airflow_connections, conn_type, make_job, monkeypatch) -> None:
     """What the triggerer does when a user marks the deferred task failed: the trigger's on_kill."""
     name = make_job([LONG])
 
     def kill() -> None:
         run = wait_until(lambda: (r := published_run()) and r.job_name == name and r)
         wait_until(executing(conn_type, name))
-        trigger = SqlAgentJobTrigger(run=run.to_dict(), poll_interval=POLL, stop_on_kill=True)
-        asyncio.run(trigger.on_kill())
+        asyncio.run(
+            cancelled(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=POLL), "failed", monkeypatch).on_kill()
+        )
 
     with in_background(kill):
         result = run_dag(conn_id=f"agent_op_{conn_type}", job_name=name)
@@ -274,6 +290,20 @@ def test_trigger_on_kill_stops_the_run(airflow_db, airflow_connections, conn_typ
     hook = SqlAgentHook(f"agent_op_{conn_type}")
     run = JobRun.from_dict(result.xcom("sql_agent_run"))
     assert hook.run_result(run, hook.run_state(run).outcome_instance_id).outcome == "canceled"
+
+
+def test_trigger_on_kill_leaves_the_run_alone_while_the_task_is_still_deferred(
+    airflow_connections, conn_type, make_job, monkeypatch
+) -> None:
+    """The trigger moved to another triggerer: Airflow cancels it on the old one through the same path."""
+    name = make_job([LONG])
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    run = hook.start_job(hook.get_job(job_name=name))
+    wait_until(executing(conn_type, name))
+    asyncio.run(cancelled(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=POLL), "deferred", monkeypatch).on_kill())
+    assert hook.get_job(job_name=name).executing
+    state = wait_finished(hook, run)
+    assert hook.run_result(run, state.outcome_instance_id).outcome == "succeeded"  # never stopped
 
 
 def test_sigterm_while_waiting_in_the_worker_stops_the_run(

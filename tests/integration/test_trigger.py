@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from airflow_provider_ssis_lb import user_action
 from airflow_provider_ssis_lb.hooks.sql_agent import RunState, SqlAgentHook
 from airflow_provider_ssis_lb.runs import JobRun
 from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
@@ -169,16 +171,25 @@ def test_agent_restart_mid_run_is_a_failed_abandoned_run(private_server: Private
 # ---------------------------------------------------------------------- on_kill
 
 
-def test_on_kill_stops_only_its_own_run(airflow_connections, conn_type, make_job) -> None:
+def cancelled(trigger: SqlAgentJobTrigger, task_state: str, monkeypatch: pytest.MonkeyPatch) -> SqlAgentJobTrigger:
+    """The trigger as the triggerer holds it when it cancels it, with the task instance's state as the Task
+    SDK reports it (the real triggerer path is covered by tests/system: mark failed, and a trigger moving
+    to another triggerer)."""
+    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="run", run_id="r", map_index=-1)
+    monkeypatch.setattr(user_action, "_read_state", lambda ti: task_state)
+    return trigger
+
+
+def test_on_kill_stops_only_its_own_run(airflow_connections, conn_type, make_job, monkeypatch) -> None:
     name = make_job([WAIT_2S])
     hook, run_a = start(f"agent_op_{conn_type}", name)
     wait_finished(hook, run_a)
     run_b = hook.start_job(hook.get_job(job_name=name))
 
-    asyncio.run(SqlAgentJobTrigger(run=run_a.to_dict()).on_kill())  # the old try's trigger, killed late
+    asyncio.run(cancelled(SqlAgentJobTrigger(run=run_a.to_dict()), "failed", monkeypatch).on_kill())  # old try's
     assert hook.run_state(run_b).state in ("pending", "running")
 
-    asyncio.run(SqlAgentJobTrigger(run=run_b.to_dict()).on_kill())
+    asyncio.run(cancelled(SqlAgentJobTrigger(run=run_b.to_dict()), "failed", monkeypatch).on_kill())
     state = wait_finished(hook, run_b)
     assert hook.run_result(run_b, state.outcome_instance_id).outcome == "canceled"
 

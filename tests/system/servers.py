@@ -74,7 +74,8 @@ def write_config(path: Path) -> Path:
         parts.append(
             f'[[servers]]\nname = "{server}"\nport = 0\ncpus = 2\n'
             f'[[servers.logins]]\nname = "sa"\npassword = "{SA_PASSWORD}"\nroles = ["sysadmin"]\n'
-            '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\nroles = ["SQLAgentOperatorRole"]'
+            '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\n'
+            'roles = ["SQLAgentOperatorRole", "ssis_logreader"]'
         )
     path.write_text("\n\n".join(parts) + "\n")
     return path

@@ -6,11 +6,13 @@ import dataclasses
 
 from airflow_provider_ssis_lb.deploy import (
     MANAGED_MARKER,
+    NO_PROXY_MESSAGE,
     describe_plan,
     desired_job,
     diff_job,
     isserver_command,
     mask_command,
+    proxy_warning,
 )
 from airflow_provider_ssis_lb.manifest import PackageParameter, parse_manifest
 
@@ -89,3 +91,44 @@ def test_diff_of_identical_jobs_is_empty_and_differences_are_listed() -> None:
     ]
     no_steps = diff_job(dataclasses.replace(desired, steps=()), desired)
     assert no_steps.step_adds == {1: desired.steps[0]} and not no_steps.step_updates
+
+
+class _Owners:
+    """The one hook call proxy_warning makes: whether a login is sysadmin."""
+
+    def __init__(self, sysadmins: set[str]) -> None:
+        self.sysadmins = sysadmins
+        self.asked: list[str] = []
+
+    def is_sysadmin(self, login_name: str) -> bool:
+        self.asked.append(login_name)
+        return login_name in self.sysadmins
+
+
+def test_proxy_comes_from_the_child_or_the_defaults_and_is_compared_only_when_set() -> None:
+    manifest = parse_manifest(
+        "servers: [{conn_id: a}]\njob_defaults: {owner: etl, proxy: SSIS runner}\n"
+        "children:\n  - {name: A, catalog_path: \\SSISDB\\f\\p\\A.dtsx}\n"
+        "  - {name: B, catalog_path: \\SSISDB\\f\\p\\B.dtsx, proxy: Other}\n",
+        "m.yaml",
+    )
+    first, second = (desired_job(manifest, child, "a", "A") for child in manifest.children)
+    assert (first.steps[0].proxy_name, second.steps[0].proxy_name) == ("SSIS runner", "Other")
+    without = dataclasses.replace(first, steps=(dataclasses.replace(first.steps[0], proxy_name=None),))
+    assert not diff_job(first, without)  # a proxy the manifest does not name is left as it is
+    assert diff_job(without, first).step_updates == {1: {"proxy_name": "SSIS runner"}}
+
+
+def test_proxy_warning_only_for_an_ssis_step_without_proxy_of_a_non_sysadmin_owner() -> None:
+    [child] = MANIFEST.children
+    job = desired_job(MANIFEST, child, "a", "A")  # owner None: the deploying login, which is sysadmin
+    owners = _Owners({"sa"})
+    assert proxy_warning(job, owners) is None and owners.asked == []
+    assert proxy_warning(dataclasses.replace(job, owner_login_name="sa"), owners) is None
+    warning = proxy_warning(dataclasses.replace(job, owner_login_name="etl"), owners)
+    assert warning is not None and warning.startswith("WARNING: owner 'etl' is not sysadmin")
+    assert NO_PROXY_MESSAGE in warning
+    proxied = dataclasses.replace(
+        job, owner_login_name="etl", steps=(dataclasses.replace(job.steps[0], proxy_name="SSIS runner"),)
+    )
+    assert proxy_warning(proxied, owners) is None

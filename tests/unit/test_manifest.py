@@ -85,7 +85,7 @@ def test_every_error_is_reported_in_line_order() -> None:
         "on_failure, always, got 'sometimes'",
         "manifest.yaml line 23: children[1].servers[0]: unknown server 'sqlnode9' (not in servers: sqlnode1, sqlnode2)",
         "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, job_name, "
-        "parameters, environment_reference, servers, retry_attempts, retry_interval)",
+        "parameters, environment_reference, servers, retry_attempts, retry_interval, proxy)",
     ]
 
 

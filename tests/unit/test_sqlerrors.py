@@ -6,7 +6,7 @@ import pymssql
 import pyodbc
 import pytest
 
-from airflow_provider_ssis_lb.sqlerrors import error_number, error_text, is_transient
+from airflow_provider_ssis_lb.sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
 
 ODBC = "[Microsoft][ODBC Driver 18 for SQL Server]"
 ALREADY_RUNNING = (
@@ -124,3 +124,62 @@ def test_python_connection_errors_are_transient() -> None:
     assert is_transient(ConnectionResetError(104, "Connection reset by peer"))
     assert is_transient(TimeoutError("timed out"))
     assert not is_transient(ValueError("bad value"))
+
+
+# TLS set-up failures, with the texts the drivers gave against the emulator (tests/emulator/test_tls_clients.py).
+NOT_TRUSTED = (
+    "SSL Provider: [error:0A000086:SSL routines::certificate verify failed:unable to get local issuer certificate]"
+)
+NAME_MISMATCH = (
+    "SSL Provider: [error:0A000086:SSL routines::certificate verify failed:subject name does not match host name]"
+)
+TLS_CASES = [
+    pytest.param(
+        pyodbc.OperationalError("08001", f"[08001] {ODBC}{NOT_TRUSTED} (-1) (SQLDriverConnect)"),
+        NOT_TRUSTED,
+        "does not trust the server's certificate",
+        id="odbc18-not-trusted",
+    ),
+    pytest.param(
+        pyodbc.OperationalError("08001", f"[08001] {ODBC}{NAME_MISMATCH} (-1) (SQLDriverConnect)"),
+        NAME_MISMATCH,
+        "its name does not match",
+        id="odbc18-name-mismatch",
+    ),
+    pytest.param(
+        pyodbc.OperationalError(
+            "08001", f"[08001] {ODBC}Encryption not supported on SQL Server. (20) (SQLDriverConnect)"
+        ),
+        "Encryption not supported on SQL Server.",
+        "the server offers no encryption",
+        id="odbc18-encryption-not-supported",
+    ),
+]
+
+
+@pytest.mark.parametrize(("exc", "text", "advice"), TLS_CASES)
+def test_tls_failures_are_not_transient(exc: BaseException, text: str, advice: str) -> None:
+    assert is_tls_failure(exc)
+    assert not is_transient(exc)
+    assert error_text(exc) == text
+    assert advice in tls_advice(exc) and text in tls_advice(exc)
+
+
+def test_python_tls_errors_are_tls_failures() -> None:
+    import ssl
+
+    assert is_tls_failure(ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"))
+    assert not is_transient(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+
+
+def test_freetds_tls_failures_look_like_unreachable_servers() -> None:
+    """FreeTDS (pymssql, encryption='require' against a server without TLS, or an untrusted CA) says only
+    'TDS server connection failed': indistinguishable from a server that is down, so it stays transient."""
+    failed = b"DB-Lib error message 20002, severity 9:\nTDS server connection failed (127.0.0.1)\n"
+    exc = pymssql.OperationalError((20002, failed + failed))
+    assert not is_tls_failure(exc)
+    assert is_transient(exc)
+    freetds_odbc = pyodbc.OperationalError(
+        "08001", "[08001] [FreeTDS][SQL Server]Unable to connect to data source (0) (SQLDriverConnect)"
+    )
+    assert not is_tls_failure(freetds_odbc) and is_transient(freetds_odbc)

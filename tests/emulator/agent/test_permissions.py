@@ -199,3 +199,15 @@ def test_only_sysadmin_names_an_output_file_or_database_user(server: Server) -> 
     assert server.rows("SELECT database_user_name FROM msdb.dbo.sysjobsteps") == [(None,)]
     server.ok("EXEC msdb.dbo.sp_update_jobstep @job_name = N'Mine', @step_id = 1, @database_user_name = N'dbo'")
     assert server.rows("SELECT database_user_name FROM msdb.dbo.sysjobsteps") == [("dbo",)]
+
+
+@pytest.mark.parametrize("table", ["sysjobs", "sysjobhistory", "sysjobsteps", "sysproxies"])
+def test_msdb_tables_refuse_select_to_a_login_without_agent_role(table: str) -> None:
+    with pytest.raises(SqlError) as caught:
+        check_table_select(LOGINS["nobody"], "msdb", "dbo", table)
+    assert (
+        caught.value.message.text
+        == f"The SELECT permission was denied on the object '{table}', database 'msdb', schema 'dbo'."
+    )
+    if table != "sysproxies":  # sysadmin only
+        check_table_select(LOGINS["usr"], "msdb", "dbo", table)

@@ -19,11 +19,14 @@ from airflow_provider_ssis_lb.exceptions import (
     JobNotFoundError,
     LoginFailedError,
     SqlAgentError,
+    TlsConnectionError,
     TransientConnectionError,
 )
-from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState, SqlAgentHook
+from airflow_provider_ssis_lb.hooks.sql_agent import AgentSession, JobInfo, RunState, SqlAgentHook
 from airflow_provider_ssis_lb.runs import JobRun
 
+JOB = JobInfo("JOB-1", "child a", True, False, "")
+RUN = JobRun("sql1_odbc", "SQL1", "JOB-1", "child a", "2024-05-01T12:59:50.000", 2)
 ODBC = "[Microsoft][ODBC Driver 18 for SQL Server]"
 DBLIB_20018 = (
     b"DB-Lib error message 20018, severity 16:\nGeneral SQL Server error: Check messages from the SQL Server\n"
@@ -58,8 +61,8 @@ def hook() -> SqlAgentHook:
                 "running from a request by User sa.",
                 22022,
             ),
-            JobAlreadyRunningError,
-            "the job is already running",
+            SqlAgentError,  # told apart from "Agent not running" by reading the job again (AgentSession.start)
+            "refused because the job is already running",
             id="pyodbc-22022-running",
         ),
         pytest.param(
@@ -68,8 +71,8 @@ def hook() -> SqlAgentHook:
                 b"SQLServerAgent Error: Request to run job child a (from User op) refused because the job is already "
                 b"running from a request by User sa." + DBLIB_20018,
             ),
-            JobAlreadyRunningError,
-            "the job is already running",
+            SqlAgentError,
+            "refused because the job is already running",
             id="pymssql-22022-running",
         ),
         pytest.param(
@@ -79,8 +82,8 @@ def hook() -> SqlAgentHook:
                     b"SQLServerAgent is not currently running so it cannot be notified of this action." + DBLIB_20018,
                 )
             ),
-            AgentNotRunningError,
-            "SQL Server Agent is not running on this server",
+            SqlAgentError,
+            "SQLServerAgent is not currently running",
             id="pymssql-22022-agent-stopped",
         ),
         pytest.param(
@@ -131,6 +134,24 @@ def hook() -> SqlAgentHook:
             id="20009",
         ),
         pytest.param(
+            pyodbc.OperationalError(
+                "08001",
+                f"[08001] {ODBC}SSL Provider: [error:0A000086:SSL routines::certificate verify failed:unable to get "
+                "local issuer certificate] (-1) (SQLDriverConnect)",
+            ),
+            TlsConnectionError,
+            "the encrypted connection failed (SSL Provider: [error:0A000086:SSL routines::certificate verify failed",
+            id="tls-not-trusted",
+        ),
+        pytest.param(
+            pyodbc.OperationalError(
+                "08001", f"[08001] {ODBC}Encryption not supported on SQL Server. (20) (SQLDriverConnect)"
+            ),
+            TlsConnectionError,
+            "the server offers no encryption (Encryption not supported on SQL Server.)",
+            id="tls-not-supported",
+        ),
+        pytest.param(
             odbc_error(pyodbc.ProgrammingError, "42000", "Something else went wrong.", 50000),
             SqlAgentError,
             "Something else went wrong.",
@@ -144,6 +165,42 @@ def test_translate(hook: SqlAgentHook, exc: Exception, error_type: type[SqlAgent
     assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1': ")
     assert says in str(error)
     assert error.server == "SQL1" and error.job == "child a"
+
+
+def test_translate_keeps_the_number_of_22022(hook: SqlAgentHook) -> None:
+    error = hook._translate(pymssql.OperationalError(22022, b"Le service SQLServerAgent n'est pas en cours."), "a")
+    assert error.number == 22022
+
+
+class StartSession(AgentSession):
+    """sp_start_job answers 22022 (in any language); the job's state read afterwards decides what it meant."""
+
+    def __init__(self, hook: SqlAgentHook, executing_after: bool) -> None:
+        super().__init__(None, hook, "child a")
+        self.executing_after = executing_after
+
+    def next_run(self, job: JobInfo) -> JobRun:
+        return RUN
+
+    def call(self, procedure: str, params: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        assert procedure == "sp_start_job"
+        raise SqlAgentError("SQL1", "child a", "Meldung 22022 (localized text)", number=22022)
+
+    def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
+        return JobInfo("JOB-1", "child a", True, self.executing_after, "")
+
+
+@pytest.mark.parametrize(
+    ("executing_after", "error_type", "says"),
+    [
+        (True, JobAlreadyRunningError, "the job is already running"),
+        (False, AgentNotRunningError, "SQL Server Agent is not running on this server"),
+    ],
+)
+def test_start_tells_22022_apart_by_reading_the_job(hook, executing_after, error_type, says) -> None:
+    with pytest.raises(error_type, match=says) as caught:
+        StartSession(hook, executing_after).start(JOB)
+    assert caught.value.number == 22022 and caught.value.server == "SQL1"
 
 
 def test_translate_without_a_job_names_the_server(hook: SqlAgentHook) -> None:
@@ -185,10 +242,7 @@ def with_history(hook: SqlAgentHook, monkeypatch: pytest.MonkeyPatch, rows: list
     def session(job: str | None = None) -> Iterator[FakeSession]:
         yield FakeSession(rows)
 
-    monkeypatch.setattr(hook, "_session", session)
-
-
-JOB = JobInfo("JOB-1", "child a", True, False, "")
+    monkeypatch.setattr(hook, "session", session)
 
 
 def test_last_finished_run_starts_after_the_previous_outcome(hook, monkeypatch) -> None:
@@ -238,10 +292,7 @@ def with_session(hook: SqlAgentHook, monkeypatch: pytest.MonkeyPatch, session: F
     def open_session(job: str | None = None) -> Iterator[FakeSession]:
         yield session
 
-    monkeypatch.setattr(hook, "_session", open_session)
-
-
-RUN = JobRun("sql1_odbc", "SQL1", "JOB-1", "child a", "2024-05-01T12:59:50.000", 2)
+    monkeypatch.setattr(hook, "session", open_session)
 
 
 def test_run_state_a_run_that_ends_between_the_reads_is_finished(hook, monkeypatch) -> None:

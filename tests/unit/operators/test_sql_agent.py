@@ -3,7 +3,9 @@ handling, with a fake SqlAgentHook at the seam and a dict-backed task state stor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,8 +14,10 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_ssis_lb import ledger
 from airflow_provider_ssis_lb.exceptions import (
+    AgentNotRunningError,
     AgentRestartedError,
     JobAlreadyRunningError,
+    JobNotTargetedError,
     JobRunFailedError,
     SqlAgentError,
 )
@@ -384,10 +388,26 @@ def test_intent_only_and_the_job_is_running_adopts_that_run(hook: FakeHook) -> N
     assert not hook.started and deferral.trigger.run_handle == INTENT
 
 
-def test_intent_only_and_nothing_began_starts(hook: FakeHook) -> None:
-    hook.state = RunState("pending")
+def answers(hook: FakeHook, monkeypatch: pytest.MonkeyPatch, *states: str) -> list[float]:
+    """run_state answers these in turn; returns the seconds slept between them."""
+    queue = [RunState(s) for s in states]
+    monkeypatch.setattr(hook, "run_state", lambda run: queue.pop(0))
+    slept: list[float] = []
+    monkeypatch.setattr(module.time, "sleep", slept.append)
+    return slept
+
+
+def test_intent_only_waits_out_the_pickup_grace_then_starts(hook: FakeHook, monkeypatch) -> None:
+    slept = answers(hook, monkeypatch, "pending", "pending", "abandoned")  # grace passed in server time, no run
     deferral = deferred(operator(), context(earlier_try(phase="starting", run=INTENT), try_number=2))
     assert hook.started == [OURS] and deferral.trigger.run_handle == OURS
+    assert slept == [1, 1]  # polled at the task's poll_interval until the grace had passed
+
+
+def test_intent_only_adopts_a_start_agent_picks_up_late(hook: FakeHook, monkeypatch) -> None:
+    slept = answers(hook, monkeypatch, "pending", "running")
+    deferral = deferred(operator(), context(earlier_try(phase="starting", run=INTENT), try_number=2))
+    assert not hook.started and deferral.trigger.run_handle == INTENT and slept == [1]
 
 
 def test_a_previous_try_that_was_waiting_decides_again(hook: FakeHook) -> None:
@@ -530,15 +550,58 @@ class PoolHook(FakeHook):
         self.job = job
         self.down = False
 
+        self.locks: list[str] = []  # application locks taken, in order
+        self.released: list[str] = []
+
     def read_load(self, job_name: str | None = None, job_id: str | None = None) -> tuple[str, int, JobInfo | None]:
         if self.down:
             raise module.SqlAgentError(self.conn_id, None, "connection problem: Login timeout expired")
         return self._server, self.running, self.job
 
     def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        if self.start_errors:
+            raise self.start_errors.pop(0)
         run = dataclasses.replace(OURS, conn_id=self.conn_id, server=self._server)
         self.started.append(run)
         return run
+
+    @contextlib.contextmanager
+    def session(self, job: str | None = None) -> Iterator[PoolSession]:
+        yield PoolSession(self)
+
+
+class PoolSession:
+    """AgentSession's surface the fleet uses, answered from its PoolHook."""
+
+    def __init__(self, hook: PoolHook) -> None:
+        self.hook = hook
+
+    def lock(self, resource: str, timeout: float) -> None:
+        self.hook.locks.append(resource)
+
+    def unlock(self, resource: str) -> None:
+        self.hook.released.append(resource)
+
+    def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
+        assert self.hook.job is not None
+        return self.hook.job
+
+    def running_count(self) -> int:
+        return self.hook.running
+
+    def next_run(self, job: JobInfo) -> JobRun:
+        return dataclasses.replace(INTENT, conn_id=self.hook.conn_id, server=self.hook._server)
+
+    def current_run(self, job: JobInfo) -> JobRun | None:
+        return (
+            dataclasses.replace(THEIRS, conn_id=self.hook.conn_id, server=self.hook._server) if job.executing else None
+        )
+
+    def start(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+        return self.hook.start_job(job, step_name)
+
+    def wait_for_pickup(self, run: JobRun) -> bool:
+        return True
 
 
 @pytest.fixture
@@ -612,15 +675,93 @@ def test_unreachable_and_ineligible_servers_are_skipped(pool: dict[str, PoolHook
 def test_no_eligible_server_fails_listing_each_reason(pool: dict[str, PoolHook]) -> None:
     pool["a"].down = True
     pool["b"].job = None
-    pool["c"].job = dataclasses.replace(JOB, executing=True)
+    pool["c"].job = dataclasses.replace(JOB, enabled=False)
     with pytest.raises(SqlAgentError) as caught:
         pooled().execute(mapped(0))
     message = str(caught.value)
     assert "pool [a, b, c]" in message and "no server of the pool can run the job" in message
     assert "a: unreachable: connection problem" in message
     assert "b (B): running 0/capacity 2, job missing" in message
-    assert "c (C): running 0/capacity 1, job already running there" in message
+    assert "c (C): running 0/capacity 1, job disabled" in message
     assert not any(h.started for h in pool.values())
+
+
+# ---------------------------------------------------------------------- the fleet: if_running, locks, failover
+
+
+def test_a_job_running_anywhere_in_the_pool_is_waited_for(pool: dict[str, PoolHook], capsys) -> None:
+    pool["c"].job = dataclasses.replace(JOB, executing=True)  # a retry's earlier run, or started by hand
+    deferral = deferred(pooled(), mapped(0))
+    assert not any(h.started for h in pool.values())
+    assert deferral.method_name == "execute_after_wait" and deferral.trigger.run_handle.conn_id == "c"
+    assert not deferral.trigger.stop_on_kill
+    assert "job 'child a' on server 'C' (conn_id c) is running: waiting for that run to end" in capsys.readouterr().out
+
+
+def test_a_job_running_anywhere_in_the_pool_is_attached_to(pool: dict[str, PoolHook]) -> None:
+    pool["b"].job = dataclasses.replace(JOB, executing=True)
+    ctx = mapped(0)
+    deferral = deferred(pooled(if_running="attach"), ctx)
+    assert not any(h.started for h in pool.values())
+    assert deferral.method_name == "execute_complete" and deferral.trigger.run_handle.conn_id == "b"
+    assert stored(ctx["task_state_store"])["owned"] is False
+
+
+def test_a_job_running_anywhere_in_the_pool_fails_with_if_running_fail(pool: dict[str, PoolHook]) -> None:
+    pool["c"].job = dataclasses.replace(JOB, executing=True)
+    with pytest.raises(JobAlreadyRunningError, match="on server 'C': the job is already running .conn_id c"):
+        pooled(if_running="fail").execute(mapped(0))
+    assert not any(h.started for h in pool.values())
+
+
+def test_the_start_is_admitted_under_the_job_lock_everywhere_and_the_chosen_servers_admission_lock(
+    pool: dict[str, PoolHook],
+) -> None:
+    pool["b"].job = None  # no job there: nothing to lock
+    deferred(pooled(), mapped(0))
+    assert pool["a"].locks == ["ssis_lb/job/JOB-1", "ssis_lb/admission"] and pool["a"].started
+    assert pool["a"].released == ["ssis_lb/admission"]
+    assert pool["c"].locks == ["ssis_lb/job/JOB-1"] and not pool["b"].locks
+
+
+def test_a_server_that_filled_up_meanwhile_is_passed_over_inside_the_lock(
+    pool: dict[str, PoolHook], monkeypatch
+) -> None:
+    readings = iter([0, 1])  # a reads 0 outside the lock, 1 inside it (another starter took its slot)
+    original = PoolSession.running_count
+
+    def running_count(self: PoolSession) -> int:
+        return next(readings, 1) if self.hook.conn_id == "a" else original(self)
+
+    monkeypatch.setattr(PoolSession, "running_count", running_count)
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AgentNotRunningError("A", "child a", "SQL Server Agent is not running on this server", number=22022),
+        JobNotTargetedError("A", "child a", "the job has no target server here", number=14256),
+    ],
+)
+def test_failover_within_a_try(pool: dict[str, PoolHook], error: SqlAgentError, capsys) -> None:
+    pool["a"].start_errors = [error]
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+    assert f"server 'a' cannot run the job now: {error.cause}; choosing again" in capsys.readouterr().out
+
+
+def test_failover_within_a_try_with_no_other_server_fails_naming_each_cause(pool: dict[str, PoolHook]) -> None:
+    for name in "abc":
+        pool[name].start_errors = [
+            AgentNotRunningError(name.upper(), "child a", "SQL Server Agent is not running", number=22022)
+        ]
+    with pytest.raises(
+        SqlAgentError,
+        match="no server of the pool can run the job: a .A.: running 0/capacity 1, SQL Server Agent is not running; b",
+    ):
+        pooled().execute(mapped(0))
 
 
 def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[str, PoolHook]) -> None:

@@ -1,0 +1,255 @@
+"""The fleet: reading a pool's servers, and admitting a child's start under locks held on the servers.
+
+``balancing.py`` decides from readings without I/O; this module does the I/O around it. Starters in
+different processes (workers, triggerers, other DAGs, other Airflow deployments) share nothing but
+the servers, so a start is admitted under application locks in each server's msdb
+(``sp_getapplock``, owned by the session, so a starter that dies releases them):
+
+1. the job's lock (``ssis_lb/job/<job_id>``) on every reachable server of the pool where the job
+   exists, taken in server-name order: two starters of one job are serialized, and under the locks
+   the job is read again everywhere, so a run in progress anywhere in the pool is seen (fleet-wide
+   ``if_running``);
+2. the server's admission lock (``ssis_lb/admission``) on the chosen server, under which its load is
+   read again: concurrent starters never put a server above its capacity;
+3. ``sp_start_job``, then the locks are kept until msdb shows the job executing, so the next starter
+   counts it.
+
+A server whose Agent is stopped or where the job has no target server is excluded from this choice
+and the child chooses again at once (failover within a try). Limits (docs/fleet.md): starters must
+use the same pool membership for a job to be exclusive across it, and a server a starter cannot
+reach is not locked by it, so under a network partition two starters that each see a disjoint part
+of the pool may both start the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from .balancing import PoolServer, ServerPool, ServerReading, choose_server
+from .exceptions import JobAlreadyRunningError, JobNotFoundError, ServerCannotRunJobError, SqlAgentError
+from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
+from .runs import JobRun
+
+LOCK_TIMEOUT_SECONDS = 60.0
+AdmissionKind = Literal["started", "running", "full", "none_eligible"]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What an attempt to start a child on the pool came to.
+
+    ``started``: ``run`` is ours, on ``chosen``; ``running``: the job runs on ``chosen`` (``run`` is
+    that run, started by someone else); ``full``: every eligible server is at capacity;
+    ``none_eligible``: no server can run the job (each reading says why).
+    """
+
+    kind: AdmissionKind
+    readings: tuple[ServerReading, ...]
+    chosen: ServerReading | None = None
+    run: JobRun | None = None
+
+
+def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
+    """One server's load and whether the job may start there. Never raises for a server that cannot be
+    asked: its reading is unreachable instead."""
+    try:
+        name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
+    except SqlAgentError as exc:
+        return ServerReading(server, None, False, f"unreachable: {exc.cause}", name=server.conn_id)
+    return _reading(server, name, running, job)
+
+
+def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -> ServerReading:
+    if job is None:
+        why = "job missing (or not visible to this login)"
+    elif not job.enabled:
+        why = "job disabled"
+    elif job.executing:
+        why = "job already running there"
+    else:
+        why = ""
+    return ServerReading(
+        server,
+        running,
+        not why,
+        why,
+        name=name,
+        job_id=job.job_id if job else None,
+        job_running=bool(job and job.executing),
+    )
+
+
+class Fleet:
+    """One job's view of a pool: read every server, admit a start on one of them.
+
+    :param pool: the servers and the strategy.
+    :param job_name: the job (or ``job_id``), the same on every server.
+    :param log: where choices, skipped servers and failovers are logged (the task's logger).
+    :param lock_timeout: seconds to wait for each application lock.
+    """
+
+    def __init__(
+        self,
+        pool: ServerPool,
+        job_name: str | None,
+        job_id: str | None,
+        *,
+        log: logging.Logger,
+        hook: Callable[[str], SqlAgentHook] = SqlAgentHook,
+        lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    ) -> None:
+        self.pool = pool
+        self.job_name = job_name
+        self.job_id = job_id
+        self.log = log
+        self.hook = hook
+        self.lock_timeout = lock_timeout
+
+    @property
+    def label(self) -> str:
+        return self.job_name or self.job_id or "?"
+
+    def read(self) -> list[ServerReading]:
+        """Every server's reading, in parallel; unreachable servers are logged as warnings."""
+        servers = self.pool.servers
+        with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-read") as executor:
+            readings = list(
+                executor.map(lambda s: read_server(self.hook(s.conn_id), s, self.job_name, self.job_id), servers)
+            )
+        for reading in readings:
+            if not reading.reachable:
+                self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
+        return readings
+
+    def admit(self, position: int, step_name: str | None, on_intent: Callable[[JobRun], None]) -> Admission:
+        """Choose a server and start the job there, under the locks (module docstring).
+
+        ``on_intent`` gets the handle the start will have just before ``sp_start_job`` (the ledger's
+        intent record).
+        """
+        readings = self.read()
+        holders = sorted(
+            (r for r in readings if r.reachable and r.job_id is not None),
+            key=lambda r: (r.name.lower(), r.server.conn_id),
+        )
+        with contextlib.ExitStack() as stack:
+            sessions: dict[str, AgentSession] = {}
+            for reading in holders:  # in one global order, so two starters never wait on each other in a cycle
+                session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
+                session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                sessions[reading.server.conn_id] = session
+            readings = [self._reread(r, sessions.get(r.server.conn_id)) for r in readings]
+            running = next((r for r in readings if r.job_running), None)
+            if running is not None:
+                current = self._current_run(sessions[running.server.conn_id], running)
+                if current is not None:
+                    return Admission("running", tuple(readings), running, current)
+                readings = [dataclasses.replace(r, job_running=False) if r is running else r for r in readings]
+            return self._start_on_best(readings, sessions, position, step_name, on_intent)
+
+    def _reread(self, reading: ServerReading, session: AgentSession | None) -> ServerReading:
+        """The reading again, under the job's lock on that server."""
+        if session is None:
+            return reading
+        try:
+            job: JobInfo | None = session.job(None, reading.job_id)
+        except JobNotFoundError:  # deleted since the first read
+            job = None
+        return _reading(reading.server, reading.name, session.running_count(), job)
+
+    @staticmethod
+    def _current_run(session: AgentSession, reading: ServerReading) -> JobRun | None:
+        job = session.job(None, reading.job_id)
+        return session.current_run(job)
+
+    def _start_on_best(
+        self,
+        readings: list[ServerReading],
+        sessions: dict[str, AgentSession],
+        position: int,
+        step_name: str | None,
+        on_intent: Callable[[JobRun], None],
+    ) -> Admission:
+        """Under the job's locks: choose, take the chosen server's admission lock, re-read its load, start.
+
+        A server found full inside its lock is read with its new load and the choice is made again; a
+        server that cannot run the job (Agent stopped, no target server) is excluded with its reason.
+        """
+        while True:
+            choice = choose_server(readings, self.pool.strategy, position)
+            if choice is None:
+                usable_later = any(r.reachable and r.eligible for r in readings)
+                return Admission("full" if usable_later else "none_eligible", tuple(readings))
+            session = sessions[choice.server.conn_id]
+            session.lock(ADMISSION_RESOURCE, self.lock_timeout)
+            try:
+                load = session.running_count()
+                if load >= choice.server.capacity:
+                    self.log.info(
+                        "%s filled up meanwhile (running %s/capacity %s); choosing again",
+                        choice.server.conn_id,
+                        load,
+                        choice.server.capacity,
+                    )
+                    readings = _replace(readings, choice, running=load)
+                    continue
+                job = session.job(None, choice.job_id)
+                on_intent(session.next_run(job))
+                try:
+                    run = session.start(job, step_name)
+                except JobAlreadyRunningError:  # started by hand (not through our locks) since the re-read
+                    current = session.current_run(job)
+                    if current is not None:
+                        return Admission("running", tuple(readings), choice, current)
+                    continue
+                except ServerCannotRunJobError as exc:
+                    self.log.warning(
+                        "server '%s' cannot run the job now: %s; choosing again", choice.server.conn_id, exc.cause
+                    )
+                    readings = _replace(readings, choice, eligible=False, reason=exc.cause)
+                    continue
+                chosen = dataclasses.replace(choice, running=load)
+                self._log_choice(chosen, readings)
+                if not session.wait_for_pickup(run):
+                    self.log.warning(
+                        "%s: Agent has not picked the start up yet; releasing the admission lock anyway",
+                        choice.server.conn_id,
+                    )
+                return Admission("started", tuple(readings), chosen, run)
+            finally:
+                with contextlib.suppress(SqlAgentError):
+                    session.unlock(ADMISSION_RESOURCE)
+
+    def _log_choice(self, chosen: ServerReading, readings: Sequence[ServerReading]) -> None:
+        others = "; ".join(describe(r) for r in readings if r.server != chosen.server) or "none"
+        self.log.info(
+            "chose %s (%s): running %s/capacity %s; others: %s",
+            chosen.server.conn_id,
+            chosen.name,
+            chosen.running,
+            chosen.server.capacity,
+            others,
+        )
+
+
+def _replace(readings: list[ServerReading], which: ServerReading, **changes: object) -> list[ServerReading]:
+    return [dataclasses.replace(r, **changes) if r.server == which.server else r for r in readings]  # type: ignore[arg-type]
+
+
+def describe(reading: ServerReading) -> str:
+    """One server of a pool reading for messages: conn id, @@SERVERNAME, load and why it is not usable."""
+    server = reading.server
+    if not reading.reachable:
+        return f"{server.conn_id}: {reading.reason}"
+    text = f"{server.conn_id} ({reading.name}): running {reading.running}/capacity {server.capacity}"
+    return f"{text}, {reading.reason}" if reading.reason else text
+
+
+def pool_label(pool: ServerPool) -> str:
+    return "pool [" + ", ".join(s.conn_id for s in pool.servers) + "]"
