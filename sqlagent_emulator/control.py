@@ -34,6 +34,7 @@ def _status(server: EmulatedServer) -> dict[str, Any]:
         "online": server.online,
         "fault": server.faults.fault.value,
         "delay_ms": server.faults.delay_ms,
+        "held_answers": server.faults.held,
         "agent_running": server.agent.is_running,
         "agent_session": server.agent.session_id,
         "running_jobs": sorted(job.job_name for job in server.agent.running_jobs()),

@@ -40,6 +40,7 @@ class FaultSwitch:
     def __init__(self) -> None:
         self.fault = Fault.NORMAL
         self.delay_ms = 0.0
+        self.held = 0  # answers waiting for the mode to end (for status and tests)
         self._changed: asyncio.Event | None = None
 
     def set(self, fault: Fault, delay_ms: float = 0.0) -> None:
@@ -59,7 +60,11 @@ class FaultSwitch:
         while self.holds(phase):
             if self._changed is None:
                 self._changed = asyncio.Event()
-            await self._changed.wait()
+            self.held += 1
+            try:
+                await self._changed.wait()
+            finally:
+                self.held -= 1
         if self.fault is Fault.SLOW and self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000)
         return SendAction.CUT if self.fault is Fault.DROP else SendAction.SEND

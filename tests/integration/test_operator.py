@@ -364,11 +364,9 @@ def test_connection_dropped_mid_query_is_retried(
     def drop() -> None:
         wait_until(lambda: (r := published_run()) and r.job_name == name)  # the task has deferred
         wait_until(executing(conn_type, name))
-        emulator.control("slow", server.name, "300")  # every answer is late: the next poll stays in flight a while
+        emulator.control("stall", server.name)  # the trigger's next poll logs in, then waits for its answer
         try:
-            wait_until(lambda: not server._connections)
-            wait_until(lambda: server._connections)  # the trigger's poll has connected...
-            time.sleep(0.8)  # ...and logged in (two late answers): drop it while it waits for a query's answer
+            wait_until(lambda: server.faults.held)  # it is waiting: drop it mid-query
             emulator.call(server.drop_connections())
         finally:
             emulator.control("normal", server.name)
