@@ -37,7 +37,23 @@ def get_provider_info() -> dict:
                         "type": "float",
                         "example": None,
                         "default": "10",
-                    }
+                    },
+                    "login_timeout": {
+                        "description": "Seconds to connect and log in to a SQL Server before it counts as not "
+                        "answering; a connection's extra may override it (docs/operators.md).",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "10",
+                    },
+                    "query_timeout": {
+                        "description": "Seconds one statement to a SQL Server may take before it counts as not "
+                        "answering. Agent calls take a few hundred ms.",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "30",
+                    },
                 },
             }
         },

@@ -27,16 +27,23 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
-from .exceptions import JobAlreadyRunningError, JobNotFoundError, ServerCannotRunJobError, SqlAgentError
+from .exceptions import (
+    JobAlreadyRunningError,
+    JobNotFoundError,
+    ServerCannotRunJobError,
+    ServerMisconfiguredError,
+    SqlAgentError,
+)
 from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
 from .runs import JobRun
+from .timeouts import Timeouts
 
-LOCK_TIMEOUT_SECONDS = 60.0
+LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
 AdmissionKind = Literal["started", "running", "full", "none_eligible"]
 
 
@@ -56,10 +63,14 @@ class Admission:
 
 
 def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
-    """One server's load and whether the job may start there. Never raises for a server that cannot be
-    asked: its reading is unreachable instead."""
+    """One server's load and whether the job may start there. A server that cannot be reached (refused,
+    timed out, offline) reads as unreachable; a misconfigured one (no such connection, login or permission
+    refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server must fail the
+    child loudly, not be skipped for ever without anyone noticing."""
     try:
         name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
+    except ServerMisconfiguredError:
+        raise  # a wrong connection or login is a configuration error, not an outage to fail over from
     except SqlAgentError as exc:
         return ServerReading(server, None, False, f"unreachable: {exc.cause}", name=server.conn_id)
     return _reading(server, name, running, job)
@@ -118,10 +129,17 @@ class Fleet:
     def read(self) -> list[ServerReading]:
         """Every server's reading, in parallel; unreachable servers are logged as warnings."""
         servers = self.pool.servers
-        with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-read") as executor:
-            readings = list(
-                executor.map(lambda s: read_server(self.hook(s.conn_id), s, self.job_name, self.job_id), servers)
-            )
+        bound = Timeouts.from_config().call
+        executor = ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-read")
+        futures = [executor.submit(read_server, self.hook(s.conn_id), s, self.job_name, self.job_id) for s in servers]
+        wait(futures, timeout=bound)
+        executor.shutdown(wait=False)  # a hung driver call ends by its own timeouts; nobody waits for it
+        readings = [
+            f.result()
+            if f.done()
+            else ServerReading(s, None, False, f"unreachable: no answer in {bound:g} s", name=s.conn_id)
+            for f, s in zip(futures, servers, strict=True)
+        ]
         for reading in readings:
             if not reading.reachable:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)

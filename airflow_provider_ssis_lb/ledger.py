@@ -7,7 +7,7 @@ not). A user Clear is told apart from a retry by ``ti.max_tries``, which a Clear
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .runs import JobRun
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 STATE_KEY = "sql_agent_run"
+Phase = Literal["waiting", "starting", "started"]
+Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started"]
 
 
 @dataclasses.dataclass
@@ -25,14 +27,14 @@ class RunRecord:
     is the handle a start would get) or 'started' (``run`` is the run this task follows).
     """
 
-    phase: str
+    phase: Phase
     run: dict[str, Any]
     max_tries: int | None
     clear_number: int | None
     try_number: int | None
     owned: bool = True  # started by this task (False: attached to, or waiting for, someone else's run)
     delivered: bool = False  # the outcome reached the task (returned or raised)
-    outcome: str | None = None
+    outcome: Delivered | None = None
     deadline: float | None = None
 
 
@@ -73,13 +75,13 @@ class RunLedger:
         """
         return record.max_tries == self.max_tries
 
-    def save(self, phase: str, run: JobRun, *, owned: bool = True, deadline: float | None = None) -> None:
+    def save(self, phase: Phase, run: JobRun, *, owned: bool = True, deadline: float | None = None) -> None:
         self.record = RunRecord(
             phase, run.to_dict(), self.max_tries, self.clear_number, self.try_number, owned, deadline=deadline
         )
         self._write()
 
-    def deliver(self, outcome: str) -> None:
+    def deliver(self, outcome: Delivered) -> None:
         """Note that this outcome reached the task, so a retry does not deliver it again."""
         record = self.load()
         if record is not None:

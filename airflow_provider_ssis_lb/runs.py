@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 class RunStatus(enum.IntEnum):
@@ -34,6 +34,7 @@ class RunProgress(str, enum.Enum):
     ABANDONED = "abandoned"  # the job went idle without an outcome (Agent stopped or restarted)
 
 
+Outcome = Literal["succeeded", "failed", "canceled"]  # a finished run's RunStatus name, lower case
 FINISHED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.CANCELED})
 _EXECUTION_ID = re.compile(r"Execution ID: (\d+)")
 
@@ -108,7 +109,7 @@ class RunResult:
     """A finished run, as the trigger hands it to the operator."""
 
     run: JobRun
-    outcome: str  # 'succeeded' | 'failed' | 'canceled'
+    outcome: Outcome
     started: str | None
     duration_seconds: int
     message: str

@@ -68,33 +68,48 @@ def seconds_between(start: str, end: str) -> float:
     return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
 
 
-def agent_runs(ports: dict[str, int]) -> list[tuple[dt.datetime, int]]:
-    """(start, seconds) of every job run in the servers' Agent history (server time = UTC here)."""
+Run = tuple[dt.datetime, int, str]  # start (server time), seconds, server
+
+
+def agent_runs(ports: dict[str, int]) -> list[Run]:
+    """(start, seconds, server) of every job run in the servers' Agent history (server time = UTC here)."""
     runs = []
     login, password, _role = LOGINS[0]
-    for port in ports.values():
+    for server, port in ports.items():
         with pymssql.connect(server="127.0.0.1", port=port, user=login, password=password, database="msdb") as db:
             cursor = db.cursor()
             cursor.execute("SELECT run_date, run_time, run_duration FROM dbo.sysjobhistory WHERE step_id = 0")
             for day, hhmmss, duration in cursor.fetchall():
                 start = dt.datetime.strptime(f"{day}{hhmmss:06d}", "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
-                runs.append((start, duration // 10000 * 3600 + duration // 100 % 100 * 60 + duration % 100))
+                runs.append((start, duration // 10000 * 3600 + duration // 100 % 100 * 60 + duration % 100, server))
     return runs
 
 
-def where_time_went(runs: list[tuple[dt.datetime, int]], start: str, end: str) -> dict[str, float]:
-    """Run start to first job, first job to last job's end, last job's end to run end (seconds), and how
-    many of the cpus were busy on average in between: the rest of the makespan is Airflow's."""
+def peak_running(runs: list[Run]) -> int:
+    """The most runs in progress at one moment (half-open intervals, so back-to-back runs do not overlap)."""
+    edges = sorted([(s, 1) for s, _d, _n in runs] + [(s + dt.timedelta(seconds=d), -1) for s, d, _n in runs])
+    peak = running = 0
+    for _when, step in edges:  # an end (-1) sorts before a start (+1) at the same second
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def where_time_went(runs: list[Run], start: str, end: str) -> dict[str, Any]:
+    """Run start to first job, first job to last job's end, last job's end to run end (seconds), how
+    many of the cpus were busy on average in between (the rest of the makespan is Airflow's), and the
+    peak of runs at once on each server (at most its cpus when admission keeps capacity)."""
     begin, finish = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
-    ours = [(s, d) for s, d in runs if begin <= s <= finish]
-    first = min(s for s, _ in ours)
-    last = max(s + dt.timedelta(seconds=d) for s, d in ours)
+    ours = [r for r in runs if begin <= r[0] <= finish]
+    first = min(s for s, _d, _n in ours)
+    last = max(s + dt.timedelta(seconds=d) for s, d, _n in ours)
     span = (last - first).total_seconds()
     return {
         "to_first_job": (first - begin).total_seconds(),
         "jobs_span": span,
         "after_last_job": (finish - last).total_seconds(),
-        "busy": sum(d for _, d in ours) / span,
+        "busy": sum(d for _s, d, _n in ours) / span,
+        "peaks": {name: peak_running([r for r in ours if r[2] == name]) for name in CPUS},
     }
 
 
@@ -109,17 +124,22 @@ def measure(api: Any, dag_id: str, run_id: str, ports: dict[str, int]) -> dict[s
     } | where_time_went(agent_runs(ports), run["start_date"], run["end_date"])
 
 
+def peaks(result: dict[str, Any]) -> str:
+    return " ".join(f"{result['peaks'][name]}/{cpus}" for name, cpus in CPUS.items())
+
+
 def table(results: dict[str, dict[str, Any]], bound: float, cpus: int) -> str:
     header = (
         f"{'strategy':<14} {'makespan':>9} {'bound':>6} {'ratio':>6}   {'to 1st job':>10} {'jobs span':>9} "
-        f"{'busy cpus':>9} {'after last':>10}  state"
+        f"{'busy cpus':>9} {'after last':>10}  {'peak/cpus per server':<20}  state"
     )
     lines = [header, "-" * len(header)]
     for strategy, r in results.items():
         lines.append(
             f"{strategy:<14} {r['makespan']:>8.0f}s {bound:>5.0f}s {r['makespan'] / bound:>6.2f}   "
             f"{r['to_first_job']:>9.0f}s {r['jobs_span']:>8.0f}s {r['busy']:>5.2f}/{cpus:<3} "
-            f"{r['after_last_job']:>9.0f}s  {r['state']}"
+            f"{r['after_last_job']:>9.0f}s  "
+            f"{peaks(r):<20}  {r['state']}"
         )
     return "\n".join(lines)
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any, Literal, TypedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal, TypedDict, TypeVar
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ..balancing import PoolServer, ServerReading, Strategy, choose_server
-from ..exceptions import SqlAgentError, TransientConnectionError
+from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
+from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
 from ..fleet import read_server
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun, RunProgress
+from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
+from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
+T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 60.0
 DEFER_SETTLE_SECONDS = 10.0
 
@@ -38,6 +41,20 @@ def defer_not_before() -> float:
 async def hold_until(not_before: float | None) -> None:
     if not_before is not None:
         await asyncio.sleep(max(0.0, not_before - time.time()))
+
+
+def _left(deadline: float | None, bound: float) -> float:
+    """``bound``, cut short by the deadline (epoch seconds)."""
+    return bound if deadline is None else max(0.0, min(bound, deadline - time.time()))
+
+
+async def bounded_call(fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
+    """``fn(*args)`` in a thread, given up after the timeouts' bound for one call (or at the deadline).
+
+    The driver's own login and query timeouts end a hung call's thread soon after; this bound keeps the
+    trigger's loop, and its deadline, independent of them. A call given up raises ``TimeoutError``.
+    """
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args), _left(deadline, Timeouts.from_config().call))
 
 
 class SqlAgentJobEvent(TypedDict):
@@ -74,7 +91,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.run_handle = JobRun.from_dict(run)
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
         self.not_before = not_before
@@ -118,9 +135,9 @@ class SqlAgentJobTrigger(BaseTrigger):
                     "timeout", f"job '{run.job_name}' on server '{run.server}' did not end before the timeout"
                 )
             try:
-                state = await asyncio.to_thread(hook.run_state, run)
+                state = await bounded_call(hook.run_state, run, deadline=self.deadline)
                 if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
-                    result = await asyncio.to_thread(hook.run_result, run, state.outcome_instance_id)
+                    result = await bounded_call(hook.run_result, run, state.outcome_instance_id)
                     status = "success" if result.succeeded else "failed"
                     return self._event(status, result.message, result.to_dict())
                 if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
@@ -133,13 +150,14 @@ class SqlAgentJobTrigger(BaseTrigger):
                 seen_running = seen_running or state.state is RunProgress.RUNNING
                 self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state.value, state.current_step)
                 delay = self.poll_interval
-            except TransientConnectionError as exc:
+            except (TransientConnectionError, TimeoutError) as exc:
                 failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, self.poll_interval * 2 ** min(failures, 6))
-                self.log.warning("%s; retrying in %.0f s (attempt %d)", exc, delay, failures)
+                cause = exc if isinstance(exc, SqlAgentError) else f"server '{run.server}' did not answer in time"
+                self.log.warning("%s; retrying in %.0f s (attempt %d)", cause, delay, failures)
             except SqlAgentError as exc:
                 return self._event("error", str(exc))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_left(self.deadline, delay))
 
     async def on_kill(self) -> None:
         """Airflow cancelled the trigger through its user-action path: stop this run (never a later run of
@@ -205,9 +223,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
         self.job_name = job_name
         self.job_id = job_id
-        self.strategy = Strategy(strategy).value
+        self.strategy = parse_strategy(strategy).value
         self.position = position
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -229,13 +247,19 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         return SqlAgentHook(conn_id)
 
     async def _read(self) -> list[ServerReading]:
-        pool = [PoolServer(s["conn_id"], s["capacity"]) for s in self.servers]
-        return await asyncio.gather(
-            *(asyncio.to_thread(read_server, self._hook(s.conn_id), s, self.job_name, self.job_id) for s in pool)
-        )
+        """Every server's reading; a server that does not answer within the bound is unreachable."""
 
-    def _event(self, status: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline})
+        async def one(server: PoolServer) -> ServerReading:
+            try:
+                return await bounded_call(read_server, self._hook(server.conn_id), server, self.job_name, self.job_id)
+            except TimeoutError:
+                bound = Timeouts.from_config().call
+                return ServerReading(server, None, False, f"unreachable: no answer in {bound:g} s", name=server.conn_id)
+
+        return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
+
+    def _event(self, status: str, message: str = "") -> TriggerEvent:
+        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
@@ -267,7 +291,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
-            readings = await self._read()
+            try:
+                readings = await self._read()
+            except ServerMisconfiguredError as exc:
+                return self._event("error", str(exc))
             if self._my_turn(line, ticket, readings):
                 return self._event("free")
             reachable = [r for r in readings if r.reachable]

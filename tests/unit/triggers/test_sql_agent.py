@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.runs import JobRun, RunResult
+from airflow_provider_ssis_lb.timeouts import Timeouts
 from airflow_provider_ssis_lb.triggers import sql_agent
 from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger
 
@@ -244,3 +246,53 @@ def test_a_child_settling_after_deferral_neither_takes_a_slot_nor_blocks_one(mon
     asyncio.run(scenario())
     assert [position for position, _ in fired] == [1, 0]
     assert fired[0][1] < 0.2 and fired[1][1] >= 0.3
+
+
+# ---------------------------------------------------------------------- bounded waits
+
+
+class HangingHook(FakeHook):
+    """Like FakeHook, but the first ``hangs`` calls block (a server that accepted and never answers)."""
+
+    def __init__(self, script: list[Any], hangs: int, release: threading.Event) -> None:
+        super().__init__(script)
+        self.hangs, self.release = hangs, release
+
+    def run_state(self, run: JobRun) -> RunState:
+        if self.hangs:
+            self.hangs -= 1
+            self.release.wait(30)
+        return super().run_state(run)
+
+
+def watched(trigger: SqlAgentJobTrigger, release: threading.Event) -> tuple[dict[str, Any], float]:
+    """The trigger's event and how long it took; the hung thread is released afterwards (asyncio.run
+    waits for the executor's threads when it closes the loop, a triggerer's loop does not)."""
+
+    async def main() -> tuple[dict[str, Any], float]:
+        began = time.monotonic()
+        event = await trigger._watch()
+        took = time.monotonic() - began
+        release.set()
+        return event.payload, took
+
+    return asyncio.run(main())
+
+
+def test_the_deadline_holds_while_a_call_hangs(monkeypatch) -> None:
+    release = threading.Event()
+    trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.5, deadline=time.time() + 0.5)
+    monkeypatch.setattr(trigger, "_hook", lambda: HangingHook([RunState("running", "1")] * 9, 9, release))
+    payload, took = watched(trigger, release)
+    assert payload["status"] == "timeout" and took < 2.0
+
+
+def test_a_hung_poll_is_given_up_after_the_timeouts_and_the_trigger_recovers(monkeypatch, capsys) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(sql_agent.Timeouts, "from_config", classmethod(lambda cls: Timeouts(0.1, 0.1)))
+    trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.05)
+    hook = HangingHook([RunState("running", "1"), RunState("finished", "", 50)], 1, release)
+    monkeypatch.setattr(trigger, "_hook", lambda: hook)
+    payload, took = watched(trigger, release)
+    assert payload["status"] == "success" and took < 2.0  # given up after 0.3 s, then polled again
+    assert "server 'SQL1' did not answer in time; retrying" in capsys.readouterr().out

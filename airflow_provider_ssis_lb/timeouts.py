@@ -1,0 +1,62 @@
+"""Bounds on every connection and call to a SQL Server, so a server that hangs instead of refusing
+(a blocked msdb, a half-open TCP connection, a failover in progress) costs a bounded wait, never a
+stuck poll, trigger or pool read.
+
+- login timeout: seconds to connect and log in; pymssql ``login_timeout``, pyodbc ``timeout`` (the
+  ODBC login timeout, ``SQL_ATTR_LOGIN_TIMEOUT``);
+- query timeout: seconds one statement may take; pymssql ``timeout``, pyodbc ``Connection.timeout``
+  (``SQL_ATTR_QUERY_TIMEOUT``).
+
+Defaults come from ``[ssis_lb] login_timeout`` and ``[ssis_lb] query_timeout``. A connection overrides
+them in its extra with the driver's own names: ``login_timeout``/``timeout`` (``mssql``), and
+``connect_kwargs: {"timeout": N}`` (``odbc``: login only). Agent calls take a few hundred ms, so the
+defaults are generous; the admission lock wait (``fleet.LOCK_TIMEOUT_SECONDS``) stays below the query
+timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import attrs
+from airflow.providers.common.compat.sdk import conf
+
+LOGIN_TIMEOUT_SECONDS = 10.0
+QUERY_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    login: float
+    query: float
+
+    @property
+    def call(self) -> float:
+        """The longest one hook call (a login and a few statements) may take before it counts as hung."""
+        return self.login + 2 * self.query
+
+    @classmethod
+    def from_config(cls) -> Timeouts:
+        return cls(
+            conf.getfloat("ssis_lb", "login_timeout", fallback=LOGIN_TIMEOUT_SECONDS),
+            conf.getfloat("ssis_lb", "query_timeout", fallback=QUERY_TIMEOUT_SECONDS),
+        )
+
+
+def bounded(connection: Any, timeouts: Timeouts) -> Any:
+    """The connection with the timeouts in its extra where the extra does not set them itself."""
+    extra = dict(connection.extra_dejson)
+    if connection.conn_type == "odbc":
+        kwargs = {"timeout": max(1, round(timeouts.login)), **dict(extra.get("connect_kwargs") or {})}
+        extra["connect_kwargs"] = kwargs
+    else:
+        extra = {"login_timeout": max(1, round(timeouts.login)), "timeout": max(1, round(timeouts.query)), **extra}
+    return attrs.evolve(connection, extra=json.dumps(extra))
+
+
+def apply_query_timeout(raw: Any, timeouts: Timeouts) -> None:
+    """pyodbc takes the query timeout on the open connection (pymssql took it at connect)."""
+    if not type(raw).__module__.startswith("pymssql") and hasattr(raw, "timeout"):
+        raw.timeout = max(1, round(timeouts.query))
