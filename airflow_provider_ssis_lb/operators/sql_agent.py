@@ -48,7 +48,6 @@ def publishes_failure(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-
 class SqlAgentRunJobOperator(BaseOperator):
     """Start a SQL Server Agent job (typically an SSIS child package) and wait for its outcome.
 
