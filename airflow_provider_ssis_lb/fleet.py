@@ -27,11 +27,11 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
+from .bounded import ServerNotAnswering, bounded_calls
 from .exceptions import (
     JobAlreadyRunningError,
     JobNotFoundError,
@@ -129,17 +129,15 @@ class Fleet:
     def read(self) -> list[ServerReading]:
         """Every server's reading, in parallel; unreachable servers are logged as warnings."""
         servers = self.pool.servers
-        bound = Timeouts.from_config().call
-        executor = ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-read")
-        futures = [executor.submit(read_server, self.hook(s.conn_id), s, self.job_name, self.job_id) for s in servers]
-        wait(futures, timeout=bound)
-        executor.shutdown(wait=False)  # a hung driver call ends by its own timeouts; nobody waits for it
-        readings = [
-            f.result()
-            if f.done()
-            else ServerReading(s, None, False, f"unreachable: no answer in {bound:g} s", name=s.conn_id)
-            for f, s in zip(futures, servers, strict=True)
-        ]
+        calls = [(s.conn_id, read_server, (self.hook(s.conn_id), s, self.job_name, self.job_id)) for s in servers]
+        answers = bounded_calls(calls, Timeouts.from_config().call)
+        readings = []
+        for server, answer in zip(servers, answers, strict=True):
+            if isinstance(answer, ServerNotAnswering):
+                answer = ServerReading(server, None, False, f"unreachable: {answer}", name=server.conn_id)
+            elif isinstance(answer, BaseException):  # a misconfigured server: a configuration error, loud
+                raise answer
+            readings.append(answer)
         for reading in readings:
             if not reading.reachable:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)

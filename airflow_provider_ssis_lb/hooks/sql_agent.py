@@ -20,6 +20,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from ..bounded import bounded_calls
 from ..exceptions import (
     AdmissionLockError,
     AgentNotRunningError,
@@ -166,7 +167,12 @@ class SqlAgentHook(BaseHook):
         self._server = connection.host or self.conn_id
         _check_port_placement(connection)
         timeouts = Timeouts.from_config()
-        raw = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)}).get_conn()
+        db_hook = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)})
+        # pymssql runs set-up batches inside connect, where no driver timeout applies: a server that stalls
+        # after the login would hold connect for ever. Bounded here, and a late connection is closed.
+        (raw,) = bounded_calls([(self.conn_id, db_hook.get_conn, ())], timeouts.login + timeouts.query, _close)
+        if isinstance(raw, BaseException):
+            raise raw
         apply_query_timeout(raw, timeouts)
         if callable(getattr(raw, "autocommit", None)):
             raw.autocommit(True)  # pymssql
@@ -726,6 +732,10 @@ class AgentSession:
         )
         visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
         return [i for i in ids if i not in visible]
+
+
+def _close(raw: Any) -> None:
+    raw.close()
 
 
 def _check_port_placement(connection: Any) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
+MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
 
 
 def publishes_failure(method: F) -> F:
@@ -45,9 +46,6 @@ def publishes_failure(method: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
-
-
-MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
 
 
 class SqlAgentRunJobOperator(BaseOperator):

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, TypedDict, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Literal, TypedDict
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
+from ..bounded import ServerNotAnswering, bounded_call
 from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
 from ..fleet import read_server
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun, RunProgress
-from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
 from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
-T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 60.0
 DEFER_SETTLE_SECONDS = 10.0
 
@@ -46,15 +45,6 @@ async def hold_until(not_before: float | None) -> None:
 def _left(deadline: float | None, bound: float) -> float:
     """``bound``, cut short by the deadline (epoch seconds)."""
     return bound if deadline is None else max(0.0, min(bound, deadline - time.time()))
-
-
-async def bounded_call(fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
-    """``fn(*args)`` in a thread, given up after the timeouts' bound for one call (or at the deadline).
-
-    The driver's own login and query timeouts end a hung call's thread soon after; this bound keeps the
-    trigger's loop, and its deadline, independent of them. A call given up raises ``TimeoutError``.
-    """
-    return await asyncio.wait_for(asyncio.to_thread(fn, *args), _left(deadline, Timeouts.from_config().call))
 
 
 class SqlAgentJobEvent(TypedDict):
@@ -135,9 +125,9 @@ class SqlAgentJobTrigger(BaseTrigger):
                     "timeout", f"job '{run.job_name}' on server '{run.server}' did not end before the timeout"
                 )
             try:
-                state = await bounded_call(hook.run_state, run, deadline=self.deadline)
+                state = await bounded_call(run.conn_id, hook.run_state, run, deadline=self.deadline)
                 if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
-                    result = await bounded_call(hook.run_result, run, state.outcome_instance_id)
+                    result = await bounded_call(run.conn_id, hook.run_result, run, state.outcome_instance_id)
                     status = "success" if result.succeeded else "failed"
                     return self._event(status, result.message, result.to_dict())
                 if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
@@ -150,11 +140,10 @@ class SqlAgentJobTrigger(BaseTrigger):
                 seen_running = seen_running or state.state is RunProgress.RUNNING
                 self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state.value, state.current_step)
                 delay = self.poll_interval
-            except (TransientConnectionError, TimeoutError) as exc:
+            except (TransientConnectionError, ServerNotAnswering) as exc:
                 failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, self.poll_interval * 2 ** min(failures, 6))
-                cause = exc if isinstance(exc, SqlAgentError) else f"server '{run.server}' did not answer in time"
-                self.log.warning("%s; retrying in %.0f s (attempt %d)", cause, delay, failures)
+                self.log.warning("job '%s': %s; retrying in %.0f s (attempt %d)", run.job_name, exc, delay, failures)
             except SqlAgentError as exc:
                 return self._event("error", str(exc))
             await asyncio.sleep(_left(self.deadline, delay))
@@ -250,11 +239,11 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         """Every server's reading; a server that does not answer within the bound is unreachable."""
 
         async def one(server: PoolServer) -> ServerReading:
+            hook = self._hook(server.conn_id)
             try:
-                return await bounded_call(read_server, self._hook(server.conn_id), server, self.job_name, self.job_id)
-            except TimeoutError:
-                bound = Timeouts.from_config().call
-                return ServerReading(server, None, False, f"unreachable: no answer in {bound:g} s", name=server.conn_id)
+                return await bounded_call(server.conn_id, read_server, hook, server, self.job_name, self.job_id)
+            except ServerNotAnswering as exc:
+                return ServerReading(server, None, False, f"unreachable: {exc}", name=server.conn_id)
 
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
