@@ -259,9 +259,9 @@ class SqlAgentHook(BaseHook):
                 job = None
             return server, running, job
 
-    def fleet_snapshot(self, since: dt.datetime) -> AgentSnapshot:
+    def fleet_snapshot(self, history: dt.timedelta) -> AgentSnapshot:
         """For the fleet view, in one connection: the clock, whether Agent answers, the jobs executing now
-        (whoever started them) and every job run that ended since ``since`` (server local time).
+        (whoever started them) and every job run that ended within ``history`` before the server's clock.
 
         Read-only and within ``SQLAgentOperatorRole``: sp_help_job, sp_help_jobhistory, sp_help_jobactivity
         (whose rows for other owners' jobs Operator does not see: their start stays unknown) and, when the
@@ -270,7 +270,7 @@ class SqlAgentHook(BaseHook):
         with self.session() as s:
             server, now = s.clock()
             running = s.running_jobs()
-            finished = s.outcomes_since(since)
+            finished = s.outcomes_since(now - history)
             agent = s.agent_state(bool(running))
         return AgentSnapshot(server, now, agent, tuple(running), tuple(finished))
 

@@ -3,6 +3,7 @@ with a login that has only SQLAgentOperatorRole."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -104,11 +105,11 @@ def test_fleet_snapshot_shows_running_jobs_and_finished_runs(airflow_connections
     outcome = wait_finished(hook, quick_run).outcome_instance_id
     slow_run = hook.start_job(hook.get_job(job_name=slow))
     deadline = time.monotonic() + 10
-    snapshot = hook.fleet_snapshot(since)
+    snapshot = hook.fleet_snapshot(dt.timedelta(minutes=5))
     while slow not in {j.name for j in snapshot.running}:
         assert time.monotonic() < deadline, snapshot
         time.sleep(0.05)
-        snapshot = hook.fleet_snapshot(since)
+        snapshot = hook.fleet_snapshot(dt.timedelta(minutes=5))
     running = next(j for j in snapshot.running if j.name == slow)
     assert running.job_id == slow_run.job_id and "Wait a bit" in running.current_step
     assert snapshot.agent == "answers" and snapshot.now >= since
