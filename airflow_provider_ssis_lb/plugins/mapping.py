@@ -86,7 +86,9 @@ class JobTaskMap:
         return None
 
 
-def load_links(session: Any, *, since: Any = None, dag_id: str | None = None, run_id: str | None = None) -> list[TaskLink]:
+def load_links(
+    session: Any, *, since: Any = None, dag_id: str | None = None, run_id: str | None = None
+) -> list[TaskLink]:
     """Every run handle in XCom (newer than ``since``, or of one DAG run), with its task instance's label,
     state and summary. Unfiltered: callers hide the DAGs a user may not read."""
     from airflow.models.taskinstance import TaskInstance

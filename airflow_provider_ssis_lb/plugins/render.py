@@ -86,9 +86,9 @@ def fleet_page(view: dict[str, Any], refresh: int = 10) -> str:
         agent = {"answers": '<span class="ok">answers</span>', "stopped": '<span class="bad">stopped</span>'}.get(
             s["agent"], '<span class="muted">unknown</span>'
         )
-        load = "-" if s["running_count"] is None else f'{s["running_count"]} / {s["capacity"]}'
+        load = "-" if s["running_count"] is None else f"{s['running_count']} / {s['capacity']}"
         jobs = "".join(
-            f'<li><b>{escape(j["job"])}</b> at {escape(j["step"] or "?")}, {_duration(j["elapsed_seconds"])}: '
+            f"<li><b>{escape(j['job'])}</b> at {escape(j['step'] or '?')}, {_duration(j['elapsed_seconds'])}: "
             f"{_who(j['started_by'])}</li>"
             for j in s["jobs"]
         )
@@ -123,7 +123,10 @@ def run_page(view: dict[str, Any], refresh: int = 10) -> str:
         return _page(title, body, refresh)
     start, end = min(starts), max(ends or starts)
     margin = max((end - start) * 0.02, dt.timedelta(seconds=1))
-    lanes = [(conn, [dict(c, job=c["job"], started_by={}) for c in children if c["conn_id"] == conn]) for conn in view["lanes"]]
+    lanes = [
+        (conn, [dict(c, job=c["job"], started_by={}) for c in children if c["conn_id"] == conn])
+        for conn in view["lanes"]
+    ]
     svg, listing = _gantt(lanes, start - margin, end + margin, "child")
     body = f"<h1>Children of {escape(title)}</h1>{_legend()}{svg}{listing}"
     return _page(title, body, refresh)
@@ -144,7 +147,9 @@ def _gantt(
     for index, (conn, bars) in enumerate(lanes):
         y = 24 + index * lane_h
         parts.append(f'<text x="4" y="{y + 20}">{escape(conn)}</text>')
-        parts.append(f'<line x1="{label}" x2="{width - 10}" y1="{y + lane_h - 2}" y2="{y + lane_h - 2}" stroke="#eee"/>')
+        parts.append(
+            f'<line x1="{label}" x2="{width - 10}" y1="{y + lane_h - 2}" y2="{y + lane_h - 2}" stroke="#eee"/>'
+        )
         for bar in bars:
             if not bar.get("start"):
                 continue
@@ -155,16 +160,24 @@ def _gantt(
             who = bar.get("child") or (bar.get("started_by") or {}).get("label") or ""
             tip = f"{bar['job']} ({who}) {bar['outcome']}: {bar.get('message') or ''}"
             parts.append(
-                f'<a href="#{anchor}"><rect class="bar" data-job="{escape(bar["job"])}" data-outcome="{escape(bar["outcome"])}"'
+                f'<a href="#{anchor}"><rect class="bar" data-job="{escape(bar["job"])}"'
+                f' data-outcome="{escape(bar["outcome"])}"'
                 f' x="{x0:.1f}" y="{y + 4}" width="{x1 - x0:.1f}" height="{lane_h - 12}" rx="3"'
                 f' fill="{COLOURS.get(bar["outcome"], "#90a4ae")}"><title>{escape(tip)}</title></rect></a>'
             )
-            cell = _who(bar["started_by"]) if bar.get("started_by") else f'<a data-ui href="{escape(bar["url"])}">{escape(bar["child"])}</a>'
+            cell = (
+                _who(bar["started_by"])
+                if bar.get("started_by")
+                else f'<a data-ui href="{escape(bar["url"])}">{escape(bar["child"])}</a>'
+            )
             duration = bar.get("duration_seconds")
             if duration is None and bar.get("end"):
-                duration = int((dt.datetime.fromisoformat(bar["end"]) - dt.datetime.fromisoformat(bar["start"])).total_seconds())
+                duration = int(
+                    (dt.datetime.fromisoformat(bar["end"]) - dt.datetime.fromisoformat(bar["start"])).total_seconds()
+                )
             rows.append(
-                f'<tr id="{anchor}" data-job="{escape(bar["job"])}"><td>{escape(conn)}</td><td>{escape(bar["job"])}</td>'
+                f'<tr id="{anchor}" data-job="{escape(bar["job"])}"><td>{escape(conn)}</td>'
+                f"<td>{escape(bar['job'])}</td>"
                 f"<td>{cell}</td><td>{escape(bar.get('server_start') or '-')}</td><td>{_duration(duration)}</td>"
                 f'<td style="color:{COLOURS.get(bar["outcome"], "#555")}">{escape(bar["outcome"])}</td>'
                 f"<td>{escape(bar.get('message') or '')}</td></tr>"

@@ -85,7 +85,9 @@ def fleet_view(
                         "job": job.name,
                         "job_id": job.job_id,
                         "step": job.current_step,
-                        "elapsed_seconds": None if started is None else max(0, int((snap.now - started).total_seconds())),
+                        "elapsed_seconds": None
+                        if started is None
+                        else max(0, int((snap.now - started).total_seconds())),
                         "started_by": who,
                     }
                 )

@@ -24,7 +24,17 @@ from sqlagent_emulator.config import load_config
 
 from .agent import AgentHistory
 from .servers import write_config
-from .stack import DAGS, DEFERRED_DAG, IN_WORKER_DAG, KEEP_ENV, REPO, SETTLE_SECONDS, FinishedRun, SystemStack
+from .stack import (
+    DAGS,
+    DEFERRED_DAG,
+    FLEET_CONN_IDS,
+    IN_WORKER_DAG,
+    KEEP_ENV,
+    REPO,
+    SETTLE_SECONDS,
+    FinishedRun,
+    SystemStack,
+)
 
 _STACK: SystemStack | None = None
 
@@ -58,6 +68,7 @@ def stack() -> Iterator[SystemStack]:
             settings={
                 "PYTHONPATH": str(REPO),  # the components import this checkout's provider
                 "AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS": SETTLE_SECONDS,
+                "AIRFLOW__SSIS_LB__FLEET_CONN_IDS": FLEET_CONN_IDS,  # the fleet view (test_fleet_ui.py)
             },
         )
         try:

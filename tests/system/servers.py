@@ -34,6 +34,7 @@ PACKAGES = (
     Package("Quick", 2),
     Package("Medium", 15),
     Package("Long", 300),
+    Package("Fleet", 40),
     Package("Broken", 3, f'outcome = "failure"\nerrors = ["{BROKEN_ERROR}"]'),
     Package("Flaky", 2, f'fail_first = 1\nfail_first_scope = "fleet"\nerrors = ["{FLAKY_ERROR}"]'),
 )
@@ -51,6 +52,9 @@ JOBS = {
     "SysWorkerKill": "Medium",
     "SysMarkFailed": "Long",
     "SysMarkFailedInWorker": "Long",
+    "SysFleetA": "Fleet",
+    "SysFleetB": "Fleet",
+    "SysFleetC": "Fleet",
 }
 
 

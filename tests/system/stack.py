@@ -24,6 +24,7 @@ IN_WORKER_DAG = "ssis_system_in_worker"
 # here the scheduler took up to ~5.2 s after a deferral to process the deferring try's exit, and with a
 # 5 s hold a 3 s child lost the race (failed by the scheduler, its history missing from its log).
 SETTLE_SECONDS = "10"
+FLEET_CONN_IDS = "sysnode1:2, sysnode2:2"  # [ssis_lb] fleet_conn_ids: the fleet view's servers
 KEEP_ENV = "SSIS_LB_SYSTEM_KEEP"  # set: keep the session's Airflow home and logs for a post-mortem
 
 
