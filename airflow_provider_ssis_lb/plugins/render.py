@@ -30,16 +30,14 @@ vertical-align:top}th{background:#f4f6f8}.muted{color:#666}.bad{color:#c62828;fo
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;
 margin-right:4px}svg text{font:12px system-ui,sans-serif}tr:target{background:#fff8e1}
 """
-# Inside the UI's iframe, a task link changes the UI's own route instead of loading the UI in the frame.
+# Inside the UI's iframe (sandboxed without allow-top-navigation), a task link asks the UI's own window to
+# navigate: a function made and timed in that window navigates as that window, not as the frame.
 TOP_LINKS = """<script>
 document.addEventListener("click", function (event) {
   var a = event.target.closest && event.target.closest("a[data-ui]");
   if (!a || window.top === window) return;
   try {
-    var top = window.top, state = top.history.state || {};
-    top.history.pushState({usr: null, key: Math.random().toString(36).slice(2, 10), idx: (state.idx || 0) + 1},
-      "", a.getAttribute("href"));
-    top.dispatchEvent(new PopStateEvent("popstate", {state: top.history.state}));
+    window.top.setTimeout(window.top.Function("h", "location.assign(h)"), 0, a.getAttribute("href"));
     event.preventDefault();
   } catch (e) { /* not allowed: the link opens in the frame */ }
 });
@@ -132,6 +130,21 @@ def run_page(view: dict[str, Any], refresh: int = 10) -> str:
     return _page(title, body, refresh)
 
 
+def _pack(bars: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Each bar with the first row of its lane where it overlaps no other bar (runs at once stack up)."""
+    ends: list[str] = []
+    placed = []
+    for bar in sorted(bars, key=lambda b: b["start"]):
+        end = bar.get("end") or bar["start"]
+        row = next((i for i, last in enumerate(ends) if last <= bar["start"]), len(ends))
+        if row == len(ends):
+            ends.append(end)
+        else:
+            ends[row] = end
+        placed.append((row, bar))
+    return placed
+
+
 def _gantt(
     lanes: Sequence[tuple[str, list[dict[str, Any]]]], start: dt.datetime, end: dt.datetime, prefix: str
 ) -> tuple[str, str]:
@@ -143,16 +156,15 @@ def _gantt(
         t = (dt.datetime.fromisoformat(value) - start).total_seconds()
         return label + max(0.0, min(1.0, t / span)) * (width - label - 10)
 
-    parts, rows, number = [], [], 0
-    for index, (conn, bars) in enumerate(lanes):
-        y = 24 + index * lane_h
-        parts.append(f'<text x="4" y="{y + 20}">{escape(conn)}</text>')
-        parts.append(
-            f'<line x1="{label}" x2="{width - 10}" y1="{y + lane_h - 2}" y2="{y + lane_h - 2}" stroke="#eee"/>'
-        )
-        for bar in bars:
-            if not bar.get("start"):
-                continue
+    parts, rows, number, top = [], [], 0, 24
+    for conn, bars in lanes:
+        placed = _pack([b for b in bars if b.get("start")])
+        height = (1 + max((row for row, _ in placed), default=0)) * lane_h
+        parts.append(f'<text x="4" y="{top + 20}">{escape(conn)}</text>')
+        bottom = top + height - 2
+        parts.append(f'<line x1="{label}" x2="{width - 10}" y1="{bottom}" y2="{bottom}" stroke="#ccc"/>')
+        for row, bar in placed:
+            y = top + row * lane_h
             number += 1
             anchor = f"{prefix}-{number}"
             x0 = x(bar["start"])
@@ -182,7 +194,8 @@ def _gantt(
                 f'<td style="color:{COLOURS.get(bar["outcome"], "#555")}">{escape(bar["outcome"])}</td>'
                 f"<td>{escape(bar.get('message') or '')}</td></tr>"
             )
-    height = 24 + len(lanes) * lane_h + 20
+        top += height
+    height = top + 20
     ticks = []
     for i in range(7):
         t = start + dt.timedelta(seconds=span * i / 6)

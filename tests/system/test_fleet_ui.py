@@ -110,8 +110,10 @@ def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
             _shot(page, "fleet-1-page")
 
             job = sorted(executing["sysnode1"] or executing["sysnode2"])[0]
-            frame.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}").click()
-            page.wait_for_url(f"**/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")  # the UI, not the frame
+            frame.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}").first.click()
+            # the UI itself goes to the task instance (not the UI nested in the frame)
+            page.wait_for_url(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")
+            expect(page.locator('iframe[title="SQL Agent fleet"]')).to_have_count(0)
             _shot(page, "fleet-2-task-instance")
 
             page.goto(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}")
