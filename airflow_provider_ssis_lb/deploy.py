@@ -33,8 +33,22 @@ _PLAIN_VALUE = re.compile(r"[\w.:+-]+")
 NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Execution job steps without a proxy account."
 
 
+GENERATED_PARAMETERS = ("$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::SYNCHRONIZED(Boolean)")
+MAX_STEP_NAME = 128  # sysjobsteps.step_name sysname
+_TRAILING_BACKSLASHES = re.compile(r"\\+$")
+_PAR = re.compile(r'(/Par "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
+
+
 def quoted(value: str) -> str:
-    """dtexec's quoting inside an Agent SSIS step: ``"\\"value\\""``."""
+    """dtexec's quoting inside an Agent SSIS step: ``"\\"value\\""``.
+
+    The command line is split into arguments by Microsoft's C runtime rules ("Parsing C command-line
+    arguments"): backslashes are literal unless they come before a double quote, where 2n+1 of them
+    give n backslashes and a literal quote. So the backslashes a value ends with are doubled, or
+    ``C:\\in\\`` would swallow the closing ``\\"`` and run into the next argument. (The manifest refuses
+    double quotes inside values, so no other backslash precedes a quote.)
+    """
+    value = _TRAILING_BACKSLASHES.sub(lambda m: m.group(0) * 2, value)
     return '"\\"' + value + '\\""'
 
 
@@ -58,8 +72,8 @@ def isserver_command(
         value = MASK if mask and parameter.sensitive else parameter.value
         parts.append(f"/Par {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
     parts += [
-        f"/Par {quoted('$ServerOption::LOGGING_LEVEL(Int16)')};{logging_level}",
-        f"/Par {quoted('$ServerOption::SYNCHRONIZED(Boolean)')};True",
+        f"/Par {quoted(GENERATED_PARAMETERS[0])};{logging_level}",
+        f"/Par {quoted(GENERATED_PARAMETERS[1])};True",
         "/CALLERINFO SQLAGENT",
         "/REPORTING E",
     ]
@@ -68,10 +82,21 @@ def isserver_command(
 
 def mask_command(command: str, sensitive: Iterable[str]) -> str:
     """``command`` with the values of the named ``/Par`` parameters replaced by ``MASK``."""
-    for name in sensitive:
-        pattern = re.compile(r"(/Par " + re.escape(quoted(name)) + r";)(" + r'"\\".*?\\""' + r"|\S+)", re.IGNORECASE)
-        command = pattern.sub(lambda m: m.group(1) + MASK, command)
-    return command
+    hidden = {name.lower() for name in sensitive}
+    return _PAR.sub(lambda m: m.group(1) + MASK if m.group("name").lower() in hidden else m.group(0), command)
+
+
+def mask_all_but(command: str, public: Iterable[str]) -> str:
+    """``command`` with every ``/Par`` value masked except the named ones: for a job's current command,
+    whose parameters the manifest may have renamed or removed (and so no longer says are sensitive)."""
+    shown = {name.lower() for name in public}
+    return _PAR.sub(lambda m: m.group(0) if m.group("name").lower() in shown else m.group(1) + MASK, command)
+
+
+def step_name(catalog_path: str) -> str:
+    """``Run <package>.dtsx``, cut to the 128 characters a step name may have."""
+    name = f"Run {PureWindowsPath(catalog_path).name}"
+    return name if len(name) <= MAX_STEP_NAME else name[: MAX_STEP_NAME - 3] + "..."
 
 
 def job_description(manifest: Manifest, child: ChildPackage) -> str:
@@ -98,7 +123,7 @@ def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_na
         logging_level=defaults.logging_level,
     )
     step = JobStepDefinition(
-        step_name=f"Run {PureWindowsPath(child.catalog_path).name}",
+        step_name=step_name(child.catalog_path),
         subsystem="SSIS",
         command=command,
         retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
@@ -157,20 +182,28 @@ def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
     return JobPlan(changes, updates, adds, deletes, desired.targeted and not current.targeted)
 
 
-def describe_plan(plan: JobPlan, current: JobDefinition, sensitive: Sequence[str]) -> list[str]:
-    """One line per difference, sensitive values masked."""
+def describe_plan(
+    plan: JobPlan, current: JobDefinition, sensitive: Sequence[str], public: Sequence[str] | None = None
+) -> list[str]:
+    """One line per difference, sensitive values masked. ``public`` names the parameters whose values may
+    be shown; the current command's other values are masked, as a parameter renamed or removed from the
+    manifest may have been sensitive (None: mask only ``sensitive`` there too)."""
 
-    def show(name: str, value: Any) -> str:
-        return repr(mask_command(value, sensitive)) if name == "command" else repr(value)
+    def show(name: str, value: Any, *, old: bool = False) -> str:
+        if name != "command":
+            return repr(value)
+        if old and public is not None:
+            return repr(mask_all_but(value, public))
+        return repr(mask_command(value, sensitive))
 
     lines = [
-        f"{name}: {show(name, getattr(current, name))} -> {show(name, value)}"
+        f"{name}: {show(name, getattr(current, name), old=True)} -> {show(name, value)}"
         for name, value in plan.job_changes.items()
     ]
     for step_id, changes in plan.step_updates.items():
         before = current.steps[step_id - 1]
         lines += [
-            f"step {step_id} {name}: {show(name, getattr(before, name))} -> {show(name, value)}"
+            f"step {step_id} {name}: {show(name, getattr(before, name), old=True)} -> {show(name, value)}"
             for name, value in changes.items()
         ]
     lines += [f"add step {i} '{s.step_name}' ({s.subsystem})" for i, s in plan.step_adds.items()]
@@ -281,7 +314,8 @@ def _deploy_job(
     plan = diff_job(current, desired)
     if not plan:
         return JobChange(desired.job_name, "unchanged")
-    details = tuple(describe_plan(plan, current, sensitive))
+    public = [p.name for p in child.parameters if not p.sensitive] + list(GENERATED_PARAMETERS)
+    details = tuple(describe_plan(plan, current, sensitive, public))
     if not dry_run:
         apply_plan(hook, desired.job_name, plan)
     return JobChange(desired.job_name, "update", details)

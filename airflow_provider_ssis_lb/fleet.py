@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
-from .exceptions import JobAlreadyRunningError, JobNotFoundError, ServerCannotRunJobError, SqlAgentError
+from .exceptions import (
+    JobAlreadyRunningError,
+    JobNotFoundError,
+    ServerCannotRunJobError,
+    ServerMisconfiguredError,
+    SqlAgentError,
+)
 from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
 from .runs import JobRun
 from .timeouts import Timeouts
@@ -57,10 +63,14 @@ class Admission:
 
 
 def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
-    """One server's load and whether the job may start there. Never raises for a server that cannot be
-    asked: its reading is unreachable instead."""
+    """One server's load and whether the job may start there. A server that cannot be reached (refused,
+    timed out, offline) reads as unreachable; a misconfigured one (no such connection, login or permission
+    refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server must fail the
+    child loudly, not be skipped for ever without anyone noticing."""
     try:
         name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
+    except ServerMisconfiguredError:
+        raise  # a wrong connection or login is a configuration error, not an outage to fail over from
     except SqlAgentError as exc:
         return ServerReading(server, None, False, f"unreachable: {exc.cause}", name=server.conn_id)
     return _reading(server, name, running, job)

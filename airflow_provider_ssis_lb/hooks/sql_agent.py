@@ -11,21 +11,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from ..exceptions import (
     AdmissionLockError,
     AgentNotRunningError,
+    AgentObjectNotFoundError,
     AgentPermissionError,
+    ConnectionNotDefinedError,
     JobAlreadyRunningError,
     JobNotFoundError,
     JobNotTargetedError,
     LoginFailedError,
+    ServerMisconfiguredError,
     SqlAgentError,
     TlsConnectionError,
     TransientConnectionError,
@@ -180,6 +185,7 @@ class SqlAgentHook(BaseHook):
         and a query timeout (``timeouts``)."""
         connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
+        _check_port_placement(connection)
         timeouts = Timeouts.from_config()
         raw = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)}).get_conn()
         apply_query_timeout(raw, timeouts)
@@ -205,28 +211,59 @@ class SqlAgentHook(BaseHook):
                 raw.close()
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
-        """The typed error for a driver exception; the message names the server, the job and the cause."""
+        """The typed error for a driver exception; the message names the job, the server (host and conn
+        id), the cause, and what to do. Classified by error numbers and SQLSTATEs, never by message text,
+        which SQL Server translates into the login's language."""
         number, text = error_number(exc), error_text(exc)
-        server = self._server
-        if number == 14262:
-            return JobNotFoundError(
-                server, job, f"the job does not exist or this login may not see it ({text})", number=number
+        conn_id = self.conn_id
+
+        def error(kind: type[SqlAgentError], cause: str) -> SqlAgentError:
+            return kind(self._server, job, cause, number=number, conn_id=conn_id)
+
+        if isinstance(exc, AirflowNotFoundException):
+            return error(
+                ConnectionNotDefinedError,
+                f"the Airflow connection '{conn_id}' is not defined: add it (Admin > Connections, or the "
+                f"AIRFLOW_CONN_{conn_id.upper()} environment variable), or fix the conn id",
             )
+        if number in (14262, 14234):
+            return _missing_object(error, text, number)
         if number == 14256:
-            return JobNotTargetedError(
-                server, job, f"the job has no target server here; run sp_add_jobserver for it ({text})", number=number
+            return error(
+                JobNotTargetedError, f"the job has no target server here; run sp_add_jobserver for it ({text})"
             )
         if number in _PERMISSION_ERRORS:
-            return AgentPermissionError(
-                server, job, f"permission denied ({text}); see docs/permissions.md", number=number
+            return error(
+                AgentPermissionError,
+                f"permission denied ({text}): give the login of connection '{conn_id}' SQLAgentOperatorRole in "
+                "msdb (docs/permissions.md)",
             )
-        if number == 18456 or number == 4060:
-            return LoginFailedError(server, job, f"login failed ({text})", number=number)
+        if number == 18456:
+            return error(
+                LoginFailedError, f"login failed ({text}): check the login and password of connection '{conn_id}'"
+            )
+        if number in (4060, 911):  # at login: the connection's database cannot be opened
+            return error(
+                LoginFailedError,
+                f"login failed ({text}): the database of connection '{conn_id}' (its schema) does not exist or "
+                "the login may not open it; use msdb",
+            )
         if is_tls_failure(exc):
-            return TlsConnectionError(server, job, tls_advice(exc), number=number)
+            return error(TlsConnectionError, tls_advice(exc))
+        if exc.args and exc.args[0] == "IM002":  # ODBC: no driver (the extra's driver was not used)
+            return error(
+                ServerMisconfiguredError,
+                f"no ODBC driver ({text}): name it in the extra of connection '{conn_id}' "
+                '({"driver": "ODBC Driver 18 for SQL Server"}) and set [providers.odbc] allow_driver_in_extra = '
+                "True on every worker and triggerer (docs/connections.md)",
+            )
         if is_transient(exc):
-            return TransientConnectionError(server, job, f"connection problem: {text or repr(exc)}", number=number)
-        return SqlAgentError(server, job, text or repr(exc), number=number)
+            return error(
+                TransientConnectionError,
+                f"connection problem: {text or repr(exc)}; retried until the timeout (if it persists, check that "
+                f"the server is up and that connection '{conn_id}' names the right host and port)",
+            )
+        return error(SqlAgentError, text or repr(exc))
 
     # ------------------------------------------------------------------ reads
 
@@ -487,7 +524,7 @@ class SqlAgentHook(BaseHook):
 
     def is_sysadmin(self, login_name: str) -> bool | None:
         """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
-        with self._session() as s:
+        with self.session() as s:
             rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
         member = rows[0]["member"] if rows else None
         return None if member is None else bool(member)
@@ -531,7 +568,9 @@ class AgentSession:
         params = {"job_id": job_id} if job_id else {"job_name": job_name}
         sets = self.call("sp_help_job", {**params, "job_aspect": "JOB"})
         if not sets or not sets[0]:
-            raise JobNotFoundError(self.hook._server, self.label, "sp_help_job returned no job")
+            raise JobNotFoundError(
+                self.hook._server, self.label, "sp_help_job returned no job", conn_id=self.hook.conn_id
+            )
         row = sets[0][0]
         return JobInfo(
             job_id=str(row["job_id"]).upper(),
@@ -663,10 +702,14 @@ class AgentSession:
             server = run.server
             if self.job(None, job.job_id).executing:
                 raise JobAlreadyRunningError(
-                    server, job.name, f"the job is already running ({exc.cause})", number=22022
+                    server, job.name, f"the job is already running ({exc.cause})", number=22022, conn_id=run.conn_id
                 ) from exc
             raise AgentNotRunningError(
-                server, job.name, f"SQL Server Agent is not running on this server ({exc.cause})", number=22022
+                server,
+                job.name,
+                f"SQL Server Agent is not running on this server ({exc.cause})",
+                number=22022,
+                conn_id=run.conn_id,
             ) from exc
         return run
 
@@ -701,6 +744,7 @@ class AgentSession:
                 self.label,
                 f"the application lock {resource!r} in msdb was not granted: {_APPLOCK_REFUSALS.get(code, code)} "
                 f"(sp_getapplock returned {code}, timeout {timeout:g} s); another starter holds it",
+                conn_id=self.hook.conn_id,
             )
 
     def unlock(self, resource: str) -> None:
@@ -757,6 +801,20 @@ class AgentSession:
         return [i for i in ids if i not in visible]
 
 
+def _check_port_placement(connection: Any) -> None:
+    """The port goes in the host for ODBC (``host,1433``; OdbcHook drops the port field) and in the port
+    field for pymssql (which fails on ``host,1433`` with "failed for an unknown reason")."""
+    host, port, kind = connection.host or "", connection.port, connection.conn_type
+    if kind == "odbc" and port and "," not in host:
+        fix = f"ODBC takes the port in the host: set host to '{host},{port}' and leave port empty"
+    elif kind == "mssql" and "," in host:
+        name, _sep, in_host = host.partition(",")
+        fix = f"pymssql takes the port in its own field: set host to '{name}' and port to {in_host.strip()}"
+    else:
+        return
+    raise ServerMisconfiguredError(host or connection.conn_id, None, fix, conn_id=connection.conn_id)
+
+
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
     """sp_add_job / sp_update_job arguments: the job's settings, without its name, steps and target."""
     values = dataclasses.asdict(job) if isinstance(job, JobDefinition) else dict(job)
@@ -794,3 +852,39 @@ def _step(row: Row) -> StepResult:
         retries_attempted=int(row.get("retries_attempted") or 0),
         sql_message_id=int(row.get("sql_message_id") or 0),
     )
+
+
+_MISSING_PARAMETER = re.compile(r"@(\w+)")
+# What 14262 ("The specified @<parameter> ('<value>') does not exist.") means, by the parameter it names.
+_MISSING_WHAT = {
+    "step_name": "the job has no step of that name: check step_name against the job's steps",
+    "step_id": "the job has no step of that id: check the job's steps",
+    "owner_login_name": "the job owner's login does not exist on this server: create it, or change the owner "
+    "(job_defaults.owner in the manifest)",
+    "category_name": "the job category does not exist on this server",
+    "category_id": "the job category does not exist on this server",
+    "operator_name": "the Agent operator does not exist on this server: create it (sp_add_operator), or change "
+    "notifications.email_operator in the manifest",
+    "notify_email_operator_name": "the Agent operator to e-mail does not exist on this server: create it "
+    "(sp_add_operator), or change notifications.email_operator in the manifest",
+    "proxy_name": "the Agent proxy does not exist on this server",
+    "proxy_id": "the Agent proxy does not exist on this server",
+    "database_name": "the step's database does not exist on this server",
+    "server_name": "the target server does not exist",
+}
+
+
+def _missing_object(error: Any, text: str, number: int) -> SqlAgentError:
+    """14262 ("The specified @x ('v') does not exist.") and 14234 ("The specified '@x' is invalid ...")
+    name the parameter whose value the server does not have, in every language; only @job_name and
+    @job_id mean the job."""
+    found = _MISSING_PARAMETER.search(text)
+    parameter = found.group(1).lower() if found else ("job_name" if number == 14262 else "")
+    if parameter in ("job_name", "job_id"):
+        return error(
+            JobNotFoundError,
+            f"the job does not exist or this login may not see it ({text}): create it (ssis-lb deploy) or fix "
+            "the name; a login with only SQLAgentUserRole sees only the jobs it owns",
+        )
+    what = _MISSING_WHAT.get(parameter, f"the value of @{parameter} is not known on this server")
+    return error(AgentObjectNotFoundError, f"{what} ({text})")

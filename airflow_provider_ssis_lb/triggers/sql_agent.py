@@ -11,13 +11,14 @@ from typing import Any, Literal, TypedDict, TypeVar
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ..balancing import PoolServer, ServerReading, Strategy, choose_server
-from ..exceptions import SqlAgentError, TransientConnectionError
+from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
+from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
 from ..fleet import read_server
 from ..hooks.sql_agent import SqlAgentHook
 from ..runs import JobRun, RunProgress
 from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
+from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.run_handle = JobRun.from_dict(run)
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
         self.not_before = not_before
@@ -222,9 +223,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
         self.job_name = job_name
         self.job_id = job_id
-        self.strategy = Strategy(strategy).value
+        self.strategy = parse_strategy(strategy).value
         self.position = position
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -257,8 +258,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
 
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
-    def _event(self, status: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline})
+    def _event(self, status: str, message: str = "") -> TriggerEvent:
+        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
@@ -290,7 +291,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
-            readings = await self._read()
+            try:
+                readings = await self._read()
+            except ServerMisconfiguredError as exc:
+                return self._event("error", str(exc))
             if self._my_turn(line, ticket, readings):
                 return self._event("free")
             reachable = [r for r in readings if r.reachable]

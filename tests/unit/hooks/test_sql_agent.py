@@ -162,7 +162,7 @@ def hook() -> SqlAgentHook:
 def test_translate(hook: SqlAgentHook, exc: Exception, error_type: type[SqlAgentError], says: str) -> None:
     error = hook._translate(exc, "child a")
     assert type(error) is error_type
-    assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1': ")
+    assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1' (conn_id 'sql1_odbc'): ")
     assert says in str(error)
     assert error.server == "SQL1" and error.job == "child a"
 
@@ -207,7 +207,7 @@ def test_translate_without_a_job_names_the_server(hook: SqlAgentHook) -> None:
     error = hook._translate(
         pyodbc.OperationalError("HYT00", "[HYT00] Login timeout expired (0) (SQLDriverConnect)"), None
     )
-    assert str(error).startswith("SQL Server Agent server 'SQL1': connection problem")
+    assert str(error).startswith("SQL Server Agent server 'SQL1' (conn_id 'sql1_odbc'): connection problem")
 
 
 # ---------------------------------------------------------------------- last_finished_run
