@@ -98,9 +98,7 @@ def test_fleet_view_labels_who_started_each_job_and_puts_times_on_utc() -> None:
     theirs = RunningJob("OTHER", "NightlyBackup", "2 (Verify)", started=NOW - dt.timedelta(minutes=5))
     done = _outcome(9, NOW - dt.timedelta(minutes=30), RunStatus.FAILED)
     reading = _reading((ours, theirs), (done,))
-    view = fleet_view(
-        [reading], JobTaskMap([_link(3, baseline=9)]), {"dag"}, hours=3, now=READ_AT, ui_root="/base"
-    )
+    view = fleet_view([reading], JobTaskMap([_link(3, baseline=9)]), {"dag"}, hours=3, now=READ_AT, ui_root="/base")
     [row] = view["servers"]
     assert row["running_count"] == 2 and row["capacity"] == 2 and row["agent"] == "answers"
     mine, other = row["jobs"]
