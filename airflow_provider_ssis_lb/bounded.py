@@ -24,7 +24,9 @@ from .timeouts import Timeouts
 
 T = TypeVar("T")
 MAX_STUCK_PER_SERVER = 1
+MAX_CALLS_PER_SERVER = 4  # async callers beyond this wait for a free call, holding no thread
 _stuck: Counter[str] = Counter()  # server -> calls given up that have not returned yet
+_calls: Counter[str] = Counter()  # server -> async calls in their threads now
 _lock = threading.Lock()
 
 
@@ -60,7 +62,9 @@ def _given_up(server: str) -> Callable[[], None]:
     return returned
 
 
-def _start(fn: Callable[..., Any], args: Sequence[Any], done: Callable[[Any, BaseException | None], None]) -> None:
+def _start(
+    server: str, fn: Callable[..., Any], args: Sequence[Any], done: Callable[[Any, BaseException | None], None]
+) -> None:
     context = contextvars.copy_context()  # as asyncio.to_thread: logging and Task SDK context come along
 
     def target() -> None:
@@ -71,16 +75,26 @@ def _start(fn: Callable[..., Any], args: Sequence[Any], done: Callable[[Any, Bas
         else:
             done(result, None)
 
-    threading.Thread(target=target, name="ssis-lb-call", daemon=True).start()
+    threading.Thread(target=target, name=f"ssis-lb-call {server}", daemon=True).start()
 
 
 async def bounded_call(server: str, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
     """``fn(*args)`` in a daemon thread, given up after the timeouts' bound for one call (or at the
-    ``deadline``, epoch seconds) with ``ServerNotAnswering``."""
+    ``deadline``, epoch seconds) with ``ServerNotAnswering``. At most ``MAX_CALLS_PER_SERVER`` such calls
+    run at once per server; the others wait for a turn without a thread, within the same bound."""
     bound = Timeouts.from_config().call
     if deadline is not None:
         bound = max(0.0, min(bound, deadline - time.time()))
-    _refuse_if_stuck(server, bound)
+    give_up = time.monotonic() + bound
+    while True:
+        _refuse_if_stuck(server, bound)
+        with _lock:
+            if _calls[server] < MAX_CALLS_PER_SERVER:
+                _calls[server] += 1
+                break
+        if time.monotonic() >= give_up:
+            raise ServerNotAnswering(server, bound, earlier=True)
+        await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     guard = threading.Lock()
@@ -95,14 +109,16 @@ async def bounded_call(server: str, fn: Callable[..., T], *args: Any, deadline: 
         with guard:
             state["returned"] = True
             release = state["release"]
+        with _lock:
+            _calls[server] -= 1
         if release is not None:
             release()
         with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile: nobody waits any more
             loop.call_soon_threadsafe(settle, result, exc)
 
-    _start(fn, args, done)
+    _start(server, fn, args, done)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), bound)
+        return await asyncio.wait_for(asyncio.shield(future), max(0.0, give_up - time.monotonic()))
     except TimeoutError:
         with guard:
             if not state["returned"]:
@@ -144,7 +160,7 @@ def bounded_calls(
                     with contextlib.suppress(Exception):
                         discard(result)
 
-        _start(fn, args, done)
+        _start(server, fn, args, done)
     give_up = time.monotonic() + bound
     for index, (server, _fn, _args) in enumerate(calls):
         if not events[index].wait(max(0.0, give_up - time.monotonic())):

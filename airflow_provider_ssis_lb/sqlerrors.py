@@ -115,7 +115,16 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):  # args[0] is an errno, not a server error
         return True
+    if _is_pymssql_driver_failure(exc):
+        return True
     state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
     if state in _TRANSIENT_SQLSTATES:  # before the number: pyodbc shows the socket error there, e.g. (10054)
         return True
     return error_number(exc) in _TRANSIENT_DBLIB
+
+
+def _is_pymssql_driver_failure(exc: BaseException) -> bool:
+    """pymssql's own failures of the connection, with no server error behind them ("Could not set
+    connection properties" when the set-up batches after the login get no answer, "Connection is closed")."""
+    kind = type(exc)
+    return kind.__module__.startswith("pymssql") and kind.__name__ in ("InterfaceError", "MSSQLDriverException")

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -113,6 +113,43 @@ class JobDefinition:
     notify_email_operator_name: str | None
     steps: tuple[JobStepDefinition, ...]
     targeted: bool = True
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job executing now (sp_help_job), with its start when sp_help_jobactivity shows it to this login."""
+
+    job_id: str
+    name: str
+    current_step: str
+    started: dt.datetime | None = None  # server local time; None when the login may not see the job's activity
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """One finished run of a job: its outcome row (step 0) in sysjobhistory."""
+
+    job_id: str
+    name: str
+    instance_id: int
+    started: dt.datetime  # server local time
+    duration_seconds: int
+    status: RunStatus
+    message: str
+
+
+AgentState = Literal["answers", "stopped", "unknown"]
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """One server at one moment, for the fleet view: its clock, the jobs executing, the runs that ended since."""
+
+    server: str  # @@SERVERNAME
+    now: dt.datetime  # the server's clock (local time)
+    agent: AgentState
+    running: tuple[RunningJob, ...]
+    finished: tuple[JobOutcome, ...]
 
 
 @dataclass(frozen=True)
@@ -280,6 +317,21 @@ class SqlAgentHook(BaseHook):
             except JobNotFoundError:
                 job = None
             return server, running, job
+
+    def fleet_snapshot(self, history: dt.timedelta) -> AgentSnapshot:
+        """For the fleet view, in one connection: the clock, whether Agent answers, the jobs executing now
+        (whoever started them) and every job run that ended within ``history`` before the server's clock.
+
+        Read-only and within ``SQLAgentOperatorRole``: sp_help_job, sp_help_jobhistory, sp_help_jobactivity
+        (whose rows for other owners' jobs Operator does not see: their start stays unknown) and, when the
+        login holds VIEW SERVER STATE, sys.dm_server_services (otherwise Agent's state is inferred).
+        """
+        with self.session() as s:
+            server, now = s.clock()
+            running = s.running_jobs()
+            finished = s.outcomes_since(now - history)
+            agent = s.agent_state(bool(running))
+        return AgentSnapshot(server, now, agent, tuple(running), tuple(finished))
 
     # ------------------------------------------------------------------ start, watch, stop
 
@@ -604,6 +656,69 @@ class AgentSession:
         """Agent jobs executing on the server now, whoever started them."""
         rows = self.call("sp_help_job", {"execution_status": 0})
         return len(rows[0]) if rows else 0
+
+    def running_jobs(self) -> list[RunningJob]:
+        """Jobs executing now (sp_help_job), each with its start from sp_help_jobactivity where visible."""
+        sets = self.call("sp_help_job", {"execution_status": 0})
+        rows = sets[0] if sets else []
+        if not rows:
+            return []
+        activity = self.call("sp_help_jobactivity", {})
+        started = {
+            str(r["job_id"]).upper(): r["start_execution_date"]
+            for r in (activity[0] if activity else [])
+            if r.get("start_execution_date") and not r.get("stop_execution_date")
+        }
+        return [
+            RunningJob(
+                job_id=str(r["job_id"]).upper(),
+                name=str(r["name"]),
+                current_step=str(r.get("current_execution_step") or ""),
+                started=started.get(str(r["job_id"]).upper()),
+            )
+            for r in rows
+        ]
+
+    def outcomes_since(self, since: dt.datetime) -> list[JobOutcome]:
+        """Job outcome rows (step 0) of every job this login may see, of runs that ended at or after ``since``."""
+        day = since.date() - dt.timedelta(days=1)  # a run that ends after ``since`` may have begun the day before
+        sets = self.call(
+            "sp_help_jobhistory",
+            {"step_id": 0, "start_run_date": day.year * 10000 + day.month * 100 + day.day, "mode": "FULL"},
+        )
+        found = []
+        for r in sets[0] if sets else []:
+            started = _row_started(r)
+            duration = decode_run_duration(r["run_duration"])
+            if started + dt.timedelta(seconds=duration + 1) < since:  # msdb keeps whole seconds
+                continue
+            found.append(
+                JobOutcome(
+                    job_id=str(r["job_id"]).upper(),
+                    name=str(r["job_name"]),
+                    instance_id=int(r["instance_id"]),
+                    started=started,
+                    duration_seconds=duration,
+                    status=RunStatus(int(r["run_status"])),
+                    message=str(r["message"] or ""),
+                )
+            )
+        return sorted(found, key=lambda o: o.instance_id)
+
+    def agent_state(self, jobs_executing: bool) -> AgentState:
+        """'answers' when a job executes (only a running Agent executes jobs) or sys.dm_server_services says
+        Agent runs; 'stopped' when that view says so; 'unknown' when the login may not read the view (it
+        needs VIEW SERVER STATE) and nothing executes."""
+        if jobs_executing:
+            return "answers"
+        try:
+            rows = self.query(
+                "SELECT status_desc FROM sys.dm_server_services WHERE servicename LIKE ?", ("SQL Server Agent%",)
+            )
+        except SqlAgentError:
+            return "unknown"
+        status = str(rows[0][0]["status_desc"]).lower() if rows and rows[0] else ""
+        return "answers" if status == "running" else "stopped" if status == "stopped" else "unknown"
 
     def next_run(self, job: JobInfo) -> JobRun:
         server, now = self.clock()

@@ -53,6 +53,7 @@ PACKAGES = (
     Package("Quick", 2),
     Package("Medium", 15),
     Package("Long", 300),
+    Package("Fleet", 40),
     Package("Broken", 3, f'outcome = "failure"\nerrors = ["{BROKEN_ERROR}"]'),
     Package("Flaky", 2, f'fail_first = 1\nfail_first_scope = "fleet"\nerrors = ["{FLAKY_ERROR}"]'),
     Package("Short", 3),
@@ -74,6 +75,9 @@ JOBS = {
     "SysWorkerKill": "Medium",
     "SysMarkFailed": "Long",
     "SysMarkFailedInWorker": "Long",
+    "SysFleetA": "Fleet",
+    "SysFleetB": "Fleet",
+    "SysFleetC": "Fleet",
 }
 # The distributed deployment's children (tests/system/dags/ssis_distributed.py): 3 s and 5 s packages,
 # the last one longer (it is also started by hand); and the HA test's 45 s child.

@@ -39,6 +39,7 @@ POOLED_DAG, UNPOOLED_DAG, DISTRIBUTED_POOL = "ssis_distributed_pooled", "ssis_di
 # here the scheduler took up to ~5.2 s after a deferral to process the deferring try's exit, and with a
 # 5 s hold a 3 s child lost the race (failed by the scheduler, its history missing from its log).
 SETTLE_SECONDS = "10"
+FLEET_CONN_IDS = "sysnode1:2, sysnode2:2"  # [ssis_lb] fleet_conn_ids: the fleet view's servers
 KEEP_ENV = "SSIS_LB_SYSTEM_KEEP"  # set: keep the session's Airflow home and logs for a post-mortem
 
 
@@ -162,6 +163,7 @@ def deploy(
             settings={
                 "PYTHONPATH": str(REPO),  # the components import this checkout's provider
                 "AIRFLOW__SSIS_LB__DEFER_SETTLE_SECONDS": SETTLE_SECONDS,
+                "AIRFLOW__SSIS_LB__FLEET_CONN_IDS": FLEET_CONN_IDS,  # the fleet view (test_fleet_ui.py)
                 **(settings or {}),
             },
             celery_broker=redis.start() if redis is not None else None,

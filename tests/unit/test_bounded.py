@@ -15,13 +15,14 @@ from airflow_provider_ssis_lb.timeouts import Timeouts
 
 
 def threads() -> int:
-    return sum(t.name == "ssis-lb-call" for t in threading.enumerate())
+    return sum(t.name.startswith("ssis-lb-call ") for t in threading.enumerate())
 
 
 @pytest.fixture(autouse=True)
 def short_bound(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(Timeouts, "from_config", classmethod(lambda cls: Timeouts(0.1, 0.05)))  # call bound 0.2 s
     monkeypatch.setattr(bounded, "_stuck", bounded.Counter())
+    monkeypatch.setattr(bounded, "_calls", bounded.Counter())
     yield
     deadline = time.monotonic() + 5  # every test releases its hung calls: let them return before the next
     while threads() and time.monotonic() < deadline:
@@ -84,3 +85,19 @@ def test_bounded_calls_answer_each_server_within_the_bound() -> None:
     again = bounded_calls([("b", lambda: 2, ())], 0.2)  # refused at once: b still holds its stuck call
     assert isinstance(again[0], ServerNotAnswering) and "earlier call" in str(again[0])
     release.set()
+
+
+def test_calls_beyond_the_limit_per_server_wait_without_a_thread() -> None:
+    release = threading.Event()
+    peak = 0
+
+    async def main() -> list[object]:
+        nonlocal peak
+        calls = [asyncio.ensure_future(bounded_call("sql1", release.wait, 0.03)) for _ in range(12)]
+        while not all(c.done() for c in calls):
+            peak = max(peak, threads())
+            await asyncio.sleep(0.01)
+        return [c.result() for c in calls]
+
+    assert asyncio.run(main()) == [False] * 12  # each waited 0.03 s for an event never set, in turns of 4
+    assert peak == bounded.MAX_CALLS_PER_SERVER
