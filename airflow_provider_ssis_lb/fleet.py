@@ -38,6 +38,7 @@ from .exceptions import (
     ServerCannotRunJobError,
     ServerMisconfiguredError,
     SqlAgentError,
+    TransientConnectionError,
 )
 from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
 from .runs import JobRun
@@ -157,8 +158,15 @@ class Fleet:
         with contextlib.ExitStack() as stack:
             sessions: dict[str, AgentSession] = {}
             for reading in holders:  # in one global order, so two starters never wait on each other in a cycle
-                session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
-                session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                try:
+                    session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
+                    session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                except TransientConnectionError as exc:  # went away since the read: as if unreachable then
+                    self.log.warning("server '%s' skipped: unreachable: %s", reading.server.conn_id, exc.cause)
+                    readings = _replace(
+                        readings, reading, running=None, eligible=False, reason=f"unreachable: {exc.cause}"
+                    )
+                    continue
                 sessions[reading.server.conn_id] = session
             readings = [self._reread(r, sessions.get(r.server.conn_id)) for r in readings]
             running = next((r for r in readings if r.job_running), None)

@@ -19,6 +19,7 @@ _PYMSSQL_WRAPPED = re.compile(r"^Cannot \w+ transaction: \((\d+), b['\"]")
 # numbers (20002 connection failed, 20003 timeout, 20004/20006 read/write failed, 20009 unable to
 # connect, 20017 unexpected EOF, 20047 dbopen failed).
 _TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "08003", "HYT00", "HYT01"}
+_PYMSSQL_CONNECTION_LOST = ("Could not set connection properties", "Connection is closed.")
 _TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20017, 20047}
 # TLS set-up failures as the drivers word them: retrying cannot fix a certificate nobody trusts.
 # FreeTDS and pymssql report these only as "Unable to connect to data source" / DB-Lib 20002, the
@@ -124,7 +125,14 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _is_pymssql_driver_failure(exc: BaseException) -> bool:
-    """pymssql's own failures of the connection, with no server error behind them ("Could not set
-    connection properties" when the set-up batches after the login get no answer, "Connection is closed")."""
+    """pymssql's own failures of an established connection, with no server error behind them: its set-up
+    batches after the login got no answer, or the connection was closed under it. These texts are
+    pymssql's fixed strings (never translated); "Connection to the database failed for an unknown
+    reason" is not among them: it also stands for a host that no retry will fix."""
     kind = type(exc)
-    return kind.__module__.startswith("pymssql") and kind.__name__ in ("InterfaceError", "MSSQLDriverException")
+    return (
+        kind.__module__.startswith("pymssql")
+        and kind.__name__ in ("InterfaceError", "MSSQLDriverException")
+        and bool(exc.args)
+        and exc.args[0] in _PYMSSQL_CONNECTION_LOST
+    )

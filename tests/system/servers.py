@@ -20,13 +20,14 @@ class Server:
     name: str
     capacity: int = 2
     utc_offset_minutes: int = 0
+    encryption: str = "optional"  # "required": SQL Server with force encryption (Airflow connects with TLS)
 
     @property
     def conn_id(self) -> str:
         return self.name.lower()
 
 
-SERVERS = (Server("SYSNODE1"), Server("SYSNODE2"))
+SERVERS = (Server("SYSNODE1"), Server("SYSNODE2", encryption="required"))
 # Clocks apart (UTC+1, UTC-5, UTC+5:30): history rows in server time must be compared through each
 # server's own offset, never as they are.
 DISTRIBUTED_SERVERS = (Server("DISTNODE1", 3, 60), Server("DISTNODE2", 2, -300), Server("DISTNODE3", 2, 330))
@@ -108,7 +109,7 @@ def write_config(path: Path, servers: tuple[Server, ...] = SERVERS, jobs: dict[s
     for server in servers:
         parts.append(
             f'[[servers]]\nname = "{server.name}"\nport = 0\ncpus = {server.capacity}\n'
-            f"utc_offset_minutes = {server.utc_offset_minutes}\n"
+            f'utc_offset_minutes = {server.utc_offset_minutes}\nencryption = "{server.encryption}"\n'
             f'[[servers.logins]]\nname = "sa"\npassword = "{SA_PASSWORD}"\nroles = ["sysadmin"]\n'
             '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\n'
             'roles = ["SQLAgentOperatorRole", "ssis_logreader"]'

@@ -20,6 +20,7 @@ from airflow_provider_ssis_lb.exceptions import (
     JobNotTargetedError,
     JobRunFailedError,
     SqlAgentError,
+    TransientConnectionError,
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.operators import sql_agent as module
@@ -560,6 +561,7 @@ class PoolHook(FakeHook):
         self.job = job
         self.down = False
 
+        self.gone = False  # reachable when read, gone by the time its lock is asked for
         self.locks: list[str] = []  # application locks taken, in order
         self.released: list[str] = []
 
@@ -587,6 +589,8 @@ class PoolSession:
         self.hook = hook
 
     def lock(self, resource: str, timeout: float) -> None:
+        if self.hook.gone:
+            raise TransientConnectionError(self.hook.conn_id, None, "connection problem: reset by peer")
         self.hook.locks.append(resource)
 
     def unlock(self, resource: str) -> None:
@@ -746,6 +750,13 @@ def test_a_server_that_filled_up_meanwhile_is_passed_over_inside_the_lock(
     monkeypatch.setattr(PoolSession, "running_count", running_count)
     deferral = deferred(pooled(strategy="fixed"), mapped(0))
     assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+
+
+def test_a_server_gone_between_the_read_and_its_lock_is_skipped(pool: dict[str, PoolHook], capsys) -> None:
+    pool["a"].gone = True
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+    assert "server 'a' skipped: unreachable: connection problem: reset by peer" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
