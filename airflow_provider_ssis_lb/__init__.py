@@ -38,6 +38,14 @@ def get_provider_info() -> dict:
                         "example": None,
                         "default": "10",
                     },
+                    "fleet_conn_ids": {
+                        "description": "The servers the fleet view in the UI shows (docs/fleet-ui.md): Airflow "
+                        "connection ids, each with an optional capacity, comma-separated.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "sqlnode1:4, sqlnode2:2, sqlnode3:2",
+                        "default": "",
+                    },
                     "login_timeout": {
                         "description": "Seconds to connect and log in to a SQL Server before it counts as not "
                         "answering; a connection's extra may override it (docs/operators.md).",

@@ -27,6 +27,10 @@ class PoolServer:
     capacity: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.conn_id, str) or not self.conn_id.strip():
+            raise ValueError(f"a pool server needs a connection id (a non-empty string), got {self.conn_id!r}")
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
+            raise ValueError(f"server '{self.conn_id}': capacity must be an integer, got {self.capacity!r}")
         if self.capacity < 1:
             raise ValueError(f"server '{self.conn_id}': capacity must be at least 1, got {self.capacity}")
 
@@ -53,21 +57,53 @@ class ServerPool:
     ) -> ServerPool:
         """Accept a pool, or a list of conn ids / PoolServer / {"conn_id", "capacity"} mappings."""
         if isinstance(servers, ServerPool):
-            return servers if strategy is None else cls(servers.servers, Strategy(strategy))
-        parsed = tuple(_server(s) for s in servers)
-        return cls(parsed, Strategy(strategy or Strategy.LEAST_LOADED))
+            return servers if strategy is None else cls(servers.servers, parse_strategy(strategy))
+        if isinstance(servers, (str, bytes, Mapping)) or not isinstance(servers, Sequence):
+            raise ValueError(
+                f"servers must be a list of connection ids or {{'conn_id', 'capacity'}} entries, not {servers!r}"
+            )
+        parsed = tuple(_server(index, s) for index, s in enumerate(servers))
+        return cls(parsed, parse_strategy(strategy or Strategy.LEAST_LOADED))
 
     @property
     def total_capacity(self) -> int:
         return sum(s.capacity for s in self.servers)
 
 
-def _server(value: str | PoolServer | Mapping[str, object]) -> PoolServer:
+def parse_strategy(value: str | Strategy) -> Strategy:
+    """The strategy by name; an unknown name lists the known ones."""
+    try:
+        return Strategy(value)
+    except ValueError:
+        known = ", ".join(s.value for s in Strategy)
+        raise ValueError(f"strategy must be one of {known}, not {value!r}") from None
+
+
+POOL_ENTRY_KEYS = ("conn_id", "capacity")
+
+
+def _server(index: int, value: str | PoolServer | Mapping[str, object]) -> PoolServer:
+    """One pool entry; a malformed one is a ValueError naming the entry (its position and value)."""
     if isinstance(value, PoolServer):
         return value
+    entry = f"servers[{index}] ({value!r})"
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"{entry}: a connection id must not be empty")
         return PoolServer(value)
-    return PoolServer(str(value["conn_id"]), int(value.get("capacity", 1)))  # type: ignore[arg-type]
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{entry}: give a connection id or a mapping with keys {', '.join(POOL_ENTRY_KEYS)}")
+    unknown = [str(k) for k in value if k not in POOL_ENTRY_KEYS]
+    if unknown:
+        known = ", ".join(POOL_ENTRY_KEYS)
+        raise ValueError(f"{entry}: unknown key {', '.join(map(repr, unknown))} (expected {known})")
+    conn_id = value.get("conn_id")
+    if not isinstance(conn_id, str) or not conn_id.strip():
+        raise ValueError(f"{entry}: needs 'conn_id', the Airflow connection id of the server")
+    capacity = value.get("capacity", 1)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"{entry}: capacity must be an integer of at least 1, got {capacity!r}")
+    return PoolServer(conn_id, capacity)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ For each server: the job each child should have there (``desired_job``), the job
 (``SqlAgentHook.read_job_definition``), their difference (``diff_job``), and, unless it is a dry run,
 the msdb calls that remove it. A second deploy of the same manifest changes nothing.
 
+Before any job of a server is created or changed, every child's ``catalog_path`` is looked up in that
+server's SSIS catalog (``check_catalog``): a server where one is missing gets no change at all, and the
+report names each child, the path and the nearest existing path.
+
 Only jobs whose description starts with ``MANAGED_MARKER`` are ours to change; a job of the same name
 without it is reported as a conflict and left alone. Sensitive parameter values are masked in every
 line this module produces.
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import PureWindowsPath
 from typing import Any
 
+from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
-from .hooks.sql_agent import JobDefinition, JobStepDefinition, SqlAgentHook
+from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
 from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,22 @@ _PLAIN_VALUE = re.compile(r"[\w.:+-]+")
 NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Execution job steps without a proxy account."
 
 
+GENERATED_PARAMETERS = ("$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::SYNCHRONIZED(Boolean)")
+MAX_STEP_NAME = 128  # sysjobsteps.step_name sysname
+_TRAILING_BACKSLASHES = re.compile(r"\\+$")
+_PAR = re.compile(r'(/Par "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
+
+
 def quoted(value: str) -> str:
-    """dtexec's quoting inside an Agent SSIS step: ``"\\"value\\""``."""
+    """dtexec's quoting inside an Agent SSIS step: ``"\\"value\\""``.
+
+    The command line is split into arguments by Microsoft's C runtime rules ("Parsing C command-line
+    arguments"): backslashes are literal unless they come before a double quote, where 2n+1 of them
+    give n backslashes and a literal quote. So the backslashes a value ends with are doubled, or
+    ``C:\\in\\`` would swallow the closing ``\\"`` and run into the next argument. (The manifest refuses
+    double quotes inside values, so no other backslash precedes a quote.)
+    """
+    value = _TRAILING_BACKSLASHES.sub(lambda m: m.group(0) * 2, value)
     return '"\\"' + value + '\\""'
 
 
@@ -58,8 +77,8 @@ def isserver_command(
         value = MASK if mask and parameter.sensitive else parameter.value
         parts.append(f"/Par {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
     parts += [
-        f"/Par {quoted('$ServerOption::LOGGING_LEVEL(Int16)')};{logging_level}",
-        f"/Par {quoted('$ServerOption::SYNCHRONIZED(Boolean)')};True",
+        f"/Par {quoted(GENERATED_PARAMETERS[0])};{logging_level}",
+        f"/Par {quoted(GENERATED_PARAMETERS[1])};True",
         "/CALLERINFO SQLAGENT",
         "/REPORTING E",
     ]
@@ -68,10 +87,21 @@ def isserver_command(
 
 def mask_command(command: str, sensitive: Iterable[str]) -> str:
     """``command`` with the values of the named ``/Par`` parameters replaced by ``MASK``."""
-    for name in sensitive:
-        pattern = re.compile(r"(/Par " + re.escape(quoted(name)) + r";)(" + r'"\\".*?\\""' + r"|\S+)", re.IGNORECASE)
-        command = pattern.sub(lambda m: m.group(1) + MASK, command)
-    return command
+    hidden = {name.lower() for name in sensitive}
+    return _PAR.sub(lambda m: m.group(1) + MASK if m.group("name").lower() in hidden else m.group(0), command)
+
+
+def mask_all_but(command: str, public: Iterable[str]) -> str:
+    """``command`` with every ``/Par`` value masked except the named ones: for a job's current command,
+    whose parameters the manifest may have renamed or removed (and so no longer says are sensitive)."""
+    shown = {name.lower() for name in public}
+    return _PAR.sub(lambda m: m.group(0) if m.group("name").lower() in shown else m.group(1) + MASK, command)
+
+
+def step_name(catalog_path: str) -> str:
+    """``Run <package>.dtsx``, cut to the 128 characters a step name may have."""
+    name = f"Run {PureWindowsPath(catalog_path).name}"
+    return name if len(name) <= MAX_STEP_NAME else name[: MAX_STEP_NAME - 3] + "..."
 
 
 def job_description(manifest: Manifest, child: ChildPackage) -> str:
@@ -98,7 +128,7 @@ def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_na
         logging_level=defaults.logging_level,
     )
     step = JobStepDefinition(
-        step_name=f"Run {PureWindowsPath(child.catalog_path).name}",
+        step_name=step_name(child.catalog_path),
         subsystem="SSIS",
         command=command,
         retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
@@ -157,20 +187,28 @@ def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
     return JobPlan(changes, updates, adds, deletes, desired.targeted and not current.targeted)
 
 
-def describe_plan(plan: JobPlan, current: JobDefinition, sensitive: Sequence[str]) -> list[str]:
-    """One line per difference, sensitive values masked."""
+def describe_plan(
+    plan: JobPlan, current: JobDefinition, sensitive: Sequence[str], public: Sequence[str] | None = None
+) -> list[str]:
+    """One line per difference, sensitive values masked. ``public`` names the parameters whose values may
+    be shown; the current command's other values are masked, as a parameter renamed or removed from the
+    manifest may have been sensitive (None: mask only ``sensitive`` there too)."""
 
-    def show(name: str, value: Any) -> str:
-        return repr(mask_command(value, sensitive)) if name == "command" else repr(value)
+    def show(name: str, value: Any, *, old: bool = False) -> str:
+        if name != "command":
+            return repr(value)
+        if old and public is not None:
+            return repr(mask_all_but(value, public))
+        return repr(mask_command(value, sensitive))
 
     lines = [
-        f"{name}: {show(name, getattr(current, name))} -> {show(name, value)}"
+        f"{name}: {show(name, getattr(current, name), old=True)} -> {show(name, value)}"
         for name, value in plan.job_changes.items()
     ]
     for step_id, changes in plan.step_updates.items():
         before = current.steps[step_id - 1]
         lines += [
-            f"step {step_id} {name}: {show(name, getattr(before, name))} -> {show(name, value)}"
+            f"step {step_id} {name}: {show(name, getattr(before, name), old=True)} -> {show(name, value)}"
             for name, value in changes.items()
         ]
     lines += [f"add step {i} '{s.step_name}' ({s.subsystem})" for i, s in plan.step_adds.items()]
@@ -196,13 +234,26 @@ class ServerResult:
     created_category: str | None = None  # the category the deploy created (or would create)
     changes: list[JobChange] = field(default_factory=list)
     error: str | None = None  # the server could not be deployed at all
+    missing: list[MissingPackage] = field(default_factory=list)  # not in its SSIS catalog: nothing deployed
+    warnings: list[str] = field(default_factory=list)
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(c.action in ("conflict", "error") for c in self.changes)
+        return (
+            self.error is not None or bool(self.missing) or any(c.action in ("conflict", "error") for c in self.changes)
+        )
+
+    def missing_messages(self) -> list[str]:
+        """One line per child whose catalog path this server's SSIS catalog lacks."""
+        where = f"server '{self.server_name}' (conn_id '{self.conn_id}')"
+        return [
+            f"child '{m.child}': catalog_path '{m.catalog_path}' is not in the SSIS catalog of {where}; "
+            + (f"did you mean '{m.closest}'?" if m.closest else "deploy its project there or fix catalog_path")
+            for m in self.missing
+        ]
 
 
 def deploy(
@@ -221,8 +272,13 @@ def deploy(
 
 def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:
     result = ServerResult(conn_id)
+    children = manifest.children_on(conn_id)
     try:
         result.server_name = hook.server_name()
+        check_catalog(result, children, hook.catalog_packages())
+        if result.missing:
+            log.error("deploy: server '%s': %s", conn_id, "; ".join(result.missing_messages()))
+            return result
         category = manifest.job_defaults.category
         if not hook.has_job_category(category):
             if not dry_run:
@@ -232,12 +288,30 @@ def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlA
         result.error = str(exc)
         log.error("deploy: server '%s': %s", conn_id, exc)
         return result
-    for child in manifest.children_on(conn_id):
+    for child in children:
         try:
             result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
         except SqlAgentError as exc:
             result.changes.append(JobChange(child.job_name, "error", (exc.cause,)))
     return result
+
+
+def check_catalog(result: ServerResult, children: Sequence[ChildPackage], listing: CatalogListing) -> None:
+    """Record in ``result`` the children whose catalog path the server lacks. When the login cannot see the
+    whole catalog (SSISDB filters its views by permission), a path it does not see may still exist: the check
+    is then skipped for those paths with a warning, not failed."""
+    missing = missing_packages(children, listing.paths)
+    if not missing or listing.complete:
+        result.missing = missing
+        return
+    why = listing.unreadable or "the login is not sysadmin, and SSISDB shows it only the projects it may read"
+    paths = ", ".join(sorted({m.catalog_path for m in missing}))
+    warning = (
+        f"WARNING: catalog paths not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
+        f"not seen: {paths}. Deploy with a sysadmin login (deploy_conn_id) to check them"
+    )
+    log.warning("deploy: %s", warning)
+    result.warnings.append(warning)
 
 
 def proxy_warning(job: JobDefinition, hook: SqlAgentHook) -> str | None:
@@ -281,7 +355,8 @@ def _deploy_job(
     plan = diff_job(current, desired)
     if not plan:
         return JobChange(desired.job_name, "unchanged")
-    details = tuple(describe_plan(plan, current, sensitive))
+    public = [p.name for p in child.parameters if not p.sensitive] + list(GENERATED_PARAMETERS)
+    details = tuple(describe_plan(plan, current, sensitive, public))
     if not dry_run:
         apply_plan(hook, desired.job_name, plan)
     return JobChange(desired.job_name, "update", details)
@@ -312,6 +387,11 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
         if result.error:
             lines.append(f"{label}: ERROR: {result.error}")
             continue
+        if result.missing:
+            nothing = "a deploy would change no job there" if dry_run else "no job was created or changed there"
+            lines.append(f"{label}: ERROR: {len(result.missing)} catalog path(s) not in its SSIS catalog; {nothing}")
+            lines += [f"  ! {message}" for message in result.missing_messages()]
+            continue
         counts = [
             f"{result.count('create')} {verbs[0]}",
             f"{result.count('update')} {verbs[1]}",
@@ -321,6 +401,7 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
         if problems:
             counts.append(f"{problems} failed")
         lines.append(f"{label}: {', '.join(counts)}")
+        lines += [f"  {warning}" for warning in result.warnings]
         if result.created_category:
             lines.append(f"  + category '{result.created_category}'")
         for change in result.changes:

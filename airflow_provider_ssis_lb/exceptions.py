@@ -11,13 +11,17 @@ from airflow.exceptions import AirflowException
 class SqlAgentError(AirflowException):
     """Base class: something went wrong talking to SQL Server Agent on one server."""
 
-    def __init__(self, server: str, job: str | None, cause: str, *, number: int | None = None) -> None:
+    def __init__(
+        self, server: str, job: str | None, cause: str, *, number: int | None = None, conn_id: str | None = None
+    ) -> None:
         self.server = server
         self.job = job
         self.cause = cause
         self.number = number
-        where = f"job '{job}' on server '{server}'" if job else f"server '{server}'"
-        super().__init__(f"SQL Server Agent {where}: {cause}")
+        self.conn_id = conn_id
+        where = f"server '{server}'" + (f" (conn_id '{conn_id}')" if conn_id and conn_id != server else "")
+        on = f"job '{job}' on " if job else ""
+        super().__init__(f"SQL Server Agent {on}{where}: {cause}")
 
 
 class JobNotFoundError(SqlAgentError):
@@ -44,11 +48,15 @@ class AdmissionLockError(SqlAgentError):
     """The server's admission lock (sp_getapplock in msdb) was not granted in time."""
 
 
-class AgentPermissionError(SqlAgentError):
+class ServerMisconfiguredError(SqlAgentError):
+    """The server's Airflow connection or login is wrong: a configuration error, never a failover."""
+
+
+class AgentPermissionError(ServerMisconfiguredError):
     """The login lacks the permission (229, 14393, 14525, ...)."""
 
 
-class LoginFailedError(SqlAgentError):
+class LoginFailedError(ServerMisconfiguredError):
     """The server refused the login (18456): wrong login, password or database."""
 
 
@@ -56,7 +64,7 @@ class TransientConnectionError(SqlAgentError):
     """The server could not be reached or the connection dropped: worth retrying."""
 
 
-class TlsConnectionError(SqlAgentError):
+class TlsConnectionError(ServerMisconfiguredError):
     """The encrypted connection could not be set up (certificate not trusted, name mismatch, or no
     encryption on one side): a configuration problem, not worth retrying."""
 
@@ -67,3 +75,11 @@ class JobRunFailedError(SqlAgentError):
 
 class AgentRestartedError(SqlAgentError):
     """SQL Server Agent restarted while the run was going on, so the run was abandoned."""
+
+
+class AgentObjectNotFoundError(SqlAgentError):
+    """Error 14262 about something other than the job: a step, owner login, category, operator, proxy..."""
+
+
+class ConnectionNotDefinedError(ServerMisconfiguredError):
+    """The Airflow connection id is not defined (no connection, environment variable or secret of that id)."""

@@ -27,12 +27,19 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
-from .exceptions import JobAlreadyRunningError, JobNotFoundError, ServerCannotRunJobError, SqlAgentError
+from .bounded import ServerNotAnswering, bounded_calls
+from .exceptions import (
+    JobAlreadyRunningError,
+    JobNotFoundError,
+    ServerCannotRunJobError,
+    ServerMisconfiguredError,
+    SqlAgentError,
+    TransientConnectionError,
+)
 from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
 from .runs import JobRun
 from .timeouts import Timeouts
@@ -58,10 +65,14 @@ class Admission:
 
 
 def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
-    """One server's load and whether the job may start there. Never raises for a server that cannot be
-    asked: its reading is unreachable instead."""
+    """One server's load and whether the job may start there. A server that cannot be reached (refused,
+    timed out, offline) reads as unreachable; a misconfigured one (no such connection, login or permission
+    refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server must fail the
+    child loudly, not be skipped for ever without anyone noticing."""
     try:
         name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
+    except ServerMisconfiguredError:
+        raise  # a wrong connection or login is a configuration error, not an outage to fail over from
     except SqlAgentError as exc:
         return ServerReading(server, None, False, f"unreachable: {exc.cause}", name=server.conn_id)
     return _reading(server, name, running, job)
@@ -120,17 +131,15 @@ class Fleet:
     def read(self) -> list[ServerReading]:
         """Every server's reading, in parallel; unreachable servers are logged as warnings."""
         servers = self.pool.servers
-        bound = Timeouts.from_config().call
-        executor = ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-read")
-        futures = [executor.submit(read_server, self.hook(s.conn_id), s, self.job_name, self.job_id) for s in servers]
-        wait(futures, timeout=bound)
-        executor.shutdown(wait=False)  # a hung driver call ends by its own timeouts; nobody waits for it
-        readings = [
-            f.result()
-            if f.done()
-            else ServerReading(s, None, False, f"unreachable: no answer in {bound:g} s", name=s.conn_id)
-            for f, s in zip(futures, servers, strict=True)
-        ]
+        calls = [(s.conn_id, read_server, (self.hook(s.conn_id), s, self.job_name, self.job_id)) for s in servers]
+        answers = bounded_calls(calls, Timeouts.from_config().call)
+        readings = []
+        for server, answer in zip(servers, answers, strict=True):
+            if isinstance(answer, ServerNotAnswering):
+                answer = ServerReading(server, None, False, f"unreachable: {answer}", name=server.conn_id)
+            elif isinstance(answer, BaseException):  # a misconfigured server: a configuration error, loud
+                raise answer
+            readings.append(answer)
         for reading in readings:
             if not reading.reachable:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
@@ -150,8 +159,15 @@ class Fleet:
         with contextlib.ExitStack() as stack:
             sessions: dict[str, AgentSession] = {}
             for reading in holders:  # in one global order, so two starters never wait on each other in a cycle
-                session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
-                session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                try:
+                    session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
+                    session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                except TransientConnectionError as exc:  # went away since the read: as if unreachable then
+                    self.log.warning("server '%s' skipped: unreachable: %s", reading.server.conn_id, exc.cause)
+                    readings = _replace(
+                        readings, reading, running=None, eligible=False, reason=f"unreachable: {exc.cause}"
+                    )
+                    continue
                 sessions[reading.server.conn_id] = session
             readings = [self._reread(r, sessions.get(r.server.conn_id)) for r in readings]
             running = next((r for r in readings if r.job_running), None)

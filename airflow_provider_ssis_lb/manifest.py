@@ -2,7 +2,8 @@
 
 ``load_manifest`` composes PyYAML's node tree (not plain dicts) so every error names the file, the line
 and the field, e.g. ``manifest.yaml line 12: children[3].catalog_path: must look like ...``. All errors
-of a file are reported together. No I/O beyond reading the file.
+of a file are reported together. No I/O beyond reading the file; sensitive values are registered with
+Airflow's secret masker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
 PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
-_TAGS = {bool: "bool", int: "int", str: "str", float: "float"}
+_TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class ManifestError(ValueError):
@@ -115,10 +117,22 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file; raises ``ManifestError`` naming every bad line and field."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ManifestError([f"{path}: cannot read the manifest: {exc.strerror or exc}"]) from exc
-    return parse_manifest(text, str(path))
+    return parse_manifest(_decode(data, path), str(path))
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """The file as UTF-8 text (a UTF-8 byte order mark is allowed); anything else names the first bad byte."""
+    if data.startswith(_UTF16_BOMS):
+        raise ManifestError([f"{path}: the manifest is UTF-16 text; save it as UTF-8"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ManifestError([f"{path} line {line}: not UTF-8 text ({where}); save it as UTF-8"]) from None
 
 
 def parse_manifest(text: str, source: str = "manifest.yaml") -> Manifest:
@@ -136,7 +150,21 @@ def parse_manifest(text: str, source: str = "manifest.yaml") -> Manifest:
     if checker.errors:
         raise ManifestError(checker.errors)
     assert manifest is not None
+    register_secrets(manifest)
     return dataclasses.replace(manifest, source=source)
+
+
+def register_secrets(manifest: Manifest) -> None:
+    """Hand every sensitive parameter value to Airflow's secret masker, so a value that dtexec or a
+    driver echoes (step history, an exception, a trigger event) is masked in task logs. In a task the
+    masker also tells the supervisor. Airflow leaves values shorter than ``[logging]
+    min_length_masked_secret`` (default 5) unmasked."""
+    from airflow.sdk.log import mask_secret  # Airflow's masker; imported here so parsing stays light
+
+    for child in manifest.children:
+        for parameter in child.parameters:
+            if parameter.sensitive:
+                mask_secret(parameter.value)  # no name: a name would limit masking to "password"-like names
 
 
 @dataclass(frozen=True)
@@ -204,7 +232,7 @@ class _Checker:
 
     def scalar(self, where: _Field, kind: type) -> Any:
         if not isinstance(where.node, yaml.ScalarNode):
-            raise self.fail(where, f"must be a {_TAGS[kind]}")
+            raise self.fail(where, f"must be {_TAGS[kind]}")
         try:
             value = self.constructor.construct_object(where.node, deep=True)
         except ConstructorError as exc:
@@ -212,7 +240,7 @@ class _Checker:
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = where.node.value  # a name such as 2024 is text
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(where, f"must be a {_TAGS[kind]}, got {where.node.value!r}")
+            raise self.fail(where, f"must be {_TAGS[kind]}, got {where.node.value!r}")
         return value
 
     def text(self, where: _Field, *, max_length: int = 128) -> str:
@@ -263,11 +291,12 @@ class _Checker:
         for item in self._items(where):
             try:
                 fields = self.mapping(item, ("conn_id", "capacity", "deploy_conn_id"), ("conn_id",))
-                conn_id = self.text(fields["conn_id"]) if "conn_id" in fields else None
-                capacity = self.optional(fields, "capacity", self.integer, 1, 1000) or 1
-                deploy_conn_id = self.optional(fields, "deploy_conn_id", self.text)
             except _Invalid:
                 continue
+            # every field is checked, so a bad conn_id does not hide a bad capacity
+            conn_id = self.optional(fields, "conn_id", self.text)
+            capacity = self.optional(fields, "capacity", self.integer, 1, 1000) or 1
+            deploy_conn_id = self.optional(fields, "deploy_conn_id", self.text)
             if conn_id is None:
                 continue
             if conn_id in {s.conn_id for s in servers}:

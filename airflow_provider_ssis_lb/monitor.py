@@ -23,18 +23,18 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 from airflow.providers.common.compat.sdk import conf
 
+from .bounded import bounded_call
 from .exceptions import SqlAgentError, TransientConnectionError
 from .hooks.sql_agent import AgentSession, Outcome, SqlAgentHook, Tick
 from .runs import JobRun
-from .timeouts import Timeouts
 
 TICK_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -129,7 +129,9 @@ class MonitorStats:
 
 
 class ServerPoller:
-    """One server's connection and tick loop; runs while it has watchers."""
+    """One server's connection and tick loop; runs while it has watchers. Each read runs in a daemon thread
+    bounded by ``Timeouts.call`` (``bounded.bounded_call``), one at a time, so the connection is never used
+    by two threads at once and the triggerer's shared executor is never used."""
 
     def __init__(self, conn_id: str, tick: float, stats: MonitorStats, hook: Callable[[str], SqlAgentHook]) -> None:
         self.conn_id = conn_id
@@ -139,16 +141,6 @@ class ServerPoller:
         self.watchers: dict[int, Watcher] = {}
         self.session: AgentSession | None = None
         self.task: asyncio.Task[None] | None = None
-        # one thread per server: the connection is used by one call at a time, and never competes with the
-        # triggerer's shared executor
-        self._executor = self._new_executor()
-
-    def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ssis-lb-monitor-{self.conn_id}")
-
-    async def _in_thread(self, fn: Callable[[], Tick]) -> Tick:
-        loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self._executor, fn), Timeouts.from_config().call)
 
     def _read(self) -> Tick:
         """In the server's thread: (re)connect if needed, then one round trip."""
@@ -164,7 +156,7 @@ class ServerPoller:
             while self.watchers:
                 began = asyncio.get_running_loop().time()
                 try:
-                    tick = await self._in_thread(self._read)
+                    tick = await bounded_call(self.conn_id, self._read)  # a daemon thread, bounded (bounded.py)
                 except Exception as exc:  # noqa: BLE001 - the poller must outlive any error; watchers decide
                     if not isinstance(exc, SqlAgentError | TimeoutError):
                         log.exception("fleet monitor: reading server '%s' failed unexpectedly", self.conn_id)
@@ -189,16 +181,13 @@ class ServerPoller:
                 await asyncio.sleep(delay)
         finally:
             self._drop(hung=False)
-            self._executor.shutdown(wait=False)  # a close queued above still runs
 
     def _drop(self, *, hung: bool) -> None:
-        """Forget the connection; a hung call still owns it (its thread ends by the driver's timeouts)."""
+        """Forget the connection; a hung call still owns it (its thread ends by the driver's timeouts, or
+        never: it is a daemon thread, and bounded.py refuses further calls to the server meanwhile)."""
         session, self.session = self.session, None
-        if hung:
-            self._executor.shutdown(wait=False)
-            self._executor = self._new_executor()
-        elif session is not None:
-            self._executor.submit(session.close)
+        if session is not None and not hung:
+            threading.Thread(target=session.close, name=f"ssis-lb-close {self.conn_id}", daemon=True).start()
 
 
 class FleetMonitor:

@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.log import redact
 
 from .runs import JobRun, RunResult, SsisMessage
 
 SSIS_ERROR, SSIS_WARNING = 120, 110  # catalog.event_messages.message_type
 XCOM_RUN_KEY = "sql_agent_run"  # the XCom key of a started run's handle (the return value is its summary)
+XCOM_ERROR_KEY = "sql_agent_error"  # the XCom key of why a child failed (the cause of its error), for the summary
+CAUSE_WIDTH = 160  # characters of a failed child's cause in the run summary table
 
 
 def where(run: JobRun) -> str:
@@ -39,9 +42,12 @@ def _ssis_text(message: SsisMessage) -> str:
 
 
 def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
-    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times)."""
+    """The XCom return value: the run, its outcome and its steps (durations in seconds, server local times).
+
+    Passed through Airflow's secret masker: a step message may echo a sensitive parameter value
+    (``manifest.register_secrets``), and XCom values are not masked on their own."""
     run = result.run
-    return {
+    summary = {
         "server": run.server,
         "conn_id": run.conn_id,
         "job": run.job_name,
@@ -68,19 +74,20 @@ def summarize(result: RunResult, *, attached: bool = False) -> dict[str, Any]:
             for m in result.ssis_messages
         ],
     }
+    return redact(summary)
 
 
 def failure_cause(result: RunResult) -> str:
-    """Why the run failed: the failed step (id, name, message), then the SSIS errors."""
+    """Why the run failed: where (the failed step), then the SSIS errors, which say what went wrong, and
+    last the step's own message (for an SSIS step mostly dtexec's banner)."""
     step = result.failed_step
-    if step is not None:
-        cause = f"the run {result.outcome} at step {step.step_id} '{step.step_name}': {step.message}"
-    else:
-        cause = f"the run {result.outcome}: {result.message}"
+    where_failed = f"at step {step.step_id} '{step.step_name}'" if step is not None else ""
     errors = [_ssis_text(m) for m in result.ssis_messages if m.message_type == SSIS_ERROR]
+    message = step.message if step is not None else result.message
+    head = " ".join(p for p in (f"the run {result.outcome}", where_failed) if p)
     if errors:
-        cause += " | SSIS errors: " + " | ".join(errors)
-    return cause
+        return f"{head}: SSIS errors: " + " | ".join(errors) + f" | step message: {message}"
+    return f"{head}: {message}"
 
 
 def format_history(result: RunResult) -> str:
@@ -109,10 +116,13 @@ def format_history(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) -> list[dict[str, Any]]:
-    """One row per child from its XCom: the summary of a finished run, else the handle of a started one."""
+def summary_rows(
+    children: list[str], summaries: list[Any], handles: list[Any], errors: list[Any]
+) -> list[dict[str, Any]]:
+    """One row per child from its XCom: the summary of a finished run, else the handle of a started one
+    and the cause of the child's failure."""
     rows = []
-    for child, summary, handle in zip(children, summaries, handles, strict=True):
+    for child, summary, handle, error in zip(children, summaries, handles, errors, strict=True):
         if summary:
             rows.append(
                 {
@@ -121,17 +131,25 @@ def summary_rows(children: list[str], summaries: list[Any], handles: list[Any]) 
                     "started": summary["started"],
                     "duration": summary["duration"],
                     "outcome": summary["outcome"],
+                    "cause": "",
                 }
             )
         else:
             server = handle["server"] if handle else "-"
-            rows.append({"child": child, "server": server, "started": None, "duration": None, "outcome": "failed"})
+            cause = str(error) if error else "no cause recorded (see the child's task log)"
+            row = {"child": child, "server": server, "started": None, "duration": None, "outcome": "failed"}
+            rows.append(row | {"cause": cause})
     return rows
 
 
+def short(text: str, width: int = CAUSE_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The run summary as a text table (child, server, start, duration, outcome)."""
-    header = ("child", "server", "started (server time)", "duration", "outcome")
+    """The run summary as a text table (child, server, start, duration, outcome, a failed child's cause)."""
+    header = ("child", "server", "started (server time)", "duration", "outcome", "cause")
     lines = [
         (
             r["child"],
@@ -139,6 +157,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             r["started"] or "-",
             "-" if r["duration"] is None else f"{r['duration']} s",
             r["outcome"],
+            short(r.get("cause") or ""),
         )
         for r in rows
     ]
@@ -159,7 +178,8 @@ def report_children(ti: Any, children: list[str], task_id: str = "child") -> lis
     indexes = range(len(children))
     summaries = [ti.xcom_pull(task_ids=task_id, map_indexes=i) for i in indexes]
     handles = [ti.xcom_pull(task_ids=task_id, key=XCOM_RUN_KEY, map_indexes=i) for i in indexes]
-    rows = summary_rows(children, summaries, handles)
+    errors = [ti.xcom_pull(task_ids=task_id, key=XCOM_ERROR_KEY, map_indexes=i) for i in indexes]
+    rows = summary_rows(children, summaries, handles, errors)
     print("run summary\n" + format_table(rows))
     failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
     if failed:

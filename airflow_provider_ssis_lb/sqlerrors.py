@@ -14,10 +14,13 @@ _DBLIB_HEADER = re.compile(r"DB-Lib error message \d+, severity \d+:\s*")
 _DBLIB_FIRST = re.compile(r"\s*DB-Lib error message (\d+),")
 # pymssql's connect/commit wraps the error's args in text: "Cannot start transaction: (20017, b'...')".
 _PYMSSQL_WRAPPED = re.compile(r"^Cannot \w+ transaction: \((\d+), b['\"]")
-# Client-side connection failures: ODBC SQLSTATEs and DB-Library message numbers.
-_TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "HYT00", "HYT01"}
-_TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20017, 20047}  # 20017: connection dropped (EOF)
-_TRANSIENT_TEXT = ("connection", "network", "timeout", "timed out", "communication link", "not connected")
+# Client-side connection failures: ODBC SQLSTATEs (08001 cannot connect, 08S01 link failure, 08004
+# server rejected the connection, 08003 connection closed, HYT00/HYT01 timeouts) and DB-Library message
+# numbers (20002 connection failed, 20003 timeout, 20004/20006 read/write failed, 20009 unable to
+# connect, 20017 unexpected EOF, 20047 dbopen failed).
+_TRANSIENT_SQLSTATES = {"08001", "08S01", "08004", "08003", "HYT00", "HYT01"}
+_PYMSSQL_CONNECTION_LOST = ("Could not set connection properties", "Connection is closed.")
+_TRANSIENT_DBLIB = {20002, 20003, 20004, 20006, 20009, 20017, 20047}
 # TLS set-up failures as the drivers word them: retrying cannot fix a certificate nobody trusts.
 # FreeTDS and pymssql report these only as "Unable to connect to data source" / DB-Lib 20002, the
 # same as an unreachable server, so they stay transient there (docs/connections.md).
@@ -105,19 +108,31 @@ def tls_advice(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures to reach or keep the server (not for errors the server raised, nor TLS set-up
-    failures, which a retry cannot fix)."""
+    """True for failures to reach or keep the server (not for errors the server raised, nor for a driver
+    or configuration error, nor TLS set-up failures, which a retry cannot fix). Decided by SQLSTATE,
+    DB-Library number or the Python exception type: message text is translated, and "connection" appears
+    in errors that no retry will fix (TLS failures have no number, so they are told by their text)."""
     if is_tls_failure(exc):
         return False
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):  # args[0] is an errno, not a server error
         return True
+    if _is_pymssql_driver_failure(exc):
+        return True
     state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
     if state in _TRANSIENT_SQLSTATES:  # before the number: pyodbc shows the socket error there, e.g. (10054)
         return True
-    number = error_number(exc)
-    if number in _TRANSIENT_DBLIB:
-        return True
-    if number is not None and number < 20000:
-        return False  # the server answered with an error
-    text = str(exc).lower()
-    return any(t in text for t in _TRANSIENT_TEXT)
+    return error_number(exc) in _TRANSIENT_DBLIB
+
+
+def _is_pymssql_driver_failure(exc: BaseException) -> bool:
+    """pymssql's own failures of an established connection, with no server error behind them: its set-up
+    batches after the login got no answer, or the connection was closed under it. These texts are
+    pymssql's fixed strings (never translated); "Connection to the database failed for an unknown
+    reason" is not among them: it also stands for a host that no retry will fix."""
+    kind = type(exc)
+    return (
+        kind.__module__.startswith("pymssql")
+        and kind.__name__ in ("InterfaceError", "MSSQLDriverException")
+        and bool(exc.args)
+        and exc.args[0] in _PYMSSQL_CONNECTION_LOST
+    )

@@ -132,6 +132,13 @@ class AirflowApi:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.request("GET", path, params={"map_index": map_index, "deserialize": "true"})["value"]
 
+    def jobs(self, job_type: str, alive: bool | None = None) -> list[dict[str, Any]]:
+        """Airflow's jobs of one type (``TriggererJob``, ``SchedulerJob``...), the latest heartbeat first."""
+        params: dict[str, Any] = {"job_type": job_type, "limit": 100}
+        if alive is not None:
+            params["is_alive"] = alive
+        return self.request("GET", "/api/v2/jobs", params=params)["jobs"]
+
     def ensure_pool(self, name: str, slots: int, description: str = "", include_deferred: bool = True) -> None:
         body = {"name": name, "slots": slots, "description": description, "include_deferred": include_deferred}
         try:

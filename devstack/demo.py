@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_ssis_lb.plugins import FLEET_ROUTE, RUN_ROUTE
 from airflow_provider_ssis_lb.reporting import text_table
 from sqlagent_emulator.config import load_config
 
@@ -93,6 +94,11 @@ def follow(api: AirflowApi, run_id: str, started: float) -> dict[str, Any]:
         time.sleep(1)
 
 
+def fleet_conn_ids(configs: list[Any]) -> str:
+    """``[ssis_lb] fleet_conn_ids`` for the fleet view: each server's connection with its cpus as capacity."""
+    return ", ".join(f"{config.name.lower()}:{config.cpus}" for config in configs)
+
+
 def summary_table(rows: list[dict[str, Any]], tries: dict[str, int]) -> str:
     header = ("child", "server", "duration", "tries", "outcome")
     lines = [
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             REPO / "example_dags",
             operator_connections(configs, emulator.ports),
             password=args.password,
+            settings={"AIRFLOW__SSIS_LB__FLEET_CONN_IDS": fleet_conn_ids(configs)},
         )
         say("starting Airflow: api-server, scheduler, dag-processor, triggerer (LocalExecutor, SQLite)")
         api = airflow.start()
@@ -161,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         print()
         say(f"run {run_id}: {dag_run['state']}, summary after {time.monotonic() - started:.0f} s")
         say(f"Airflow UI: {airflow.url}/dags/{DAG_ID}/runs/{run_id}  (login: {airflow.username} / {args.password})")
+        say(
+            f"SQL Agent fleet: {airflow.url}/plugin/{FLEET_ROUTE}  (this run's children: {airflow.url}/dags/{DAG_ID}"
+            f"/runs/{run_id}/plugin/{RUN_ROUTE})"
+        )
         if args.keep_running:
             say("--keep-running: the UI stays up; Ctrl-C stops every process this demo started")
             signal.pause()

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlagent_emulator.config import ServerConfig
-from sqlagent_emulator.control import send_command
+from sqlagent_emulator.control import read_token, send_command
 
 from .processes import ManagedProcess
 
 _READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)(?P<fields>[^\n]*)", re.M)
-_CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+)", re.M)
+_CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+) token_file=(\S+)", re.M)
 
 
 class EmulatorProcess:
@@ -29,6 +29,7 @@ class EmulatorProcess:
         self.certs: dict[str, str] = {}  # server name -> PEM of its TLS certificate (READY ... cert=PATH)
         self.cas: dict[str, str] = {}  # server name -> PEM of the CA that signed it, when the emulator made it
         self.control_port: int | None = None
+        self._control_token: str | None = None
 
     def start(self, timeout: float = 60.0) -> EmulatorProcess:
         self.process.start()
@@ -43,6 +44,7 @@ class EmulatorProcess:
                 self.certs = {name: f["cert"] for name, f in fields.items() if "cert" in f}
                 self.cas = {name: f["ca"] for name, f in fields.items() if "ca" in f}
                 self.control_port = int(control.group(2))
+                self._control_token = read_token(control.group(3))
                 return self
             if not self.process.alive():
                 raise RuntimeError(f"the emulator exited before it was ready:\n{self.process.tail()}")
@@ -52,9 +54,10 @@ class EmulatorProcess:
             time.sleep(0.1)
 
     def control(self, command: str, server: str | None = None, value: str | None = None) -> dict[str, Any]:
-        """One control command (``agent-stop``, ``offline``, ``status`` ...), as the control CLI sends it."""
-        assert self.control_port is not None, "start() first"
-        return send_command(self.control_port, command, server, value)
+        """One control command (``agent-stop``, ``offline``, ``hang``, ``status`` ...), as the control CLI
+        sends it, with the token from the file the emulator named."""
+        assert self.control_port is not None and self._control_token is not None, "start() first"
+        return send_command(self.control_port, command, server, value, token=self._control_token)
 
     def stop(self) -> None:
         self.process.stop()

@@ -85,6 +85,15 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, sig)
 
+    def signal_tree(self, sig: int) -> None:
+        """Send ``sig`` to the group and to every descendant, also those that made groups of their own
+        (Airflow's supervisors put their children in new process groups)."""
+        self.signal(sig)
+        if self.popen is not None:
+            for pid in descendants(self.popen.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM to the group; SIGKILL to whatever is left after ``grace`` seconds."""
         if self.popen is None:
@@ -117,3 +126,21 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (2nd field) may hold spaces: the parent pid is the 2nd field after its ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found

@@ -3,7 +3,7 @@
 #
 #   1. Debian packages the ODBC client stacks need (unixODBC driver manager, FreeTDS ODBC driver,
 #      Kerberos GSSAPI library for Microsoft ODBC Driver 18, venv support), and those of the system
-#      tests (PostgreSQL, Chromium) -- only when missing.
+#      tests (PostgreSQL, Chromium, Redis) -- only when missing.
 #   2. A virtualenv at <repo>/.venv made with this machine's python3 (>= 3.10).
 #   3. pip install -e '.[test]' -- skipped when pyproject.toml and the interpreter are unchanged
 #      since the last successful install (stamp file .venv/.bootstrap-stamp).
@@ -31,7 +31,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     # libgssapi-krb5-2: a load-time dependency of libmsodbcsql-18 (usually present already).
     # postgresql: the system tests' throwaway metadata database (initdb/postgres, no service used).
     # chromium: the system tests' headless browser (Playwright drives /usr/bin/chromium).
-    for pkg in unixodbc tdsodbc libgssapi-krb5-2 postgresql chromium; do
+    # redis-server: the distributed system tests' Celery broker (started by the tests, no service used).
+    for pkg in unixodbc tdsodbc libgssapi-krb5-2 postgresql chromium redis-server; do
         pkg_installed "$pkg" || missing+=("$pkg")
     done
     # Debian's own python3 ships venv/ensurepip in a separate package.

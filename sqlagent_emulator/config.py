@@ -30,6 +30,8 @@ _SERVER_KEYS = {
     "jobs",
     "agent_running",
     "agent_minute_seconds",
+    "login_timeout_seconds",
+    "idle_timeout_seconds",
     "encryption",
     "certificate",
     "private_key",
@@ -67,6 +69,8 @@ class ServerConfig:
     packages: tuple[PackageSpec, ...] = ()  # what the emulated SSIS catalog can run
     agent_running: bool = True  # start SQL Server Agent with the server
     agent_minute_seconds: float = 60.0  # length of Agent's "minute" (retry_interval), shorter for tests
+    login_timeout_seconds: float = 60.0  # PRELOGIN + LOGIN7 must arrive within this, else the connection closes
+    idle_timeout_seconds: float | None = None  # close logged-in connections idle this long; None: never
     encryption: EncryptionMode = "optional"  # "required": force encryption; "strict": TDS 8.0 only
     certificate: str | None = None  # PEM files of the server's TLS identity; None: made at start
     private_key: str | None = None
@@ -135,10 +139,19 @@ def parse_server(
         packages=packages,
         agent_running=_typed(entry, "agent_running", bool, where, default=True),
         agent_minute_seconds=float(_typed(entry, "agent_minute_seconds", (int, float), where, default=60.0)),
+        login_timeout_seconds=_positive(entry, "login_timeout_seconds", where, 60.0),
+        idle_timeout_seconds=_positive(entry, "idle_timeout_seconds", where, None),
         encryption=encryption,
         certificate=certificate,
         private_key=private_key,
     )
+
+
+def _positive(entry: dict[str, Any], key: str, where: str, default: float | None) -> float | None:
+    value = _typed(entry, key, (int, float), where, default=default)
+    if value is not None and value <= 0:
+        raise ConfigError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
+    return None if value is None else float(value)
 
 
 def _parse_login(entry: dict[str, Any], where: str) -> Login:

@@ -3,7 +3,8 @@
 Besides serving clients it has the controls tests and the demo use to imitate failures: stop,
 start or restart Agent; take the server off the network and bring it back on the same port;
 restart the whole service (state reloaded from ``state_dir`` when set); drop every connection;
-add latency to answers. None of these is reachable from an ordinary login.
+a fault mode for answers (hang, stall, slow, drop: see ``faults.py``). None of these is reachable
+from an ordinary login.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .agent.catalogobjects import publish_packages
 from .agent.logins import login_name
 from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
@@ -24,6 +26,7 @@ from .agent.runner import Agent
 from .agent.schema import install_schema
 from .agent.setup import ensure_jobs
 from .config import ServerConfig
+from .faults import Fault, FaultSwitch
 from .sql.engine import Engine
 from .tds.certs import configured_identity, generated_identity
 from .tds.connection import TdsConnection
@@ -44,7 +47,9 @@ class EmulatedServer:
         self.config = config
         self.name = config.name
         self.port = config.port
-        self.reply_delay = 0.0
+        self.faults = FaultSwitch()
+        self.login_timeout = config.login_timeout_seconds
+        self.idle_timeout = config.idle_timeout_seconds
         self.engine: Engine
         self.agent: Agent
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{config.name}")
@@ -98,6 +103,7 @@ class EmulatedServer:
         )
         await self.run(register_agent_procedures, self.engine.procedures, self.agent)
         await self.run(ensure_jobs, self.engine, config.jobs)
+        await self.run(publish_packages, self.engine, config.packages)
 
     async def listen(self) -> None:
         """Accept connections on the configured port (or the one picked the first time, for restarts)."""
@@ -128,10 +134,11 @@ class EmulatedServer:
     async def drop_connections(self) -> None:
         """Close every open client connection, as a network failure would."""
         tasks = list(self._connections.items())
-        for _task, writer in tasks:
-            writer.transport.abort()  # the handler sees the connection reset and ends normally
+        for task, writer in tasks:
+            writer.transport.abort()  # a handler reading or writing sees the connection reset and ends
+            task.cancel()  # one held by a fault mode is not reading: cancelling ends it all the same
         for task, _writer in tasks:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaseException):
                 await task
 
     async def take_offline(self) -> None:
@@ -151,12 +158,14 @@ class EmulatedServer:
         port; with ``state_dir`` the databases are reloaded from disk, else kept in memory."""
         await self.agent.stop()
         await self.take_offline()
+        self.faults.set(Fault.NORMAL)  # a restarted service answers again
         if self.config.state_dir:
             await self.run(self.engine.close)
             await self._open_engine()
         await self.agent.start()
         await self.listen()
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every answer by ``seconds`` (0 removes the delay)."""
-        self.reply_delay = max(0.0, seconds)
+    async def set_fault(self, fault: Fault, delay_ms: float = 0.0) -> None:
+        """Switch the fault mode (``Fault.NORMAL`` ends it); ``delay_ms`` is for ``Fault.SLOW``."""
+        self.faults.set(fault, delay_ms)
+        log.info("%s: fault mode %s%s", self.name, fault.value, f" {delay_ms:g} ms" if delay_ms else "")

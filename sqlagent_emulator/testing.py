@@ -2,6 +2,8 @@
 
 with EmulatorController([ServerConfig(...)]) as emulator:
     port = emulator["SQL1"].port
+    emulator.control("hang", "SQL1")     # the control channel's commands, in process (no token needed)
+    emulator.control("normal", "SQL1")
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 from .config import ServerConfig
+from .control import execute
 from .server import EmulatedServer
 
 T = TypeVar("T")
@@ -38,6 +41,15 @@ class EmulatorController:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         """Run a coroutine on the emulator's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def control(self, command: str, server: str | None = None, value: str | None = None) -> dict[str, Any]:
+        """One control command (``hang``, ``slow`` with ``value="500"``, ``offline`` ...) as the CLI sends it.
+
+        Raises ``RuntimeError`` with the channel's message when the command is refused."""
+        reply = self.call(execute(self.servers, {"command": command, "server": server, "value": value}))
+        if not reply.get("ok"):
+            raise RuntimeError(reply.get("error"))
+        return reply
 
     def start(self) -> EmulatorController:
         self._thread.start()

@@ -67,10 +67,10 @@ TEST_PACKAGES = (
 
 
 def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) -> ServerConfig:
+    overrides.setdefault("packages", TEST_PACKAGES)
     return ServerConfig(
         name=name,
         cpus=cpus,
-        packages=TEST_PACKAGES,
         agent_minute_seconds=0.05,
         **overrides,
         logins=(

@@ -11,21 +11,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
+from ..bounded import bounded_calls
 from ..exceptions import (
     AdmissionLockError,
     AgentNotRunningError,
+    AgentObjectNotFoundError,
     AgentPermissionError,
+    ConnectionNotDefinedError,
     JobAlreadyRunningError,
     JobNotFoundError,
     JobNotTargetedError,
     LoginFailedError,
+    ServerMisconfiguredError,
     SqlAgentError,
     TlsConnectionError,
     TransientConnectionError,
@@ -46,6 +52,8 @@ from ..timeouts import Timeouts, apply_query_timeout, bounded
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+# A login SSISDB will not let read its catalog views: 916 (no user in the database), 229 (no SELECT).
+_CATALOG_REFUSALS = {916, 229}
 SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 PICKUP_POLL_SECONDS = 0.2
@@ -108,6 +116,57 @@ class JobDefinition:
 
 
 @dataclass(frozen=True)
+class RunningJob:
+    """A job executing now (sp_help_job), with its start when sp_help_jobactivity shows it to this login."""
+
+    job_id: str
+    name: str
+    current_step: str
+    started: dt.datetime | None = None  # server local time; None when the login may not see the job's activity
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """One finished run of a job: its outcome row (step 0) in sysjobhistory."""
+
+    job_id: str
+    name: str
+    instance_id: int
+    started: dt.datetime  # server local time
+    duration_seconds: int
+    status: RunStatus
+    message: str
+
+
+AgentState = Literal["answers", "stopped", "unknown"]
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """One server at one moment, for the fleet view: its clock, the jobs executing, the runs that ended since."""
+
+    server: str  # @@SERVERNAME
+    now: dt.datetime  # the server's clock (local time)
+    agent: AgentState
+    running: tuple[RunningJob, ...]
+    finished: tuple[JobOutcome, ...]
+
+
+@dataclass(frozen=True)
+class CatalogListing:
+    """The package paths of a server's SSIS catalog, as one login sees them.
+
+    SSISDB's catalog.folders, catalog.projects and catalog.packages show a login only what it may READ
+    (everything to ssis_admin and sysadmin) and leave the rest out without an error, so a path missing from
+    an incomplete listing may exist all the same.
+    """
+
+    paths: tuple[str, ...]  # \SSISDB\<folder>\<project>\<package>, spelled as the catalog spells them
+    complete: bool  # the login is sysadmin: the listing is the whole catalog
+    unreadable: str | None = None  # why the login cannot read the catalog at all, or None
+
+
+@dataclass(frozen=True)
 class RunState:
     """What msdb says about a run now."""
 
@@ -162,8 +221,14 @@ class SqlAgentHook(BaseHook):
         and a query timeout (``timeouts``)."""
         connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
+        _check_port_placement(connection)
         timeouts = Timeouts.from_config()
-        raw = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)}).get_conn()
+        db_hook = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)})
+        # pymssql runs set-up batches inside connect, where no driver timeout applies: a server that stalls
+        # after the login would hold connect for ever. Bounded here, and a late connection is closed.
+        (raw,) = bounded_calls([(self.conn_id, db_hook.get_conn, ())], timeouts.login + timeouts.query, _close)
+        if isinstance(raw, BaseException):
+            raise raw
         apply_query_timeout(raw, timeouts)
         if callable(getattr(raw, "autocommit", None)):
             raw.autocommit(True)  # pymssql
@@ -191,28 +256,59 @@ class SqlAgentHook(BaseHook):
         return AgentSession(raw, self, job)
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
-        """The typed error for a driver exception; the message names the server, the job and the cause."""
+        """The typed error for a driver exception; the message names the job, the server (host and conn
+        id), the cause, and what to do. Classified by error numbers and SQLSTATEs, never by message text,
+        which SQL Server translates into the login's language."""
         number, text = error_number(exc), error_text(exc)
-        server = self._server
-        if number == 14262:
-            return JobNotFoundError(
-                server, job, f"the job does not exist or this login may not see it ({text})", number=number
+        conn_id = self.conn_id
+
+        def error(kind: type[SqlAgentError], cause: str) -> SqlAgentError:
+            return kind(self._server, job, cause, number=number, conn_id=conn_id)
+
+        if isinstance(exc, AirflowNotFoundException):
+            return error(
+                ConnectionNotDefinedError,
+                f"the Airflow connection '{conn_id}' is not defined: add it (Admin > Connections, or the "
+                f"AIRFLOW_CONN_{conn_id.upper()} environment variable), or fix the conn id",
             )
+        if number in (14262, 14234):
+            return _missing_object(error, text, number)
         if number == 14256:
-            return JobNotTargetedError(
-                server, job, f"the job has no target server here; run sp_add_jobserver for it ({text})", number=number
+            return error(
+                JobNotTargetedError, f"the job has no target server here; run sp_add_jobserver for it ({text})"
             )
         if number in _PERMISSION_ERRORS:
-            return AgentPermissionError(
-                server, job, f"permission denied ({text}); see docs/permissions.md", number=number
+            return error(
+                AgentPermissionError,
+                f"permission denied ({text}): give the login of connection '{conn_id}' SQLAgentOperatorRole in "
+                "msdb (docs/permissions.md)",
             )
-        if number == 18456 or number == 4060:
-            return LoginFailedError(server, job, f"login failed ({text})", number=number)
+        if number == 18456:
+            return error(
+                LoginFailedError, f"login failed ({text}): check the login and password of connection '{conn_id}'"
+            )
+        if number in (4060, 911):  # at login: the connection's database cannot be opened
+            return error(
+                LoginFailedError,
+                f"login failed ({text}): the database of connection '{conn_id}' (its schema) does not exist or "
+                "the login may not open it; use msdb",
+            )
         if is_tls_failure(exc):
-            return TlsConnectionError(server, job, tls_advice(exc), number=number)
+            return error(TlsConnectionError, tls_advice(exc))
+        if exc.args and exc.args[0] == "IM002":  # ODBC: no driver (the extra's driver was not used)
+            return error(
+                ServerMisconfiguredError,
+                f"no ODBC driver ({text}): name it in the extra of connection '{conn_id}' "
+                '({"driver": "ODBC Driver 18 for SQL Server"}) and set [providers.odbc] allow_driver_in_extra = '
+                "True on every worker and triggerer (docs/connections.md)",
+            )
         if is_transient(exc):
-            return TransientConnectionError(server, job, f"connection problem: {text or repr(exc)}", number=number)
-        return SqlAgentError(server, job, text or repr(exc), number=number)
+            return error(
+                TransientConnectionError,
+                f"connection problem: {text or repr(exc)}; retried until the timeout (if it persists, check that "
+                f"the server is up and that connection '{conn_id}' names the right host and port)",
+            )
+        return error(SqlAgentError, text or repr(exc))
 
     # ------------------------------------------------------------------ reads
 
@@ -244,6 +340,21 @@ class SqlAgentHook(BaseHook):
             except JobNotFoundError:
                 job = None
             return server, running, job
+
+    def fleet_snapshot(self, history: dt.timedelta) -> AgentSnapshot:
+        """For the fleet view, in one connection: the clock, whether Agent answers, the jobs executing now
+        (whoever started them) and every job run that ended within ``history`` before the server's clock.
+
+        Read-only and within ``SQLAgentOperatorRole``: sp_help_job, sp_help_jobhistory, sp_help_jobactivity
+        (whose rows for other owners' jobs Operator does not see: their start stays unknown) and, when the
+        login holds VIEW SERVER STATE, sys.dm_server_services (otherwise Agent's state is inferred).
+        """
+        with self.session() as s:
+            server, now = s.clock()
+            running = s.running_jobs()
+            finished = s.outcomes_since(now - history)
+            agent = s.agent_state(bool(running))
+        return AgentSnapshot(server, now, agent, tuple(running), tuple(finished))
 
     # ------------------------------------------------------------------ start, watch, stop
 
@@ -368,6 +479,32 @@ class SqlAgentHook(BaseHook):
         """@@SERVERNAME (as dtexec's /SERVER wants it)."""
         return self.server_clock()[0]
 
+    def catalog_packages(self) -> CatalogListing:
+        """Every package path in the server's SSIS catalog (SSISDB) that this login may see.
+
+        A login that SSISDB refuses (916: no user there; 229: no SELECT) gets an empty, unreadable listing
+        rather than an error: the caller decides whether that matters. ``complete`` is True for sysadmin only,
+        the role this provider's deploy login has (an ``ssis_admin`` that is not sysadmin is treated as
+        incomplete, which errs towards warning rather than refusing).
+        """
+        with self.session() as s:
+            try:
+                rows = s.query(
+                    "SELECT f.name AS folder_name, pr.name AS project_name, pk.name AS package_name "
+                    "FROM SSISDB.catalog.packages AS pk "
+                    "JOIN SSISDB.catalog.projects AS pr ON pr.project_id = pk.project_id "
+                    "JOIN SSISDB.catalog.folders AS f ON f.id = pr.folder_id"
+                )
+            except SqlAgentError as exc:
+                if exc.number not in _CATALOG_REFUSALS:
+                    raise
+                return CatalogListing((), False, f"SSISDB refused this login (error {exc.number})")
+            member = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin') AS member")[0]
+        paths = tuple(
+            f"\\SSISDB\\{r['folder_name']}\\{r['project_name']}\\{r['package_name']}" for r in (rows[0] if rows else [])
+        )
+        return CatalogListing(paths, bool(member and member[0]["member"]))
+
     def read_job_definition(self, job_name: str) -> JobDefinition | None:
         """The job's settings, steps and whether it targets the local server; None when it does not exist."""
         with self.session(job_name) as s:
@@ -458,7 +595,7 @@ class SqlAgentHook(BaseHook):
 
     def is_sysadmin(self, login_name: str) -> bool | None:
         """IS_SRVROLEMEMBER('sysadmin', login): whether a login (a job's owner) is sysadmin; None if unknown."""
-        with self._session() as s:
+        with self.session() as s:
             rows = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin', ?) AS member", (login_name,))[0]
         member = rows[0]["member"] if rows else None
         return None if member is None else bool(member)
@@ -506,7 +643,9 @@ class AgentSession:
         params = {"job_id": job_id} if job_id else {"job_name": job_name}
         sets = self.call("sp_help_job", {**params, "job_aspect": "JOB"})
         if not sets or not sets[0]:
-            raise JobNotFoundError(self.hook._server, self.label, "sp_help_job returned no job")
+            raise JobNotFoundError(
+                self.hook._server, self.label, "sp_help_job returned no job", conn_id=self.hook.conn_id
+            )
         row = sets[0][0]
         return JobInfo(
             job_id=str(row["job_id"]).upper(),
@@ -566,6 +705,69 @@ class AgentSession:
             ],
         )
 
+    def running_jobs(self) -> list[RunningJob]:
+        """Jobs executing now (sp_help_job), each with its start from sp_help_jobactivity where visible."""
+        sets = self.call("sp_help_job", {"execution_status": 0})
+        rows = sets[0] if sets else []
+        if not rows:
+            return []
+        activity = self.call("sp_help_jobactivity", {})
+        started = {
+            str(r["job_id"]).upper(): r["start_execution_date"]
+            for r in (activity[0] if activity else [])
+            if r.get("start_execution_date") and not r.get("stop_execution_date")
+        }
+        return [
+            RunningJob(
+                job_id=str(r["job_id"]).upper(),
+                name=str(r["name"]),
+                current_step=str(r.get("current_execution_step") or ""),
+                started=started.get(str(r["job_id"]).upper()),
+            )
+            for r in rows
+        ]
+
+    def outcomes_since(self, since: dt.datetime) -> list[JobOutcome]:
+        """Job outcome rows (step 0) of every job this login may see, of runs that ended at or after ``since``."""
+        day = since.date() - dt.timedelta(days=1)  # a run that ends after ``since`` may have begun the day before
+        sets = self.call(
+            "sp_help_jobhistory",
+            {"step_id": 0, "start_run_date": day.year * 10000 + day.month * 100 + day.day, "mode": "FULL"},
+        )
+        found = []
+        for r in sets[0] if sets else []:
+            started = _row_started(r)
+            duration = decode_run_duration(r["run_duration"])
+            if started + dt.timedelta(seconds=duration + 1) < since:  # msdb keeps whole seconds
+                continue
+            found.append(
+                JobOutcome(
+                    job_id=str(r["job_id"]).upper(),
+                    name=str(r["job_name"]),
+                    instance_id=int(r["instance_id"]),
+                    started=started,
+                    duration_seconds=duration,
+                    status=RunStatus(int(r["run_status"])),
+                    message=str(r["message"] or ""),
+                )
+            )
+        return sorted(found, key=lambda o: o.instance_id)
+
+    def agent_state(self, jobs_executing: bool) -> AgentState:
+        """'answers' when a job executes (only a running Agent executes jobs) or sys.dm_server_services says
+        Agent runs; 'stopped' when that view says so; 'unknown' when the login may not read the view (it
+        needs VIEW SERVER STATE) and nothing executes."""
+        if jobs_executing:
+            return "answers"
+        try:
+            rows = self.query(
+                "SELECT status_desc FROM sys.dm_server_services WHERE servicename LIKE ?", ("SQL Server Agent%",)
+            )
+        except SqlAgentError:
+            return "unknown"
+        status = str(rows[0][0]["status_desc"]).lower() if rows and rows[0] else ""
+        return "answers" if status == "running" else "stopped" if status == "stopped" else "unknown"
+
     def next_run(self, job: JobInfo) -> JobRun:
         server, now = self.clock()
         return JobRun(
@@ -596,10 +798,14 @@ class AgentSession:
             server = run.server
             if self.job(None, job.job_id).executing:
                 raise JobAlreadyRunningError(
-                    server, job.name, f"the job is already running ({exc.cause})", number=22022
+                    server, job.name, f"the job is already running ({exc.cause})", number=22022, conn_id=run.conn_id
                 ) from exc
             raise AgentNotRunningError(
-                server, job.name, f"SQL Server Agent is not running on this server ({exc.cause})", number=22022
+                server,
+                job.name,
+                f"SQL Server Agent is not running on this server ({exc.cause})",
+                number=22022,
+                conn_id=run.conn_id,
             ) from exc
         return run
 
@@ -634,6 +840,7 @@ class AgentSession:
                 self.label,
                 f"the application lock {resource!r} in msdb was not granted: {_APPLOCK_REFUSALS.get(code, code)} "
                 f"(sp_getapplock returned {code}, timeout {timeout:g} s); another starter holds it",
+                conn_id=self.hook.conn_id,
             )
 
     def unlock(self, resource: str) -> None:
@@ -690,6 +897,24 @@ class AgentSession:
         return [i for i in ids if i not in visible]
 
 
+def _close(raw: Any) -> None:
+    raw.close()
+
+
+def _check_port_placement(connection: Any) -> None:
+    """The port goes in the host for ODBC (``host,1433``; OdbcHook drops the port field) and in the port
+    field for pymssql (which fails on ``host,1433`` with "failed for an unknown reason")."""
+    host, port, kind = connection.host or "", connection.port, connection.conn_type
+    if kind == "odbc" and port and "," not in host:
+        fix = f"ODBC takes the port in the host: set host to '{host},{port}' and leave port empty"
+    elif kind == "mssql" and "," in host:
+        name, _sep, in_host = host.partition(",")
+        fix = f"pymssql takes the port in its own field: set host to '{name}' and port to {in_host.strip()}"
+    else:
+        return
+    raise ServerMisconfiguredError(host or connection.conn_id, None, fix, conn_id=connection.conn_id)
+
+
 def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
     """sp_add_job / sp_update_job arguments: the job's settings, without its name, steps and target."""
     values = dataclasses.asdict(job) if isinstance(job, JobDefinition) else dict(job)
@@ -727,3 +952,39 @@ def _step(row: Row) -> StepResult:
         retries_attempted=int(row.get("retries_attempted") or 0),
         sql_message_id=int(row.get("sql_message_id") or 0),
     )
+
+
+_MISSING_PARAMETER = re.compile(r"@(\w+)")
+# What 14262 ("The specified @<parameter> ('<value>') does not exist.") means, by the parameter it names.
+_MISSING_WHAT = {
+    "step_name": "the job has no step of that name: check step_name against the job's steps",
+    "step_id": "the job has no step of that id: check the job's steps",
+    "owner_login_name": "the job owner's login does not exist on this server: create it, or change the owner "
+    "(job_defaults.owner in the manifest)",
+    "category_name": "the job category does not exist on this server",
+    "category_id": "the job category does not exist on this server",
+    "operator_name": "the Agent operator does not exist on this server: create it (sp_add_operator), or change "
+    "notifications.email_operator in the manifest",
+    "notify_email_operator_name": "the Agent operator to e-mail does not exist on this server: create it "
+    "(sp_add_operator), or change notifications.email_operator in the manifest",
+    "proxy_name": "the Agent proxy does not exist on this server",
+    "proxy_id": "the Agent proxy does not exist on this server",
+    "database_name": "the step's database does not exist on this server",
+    "server_name": "the target server does not exist",
+}
+
+
+def _missing_object(error: Any, text: str, number: int) -> SqlAgentError:
+    """14262 ("The specified @x ('v') does not exist.") and 14234 ("The specified '@x' is invalid ...")
+    name the parameter whose value the server does not have, in every language; only @job_name and
+    @job_id mean the job."""
+    found = _MISSING_PARAMETER.search(text)
+    parameter = found.group(1).lower() if found else ("job_name" if number == 14262 else "")
+    if parameter in ("job_name", "job_id"):
+        return error(
+            JobNotFoundError,
+            f"the job does not exist or this login may not see it ({text}): create it (ssis-lb deploy) or fix "
+            "the name; a login with only SQLAgentUserRole sees only the jobs it owns",
+        )
+    what = _MISSING_WHAT.get(parameter, f"the value of @{parameter} is not known on this server")
+    return error(AgentObjectNotFoundError, f"{what} ({text})")

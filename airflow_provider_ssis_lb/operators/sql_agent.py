@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
@@ -18,15 +19,33 @@ from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFail
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
-from ..reporting import XCOM_RUN_KEY, failure_cause, format_history, summarize, where
+from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
+from ..validation import is_template, job_guid, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+F = TypeVar("F", bound=Callable[..., Any])
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
 MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
+
+
+def publishes_failure(method: F) -> F:
+    """On a SqlAgentError, push its cause to XCom (``sql_agent_error``) for the run summary, then raise it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, context, *args, **kwargs)
+        except SqlAgentError as exc:
+            ti = context.get("ti") if hasattr(context, "get") else None
+            if ti is not None:
+                ti.xcom_push(key=XCOM_ERROR_KEY, value=f"{exc.cause} [server {exc.server}]")
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SqlAgentRunJobOperator(BaseOperator):
@@ -117,10 +136,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         _check_job_args(job_name, job_id)
         if if_running not in IF_RUNNING_CHOICES:
             raise ValueError(f"if_running must be one of {', '.join(IF_RUNNING_CHOICES)}, not {if_running!r}")
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, not {timeout!r}")
+        poll_interval = positive_seconds("poll_interval", poll_interval)
+        timeout = None if timeout is None else positive_seconds("timeout", timeout)
+        if job_id and not is_template(job_id):
+            job_guid(job_id)
         if conn_id and servers:
             raise ValueError("give exactly one of conn_id and servers, not both")
         if servers is not None and not servers:
@@ -130,7 +149,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         if servers is not None and not isinstance(servers, str):
             ServerPool.of(servers, strategy)  # bad pools and strategies fail at parse time
         elif strategy is not None:
-            Strategy(strategy)
+            raise ValueError(
+                f"strategy={strategy!r} chooses among a pool, but no servers are given: "
+                "give servers=[...] instead of conn_id, or drop strategy"
+            )
         self.conn_id = conn_id if servers is not None else (conn_id or SqlAgentHook.default_conn_name)
         self.servers = list(servers) if isinstance(servers, (list, tuple)) else servers
         self.strategy = Strategy(strategy).value if strategy is not None else None
@@ -159,6 +181,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execute
 
+    @publishes_failure
     def execute(self, context: Context) -> dict[str, Any]:
         _check_job_args(self.job_name, self.job_id)  # again: templates may have rendered empty
         ledger = RunLedger.from_context(context)
@@ -246,6 +269,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs={"deadline": deadline})
         return self.execute_after_capacity(context, run_trigger_here(trigger), deadline=deadline)
 
+    @publishes_failure
     def execute_after_capacity(
         self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
@@ -258,6 +282,8 @@ class SqlAgentRunJobOperator(BaseOperator):
                 self.job_name or self.job_id,
                 f"no server of the pool had a free slot within timeout={self.timeout} s; the job never started",
             )
+        if event.get("status") == "error":  # a server of the pool is misconfigured (connection, login)
+            raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
         self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
         return self._start_on_pool(context, RunLedger.from_context(context), deadline)
 
@@ -357,7 +383,8 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise JobAlreadyRunningError(
                 current.server,
                 current.job_name,
-                f"the job is already running (conn_id {current.conn_id}; if_running='fail')",
+                "the job is already running (if_running='fail')",
+                conn_id=current.conn_id,
             )
         if self.if_running == "attach":
             self.log.info("attaching to the run in progress of %s (conn_id %s)", where(current), current.conn_id)
@@ -416,6 +443,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
         return self.execute_after_wait(context, run_trigger_here(trigger), deadline=deadline)
 
+    @publishes_failure
     def execute_after_wait(
         self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
@@ -437,6 +465,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ outcome
 
+    @publishes_failure
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Log the run's history, then return its summary or raise its failure."""
         run = _event_run(event)

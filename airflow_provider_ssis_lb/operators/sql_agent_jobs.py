@@ -21,8 +21,9 @@ class SqlAgentEnsureJobsOperator(BaseOperator):
 
     The report (per server: created, updated, unchanged, conflicts) goes to the task log; the return
     value (XCom) maps each conn id to the job names created and updated. An invalid manifest fails the
-    task without retries; a job of the same name not managed by ssis-lb fails it (after the other
-    jobs and servers are deployed); an unreachable server fails it unless ``allow_unreachable``.
+    task without retries; a job of the same name not managed by ssis-lb, or a catalog path missing from a
+    server's SSIS catalog, fails it (after the other jobs and servers are deployed); an unreachable server
+    fails it unless ``allow_unreachable``.
 
     :param manifest: path of the manifest file (docs/manifest.md).
     :param dry_run: only log the differences.
@@ -58,6 +59,8 @@ class SqlAgentEnsureJobsOperator(BaseOperator):
                 self.log.warning("server '%s' skipped: %s", result.conn_id, result.error)
                 return None
             return f"server '{result.conn_id}': {result.error}"
+        if result.missing:
+            return f"server '{result.conn_id}': " + "; ".join(result.missing_messages())
         bad = [c for c in result.changes if c.action in ("conflict", "error")]
         if not bad:
             return None

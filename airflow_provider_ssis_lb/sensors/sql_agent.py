@@ -17,6 +17,7 @@ from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..reporting import ended_at, failure_cause, format_history
 from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentJobTrigger, defer_not_before
+from ..validation import is_template, job_guid, positive_seconds, since_datetime
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -73,6 +74,12 @@ class SqlAgentJobSensor(BaseSensorOperator):
     ) -> None:
         if bool(job_name) == bool(job_id):
             raise ValueError("give exactly one of job_name and job_id")
+        if job_id and not is_template(job_id):
+            job_guid(job_id)
+        if since is not None and not is_template(since):
+            since_datetime(since)
+        poll_interval = positive_seconds("poll_interval", poll_interval)
+        timeout = positive_seconds("timeout", timeout)
         super().__init__(poke_interval=poll_interval, timeout=timeout, **kwargs)
         self.job_name = job_name
         self.job_id = job_id
@@ -229,8 +236,8 @@ class SqlAgentJobSensor(BaseSensorOperator):
 
 
 def _aware(value: dt.datetime | str) -> dt.datetime:
-    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    """A datetime or ISO 8601 text (a rendered template too) as an aware datetime; naive values are UTC."""
+    return since_datetime(value)
 
 
 def _default_since(context: Context) -> dt.datetime:

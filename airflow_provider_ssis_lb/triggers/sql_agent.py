@@ -7,23 +7,23 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, TypedDict, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Literal, TypedDict
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ..balancing import PoolServer, ServerReading, Strategy, choose_server
-from ..exceptions import SqlAgentError, TransientConnectionError
+from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
+from ..bounded import ServerNotAnswering, bounded_call
+from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
 from ..fleet import ALREADY_RUNNING, read_server
 from ..hooks.sql_agent import RunState, SqlAgentHook
 from ..monitor import Sighting, Watcher, fleet_monitor
 from ..runs import JobRun, RunProgress, RunStatus
-from ..timeouts import Timeouts
 from ..user_action import task_left_deferral
+from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
-T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 60.0
 DEFER_SETTLE_SECONDS = 10.0
 JOB_FACTS_SECONDS = 60.0  # a capacity wait re-reads whether its job exists and is enabled this often
@@ -49,15 +49,6 @@ async def hold_until(not_before: float | None) -> None:
 def _left(deadline: float | None, bound: float) -> float:
     """``bound``, cut short by the deadline (epoch seconds)."""
     return bound if deadline is None else max(0.0, min(bound, deadline - time.time()))
-
-
-async def bounded_call(fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
-    """``fn(*args)`` in a thread, given up after the timeouts' bound for one call (or at the deadline).
-
-    The driver's own login and query timeouts end a hung call's thread soon after; this bound keeps the
-    trigger's loop, and its deadline, independent of them. A call given up raises ``TimeoutError``.
-    """
-    return await asyncio.wait_for(asyncio.to_thread(fn, *args), _left(deadline, Timeouts.from_config().call))
 
 
 class SqlAgentJobEvent(TypedDict):
@@ -104,7 +95,7 @@ class SqlAgentJobTrigger(BaseTrigger):
     ) -> None:
         super().__init__()
         self.run_handle = JobRun.from_dict(run)
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
         self.not_before = not_before
@@ -161,9 +152,9 @@ class SqlAgentJobTrigger(BaseTrigger):
     async def _read_own(self, hook: SqlAgentHook, seen_running: bool) -> tuple[TriggerEvent | None, RunState]:
         """The run's state read by this trigger alone (its own connection); an event once it decides."""
         run = self.run_handle
-        state = await bounded_call(hook.run_state, run, deadline=self.deadline)
+        state = await bounded_call(run.conn_id, hook.run_state, run, deadline=self.deadline)
         if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
-            result = await bounded_call(hook.run_result, run, state.outcome_instance_id)
+            result = await bounded_call(run.conn_id, hook.run_result, run, state.outcome_instance_id)
             return self._outcome(RunStatus[result.outcome.upper()], result.message, state.outcome_instance_id), state
         if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
             return self._abandoned(), state
@@ -188,8 +179,14 @@ class SqlAgentJobTrigger(BaseTrigger):
                     self.log.info("job '%s' on %s: running %s", run.job_name, run.server, seen.current_step)
                     continue
                 if seen.kind == "error" and isinstance(seen.error, TransientConnectionError | TimeoutError):
-                    cause = seen.error if isinstance(seen.error, SqlAgentError) else "no answer in time"
-                    self.log.warning("%s; retrying in %.0f s (attempt %d)", cause, seen.retry_in, seen.attempt)
+                    cause = seen.error if str(seen.error) else f"server '{run.server}' did not answer in time"
+                    self.log.warning(
+                        "job '%s': %s; retrying in %.0f s (attempt %d)",
+                        run.job_name,
+                        cause,
+                        seen.retry_in,
+                        seen.attempt,
+                    )
                     continue
                 if time.monotonic() < read_own_after:  # idle (pending or abandoned) or a non-network error
                     continue
@@ -220,11 +217,10 @@ class SqlAgentJobTrigger(BaseTrigger):
                 seen_running = seen_running or state.state is RunProgress.RUNNING
                 self.log.info("job '%s' on %s: %s %s", run.job_name, run.server, state.state.value, state.current_step)
                 delay = self.poll_interval
-            except (TransientConnectionError, TimeoutError) as exc:
+            except (TransientConnectionError, ServerNotAnswering) as exc:
                 failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, self.poll_interval * 2 ** min(failures, 6))
-                cause = exc if isinstance(exc, SqlAgentError) else f"server '{run.server}' did not answer in time"
-                self.log.warning("%s; retrying in %.0f s (attempt %d)", cause, delay, failures)
+                self.log.warning("job '%s': %s; retrying in %.0f s (attempt %d)", run.job_name, exc, delay, failures)
             except SqlAgentError as exc:
                 return self._event("error", str(exc))
             await asyncio.sleep(_left(self.deadline, delay))
@@ -293,9 +289,9 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
         self.job_name = job_name
         self.job_id = job_id
-        self.strategy = Strategy(strategy).value
+        self.strategy = parse_strategy(strategy).value
         self.position = position
-        self.poll_interval = poll_interval
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -320,16 +316,16 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         """Every server's reading; a server that does not answer within the bound is unreachable."""
 
         async def one(server: PoolServer) -> ServerReading:
+            hook = self._hook(server.conn_id)
             try:
-                return await bounded_call(read_server, self._hook(server.conn_id), server, self.job_name, self.job_id)
-            except TimeoutError:
-                bound = Timeouts.from_config().call
-                return ServerReading(server, None, False, f"unreachable: no answer in {bound:g} s", name=server.conn_id)
+                return await bounded_call(server.conn_id, read_server, hook, server, self.job_name, self.job_id)
+            except ServerNotAnswering as exc:
+                return ServerReading(server, None, False, f"unreachable: {exc}", name=server.conn_id)
 
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
-    def _event(self, status: str) -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline})
+    def _event(self, status: str, message: str = "") -> TriggerEvent:
+        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()
@@ -377,7 +373,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
                     return self._event("timeout")
                 stale = time.monotonic() - read_at
                 if stale >= JOB_FACTS_SECONDS or (stale >= self.poll_interval and not all(r.reachable for r in base)):
-                    base, read_at = await self._read(), time.monotonic()
+                    try:
+                        base, read_at = await self._read(), time.monotonic()
+                    except ServerMisconfiguredError as exc:
+                        return self._event("error", str(exc))
                     loads.clear()  # the read is newer than the sightings so far
                 readings = [with_load(r, loads.get(r.server.conn_id)) for r in base]
                 decided = self._decide(line, ticket, readings)
@@ -420,7 +419,11 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         while True:
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout")
-            decided = self._decide(line, ticket, await self._read())
+            try:
+                readings = await self._read()
+            except ServerMisconfiguredError as exc:
+                return self._event("error", str(exc))
+            decided = self._decide(line, ticket, readings)
             if decided is not None:
                 return decided
             await asyncio.sleep(self.poll_interval)

@@ -17,8 +17,16 @@ and no error is raised:
   information about the operation": the caller who created the operation reads it. Explicit grants
   (catalog.grant_permission) are not emulated.
 
-The views are SQLite views over the ``internal.*`` tables with a WHERE clause calling ``ssisdb_may_read``,
-which looks at the login of the session running the query (``Engine.active_session``).
+The catalog's objects (catalog.folders, catalog.projects, catalog.packages pages, "Permissions"): READ on
+the folder, on the project (for a package: on its project), membership of ``ssis_admin``, or of sysadmin;
+"Row-level security is enforced". ``ssis_logreader`` is not listed there: it reads logs, not objects
+(https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-folders-ssisdb-database,
+.../catalog-projects-ssisdb-database, .../catalog-packages-ssisdb-database). As grants are not emulated,
+only the two roles see these rows.
+
+The views are SQLite views over the ``internal.*`` tables with a WHERE clause calling ``ssisdb_may_read``
+(operations) or ``ssisdb_may_read_objects`` (folders, projects, packages), which look at the login of the
+session running the query (``Engine.active_session``).
 """
 
 from __future__ import annotations
@@ -33,11 +41,16 @@ if TYPE_CHECKING:
 SSIS_ADMIN = "ssis_admin"
 SSIS_LOGREADER = "ssis_logreader"
 _READ_ALL = frozenset({"sysadmin", SSIS_ADMIN, SSIS_LOGREADER})
+_READ_ALL_OBJECTS = frozenset({"sysadmin", SSIS_ADMIN})
 MAY_READ = "ssisdb_may_read"
+MAY_READ_OBJECTS = "ssisdb_may_read_objects"
 
 EXECUTIONS = "internal.executions"
 EVENT_MESSAGES = "internal.event_messages"
 OPERATION_MESSAGES = "internal.operation_messages"
+FOLDERS = "internal.folders"
+PROJECTS = "internal.projects"
+PACKAGES = "internal.packages"
 
 _CALLER_OF = f"(SELECT e.caller_name FROM {quote_ident(EXECUTIONS)} e WHERE e.execution_id = m.operation_id)"
 VIEWS = {
@@ -46,6 +59,9 @@ VIEWS = {
     "catalog.operation_messages": (
         f"SELECT m.* FROM {quote_ident(OPERATION_MESSAGES)} m WHERE {MAY_READ}({_CALLER_OF})"
     ),
+    "catalog.folders": f"SELECT * FROM {quote_ident(FOLDERS)} WHERE {MAY_READ_OBJECTS}()",
+    "catalog.projects": f"SELECT * FROM {quote_ident(PROJECTS)} WHERE {MAY_READ_OBJECTS}()",
+    "catalog.packages": f"SELECT * FROM {quote_ident(PACKAGES)} WHERE {MAY_READ_OBJECTS}()",
 }
 # Before the views, the catalog.* names were plain tables: a persisted SSISDB is moved over once.
 _LEGACY_TABLES = {"catalog.executions": EXECUTIONS, "catalog.event_messages": EVENT_MESSAGES}
@@ -60,6 +76,14 @@ def may_read(engine: Engine, caller_name: Any) -> int:
     if {role.lower() for role in login.roles} & _READ_ALL:
         return 1
     return int(caller_name is not None and str(caller_name).lower() == login.name.lower())
+
+
+def may_read_objects(engine: Engine) -> int:
+    """1 when the session's login sees every folder, project and package (no READ grants are emulated)."""
+    session = engine.active_session
+    if session is None:
+        return 1
+    return int(bool({role.lower() for role in session.login.roles} & _READ_ALL_OBJECTS))
 
 
 def _objects(engine: Engine) -> dict[str, str]:
@@ -79,6 +103,7 @@ def migrate_legacy_tables(engine: Engine) -> None:
 def install_views(engine: Engine) -> None:
     """Register ``ssisdb_may_read`` on this connection and create the missing catalog views."""
     engine.conn.create_function(MAY_READ, 1, lambda caller: may_read(engine, caller))
+    engine.conn.create_function(MAY_READ_OBJECTS, 0, lambda: may_read_objects(engine))
     objects = _objects(engine)
     for name, select in VIEWS.items():
         if name not in objects:

@@ -49,7 +49,7 @@ from .stepprocs import (
 )
 
 if TYPE_CHECKING:
-    from ..sql.procedures import ProcedureRegistry
+    from ..sql.registry import ProcedureRegistry
     from .model import AgentControl
 
 MSDB = "msdb.dbo."

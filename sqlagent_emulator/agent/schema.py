@@ -6,6 +6,7 @@ Column names, types and order follow Microsoft's pages (docs/agent-reference.md,
   (and the sysjobsteps, sysjobservers, sysjobactivity, sysjobhistory, syssessions and syscategories pages);
 - https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-executions-ssisdb-database
 - https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-event-messages
+- .../catalog-folders-ssisdb-database, .../catalog-projects-ssisdb-database, .../catalog-packages-ssisdb-database
 - the proxy tables sysproxies, sysproxysubsystem, sysproxylogin (proxies.py)
 
 SSISDB's data lives in ``internal.*`` tables behind the filtered ``catalog.*`` views (catalogviews.py).
@@ -261,6 +262,54 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         message_source_type SMALLINT NULL,
         message NVARCHAR(MAX) NULL,
         extended_info_id BIGINT NULL""",
+    ),
+    (
+        "SSISDB",
+        "internal.folders",
+        # Behind catalog.folders (catalogviews.py), whose key column is ``id``, not ``folder_id``
+        # (https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-folders-ssisdb-database).
+        """id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
+        name NVARCHAR(128) NOT NULL,
+        description NVARCHAR(1024) NULL,
+        created_by_sid VARBINARY(85) NULL,
+        created_by_name NVARCHAR(128) NULL,
+        created_time DATETIMEOFFSET NULL""",
+    ),
+    (
+        "SSISDB",
+        "internal.projects",
+        # Behind catalog.projects (.../catalog-projects-ssisdb-database).
+        """project_id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
+        folder_id BIGINT NOT NULL,
+        name NVARCHAR(128) NOT NULL,
+        description NVARCHAR(1024) NULL,
+        project_format_version INT NULL,
+        deployed_by_sid VARBINARY(85) NULL,
+        deployed_by_name NVARCHAR(128) NULL,
+        last_deployed_time DATETIMEOFFSET NULL,
+        created_time DATETIMEOFFSET NULL,
+        object_version_lsn BIGINT NULL,
+        validation_status CHAR(1) NULL,
+        last_validation_time DATETIMEOFFSET NULL""",
+    ),
+    (
+        "SSISDB",
+        "internal.packages",
+        # Behind catalog.packages (.../catalog-packages-ssisdb-database); name is nvarchar(256) there.
+        """package_id BIGINT IDENTITY(1,1) NOT NULL PRIMARY KEY,
+        name NVARCHAR(256) NOT NULL,
+        package_guid UNIQUEIDENTIFIER NULL,
+        description NVARCHAR(1024) NULL,
+        package_format_version INT NULL,
+        version_major INT NULL,
+        version_minor INT NULL,
+        version_build INT NULL,
+        version_comments NVARCHAR(1024) NULL,
+        version_guid UNIQUEIDENTIFIER NULL,
+        project_id BIGINT NOT NULL,
+        entry_point BIT NULL,
+        validation_status CHAR(1) NULL,
+        last_validation_time DATETIMEOFFSET NULL""",
     ),
 )
 

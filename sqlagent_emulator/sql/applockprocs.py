@@ -26,9 +26,9 @@ from .errors import missing_parameter
 from .results import SqlError, StatementResult
 
 if TYPE_CHECKING:
+    from .contracts import ProcedureCall, SessionServices
     from .model import Login
-    from .procedures import ProcContext, ProcedureRegistry
-    from .session import SqlSession
+    from .registry import ProcedureRegistry
 
 CALL_ERROR = -999  # "parameter validation or other call error"
 RESOURCE_LENGTH = 255  # longer names are truncated to nvarchar(255)
@@ -112,13 +112,13 @@ def _mode(value: Any, where: str, error: Callable[..., SqlError]) -> LockMode:
     return mode
 
 
-def _require_transaction(session: SqlSession, kind: OwnerKind, error: Callable[..., SqlError]) -> None:
+def _require_transaction(session: SessionServices, kind: OwnerKind, error: Callable[..., SqlError]) -> None:
     """A Transaction-owned lock needs an open transaction."""
     if kind is OwnerKind.TRANSACTION and session.trancount == 0:
         raise error(3918, "The statement or function must be executed in the context of a user transaction.")
 
 
-def _principal(session: SqlSession, database: str, value: Any, where: str, error: Callable[..., SqlError]) -> str:
+def _principal(session: SessionServices, database: str, value: Any, where: str, error: Callable[..., SqlError]) -> str:
     """The principal's canonical (lower-case) name; 1202 unless the caller is a member of it, dbo or
     db_owner ("Members of the dbo and db_owner roles are implicitly considered members of all roles")."""
     if value is None:
@@ -135,7 +135,7 @@ def _principal(session: SqlSession, database: str, value: Any, where: str, error
     raise error(1202, f"The database-principal '{value}' does not exist or user is not a member.")
 
 
-def _timeout(session: SqlSession, value: Any, where: str) -> int:
+def _timeout(session: SessionServices, value: Any, where: str) -> int:
     """Milliseconds: -1 waits forever, 0 does not wait; the default is the session's LOCK_TIMEOUT."""
     if value is None:
         return session.lock_timeout
@@ -148,7 +148,7 @@ def _timeout(session: SqlSession, value: Any, where: str) -> int:
     return milliseconds
 
 
-def _database(ctx: ProcContext) -> str:
+def _database(ctx: ProcedureCall) -> str:
     return canonical_database(ctx.database) or ctx.database
 
 
@@ -156,7 +156,7 @@ def _database(ctx: ProcContext) -> str:
 
 
 def sp_getapplock(
-    ctx: ProcContext,
+    ctx: ProcedureCall,
     resource: Any = None,
     lockmode: Any = ...,  # required: no default
     lockowner: Any = "Transaction",
@@ -184,7 +184,7 @@ def sp_getapplock(
 
 
 def sp_releaseapplock(
-    ctx: ProcContext, resource: Any = None, lockowner: Any = "Transaction", dbprincipal: Any = "public"
+    ctx: ProcedureCall, resource: Any = None, lockowner: Any = "Transaction", dbprincipal: Any = "public"
 ) -> int:
     """Release one acquisition; 1223 (and -999) when the owner does not hold the lock."""
     where, session, database = "sp_releaseapplock", ctx.session, _database(ctx)
@@ -217,7 +217,7 @@ def _function_error(number: int, text: str, state: int = 1) -> SqlError:
     return SqlError(number, text, 16, state)
 
 
-def applock_mode(session: SqlSession, principal: Any, resource: Any, owner: Any) -> str:
+def applock_mode(session: SessionServices, principal: Any, resource: Any, owner: Any) -> str:
     """APPLOCK_MODE: the mode this session's owner holds in the current database, or 'NoLock'."""
     where, database = "APPLOCK_MODE", session.database
     kind = _owner(owner, where, _function_error)
@@ -228,7 +228,7 @@ def applock_mode(session: SqlSession, principal: Any, resource: Any, owner: Any)
     return held.value if held else "NoLock"
 
 
-def applock_test(session: SqlSession, principal: Any, resource: Any, mode: Any, owner: Any) -> int:
+def applock_test(session: SessionServices, principal: Any, resource: Any, mode: Any, owner: Any) -> int:
     """APPLOCK_TEST: 1 when the lock could be granted to this session's owner now, else 0."""
     where, database = "APPLOCK_TEST", session.database
     kind = _owner(owner, where, _function_error)

@@ -11,7 +11,8 @@ from . import applockprocs, functions
 from .applocks import AppLockManager
 from .catalog import DATABASE_IDS, Catalog, TableRef, canonical_database
 from .model import Login, ProcArg
-from .procedures import SYSTEM, ProcedureRegistry
+from .procedures import SYSTEM
+from .registry import ProcedureRegistry
 from .results import SqlError, StatementResult
 from .session import SqlSession
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from .coltypes import OutCol
 from .results import Column, ResultSet, SqlType
-from .sqltypes import INT32, from_storage, infer_type
+from .sqltypes import INT32, infer_type
+from .storage import from_storage
 
 
 def _column_type(hint: SqlType | None, values: list[Any]) -> SqlType:

@@ -15,20 +15,19 @@ from .scope import Scope
 from .translate import Translation, Translator
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .session import SqlSession
+    from .contracts import EngineServices, SessionServices
 
 
 class Runtime:
     """The environment statements run in; implements ``translate.Env``."""
 
-    def __init__(self, session: SqlSession, scope: Scope, *, guarded: bool = True) -> None:
+    def __init__(self, session: SessionServices, scope: Scope, *, guarded: bool = True) -> None:
         self.session = session
         self.scope = scope
         self.guarded = guarded  # client SQL; procedures' own queries are trusted (ownership chaining)
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EngineServices:
         return self.session.engine
 
     # -- translate.Env ------------------------------------------------------------------------

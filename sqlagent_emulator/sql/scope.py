@@ -9,7 +9,7 @@ from typing import Any
 from .casting import cast_to_decl, parse_decl
 from .errors import SqlError, undeclared_variable
 from .results import SqlType, TypedValue
-from .sqltypes import from_storage, to_storage
+from .storage import from_storage, to_storage
 
 
 @dataclass

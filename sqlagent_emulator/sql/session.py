@@ -26,7 +26,7 @@ from .scope import Scope
 from .statements import BatchAborted, ReturnFromBatch, Stmt
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .contracts import EngineServices
 
 ROLLBACK_NOTICE = (
     "The SQL Server Agent emulator cannot roll back: the changes made in this transaction were already "
@@ -40,7 +40,7 @@ NO_WAIT_HERE = (
 
 
 class SqlSession:
-    def __init__(self, engine: Engine, login: Login, spid: int, database: str) -> None:
+    def __init__(self, engine: EngineServices, login: Login, spid: int, database: str) -> None:
         self.engine = engine
         self.login = login
         self.spid = spid

@@ -1,9 +1,9 @@
 """T-SQL type names, their wire ``SqlType``, and the SQLite storage form of each type's values.
 
 Storage forms: datetimes are ISO text ``YYYY-MM-DD HH:MM:SS.ffffff`` (so text comparison orders them),
-dates ``YYYY-MM-DD``, GUIDs upper-case text, bits 0/1, decimals floats. ``to_storage`` turns a client's
-Python value into that form; ``from_storage`` turns what SQLite hands back into the Python object the
-wire layer expects for the column's type.
+dates ``YYYY-MM-DD``, GUIDs upper-case text, bits 0/1, decimals floats. The conversions into and out of
+that form (``storage.to_storage``, ``storage.from_storage``) use CAST's rules (casting.py), which build on
+this module, so they live beside both rather than here.
 """
 
 from __future__ import annotations
@@ -103,31 +103,6 @@ def format_datetime(value: datetime.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def to_storage(value: Any, sql_type: SqlType | None = None) -> Any:
-    """A Python value (optionally of a declared type) in the form SQLite stores for that type."""
-    if value is None:
-        return None
-    if sql_type is not None and sql_type in NORMALISED_TYPES | INT_TYPES | {SqlType.FLOAT, SqlType.DECIMAL}:
-        from .casting import cast_value  # local: casting builds on this module
-
-        return cast_value(value, sql_type)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime.datetime):
-        return format_datetime(value.replace(tzinfo=None))
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, datetime.time):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value).upper()
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    return value
-
-
 def type_of_python(value: Any) -> SqlType:
     """The wire type a bare Python value would be sent as."""
     if isinstance(value, bool):
@@ -164,26 +139,3 @@ def infer_type(values: Iterable[Any]) -> SqlType:
     if seen <= INT_TYPES | {SqlType.FLOAT, SqlType.DECIMAL}:
         return SqlType.FLOAT
     return SqlType.NVARCHAR
-
-
-def from_storage(value: Any, sql_type: SqlType) -> Any:
-    """A stored value as the Python object the wire layer expects for ``sql_type``."""
-    if value is None:
-        return None
-    from .casting import cast_value
-
-    stored = cast_value(value, sql_type)
-    if stored is None:
-        return None
-    if sql_type in DATETIME_TYPES:
-        return parse_datetime(stored)
-    if sql_type is SqlType.DATE:
-        parsed = parse_datetime(stored)
-        return parsed.date() if parsed else None
-    if sql_type is SqlType.UNIQUEIDENTIFIER:
-        return uuid.UUID(stored)
-    if sql_type is SqlType.BIT:
-        return bool(stored)
-    if sql_type is SqlType.DECIMAL:
-        return decimal.Decimal(value if isinstance(value, int) else str(stored))
-    return stored

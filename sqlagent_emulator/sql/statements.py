@@ -14,7 +14,8 @@ from .errors import SqlError
 from .model import ProcArg
 from .results import Message, SqlType, StatementResult, TypedValue
 from .runtime import Runtime
-from .sqltypes import from_storage, parse_datetime, to_storage
+from .sqltypes import parse_datetime
+from .storage import from_storage, to_storage
 
 
 class ReturnFromBatch(Exception):  # noqa: N818 - control flow, not an error

@@ -11,7 +11,8 @@ from .results import Column, SqlError, SqlType, TypedValue
 from .scope import normal_name
 
 if TYPE_CHECKING:
-    from .procedures import ProcContext, ProcedureRegistry
+    from .contracts import ProcedureCall
+    from .registry import ProcedureRegistry
 
 S, INT, N, V = SqlType.SMALLINT, SqlType.INT, SqlType.NVARCHAR, SqlType.VARCHAR
 DATATYPE_INFO_COLUMNS = [
@@ -117,7 +118,7 @@ def datatype_rows(data_type: int | None) -> list[tuple[Any, ...]]:
     return rows
 
 
-def sp_datatype_info_100(ctx: ProcContext, data_type: Any = None, odbcver: Any = None) -> int:
+def sp_datatype_info_100(ctx: ProcedureCall, data_type: Any = None, odbcver: Any = None) -> int:
     """ODBC's SQLGetTypeInfo: one row per SQL Server type matching the ODBC type code (all when NULL/0)."""
     code = int(data_type) if data_type is not None else None
     ctx.result(DATATYPE_INFO_COLUMNS, datatype_rows(code))
@@ -150,7 +151,7 @@ def parse_param_declarations(text: str | None) -> list[tuple[str, str, bool]]:
     return declared
 
 
-def sp_executesql(ctx: ProcContext, stmt: Any = None, params: Any = None) -> int:
+def sp_executesql(ctx: ProcedureCall, stmt: Any = None, params: Any = None) -> int:
     """Run ``@stmt`` with the parameters declared in ``@params``, passed as extra (named/positional) args."""
     if stmt is None:
         raise SqlError(214, "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'.", 16, 2)
@@ -182,7 +183,7 @@ def sp_executesql(ctx: ProcContext, stmt: Any = None, params: Any = None) -> int
     return 0
 
 
-def sp_who(ctx: ProcContext, loginame: Any = None) -> int:
+def sp_who(ctx: ProcedureCall, loginame: Any = None) -> int:
     """Current sessions, in sp_who's columns."""
     columns = [
         Column("spid", S),

@@ -2,6 +2,13 @@
 
 The only module that touches streams. SQL work runs on the server's engine thread through
 ``ServerContext.run``; waits (WAITFOR) happen here, so an ATTENTION can cut them short.
+
+Every request ends in a reply or a closed connection ([MS-TDS] 3.3.5: the server answers each
+request): errors SQL Server reports to the client become an ERROR token with its number; protocol
+violations (a second LOGIN7, broken framing, a message over the size limit) close the connection, as
+SQL Server does. Reads are bounded: the login must arrive within ``login_timeout`` and a logged-in
+connection may be closed after ``idle_timeout`` without a request ([MS-TDS] 3.3.2 leaves server
+timers to the implementation).
 """
 
 from __future__ import annotations
@@ -11,15 +18,23 @@ import contextlib
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
+from ..faults import FaultSwitch, Phase, SendAction
 from ..sql.engine import Engine, Login, ProcArg, SqlSession
 from ..sql.results import Message, OutputParam, SqlError, SqlType, StatementResult, TypedValue
 from ..sql.waiting import wait_pending
 from . import tokens
-from .login import Login7, negotiate_version, parse_login7
-from .packets import PacketType, ProtocolError, encode_message, read_message
+from .login import Login7, build_prelogin_reply, negotiate_version, parse_login7
+from .packets import (
+    HEADER,
+    PacketType,
+    ProtocolError,
+    encode_message,
+    max_message_size,
+    read_message,
+)
 from .requests import ProcId, RpcCall, TmRequest, parse_rpc, parse_sql_batch, parse_transaction_request
 from .response import ReplyBuilder
 from .tls import ServerTls, open_link
@@ -27,6 +42,7 @@ from .tokens import DoneStatus, EnvChange, Token
 from .types import COLLATION
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PROC_NAMES = {
     "sp_executesql": ProcId.SP_EXECUTESQL,
@@ -44,7 +60,9 @@ class ServerContext(Protocol):
     name: str
     version: tuple[int, int, int]
     engine: Engine
-    reply_delay: float
+    faults: FaultSwitch
+    login_timeout: float  # seconds from accept to a complete LOGIN7
+    idle_timeout: float | None  # seconds a logged-in connection may wait between requests; None: forever
     tls: ServerTls
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
@@ -79,6 +97,8 @@ class TdsConnection:
         self._next_handle = 1
         self._attention = asyncio.Event()
         self._transaction = 0
+        self._held = False  # an answer is waiting for a fault mode to end
+        self._login_deadline = 0.0  # loop time by which the LOGIN7 must have arrived
 
     # ------------------------------------------------------------------ life cycle
 
@@ -89,7 +109,12 @@ class TdsConnection:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except ProtocolError as exc:
-            log.warning("%s spid %d: protocol error: %s", self.server.name, self.spid, exc)
+            log.warning("%s spid %d: protocol error, connection closed: %s", self.server.name, self.spid, exc)
+        except asyncio.TimeoutError:
+            log.warning("%s spid %d: %s, connection closed", self.server.name, self.spid, self._timeout_reason())
+        except Exception:  # a malformed PRELOGIN or LOGIN7: SQL Server closes such connections too
+            what = "invalid login packet" if self.session is None else "connection failure"
+            log.warning("%s spid %d: %s, connection closed", self.server.name, self.spid, what, exc_info=True)
         finally:
             if self.session is not None:
                 with contextlib.suppress(Exception):
@@ -98,23 +123,72 @@ class TdsConnection:
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
 
-    async def _send(self, ptype: int, payload: bytes) -> None:
-        self.writer.write(encode_message(ptype, payload, self.packet_size, self.spid))
+    async def _send(self, ptype: int, payload: bytes, phase: Phase = Phase.LOGIN) -> None:
+        data = encode_message(ptype, payload, self.packet_size, self.spid)
+        self._held = self.server.faults.holds(phase)
+        try:
+            action = await self.server.faults.before_send(phase)
+        finally:
+            self._held = False
+        if action is SendAction.CUT:
+            await self._cut(data)
+        self.writer.write(data)
         await self.writer.drain()
 
+    async def _cut(self, data: bytes) -> None:
+        """Fault mode ``drop``: the first half of a message, then the connection aborted."""
+        self.writer.write(data[: max(1, len(data) // 2)])
+        await self.writer.drain()
+        self.writer.transport.abort()
+        raise ConnectionResetError("fault mode 'drop': reply cut short")
+
     async def _reply(self, payload: bytes) -> None:
-        if self.server.reply_delay:
-            await asyncio.sleep(self.server.reply_delay)
-        await self._send(PacketType.REPLY, payload)
+        await self._send(PacketType.REPLY, payload, Phase.REQUEST)
+
+    def _timeout_reason(self) -> str:
+        if self.session is None:
+            return f"no login within {self.server.login_timeout:g} s"
+        return f"idle for {self.server.idle_timeout:g} s"
+
+    async def _before_login_deadline(self, step: Awaitable[T]) -> T:
+        """A step of the login (PRELOGIN, TLS handshake, LOGIN7) that must end by the login deadline."""
+        remaining = self._login_deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise asyncio.TimeoutError
+        return await asyncio.wait_for(step, remaining)
+
+    async def _read_request(self, busy: Callable[[], bool]) -> tuple[PacketType, bytes]:
+        """The next request; waiting longer than the idle limit with no request running ends the connection.
+
+        Only the wait for a header is cut by the timer (``readexactly`` consumes nothing until it has
+        all 8 bytes), so a timer firing while a request runs loses nothing.
+        """
+        limit = self.server.idle_timeout
+        while True:
+            try:
+                header = await asyncio.wait_for(self.reader.readexactly(HEADER.size), limit)
+            except asyncio.TimeoutError:
+                if busy():
+                    continue
+                raise
+            read = read_message(self.reader, max_message_size(self.packet_size), header)
+            return await asyncio.wait_for(read, limit)
 
     # ------------------------------------------------------------------ login
 
     async def _login(self) -> bool:
-        link = await open_link(self.server.tls, self.server.version, self.reader, self.writer)  # PRELOGIN, TLS
+        # The fault mode first: a hung server reads nothing and answers nothing; its own stall does
+        # not count against the client's login time.
+        if await self.server.faults.before_send(Phase.LOGIN) is SendAction.CUT:
+            await self._cut(encode_message(PacketType.REPLY, build_prelogin_reply(self.server.version), 4096))
+        self._login_deadline = asyncio.get_running_loop().time() + self.server.login_timeout  # from here on
+        link = await self._before_login_deadline(
+            open_link(self.server.tls, self.server.version, self.reader, self.writer)  # PRELOGIN, TLS
+        )
         if link is None:
             return False
         self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
-        ptype, payload = await link.read_login()
+        ptype, payload = await self._before_login_deadline(link.read_login())
         self.reader, self.writer = link.reader, link.writer  # type: ignore[assignment]
         if ptype != PacketType.LOGIN7:
             raise ProtocolError(f"expected LOGIN7, got {ptype.name}")
@@ -161,28 +235,59 @@ class TdsConnection:
 
     async def _requests(self) -> None:
         current: asyncio.Task[None] | None = None
+
+        def busy() -> bool:  # a request is running: the connection is not idle
+            return current is not None and not current.done()
+
         try:
             while True:
-                ptype, payload = await read_message(self.reader)
+                ptype, payload = await self._read_request(busy)
                 if ptype == PacketType.ATTENTION:
                     self._attention.set()
                     if current is not None:
-                        await current
+                        if self._held:  # a request stalled by a fault is cancelled at once, as a blocked query is
+                            current.cancel()
+                        await asyncio.wait([current])
+                        if not current.cancelled():
+                            current.result()  # a lost connection ends this loop too
                         current = None
-                    await self._send(PacketType.REPLY, tokens.done(Token.DONE, DoneStatus.ATTN))
+                    await self._send(PacketType.REPLY, tokens.done(Token.DONE, DoneStatus.ATTN), Phase.CANCEL)
                     continue
                 if current is not None:
                     await current
                 self._attention.clear()
-                current = asyncio.create_task(self._handle(ptype, payload))
+                current = asyncio.create_task(self._answer(ptype, payload))
         finally:
             if current is not None:
                 current.cancel()
                 with contextlib.suppress(BaseException):
                     await current
 
-    async def _handle(self, ptype: PacketType, payload: bytes) -> None:
+    async def _answer(self, ptype: PacketType, payload: bytes) -> None:
+        """Handle one request and always end it: its reply, an error reply, or a closed connection."""
         reply = ReplyBuilder(self.server.name, self.tds_version)
+        failure: Message | None = None
+        try:
+            await self._handle(reply, ptype, payload)
+        except SqlError as exc:  # a malformed request (4002, 4009, 8004-8016) or an error outside a statement
+            log.info("%s spid %d: %s request refused: %s", self.server.name, self.spid, ptype.name, exc)
+            failure = exc.message
+        except ProtocolError as exc:
+            log.warning("%s spid %d: protocol error, connection closed: %s", self.server.name, self.spid, exc)
+            self.writer.transport.abort()
+            return
+        except ConnectionError:
+            raise
+        except Exception as exc:  # an emulator bug must reach the client as an error, not hang it
+            log.exception("%s spid %d: failure in a %s request", self.server.name, self.spid, ptype.name)
+            failure = internal_error(exc)
+        if failure is not None:
+            reply.messages([failure])
+            reply.done(Token.DONE, DoneStatus.ERROR)
+        if not self._attention.is_set():
+            await self._reply(reply.finish())
+
+    async def _handle(self, reply: ReplyBuilder, ptype: PacketType, payload: bytes) -> None:
         if ptype == PacketType.SQL_BATCH:
             await self._run_sql(reply, parse_sql_batch(payload), None, in_rpc=False)
         elif ptype == PacketType.RPC:
@@ -192,8 +297,6 @@ class TdsConnection:
             await self._transaction_request(reply, payload)
         else:
             raise ProtocolError(f"unexpected {ptype.name} message after login")
-        if not self._attention.is_set():
-            await self._reply(reply.finish())
 
     async def _run_sql(
         self, reply: ReplyBuilder, sql: str, params: dict[str, TypedValue] | None, *, in_rpc: bool
@@ -251,9 +354,9 @@ class TdsConnection:
             reply.procedure_end(0, outputs, failed=not ok)
 
     def _prepared_statement(self, params: list[Any]) -> tuple[str, list[str]]:
-        handle = int(params[0].value.value or 0)
+        handle = int(params[0].value.value or 0) if params else 0
         if handle not in self.prepared:
-            raise ProtocolError(f"sp_execute with unknown handle {handle}")
+            raise SqlError(8179, f"Could not find prepared statement with handle {handle}.")
         return self.prepared[handle]
 
     async def _call_procedure(self, reply: ReplyBuilder, call: RpcCall) -> None:
@@ -300,7 +403,12 @@ def _next_result(statements: Iterator[StatementResult]) -> StatementResult | Non
         return StatementResult(messages=[exc.message], failed=True)
     except Exception as exc:  # an emulator bug must reach the client as an error, not hang it
         log.exception("engine failure")
-        return StatementResult(messages=[Message(50000, f"Emulator internal error: {exc!r}", 16)], failed=True)
+        return StatementResult(messages=[internal_error(exc)], failed=True)
+
+
+def internal_error(exc: Exception) -> Message:
+    """What the client sees of an emulator bug: an error it can read, never a hang."""
+    return Message(50000, f"Emulator internal error: {exc!r}", 16)
 
 
 def _text(params: list[Any], index: int) -> str:

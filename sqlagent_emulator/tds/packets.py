@@ -10,6 +10,10 @@ HEADER = struct.Struct(">BBHHBB")  # type, status, length, spid, packet id, wind
 DEFAULT_PACKET_SIZE = 4096
 MIN_PACKET_SIZE = 512
 MAX_PACKET_SIZE = 32767
+# Before login the largest message is a LOGIN7: "MUST NOT be longer than 128K-1 bytes" ([MS-TDS] 2.2.6.4).
+MAX_LOGIN_MESSAGE = 128 * 1024 - 1
+# After login: "Batch size: 65,536 * Network Packet Size" (SQL Server, "Maximum capacity specifications").
+PACKETS_PER_MESSAGE = 65536
 
 
 class PacketType(enum.IntEnum):
@@ -36,21 +40,42 @@ class ProtocolError(Exception):
     """The peer broke the framing rules; the connection cannot go on."""
 
 
-async def read_message(reader: asyncio.StreamReader) -> tuple[PacketType, bytes]:
+class MessageTooLarge(ProtocolError):
+    """A message grew past the limit; SQL Server documents the limit, the emulator closes the connection."""
+
+
+def max_message_size(packet_size: int) -> int:
+    """The largest message a logged-in client may send at its negotiated packet size."""
+    return PACKETS_PER_MESSAGE * packet_size
+
+
+async def read_message(
+    reader: asyncio.StreamReader, max_size: int | None = None, header: bytes | None = None
+) -> tuple[PacketType, bytes]:
     """Read packets until one carries EOM and return the message type and joined payload.
 
     A message flagged IGNORE by the client is discarded ([MS-TDS] 2.2.3.1.2) and the next one read.
+    ``header`` is the first packet's header when the caller has read it already (to wait for a
+    message with a timeout); a message longer than ``max_size`` raises :class:`MessageTooLarge`
+    before the rest of it is read.
     """
     chunks: list[bytes] = []
+    size = 0
     while True:
-        header = await reader.readexactly(HEADER.size)
+        if header is None:
+            header = await reader.readexactly(HEADER.size)
         ptype, status, length, _spid, _pid, _window = HEADER.unpack(header)
+        header = None
         if length < HEADER.size:
             raise ProtocolError(f"packet length {length} shorter than its header")
+        size += length - HEADER.size
+        if max_size is not None and size > max_size:
+            raise MessageTooLarge(f"message longer than {max_size} bytes")
         chunks.append(await reader.readexactly(length - HEADER.size))
         if status & PacketStatus.EOM:
             if status & PacketStatus.IGNORE:
                 chunks.clear()
+                size = 0
                 continue
             try:
                 return PacketType(ptype), b"".join(chunks)

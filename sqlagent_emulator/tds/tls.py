@@ -27,7 +27,7 @@ from typing import Literal
 
 from .certs import TlsIdentity
 from .login import build_prelogin_reply, parse_prelogin
-from .packets import PacketType, ProtocolError, encode_message, read_message
+from .packets import MAX_LOGIN_MESSAGE, PacketType, ProtocolError, encode_message, read_message
 
 EncryptionMode = Literal["optional", "required", "strict"]
 ENCRYPTION_MODES: tuple[EncryptionMode, ...] = ("optional", "required", "strict")
@@ -123,7 +123,7 @@ class TlsStream:
                 await self._writer.drain()
             if done:
                 return
-            ptype, payload = await read_message(self._reader)
+            ptype, payload = await read_message(self._reader, MAX_LOGIN_MESSAGE)
             if ptype != PacketType.PRELOGIN:
                 raise ProtocolError(f"expected a TLS handshake in PRELOGIN packets, got {ptype.name}")
             self._incoming.write(payload)
@@ -220,7 +220,7 @@ class Link:
 
     async def read_login(self) -> tuple[PacketType, bytes]:
         """The login message. Login-only encryption ends with it: the reply and the session go in clear."""
-        message = self.pending or await read_message(self.reader)  # type: ignore[arg-type]
+        message = self.pending or await read_message(self.reader, MAX_LOGIN_MESSAGE)  # type: ignore[arg-type]
         if self.scope == Scope.LOGIN:
             self.reader, self.writer = self.plain_reader, self.plain_writer
         return message
@@ -237,7 +237,7 @@ async def open_link(
     if first[0] == _TLS_HANDSHAKE_RECORD:
         stream = TlsStream(tls.tds8, reader, writer)
         await stream.handshake_direct(first)
-        ptype, payload = await read_message(stream)  # type: ignore[arg-type]
+        ptype, payload = await read_message(stream, MAX_LOGIN_MESSAGE)  # type: ignore[arg-type]
         if ptype != PacketType.PRELOGIN:
             raise ProtocolError(f"expected PRELOGIN inside TLS, got {ptype.name}")
         client = parse_prelogin(payload).get(_PRELOGIN_ENCRYPTION, b"\x00")[:1] or b"\x00"
@@ -247,7 +247,7 @@ async def open_link(
         return Link(stream, stream, Scope.STRICT, reader, writer)
     if tls.mode == "strict":
         return None  # "force strict encryption": only TDS 8.0 clients get in
-    ptype, payload = await read_message(_Unread(reader, first))  # type: ignore[arg-type]
+    ptype, payload = await read_message(_Unread(reader, first), MAX_LOGIN_MESSAGE)  # type: ignore[arg-type]
     if ptype != PacketType.PRELOGIN:  # a client that skips PRELOGIN cannot encrypt
         if tls.mode == "optional":
             return Link(reader, writer, Scope.NONE, reader, writer, pending=(ptype, payload))

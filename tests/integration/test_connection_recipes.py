@@ -83,7 +83,9 @@ def test_odbc18_untrusted_certificate_is_a_tls_error_naming_the_server_and_the_f
     with pytest.raises(TlsConnectionError) as caught:
         clock(odbc("TLSREQ", servers, Encrypt="yes"), monkeypatch)
     message = str(caught.value)
-    assert message.startswith(f"SQL Server Agent server '{HOST},{servers['TLSREQ'].port}': the encrypted connection")
+    assert message.startswith(
+        f"SQL Server Agent server '{HOST},{servers['TLSREQ'].port}' (conn_id 'tls_recipe'): the encrypted connection"
+    )
     assert "certificate verify failed" in message and "ServerCertificate=" in message
     assert not isinstance(caught.value, TransientConnectionError)
 

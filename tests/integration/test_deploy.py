@@ -24,7 +24,7 @@ from airflow_provider_ssis_lb.manifest import load_manifest
 from airflow_provider_ssis_lb.operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client, history, wait_until_idle
-from tests.conftest import SqlServerTarget, emulator_config
+from tests.conftest import TEST_PACKAGES, SqlServerTarget, emulator_config
 from tests.integration.conftest import _connection
 
 QUICK = "\\SSISDB\\Tests\\Demo\\Quick.dtsx"
@@ -198,6 +198,19 @@ def second_server(emulator, airflow_db) -> Iterator[str]:
         os.environ.pop("AIRFLOW_CONN_SQLEXTRA", None)
 
 
+@pytest.fixture
+def server_without_slow(emulator, airflow_db) -> Iterator[str]:
+    """An emulated server whose SSIS catalog has every test package but Slow.dtsx, as connection ``sqlnoslow``."""
+    config = emulator_config(name="SQLNOSLOW", packages=tuple(p for p in TEST_PACKAGES if p.path != SLOW))
+    with EmulatorController([config]) as controller:
+        target = SqlServerTarget(
+            "SQLNOSLOW", "127.0.0.1", controller["SQLNOSLOW"].port, "sa", config.logins[0].password
+        )
+        os.environ["AIRFLOW_CONN_SQLNOSLOW"] = json.dumps(_connection("odbc", target, target.user, target.password))
+        yield "sqlnoslow"
+        os.environ.pop("AIRFLOW_CONN_SQLNOSLOW", None)
+
+
 def test_server_added_later_gets_its_jobs(airflow_connections, write_manifest, names, second_server) -> None:
     deploy(load_manifest(write_manifest(["sa_odbc"])))
     first, added = deploy(load_manifest(write_manifest(["sa_odbc", second_server])))
@@ -303,3 +316,63 @@ def test_ssis_step_of_a_non_sysadmin_owner_warns_without_a_proxy_and_deploys_wit
             sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
             wait_until_idle(sa, job)
             assert history(sa, job)[0][6].startswith(expected), job
+
+
+def test_a_mistyped_catalog_path_is_reported_before_any_job_is_made(
+    airflow_connections, write_manifest, names, capsys
+) -> None:
+    """The catalog check runs before the first job is touched: dry run and deploy report the child, the server
+    and the nearest path; no job is created on that server; ``ssis-lb deploy`` exits with 1."""
+    typo = "\\SSISDB\\Tests\\Demo\\Quik.dtsx"
+    path = write_manifest(["sa_mssql"], extra_child=f"  - name: Typo_{names['quick']}\n    catalog_path: {typo}\n")
+    server = SqlAgentHook("sa_mssql").server_name()
+    expected = (
+        f"child 'Typo_{names['quick']}': catalog_path '{typo}' is not in the SSIS catalog of server '{server}' "
+        f"(conn_id 'sa_mssql'); did you mean '{QUICK}'?"
+    )
+    for dry_run in (True, False):
+        [result] = deploy(load_manifest(path), dry_run=dry_run)
+        assert result.failed and result.error is None and result.changes == []
+        assert result.missing_messages() == [expected]
+        report = format_results([result], dry_run=dry_run)
+        assert f"  ! {expected}" in report
+        assert "sa_mssql (" in report and ": ERROR: 1 catalog path(s) not in its SSIS catalog; " in report
+    assert "a deploy would change no job there" in format_results([result], dry_run=True)
+    hook = SqlAgentHook("sa_mssql")
+    assert hook.read_job_definition(names["quick"]) is None and hook.read_job_definition(names["slow"]) is None
+
+    assert cli.main(["deploy", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"  ! {expected}\n" in captured.out and "no job was created or changed there" in captured.out
+    assert "ssis-lb: deploy failed on 1 of 1 server(s): sa_mssql" in captured.err
+    with pytest.raises(AirflowException, match="deploy failed: server 'sa_mssql': child 'Typo_"):
+        SqlAgentEnsureJobsOperator(task_id="ensure_jobs", manifest=str(path), allow_unreachable=True).execute({})
+    assert hook.read_job_definition(names["quick"]) is None
+
+
+def test_a_server_missing_a_package_gets_no_job_and_the_others_deploy(
+    airflow_connections, write_manifest, names, server_without_slow
+) -> None:
+    ok, lacking = deploy(load_manifest(write_manifest(["sa_odbc", server_without_slow])))
+    assert actions(ok) == {names["quick"]: "create", names["slow"]: "create"} and not ok.failed
+    assert lacking.failed and lacking.changes == [] and lacking.created_category is None
+    assert lacking.missing_messages() == [
+        f"child '{names['slow']}': catalog_path '{SLOW}' is not in the SSIS catalog of server 'SQLNOSLOW' "
+        "(conn_id 'sqlnoslow'); deploy its project there or fix catalog_path"
+    ]
+    assert SqlAgentHook(server_without_slow).read_job_definition(names["quick"]) is None  # not even the good one
+
+
+def test_a_login_that_cannot_read_the_catalog_skips_the_check_with_a_warning(
+    airflow_connections, write_manifest, names
+) -> None:
+    """SSISDB shows folders, projects and packages to ssis_admin and sysadmin only: an Operator-role login sees
+    an empty catalog, so the paths cannot be checked; that is a warning, not a failure."""
+    [result] = deploy(load_manifest(write_manifest(["agent_oponly_odbc"])), dry_run=True)
+    assert not result.failed and result.missing == []
+    assert actions(result) == {names["quick"]: "create", names["slow"]: "create"}
+    [warning] = result.warnings
+    assert warning.startswith("WARNING: catalog paths not checked on server '")
+    assert "(conn_id 'agent_oponly_odbc'): the login is not sysadmin, and SSISDB shows it only the projects" in warning
+    assert f"not seen: {QUICK}, {SLOW}." in warning
+    assert f"  {warning}" in format_results([result], dry_run=True)

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,23 @@ def test_manifest_dag_sets_jobs_up_then_runs_every_child(demo_servers_as_sa: dic
     assert servers["Warehouse.BuildFinanceMart"] in ("SQLNODE1", "SQLNODE2")
     cube = next(kwargs for kwargs in plan if kwargs["job_name"] == "Warehouse.BuildSalesCube")
     assert cube["servers"] == [{"conn_id": "sqlnode1", "capacity": 4}]
+
+
+def test_sensor_dag_waits_for_the_upstream_job_then_runs_its_children(demo_servers: dict[str, str]) -> None:
+    from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
+    from example_dags import ssis_wait_for_upstream as example
+    from tests.integration.test_operator import in_background
+
+    def started_elsewhere() -> None:  # the job's own schedule, once the sensor is already waiting
+        time.sleep(3)
+        hook = SqlAgentHook("sqlnode1")
+        hook.start_job(hook.get_job(job_name="LoadCustomers"))
+
+    with in_background(started_elsewhere):
+        dag_run = test_dag_run(example.dag)
+    assert dag_run.state == "success"
+    with create_session() as session:
+        waited = returned(session, dag_run.run_id, "wait_for_load_customers", "ssis_wait_for_upstream")
+        cube = returned(session, dag_run.run_id, "BuildSalesCube", "ssis_wait_for_upstream")
+    assert waited["outcome"] == "succeeded" and waited["run"]["server"] == "SQLNODE1"
+    assert cube["outcome"] == "succeeded" and cube["attached"] is False

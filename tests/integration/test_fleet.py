@@ -4,7 +4,9 @@ pool, failover within a try, and a retry that finds only the intent of an earlie
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from contextlib import closing
@@ -88,7 +90,7 @@ def test_if_running_fail_names_the_server_where_the_job_runs(lb: Pool) -> None:
     start_by_hand(lb, "LB2", job)
     result = run_dag(servers=POOL, job_name=job, if_running="fail")
     assert result.state == "failed"
-    assert f"job '{job}' on server 'LB2': the job is already running (conn_id lb_lb2" in str(result.error)
+    assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): the job is already running" in str(result.error)
     assert sum(job in running_now(lb, name) for name in NAMES) == 1
 
 
@@ -146,7 +148,8 @@ def test_a_single_server_whose_agent_is_stopped_is_a_clear_error(lb: Pool) -> No
     finally:
         lb.controller.call(agent.start())
     assert result.state == "failed"
-    assert f"job '{job}' on server 'LB2': SQL Server Agent is not running on this server" in str(result.error)
+    message = str(result.error)
+    assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): SQL Server Agent is not running on this server" in message
 
 
 # ---------------------------------------------------------------------- a retry that finds only the intent
@@ -206,3 +209,34 @@ def test_intent_only_retry_starts_once_the_pickup_grace_has_passed(lb: Pool, mon
     with closing(lb.sa("LB2")) as sa:
         outcomes = sa.run("EXEC msdb.dbo.sp_help_jobhistory @job_name = ?, @step_id = 0", job)
     assert len(outcomes) == 1
+
+
+# ---------------------------------------------------------------------- configuration errors are loud
+
+
+def test_a_pool_member_whose_connection_does_not_exist_fails_the_child(lb: Pool) -> None:
+    job = lb.job_on(NAMES, [QUICK])
+    result = run_dag(servers=[*POOL, "lb_mistyped"], job_name=job)
+    assert result.state == "failed"
+    assert type(result.error).__name__ == "ConnectionNotDefinedError" and "lb_mistyped" in str(result.error)
+    assert sum(job in running_now(lb, name) for name in NAMES) == 0
+    assert "lb_mistyped" in result.xcom("sql_agent_error")  # the cause the run summary shows
+
+
+def test_a_pool_member_whose_login_fails_fails_the_child(lb: Pool, monkeypatch) -> None:
+    job = lb.job_on(NAMES, [QUICK])
+    wrong = json.loads(os.environ["AIRFLOW_CONN_LB_LB2"]) | {"password": "not the password"}
+    monkeypatch.setenv("AIRFLOW_CONN_LB_WRONGPW", json.dumps(wrong))
+    result = run_dag(servers=[*POOL, "lb_wrongpw"], job_name=job)
+    assert result.state == "failed"
+    message = str(result.error)
+    assert "(conn_id 'lb_wrongpw')" in message and "login failed" in message.lower()
+    assert "not the password" not in message
+
+
+def test_a_failed_run_publishes_its_cause_for_the_run_summary(lb: Pool) -> None:
+    job = lb.job_on(NAMES, [{"subsystem": "TSQL", "command": "RAISERROR('orders table is locked', 16, 1)"}])
+    result = run_dag(servers=POOL, job_name=job)
+    assert result.state == "failed"
+    cause = result.xcom("sql_agent_error")
+    assert cause.startswith("the run failed at step 1 'step 1'") and "orders table is locked" in cause

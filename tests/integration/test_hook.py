@@ -3,6 +3,7 @@ with a login that has only SQLAgentOperatorRole."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -91,3 +92,28 @@ def test_stop_run_stops_only_its_own_run(airflow_connections, conn_type, make_jo
     state = wait_finished(hook, run)
     assert hook.run_result(run, state.outcome_instance_id).outcome == "canceled"
     assert hook.stop_run(run) is False  # over: a later run of the job would not be touched
+
+
+def test_fleet_snapshot_shows_running_jobs_and_finished_runs(airflow_connections, conn_type, make_job) -> None:
+    """The fleet view's reading, as an Operator login: the job executing now with its step, and the run that
+    ended with its outcome row; Agent answers because a job executes."""
+    hook = SqlAgentHook(f"agent_op_{conn_type}")
+    slow = make_job([{"step_name": "Wait a bit", "subsystem": "TSQL", "command": "WAITFOR DELAY '00:00:03'"}])
+    quick = make_job([{"subsystem": "TSQL", "command": "SELECT 1"}])
+    _server, since = hook.server_clock()
+    quick_run = hook.start_job(hook.get_job(job_name=quick))
+    outcome = wait_finished(hook, quick_run).outcome_instance_id
+    slow_run = hook.start_job(hook.get_job(job_name=slow))
+    deadline = time.monotonic() + 10
+    snapshot = hook.fleet_snapshot(dt.timedelta(minutes=5))
+    while slow not in {j.name for j in snapshot.running}:
+        assert time.monotonic() < deadline, snapshot
+        time.sleep(0.05)
+        snapshot = hook.fleet_snapshot(dt.timedelta(minutes=5))
+    running = next(j for j in snapshot.running if j.name == slow)
+    assert running.job_id == slow_run.job_id and "Wait a bit" in running.current_step
+    assert snapshot.agent == "answers" and snapshot.now >= since
+    [finished] = [o for o in snapshot.finished if o.name == quick]
+    assert finished.instance_id == outcome and finished.status.name == "SUCCEEDED"
+    assert finished.started >= since.replace(microsecond=0)
+    assert wait_finished(hook, slow_run).state == "finished"

@@ -390,14 +390,12 @@ def test_connection_dropped_mid_query_is_retried(
     def drop() -> None:
         wait_until(lambda: (r := published_run()) and r.job_name == name)  # the task has deferred
         wait_until(executing(conn_type, name))
-        server.set_latency(0.3)  # every answer is late: the trigger's next poll stays in flight for a while
+        emulator.control("stall", server.name)  # the trigger's next poll logs in, then waits for its answer
         try:
-            wait_until(lambda: not server._connections)
-            wait_until(lambda: server._connections)  # the trigger's poll has connected...
-            time.sleep(0.8)  # ...and logged in (two late answers): drop it while it waits for a query's answer
+            wait_until(lambda: server.faults.held)  # it is waiting: drop it mid-query
             emulator.call(server.drop_connections())
         finally:
-            server.set_latency(0)
+            emulator.control("normal", server.name)
 
     with in_background(drop):
         result = run_dag(conn_id=f"agent_op_{conn_type}", job_name=name)

@@ -30,7 +30,9 @@ def test_example_dags_import_cleanly(airflow_db: str) -> None:
     env = {"AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS)}
     airflow("dags", "reserialize", **env)
     listed = airflow("dags", "list", "--output", "plain", **env)
-    assert {"ssis_parent_package", "ssis_load_balanced", "ssis_manifest_parent"} <= set(listed.split())
+    assert {"ssis_parent_package", "ssis_load_balanced", "ssis_manifest_parent", "ssis_wait_for_upstream"} <= set(
+        listed.split()
+    )
     errors = airflow("dags", "list-import-errors", "--output", "plain", **env)
     assert "example_dags" not in errors, errors
 

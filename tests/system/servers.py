@@ -1,7 +1,8 @@
-"""The system tests' emulated SQL Servers: a TOML config (written per session) and its job names.
+"""The system tests' emulated SQL Servers: a TOML config (written per deployment) and its job names.
 
-Two servers of two CPUs each. Every test runs jobs of its own (names below), so the Agent history
-of a job on the servers is that test's history alone.
+The session's deployment has two servers of two CPUs each (``SERVERS``); the distributed deployments
+(Celery) have three of different capacities and clocks (``DISTRIBUTED_SERVERS``). Every test runs jobs of
+its own (names below), so the Agent history of a job on the servers is that test's history alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SA_PASSWORD = "Emul4tor!Pass"
-SERVERS = ("SYSNODE1", "SYSNODE2")
+
+
+@dataclass(frozen=True)
+class Server:
+    """An emulated SQL Server: its capacity is both the emulator's ``cpus`` and the pool's ``capacity``."""
+
+    name: str
+    capacity: int = 2
+    utc_offset_minutes: int = 0
+    encryption: str = "optional"  # "required": SQL Server with force encryption (Airflow connects with TLS)
+
+    @property
+    def conn_id(self) -> str:
+        return self.name.lower()
+
+
+SERVERS = (Server("SYSNODE1"), Server("SYSNODE2", encryption="required"))
+# Clocks apart (UTC+1, UTC-5, UTC+5:30): history rows in server time must be compared through each
+# server's own offset, never as they are.
+DISTRIBUTED_SERVERS = (Server("DISTNODE1", 3, 60), Server("DISTNODE2", 2, -300), Server("DISTNODE3", 2, 330))
 BROKEN_ERROR = (
     "SSIS Error Code DTS_E_OLEDBERROR. An OLE DB error has occurred. "
     "Violation of PRIMARY KEY constraint 'PK_SysOrders'. Cannot insert duplicate key in object 'dbo.SysOrders'."
@@ -34,8 +54,13 @@ PACKAGES = (
     Package("Quick", 2),
     Package("Medium", 15),
     Package("Long", 300),
+    Package("Fleet", 40),
     Package("Broken", 3, f'outcome = "failure"\nerrors = ["{BROKEN_ERROR}"]'),
     Package("Flaky", 2, f'fail_first = 1\nfail_first_scope = "fleet"\nerrors = ["{FLAKY_ERROR}"]'),
+    Package("Short", 3),
+    Package("Shortish", 5),
+    Package("HandStarted", 12),
+    Package("Watched", 45),
 )
 
 # job name -> package name
@@ -51,28 +76,40 @@ JOBS = {
     "SysWorkerKill": "Medium",
     "SysMarkFailed": "Long",
     "SysMarkFailedInWorker": "Long",
+    "SysFleetA": "Fleet",
+    "SysFleetB": "Fleet",
+    "SysFleetC": "Fleet",
 }
+# The distributed deployment's children (tests/system/dags/ssis_distributed.py): 3 s and 5 s packages,
+# the last one longer (it is also started by hand); and the HA test's 45 s child.
+DISTRIBUTED_CHILDREN = [f"DistChild{n:02}" for n in range(1, 17)]
+HAND_STARTED_JOB = DISTRIBUTED_CHILDREN[-1]
+DISTRIBUTED_JOBS = {job: ("Shortish" if n % 4 == 0 else "Short") for n, job in enumerate(DISTRIBUTED_CHILDREN, 1)}
+DISTRIBUTED_JOBS[HAND_STARTED_JOB] = "HandStarted"
+HA_JOB = "HaWatched"
+DISTRIBUTED_JOBS[HA_JOB] = "Watched"
 
 
 def _toml_path(path: str) -> str:
     return path.replace("\\", "\\\\")
 
 
-def write_config(path: Path) -> Path:
+def write_config(path: Path, servers: tuple[Server, ...] = SERVERS, jobs: dict[str, str] = JOBS) -> Path:
     packages = {p.name: p for p in PACKAGES}
     parts = ["# written by tests/system/servers.py"]
     for package in PACKAGES:
         parts.append(
             f'[[packages]]\npath = "{_toml_path(package.path)}"\nduration = {package.duration}\n{package.extra}'
         )
-    for job, package in JOBS.items():
+    for job, package in jobs.items():
         parts.append(
             f'[[jobs]]\nname = "{job}"\n[[jobs.steps]]\nname = "Run {package}.dtsx"\n'
             f'package = "{_toml_path(packages[package].path)}"'
         )
-    for server in SERVERS:
+    for server in servers:
         parts.append(
-            f'[[servers]]\nname = "{server}"\nport = 0\ncpus = 2\n'
+            f'[[servers]]\nname = "{server.name}"\nport = 0\ncpus = {server.capacity}\n'
+            f'utc_offset_minutes = {server.utc_offset_minutes}\nencryption = "{server.encryption}"\n'
             f'[[servers.logins]]\nname = "sa"\npassword = "{SA_PASSWORD}"\nroles = ["sysadmin"]\n'
             '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\n'
             'roles = ["SQLAgentOperatorRole", "ssis_logreader"]'

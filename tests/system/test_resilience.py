@@ -36,8 +36,7 @@ def test_triggerer_killed_while_children_wait(stack: SystemStack) -> None:
         assert (child["state"], child["try_number"]) == ("success", 1)
         assert stack.agent.outcomes(job) == [(servers[job], SUCCEEDED)]  # one run, the one before the kill
         assert stack.agent.executing_on(job) == []
-        folder = stack.airflow.home / "logs" / f"dag_id={DEFERRED_DAG}" / f"run_id={run_id}" / "task_id=child"
-        trigger_logs = list((folder / f"map_index={child['map_index']}").glob("attempt=1.log.trigger.*.log"))
+        trigger_logs = stack.trigger_logs(DEFERRED_DAG, run_id, child["map_index"])
         assert len(trigger_logs) == 2, trigger_logs  # followed by the killed triggerer, then by the new one
 
 

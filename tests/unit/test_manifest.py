@@ -96,7 +96,7 @@ def test_every_error_is_reported_in_line_order() -> None:
             ("  - name: BuildCube\n", "  - name: LoadOrders\n"),
             "line 20: children[1]: child 'LoadOrders' is listed twice",
         ),
-        (("    capacity: 4\n", "    capacity: four\n"), "line 4: servers[0].capacity: must be a int, got 'four'"),
+        (("    capacity: 4\n", "    capacity: four\n"), "line 4: servers[0].capacity: must be an integer, got 'four'"),
         (
             ("job_defaults:\n", "  - conn_id: sqlnode1\njob_defaults:\n"),
             "line 7: servers[2].conn_id: server 'sqlnode1' is listed twice",

@@ -183,3 +183,12 @@ def test_freetds_tls_failures_look_like_unreachable_servers() -> None:
         "08001", "[08001] [FreeTDS][SQL Server]Unable to connect to data source (0) (SQLDriverConnect)"
     )
     assert not is_tls_failure(freetds_odbc) and is_transient(freetds_odbc)
+
+
+def test_pymssql_driver_failures_of_the_connection_are_transient() -> None:
+    import pymssql
+    from pymssql import _mssql
+
+    assert is_transient(_mssql.MSSQLDriverException("Could not set connection properties"))
+    assert is_transient(pymssql.InterfaceError("Connection is closed."))
+    assert not is_transient(pymssql.ProgrammingError(102, b"Incorrect syntax near 'x'."))

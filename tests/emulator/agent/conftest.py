@@ -23,6 +23,8 @@ LOGINS = {
     "usr2": Login("usr2", "pw", frozenset({"SQLAgentUserRole"})),
     "rdr": Login("rdr", "pw", frozenset({"SQLAgentReaderRole"})),
     "nobody": Login("nobody", "pw", frozenset()),
+    "ssisadm": Login("ssisadm", "pw", frozenset({"ssis_admin"})),
+    "logrdr": Login("logrdr", "pw", frozenset({"ssis_logreader"})),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sqlagent_emulator.agent.model import PackageSpec
+from sqlagent_emulator.control import send_command
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import (
     EXECUTING,
@@ -155,13 +156,13 @@ def test_fleet_scoped_failure_fails_once_over_every_server() -> None:
     assert outcomes == [FAILED, SUCCEEDED]
 
 
-def test_latency_delays_every_answer(own_server) -> None:
+def test_slow_delays_every_answer(own_server) -> None:
     controller, target = own_server
     with closing(sa_client(target)) as sa:
         started = time.monotonic()
         sa.run("SELECT 1 AS one")
         fast = time.monotonic() - started
-        controller["FAULTY"].set_latency(0.3)
+        controller.control("slow", "FAULTY", "300")
         started = time.monotonic()
         sa.run("SELECT 1 AS one")
         slow = time.monotonic() - started
@@ -223,6 +224,8 @@ def test_command_line_and_control_channel(tmp_path: Path) -> None:
         control = process.stdout.readline().split()
         assert ready[0] == "READY" and ready[1] == "name=CLI1" and control[0] == "CONTROL"
         port, control_port = int(ready[3].split("=")[1]), control[2].split("=")[1]
+        token_file = Path(control[3].split("=", 1)[1])
+        assert token_file.stat().st_mode & 0o777 == 0o600  # only the emulator's owner can read it
         target = SqlServerTarget("CLI1", "127.0.0.1", port, "sa", "Cli!Pass1")
         with closing(Client("pymssql", target, "sa", "Cli!Pass1")) as sa:
             sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", "Nightly load")
@@ -236,6 +239,8 @@ def test_command_line_and_control_channel(tmp_path: Path) -> None:
                 "control",
                 "--port",
                 control_port,
+                "--token-file",
+                str(token_file),
                 "agent-restart",
                 "CLI1",
             ],
@@ -244,8 +249,12 @@ def test_command_line_and_control_channel(tmp_path: Path) -> None:
             check=True,
         )
         assert '"agent_session": 2' in result.stdout
+        refused = send_command(int(control_port), "offline", "CLI1", token="not-the-token")
+        assert refused == {"ok": False, "error": "refused: wrong or missing control token"}
+        assert send_command(int(control_port), "status", token=token_file.read_text())["servers"][0]["online"]
     finally:
         process.terminate()
         out, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert "STOPPED" in out
+    assert not token_file.exists()  # removed when the emulator stops

@@ -54,6 +54,15 @@ EXPECTED = {
         "extended_info_id package_name event_name message_source_name message_source_id subcomponent_name "
         "package_path execution_path threadID message_code event_message_guid"
     ),
+    "SSISDB.catalog.folders": "id name description created_by_sid created_by_name created_time",
+    "SSISDB.catalog.projects": (
+        "project_id folder_id name description project_format_version deployed_by_sid deployed_by_name "
+        "last_deployed_time created_time object_version_lsn validation_status last_validation_time"
+    ),
+    "SSISDB.catalog.packages": (
+        "package_id name package_guid description package_format_version version_major version_minor "
+        "version_build version_comments version_guid project_id entry_point validation_status last_validation_time"
+    ),
 }
 
 

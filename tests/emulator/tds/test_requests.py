@@ -28,28 +28,7 @@ from sqlagent_emulator.tds.requests import (
     parse_transaction_request,
 )
 from sqlagent_emulator.tds.types import read_typed_value
-
-ALL_HEADERS = struct.pack("<I", 4)  # empty ALL_HEADERS: just its own length
-
-
-def obfuscate(password: str) -> bytes:
-    """The client side of LOGIN7 password encoding: swap nibbles, then XOR 0xA5."""
-    return bytes((((b << 4) & 0xF0) | (b >> 4)) ^ 0xA5 for b in password.encode("utf-16-le"))
-
-
-def build_login7(user: str, password: str, database: str = "", packet_size: int = 8192) -> bytes:
-    fields = ["host", user, None, "app", "srv", "", "lib", "", database]
-    body = bytearray()
-    offsets = bytearray()
-    start = 94
-    for value in fields:
-        raw = obfuscate(password) if value is None else value.encode("utf-16-le")
-        offsets += struct.pack("<HH", start + len(body), len(raw) // 2)
-        body += raw
-    offsets += b"\x00" * 6 + struct.pack("<HHHHHHI", 0, 0, 0, 0, 0, 0, 0)
-    fixed = struct.pack("<IIIIII", 0, TDS74, packet_size, 0, 1, 0) + bytes(4) + struct.pack("<ii", 0, 0x409)
-    data = fixed + offsets + body
-    return struct.pack("<I", len(data)) + data[4:]
+from tests.emulator.wire import ALL_HEADERS, build_login7, obfuscate, rpc_param
 
 
 def test_password_round_trip() -> None:
@@ -83,19 +62,14 @@ def test_sql_batch_skips_all_headers() -> None:
     assert parse_sql_batch(headers + "SELECT 1".encode("utf-16-le")) == "SELECT 1"
 
 
-def _param(name: str, status: int, type_and_value: bytes) -> bytes:
-    encoded = name.encode("utf-16-le")
-    return bytes([len(encoded) // 2]) + encoded + bytes([status]) + type_and_value
-
-
 def test_rpc_by_id_with_typed_parameters() -> None:
     nvarchar = "SELECT @P1".encode("utf-16-le")
     payload = (
         ALL_HEADERS
         + struct.pack("<HHH", 0xFFFF, ProcId.SP_PREPEXEC, 0)
-        + _param("", 1, bytes.fromhex("2604 00"))  # INTN(4) NULL, output
-        + _param("", 0, bytes.fromhex("e7 4000 0904d00034") + struct.pack("<H", len(nvarchar)) + nvarchar)
-        + _param("", 0, bytes.fromhex("2604 04 2a000000"))  # 42
+        + rpc_param("", 1, bytes.fromhex("2604 00"))  # INTN(4) NULL, output
+        + rpc_param("", 0, bytes.fromhex("e7 4000 0904d00034") + struct.pack("<H", len(nvarchar)) + nvarchar)
+        + rpc_param("", 0, bytes.fromhex("2604 04 2a000000"))  # 42
     )
     (call,) = parse_rpc(payload)
     assert call.proc_id == ProcId.SP_PREPEXEC
@@ -111,7 +85,7 @@ def test_rpc_by_name() -> None:
         + struct.pack("<H", len(name) // 2)
         + name
         + b"\x00\x00"
-        + _param("@job_name", 0, bytes.fromhex("e7 4000 0904d00034") + struct.pack("<H", len(value)) + value)
+        + rpc_param("@job_name", 0, bytes.fromhex("e7 4000 0904d00034") + struct.pack("<H", len(value)) + value)
     )
     (call,) = parse_rpc(payload)
     assert (call.proc_id, call.proc_name) == (None, "msdb.dbo.sp_start_job")

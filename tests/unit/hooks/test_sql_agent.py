@@ -162,7 +162,7 @@ def hook() -> SqlAgentHook:
 def test_translate(hook: SqlAgentHook, exc: Exception, error_type: type[SqlAgentError], says: str) -> None:
     error = hook._translate(exc, "child a")
     assert type(error) is error_type
-    assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1': ")
+    assert str(error).startswith("SQL Server Agent job 'child a' on server 'SQL1' (conn_id 'sql1_odbc'): ")
     assert says in str(error)
     assert error.server == "SQL1" and error.job == "child a"
 
@@ -207,7 +207,7 @@ def test_translate_without_a_job_names_the_server(hook: SqlAgentHook) -> None:
     error = hook._translate(
         pyodbc.OperationalError("HYT00", "[HYT00] Login timeout expired (0) (SQLDriverConnect)"), None
     )
-    assert str(error).startswith("SQL Server Agent server 'SQL1': connection problem")
+    assert str(error).startswith("SQL Server Agent server 'SQL1' (conn_id 'sql1_odbc'): connection problem")
 
 
 # ---------------------------------------------------------------------- last_finished_run
@@ -309,3 +309,48 @@ def test_run_state_logged_steps_without_an_outcome_is_abandoned(hook, monkeypatc
 def test_run_state_nothing_logged_yet_is_pending_within_the_grace(hook, monkeypatch) -> None:
     with_session(hook, monkeypatch, RaceSession([]))  # the clock says 13:00:00, 10 s after the request
     assert hook.run_state(RUN) == RunState("pending")
+
+
+# ---------------------------------------------------------------------- catalog_packages
+
+
+class CatalogSession:
+    """SSISDB's answer to the catalog query: rows, or a refusal with an error number."""
+
+    def __init__(self, rows: list[dict[str, Any]], sysadmin: int = 1, refusal: int | None = None) -> None:
+        self.rows, self.sysadmin, self.refusal = rows, sysadmin, refusal
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[list[dict[str, Any]]]:
+        self.sent.append((sql, params))
+        if "IS_SRVROLEMEMBER" in sql:
+            return [[{"member": self.sysadmin}]]
+        if self.refusal is not None:
+            raise SqlAgentError("SQL1", None, "refused", number=self.refusal, conn_id="sql1_odbc")
+        return [self.rows]
+
+
+def test_catalog_packages_lists_paths_and_whether_the_login_sees_them_all(hook, monkeypatch) -> None:
+    rows = [{"folder_name": "ETL", "project_name": "Warehouse", "package_name": "LoadOrders.dtsx"}]
+    session = CatalogSession(rows)
+    with_session(hook, monkeypatch, session)
+    listing = hook.catalog_packages()
+    assert listing.paths == ("\\SSISDB\\ETL\\Warehouse\\LoadOrders.dtsx",) and listing.complete
+    assert listing.unreadable is None
+    assert "FROM SSISDB.catalog.packages" in session.sent[0][0] and all(params == () for _, params in session.sent)
+    with_session(hook, monkeypatch, CatalogSession(rows, sysadmin=0))
+    assert not hook.catalog_packages().complete
+
+
+@pytest.mark.parametrize("number", [916, 229])
+def test_catalog_packages_of_a_login_ssisdb_refuses_is_unreadable(hook, monkeypatch, number: int) -> None:
+    with_session(hook, monkeypatch, CatalogSession([], refusal=number))
+    listing = hook.catalog_packages()
+    assert listing.paths == () and not listing.complete
+    assert listing.unreadable == f"SSISDB refused this login (error {number})"
+
+
+def test_catalog_packages_other_errors_are_raised(hook, monkeypatch) -> None:
+    with_session(hook, monkeypatch, CatalogSession([], refusal=208))
+    with pytest.raises(SqlAgentError, match="refused"):
+        hook.catalog_packages()

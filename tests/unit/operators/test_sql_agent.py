@@ -20,6 +20,7 @@ from airflow_provider_ssis_lb.exceptions import (
     JobNotTargetedError,
     JobRunFailedError,
     SqlAgentError,
+    TransientConnectionError,
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.operators import sql_agent as module
@@ -170,8 +171,8 @@ def test_template_fields() -> None:
         ({"job_name": None}, "exactly one of job_name and job_id"),
         ({"job_name": ""}, "exactly one of job_name and job_id"),
         ({"if_running": "queue"}, "if_running must be one of wait, attach, fail"),
-        ({"poll_interval": 0}, "poll_interval must be positive"),
-        ({"timeout": -1}, "timeout must be positive"),
+        ({"poll_interval": 0}, "poll_interval must be a number of seconds greater than 0"),
+        ({"timeout": -1}, "timeout must be a number of seconds greater than 0"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -180,7 +181,7 @@ def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_defaults() -> None:
-    op = SqlAgentRunJobOperator(task_id="run", job_id="JOB-1", conn_id="c")
+    op = SqlAgentRunJobOperator(task_id="run", job_id="6F9619FF-8B86-D011-B42D-00C04FC964FF", conn_id="c")
     assert (op.if_running, op.wait_for_completion, op.stop_on_kill, op.poll_interval, op.timeout) == (
         "wait",
         True,
@@ -476,12 +477,22 @@ def test_success_summary(hook: FakeHook) -> None:
 def test_failure_message_names_job_server_step_and_ssis_errors(hook: FakeHook) -> None:
     with pytest.raises(JobRunFailedError) as caught:
         operator().execute_complete(context(FakeStore()), event(FAILED))
-    assert str(caught.value) == (
-        "SQL Server Agent job 'child a' on server 'SQL1': the run failed at step 2 'copy': "
-        "Package execution on IS Server failed. | SSIS errors: execution 7 (Data Flow Task): "
-        'Cannot open the datafile "C:\\in\\orders.csv".'
+    assert str(caught.value) == (  # the SSIS error first, dtexec's banner (the step message) after it
+        "SQL Server Agent job 'child a' on server 'SQL1': the run failed at step 2 'copy': SSIS errors: "
+        'execution 7 (Data Flow Task): Cannot open the datafile "C:\\in\\orders.csv". '
+        "| step message: Package execution on IS Server failed."
     )
     assert "Truncation" not in str(caught.value)  # warnings go to the log only
+
+
+def test_a_failure_publishes_its_cause_for_the_run_summary(hook: FakeHook) -> None:
+    ctx = context(FakeStore())
+    with pytest.raises(JobRunFailedError):
+        operator().execute_complete(ctx, event(FAILED))
+    cause = ctx["ti"].xcom["sql_agent_error"]
+    assert cause.startswith("the run failed at step 2 'copy': SSIS errors: execution 7") and cause.endswith(
+        "[server SQL1]"
+    )
 
 
 def test_failure_without_a_failed_step_uses_the_job_message() -> None:
@@ -550,6 +561,7 @@ class PoolHook(FakeHook):
         self.job = job
         self.down = False
 
+        self.gone = False  # reachable when read, gone by the time its lock is asked for
         self.locks: list[str] = []  # application locks taken, in order
         self.released: list[str] = []
 
@@ -577,6 +589,8 @@ class PoolSession:
         self.hook = hook
 
     def lock(self, resource: str, timeout: float) -> None:
+        if self.hook.gone:
+            raise TransientConnectionError(self.hook.conn_id, None, "connection problem: reset by peer")
         self.hook.locks.append(resource)
 
     def unlock(self, resource: str) -> None:
@@ -709,7 +723,7 @@ def test_a_job_running_anywhere_in_the_pool_is_attached_to(pool: dict[str, PoolH
 
 def test_a_job_running_anywhere_in_the_pool_fails_with_if_running_fail(pool: dict[str, PoolHook]) -> None:
     pool["c"].job = dataclasses.replace(JOB, executing=True)
-    with pytest.raises(JobAlreadyRunningError, match="on server 'C': the job is already running .conn_id c"):
+    with pytest.raises(JobAlreadyRunningError, match="on server 'C' .conn_id 'c'.: the job is already running"):
         pooled(if_running="fail").execute(mapped(0))
     assert not any(h.started for h in pool.values())
 
@@ -736,6 +750,13 @@ def test_a_server_that_filled_up_meanwhile_is_passed_over_inside_the_lock(
     monkeypatch.setattr(PoolSession, "running_count", running_count)
     deferral = deferred(pooled(strategy="fixed"), mapped(0))
     assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+
+
+def test_a_server_gone_between_the_read_and_its_lock_is_skipped(pool: dict[str, PoolHook], capsys) -> None:
+    pool["a"].gone = True
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert not pool["a"].started and deferral.trigger.run_handle.conn_id == "b"
+    assert "server 'a' skipped: unreachable: connection problem: reset by peer" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -259,22 +259,22 @@ def test_a_child_settling_after_deferral_neither_takes_a_slot_nor_blocks_one(mon
 
 
 class HangingHook(FakeHook):
-    """Like FakeHook, but the first ``hangs`` calls block (a server that accepted and never answers)."""
+    """Like FakeHook, but the first ``hangs`` calls block until ``release`` is set or ``seconds`` pass
+    (a server that accepted and does not answer)."""
 
-    def __init__(self, script: list[Any], hangs: int, release: threading.Event) -> None:
+    def __init__(self, script: list[Any], hangs: int, release: threading.Event, seconds: float = 30) -> None:
         super().__init__(script)
-        self.hangs, self.release = hangs, release
+        self.hangs, self.release, self.seconds = hangs, release, seconds
 
     def run_state(self, run: JobRun) -> RunState:
         if self.hangs:
             self.hangs -= 1
-            self.release.wait(30)
+            self.release.wait(self.seconds)
         return super().run_state(run)
 
 
 def watched(trigger: SqlAgentJobTrigger, release: threading.Event) -> tuple[dict[str, Any], float]:
-    """The trigger's event and how long it took; the hung thread is released afterwards (asyncio.run
-    waits for the executor's threads when it closes the loop, a triggerer's loop does not)."""
+    """The trigger's event and how long it took; then the hung call is released."""
 
     async def main() -> tuple[dict[str, Any], float]:
         began = time.monotonic()
@@ -296,13 +296,15 @@ def test_the_deadline_holds_while_a_call_hangs(monkeypatch) -> None:
 
 def test_a_hung_poll_is_given_up_after_the_timeouts_and_the_trigger_recovers(monkeypatch, capsys) -> None:
     release = threading.Event()
-    monkeypatch.setattr(sql_agent.Timeouts, "from_config", classmethod(lambda cls: Timeouts(0.1, 0.1)))
+    monkeypatch.setattr(Timeouts, "from_config", classmethod(lambda cls: Timeouts(0.1, 0.1)))
     trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.05)
-    hook = HangingHook([RunState("running", "1"), RunState("finished", "", 50)], 1, release)
+    hook = HangingHook([RunState("running", "1"), RunState("finished", "", 50)], 1, release, seconds=0.6)
     monkeypatch.setattr(trigger, "_hook", lambda: hook)
     payload, took = watched(trigger, release)
-    assert payload["status"] == "success" and took < 2.0  # given up after 0.3 s, then polled again
-    assert "server 'SQL1' did not answer in time; retrying" in capsys.readouterr().out
+    assert payload["status"] == "success" and took < 3.0  # given up after 0.3 s, polled again once it answered
+    out = capsys.readouterr().out
+    assert "server 'sa_odbc' did not answer in 0.3 s; retrying" in out
+    assert "server 'sa_odbc' has not answered an earlier call yet" in out  # no second thread on a hung server
 
 
 def test_the_monitors_load_updates_a_reading() -> None:

@@ -1,0 +1,84 @@
+"""The fleet view's FastAPI app, mounted by the plugin under ``/ssis-lb`` in Airflow's API server.
+
+Every route depends on Airflow's own auth manager: ``get_user`` (the session cookie or a bearer token; an
+anonymous request gets 401) and, for one DAG run, ``requires_access_dag("GET", RUN)``. Task instances are
+shown only for the DAGs the auth manager says the user may read (``get_authorized_dag_ids``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import HTMLResponse
+
+from .fleet_config import configured_fleet
+from .mapping import JobTaskMap, load_links
+from .readings import HISTORY, SharedReadings
+from .render import fleet_page, run_page
+from .views import fleet_view, run_view
+
+READINGS = SharedReadings()  # one per API server process: all viewers share its readings
+
+app = FastAPI(title="SSIS load balancing: SQL Agent fleet", docs_url=None, redoc_url=None, openapi_url=None)
+
+Hours = Annotated[float, Query(gt=0, le=HISTORY.total_seconds() / 3600)]
+Refresh = Annotated[int, Query(ge=0, le=3600)]
+
+
+def readable_dag_ids(user: GetUserDep) -> set[str]:
+    """The DAGs this user's role may read, as the auth manager answers it."""
+    return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+
+
+ReadableDags = Annotated[set[str], Depends(readable_dag_ids)]
+
+
+def _ui_root() -> str:
+    from airflow.api_fastapi.app import API_ROOT_PATH
+
+    return API_ROOT_PATH.rstrip("/")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _fleet(readable: set[str], session: Any, hours: float) -> dict[str, Any]:
+    readings = READINGS.get(configured_fleet())
+    links = load_links(session, since=_now() - HISTORY - dt.timedelta(days=1))
+    return fleet_view(readings, JobTaskMap(links), readable, hours=hours, now=_now(), ui_root=_ui_root())
+
+
+def _run(dag_id: str, run_id: str, session: Any) -> dict[str, Any]:
+    readings = READINGS.get(configured_fleet())
+    links = load_links(session, dag_id=dag_id, run_id=run_id)
+    return run_view(dag_id, run_id, links, readings, now=_now(), ui_root=_ui_root())
+
+
+@app.get("/fleet.json")
+def fleet_json(readable: ReadableDags, session: SessionDep, hours: Hours = 3) -> dict[str, Any]:
+    return _fleet(readable, session, hours)
+
+
+@app.get("/fleet", response_class=HTMLResponse)
+def fleet_html(readable: ReadableDags, session: SessionDep, hours: Hours = 3, refresh: Refresh = 10) -> str:
+    return fleet_page(_fleet(readable, session, hours), refresh)
+
+
+_RUN_ACCESS = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]
+
+
+@app.get("/runs/{dag_id}/{run_id}.json", dependencies=_RUN_ACCESS)
+def run_json(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
+    return _run(dag_id, run_id, session)
+
+
+@app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=_RUN_ACCESS)
+def run_html(dag_id: str, run_id: str, session: SessionDep, refresh: Refresh = 10) -> str:
+    return run_page(_run(dag_id, run_id, session), refresh)

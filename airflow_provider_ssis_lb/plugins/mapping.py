@@ -1,0 +1,152 @@
+"""The job-to-task mapping: which Airflow task instance started which Agent job run.
+
+It comes from data the provider already writes: every child pushes its run handle (``JobRun``) to XCom under
+``reporting.XCOM_RUN_KEY`` (``sql_agent_run``): conn_id, job_id, requested_at and the job's last history row
+before the start (``baseline_instance_id``). Agent runs one instance of a job at a time on a server, so:
+
+- a **finished run** (outcome row ``instance_id`` I of job J on connection C) was started by the task whose
+  handle for (C, J) has the largest baseline below I, provided no other outcome row of J lies between that
+  baseline and I (that one would be the handle's run);
+- a **running job** J on C was started by the task whose handle for (C, J) has no outcome row after its
+  baseline yet and whose task instance has not finished.
+
+Anything else is labelled "outside Airflow". A retried task keeps only its latest try's handle in XCom, so
+runs of earlier tries show as unmatched too (docs/fleet-ui.md says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..hooks.sql_agent import JobOutcome
+from ..reporting import XCOM_RUN_KEY
+from ..runs import JobRun
+
+UNFINISHED_TI_STATES = frozenset({"running", "deferred", "queued", "scheduled", "up_for_reschedule", "restarting"})
+
+
+@dataclass(frozen=True)
+class TaskLink:
+    """One child task instance and the run handle it pushed (plus its summary once the run ended)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    child: str  # the rendered map index (the job name in the example DAGs), else task_id[map_index]
+    state: str | None
+    handle: JobRun
+    summary: dict[str, Any] | None = None  # the task's return value (reporting.summarize)
+
+    @property
+    def unfinished(self) -> bool:
+        return self.state in UNFINISHED_TI_STATES
+
+
+class JobTaskMap:
+    """The mapping above, over a set of run handles."""
+
+    def __init__(self, links: Iterable[TaskLink]) -> None:
+        self._by_job: dict[tuple[str, str], list[TaskLink]] = {}
+        for link in links:
+            key = (link.handle.conn_id, link.handle.job_id.upper())
+            self._by_job.setdefault(key, []).append(link)
+        for found in self._by_job.values():
+            found.sort(key=lambda link: link.handle.baseline_instance_id)
+
+    def for_outcome(self, conn_id: str, outcome: JobOutcome, outcomes: Sequence[JobOutcome]) -> TaskLink | None:
+        """The task that started this finished run; ``outcomes``: the server's outcome rows we know of."""
+        candidates = [
+            link
+            for link in self._by_job.get((conn_id, outcome.job_id.upper()), [])
+            if link.handle.baseline_instance_id < outcome.instance_id
+        ]
+        if not candidates:
+            return None
+        link = candidates[-1]
+        between = [
+            o
+            for o in outcomes
+            if o.job_id.upper() == outcome.job_id.upper()
+            and link.handle.baseline_instance_id < o.instance_id < outcome.instance_id
+        ]
+        return None if between else link
+
+    def for_running(self, conn_id: str, job_id: str, outcomes: Sequence[JobOutcome]) -> TaskLink | None:
+        """The unfinished task whose run of this job has no outcome row yet."""
+        for link in reversed(self._by_job.get((conn_id, job_id.upper()), [])):
+            ended = any(
+                o.job_id.upper() == job_id.upper() and o.instance_id > link.handle.baseline_instance_id
+                for o in outcomes
+            )
+            if link.unfinished and not ended:
+                return link
+        return None
+
+
+def load_links(
+    session: Any, *, since: Any = None, dag_id: str | None = None, run_id: str | None = None
+) -> list[TaskLink]:
+    """Every run handle in XCom (newer than ``since``, or of one DAG run), with its task instance's label,
+    state and summary. Unfiltered: callers hide the DAGs a user may not read."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import and_, select
+
+    query = (
+        select(XComModel, TaskInstance.rendered_map_index, TaskInstance.state)
+        .join(
+            TaskInstance,
+            and_(
+                TaskInstance.dag_id == XComModel.dag_id,
+                TaskInstance.run_id == XComModel.run_id,
+                TaskInstance.task_id == XComModel.task_id,
+                TaskInstance.map_index == XComModel.map_index,
+            ),
+        )
+        .where(XComModel.key == XCOM_RUN_KEY)
+    )
+    if since is not None:
+        query = query.where(XComModel.timestamp >= since)
+    if dag_id is not None:
+        query = query.where(XComModel.dag_id == dag_id)
+    if run_id is not None:
+        query = query.where(XComModel.run_id == run_id)
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    summaries = {
+        (x.dag_id, x.run_id, x.task_id, x.map_index): XComModel.deserialize_value(x)
+        for x in session.scalars(
+            select(XComModel).where(
+                XComModel.key == "return_value",
+                XComModel.dag_run_id.in_({row[0].dag_run_id for row in rows}),
+                XComModel.task_id.in_({row[0].task_id for row in rows}),
+            )
+        )
+    }
+    links = []
+    for xcom, rendered, state in rows:
+        value = XComModel.deserialize_value(xcom)
+        try:
+            handle = JobRun.from_dict(value)
+        except (TypeError, KeyError):
+            continue  # not a handle this version can read
+        key = (xcom.dag_id, xcom.run_id, xcom.task_id, xcom.map_index)
+        summary = summaries.get(key)
+        child = rendered or (xcom.task_id if xcom.map_index < 0 else f"{xcom.task_id}[{xcom.map_index}]")
+        links.append(
+            TaskLink(
+                xcom.dag_id,
+                xcom.run_id,
+                xcom.task_id,
+                xcom.map_index,
+                str(child),
+                str(getattr(state, "value", state)) if state is not None else None,
+                handle,
+                summary if isinstance(summary, dict) else None,
+            )
+        )
+    return links

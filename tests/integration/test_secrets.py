@@ -1,0 +1,92 @@
+"""Secrets stay secret: a sensitive manifest value and a wrong password, through a deploy, a dry run after
+the parameter was renamed, a child whose step history echoes the value, and a child whose connection has
+the wrong password. Every log line, XCom value, trigger kwarg and CLI output is grepped for both."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from airflow_provider_ssis_lb import cli
+from airflow_provider_ssis_lb.manifest import load_manifest
+from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
+from tests.conftest import OPERATOR_PASSWORD, SA_PASSWORD
+from tests.integration.conftest import _connection
+from tests.integration.test_operator import published_run, run_dag
+
+SECRET = "S3cret-Value-" + uuid.uuid4().hex[:8]
+RENAMED = "R3named-Value-" + uuid.uuid4().hex[:8]
+WRONG_PASSWORD = "Wr0ng-Pa55-" + uuid.uuid4().hex[:8]
+QUICK = "\\SSISDB\\Tests\\Demo\\Quick.dtsx"
+
+
+def manifest(path: Path, conn_id: str, job: str, parameter: str, value: str) -> Path:
+    path.write_text(
+        f"name: secrets\nservers:\n  - conn_id: {conn_id}\njob_defaults:\n  owner: sa\nchildren:\n"
+        f"  - name: {job}\n    catalog_path: {QUICK}\n    parameters:\n"
+        f"      {parameter}: {{value: '{value}', sensitive: true}}\n      Mode: full\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def xcom_values() -> list[str]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return [json.dumps(v, default=str) for v in session.scalars(select(XComModel.value))]
+
+
+def test_no_secret_and_no_password_anywhere(
+    airflow_db, airflow_connections, conn_type, make_job, sql_server, tmp_path, capfd, monkeypatch
+) -> None:
+    import structlog
+    from airflow.sdk.log import configure_logging, mask_logs
+
+    if mask_logs not in structlog.get_config()["processors"]:  # pytest's logging is not a task process's
+        configure_logging.cache_clear()
+        configure_logging()
+    job = f"Secret_{uuid.uuid4().hex[:6]}"
+    path = manifest(tmp_path / "m.yaml", f"sa_{conn_type}", job, "$Package::ApiKey", SECRET)
+
+    # 1. deploy, then a dry run after the sensitive parameter was renamed (its old value is in the job)
+    assert cli.main(["deploy", str(path)]) == 0
+    manifest(path, f"sa_{conn_type}", job, "$Package::Token", RENAMED)
+    assert cli.main(["deploy", str(path), "--dry-run"]) == 0
+    cli_output = capfd.readouterr()
+    assert "~ " + job in cli_output.out and "$Package::Token" in cli_output.out  # the diff was shown
+    load_manifest(path)  # as a task process does when it parses the DAG: both values now registered
+
+    # 2. a child whose step history echoes the value (as dtexec echoes a rejected /Par argument)
+    echo = f"echo 'Argument $Package::ApiKey;{SECRET} for option par is not valid'; echo {RENAMED}"
+    name = make_job([{"subsystem": "CmdExec", "command": echo, "step_name": "dtexec"}])
+    result = run_dag(conn_id=f"agent_op_{conn_type}", job_name=name)
+    assert result.state == "success"
+    summary = result.xcom()
+    assert "for option par is not valid" in summary["steps"][0]["message"]  # the echo is there, masked
+    trigger = SqlAgentJobTrigger(run=published_run().to_dict(), poll_interval=1)
+    trigger_kwargs = json.dumps(trigger.serialize()[1])
+
+    # 3. a child whose connection has the wrong password
+    connection = _connection(conn_type, sql_server, "agent_operator", WRONG_PASSWORD)
+    monkeypatch.setenv(f"AIRFLOW_CONN_WRONGPW_{conn_type.upper()}", json.dumps(connection))
+    failed = run_dag(conn_id=f"wrongpw_{conn_type}", job_name=name)
+    assert failed.state == "failed" and type(failed.error).__name__ == "LoginFailedError"
+
+    logs = capfd.readouterr()
+    log_files = [p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*.log") if p.is_file()]
+    places = {
+        "cli": cli_output.out + cli_output.err,
+        "logs": logs.out + logs.err + "".join(log_files),
+        "xcom": "".join(xcom_values()),
+        "trigger kwargs": trigger_kwargs,
+        "error": str(failed.error),
+    }
+    assert "Login failed for user 'agent_operator'" in places["error"]
+    for where, text in places.items():
+        for secret in (SECRET, RENAMED, WRONG_PASSWORD, OPERATOR_PASSWORD, SA_PASSWORD):
+            assert secret not in text, f"{secret!r} found in {where}"

@@ -1,0 +1,139 @@
+"""The fleet view (the provider's plugin) in a real API server and in headless Chromium, while a load-balanced
+run is going: anonymous requests refused, what the pages show checked against msdb, no secret in them.
+Screenshots go to ``test-artifacts/browser/``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from .servers import SA_PASSWORD
+from .stack import DEFERRED_DAG, SystemStack
+from .test_browser import CHROMIUM, _shot
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
+
+JOBS = ["SysFleetA", "SysFleetB", "SysFleetC"]  # 40 s each; the pool runs all three at once (2 + 2 slots)
+OPERATOR_PASSWORD = "Runner!Pass1"  # the connections' password (tests/system/servers.py): never on a page
+
+
+@pytest.fixture(scope="module")
+def going(stack: SystemStack) -> Iterator[str]:
+    """A run whose three children are executing on the servers now; its run id."""
+    run_id = stack.trigger(DEFERRED_DAG, "fleet", JOBS)
+    for job in JOBS:
+        stack.wait_until_executing(job)
+    yield run_id
+    stack.api.wait_for_run(DEFERRED_DAG, run_id, timeout=240, poll=1)
+
+
+def _executing(stack: SystemStack) -> dict[str, set[str]]:
+    """msdb's answer (as sa): our jobs executing on each server (conn id)."""
+    found: dict[str, set[str]] = {"sysnode1": set(), "sysnode2": set()}
+    for job in JOBS:
+        for server in stack.agent.executing_on(job):
+            found[server.lower()].add(job)
+    return found
+
+
+def _get(stack: SystemStack, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(f"{stack.airflow.url}{path}", timeout=60, **kwargs)
+
+
+def test_anonymous_requests_are_refused(stack: SystemStack) -> None:
+    plugins = stack.api.request("GET", "/api/v2/plugins")["plugins"]
+    assert "ssis_lb_fleet" in [p["name"] for p in plugins], "the plugin is not registered: pip install -e ."
+    for path in ("/ssis-lb/fleet", "/ssis-lb/fleet.json", f"/ssis-lb/runs/{DEFERRED_DAG}/any.json"):
+        reply = _get(stack, path)
+        assert reply.status_code in (401, 403), (path, reply.status_code, reply.text[:200])
+        forged = _get(stack, path, headers={"Authorization": "Bearer not-a-token"})
+        assert forged.status_code in (401, 403), (path, forged.status_code)
+
+
+def test_fleet_json_matches_msdb_and_holds_no_secret(stack: SystemStack, going: str) -> None:
+    headers = stack.api._headers()
+    reply = _get(stack, "/ssis-lb/fleet.json", headers=headers)
+    assert reply.status_code == 200, reply.text[:500]
+    assert OPERATOR_PASSWORD not in reply.text and SA_PASSWORD not in reply.text
+    view = reply.json()
+    executing = _executing(stack)
+    rows = {row["conn_id"]: row for row in view["servers"]}
+    assert set(rows) == {"sysnode1", "sysnode2"}
+    for conn_id, row in rows.items():
+        assert row["reachable"] and row["agent"] == "answers" and row["capacity"] == 2
+        ours = {j["job"]: j for j in row["jobs"] if j["job"] in JOBS}
+        assert set(ours) == executing[conn_id], (conn_id, row, executing)
+        for job, shown in ours.items():
+            who = shown["started_by"]
+            assert who["kind"] == "airflow" and who["run_id"] == going and who["child"] == job, who
+            assert who["url"].endswith(f"/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/{who['map_index']}")
+            assert shown["step"].endswith("(Run Fleet.dtsx)") and shown["elapsed_seconds"] >= 0, shown
+    run = _get(stack, f"/ssis-lb/runs/{DEFERRED_DAG}/{going}.json", headers=headers).json()
+    placed = {c["child"]: c["conn_id"] for c in run["children"] if c["outcome"] == "running"}
+    assert placed == {job: conn for conn, jobs in executing.items() for job in jobs}, (placed, executing)
+
+
+def _login(page: Page, stack: SystemStack) -> None:
+    page.goto(f"{stack.airflow.url}/")
+    page.wait_for_url("**/auth/login**")
+    page.fill("input[name=username]", stack.airflow.username)
+    page.fill("input[name=password]", stack.airflow.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{stack.airflow.url}/")
+
+
+def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh installs Debian's chromium package")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            _login(page, stack)
+            page.get_by_role("link", name="SQL Agent fleet").first.click()  # the navigation entry
+            page.wait_for_url("**/plugin/sql-agent-fleet")
+            frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
+            executing = _executing(stack)
+            for conn_id, jobs in executing.items():
+                row = frame.locator(f'tr[data-conn="{conn_id}"]')
+                expect(row.locator(".load")).to_have_text(f"{len(jobs)} / 2")
+                for job in jobs:
+                    expect(row.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}")).to_be_visible()
+            expect(frame.locator("#run-chart rect.bar").first).to_be_visible()
+            _shot(page, "fleet-1-page")
+
+            job = sorted(executing["sysnode1"] or executing["sysnode2"])[0]
+            frame.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}").first.click()
+            # the UI itself goes to the task instance (not the UI nested in the frame)
+            page.wait_for_url(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")
+            expect(page.locator('iframe[title="SQL Agent fleet"]')).to_have_count(0)
+            _shot(page, "fleet-2-task-instance")
+
+            page.goto(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}")
+            page.get_by_role("link", name="SQL Agent children").first.click()  # the DAG run's plugin tab
+            page.wait_for_url("**/plugin/sql-agent-children")
+            frame = page.frame_locator('iframe[title="SQL Agent children"]')
+            chart = frame.locator("#child-chart")
+            expect(chart).to_be_visible()
+            deadline = time.monotonic() + 30
+            while frame.locator('#child-chart rect.bar[data-outcome="running"]').count() < len(JOBS):
+                assert time.monotonic() < deadline, "not every child shows as running"
+                page.reload()
+                frame = page.frame_locator('iframe[title="SQL Agent children"]')
+            executing = _executing(stack)
+            for conn_id, jobs in executing.items():
+                for job in jobs:
+                    expect(frame.locator(f'#child-table tr[data-job="{job}"] td').first).to_have_text(conn_id)
+            _shot(page, "fleet-3-run-gantt")
+        except Exception:
+            _shot(page, "fleet-failure")
+            raise
+        finally:
+            browser.close()
