@@ -25,6 +25,8 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 STACKS = ("odbc18", "freetds", "pymssql", "pytds")
@@ -341,3 +343,24 @@ def error_number(exc: BaseException) -> int | None:
     if isinstance(number, int) and number != 0:
         return number
     return None
+
+
+def login_error_in_a_fresh_process(stack: str, host: str, port: int, user: str, password: str) -> str:
+    """The text of the error a failed login raises, from a new Python process.
+
+    pymssql keeps the last login message in process-wide state that it never clears (``clr_err(None)``
+    assigns to locals), so after one failed login in a process later ones lose the server's message and
+    report a stale number. A fidelity test of the server's answer therefore asks from a fresh process."""
+    code = (
+        "import sys\n"
+        "from tests.clients import connect\n"
+        "try:\n"
+        f"    connect({stack!r}, {host!r}, {port!r}, {user!r}, {password!r})\n"
+        "except Exception as exc:\n"
+        "    print(repr(exc.args))\n"
+        "else:\n"
+        "    print('connected')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    return done.stdout.strip()

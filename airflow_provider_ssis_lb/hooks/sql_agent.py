@@ -287,6 +287,13 @@ class SqlAgentHook(BaseHook):
             return error(
                 LoginFailedError, f"login failed ({text}): check the login and password of connection '{conn_id}'"
             )
+        if number == 20018:  # pymssql at connect: the server refused the login, and pymssql lost its message
+            return error(
+                LoginFailedError,
+                "login failed (the server refused the connection at login; pymssql lost the server's message, "
+                "a pymssql defect once an earlier connection in this process failed): check the login and "
+                f"password of connection '{conn_id}', and its database (schema)",
+            )
         if number in (4060, 911):  # at login: the connection's database cannot be opened
             return error(
                 LoginFailedError,

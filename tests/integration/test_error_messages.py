@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,7 @@ from airflow_provider_ssis_lb.hooks.sql_agent import JobDefinition, JobStepDefin
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
 from tests.integration.conftest import _connection
 
+ROOT = Path(__file__).resolve().parents[2]
 WRONG_PASSWORD = "Wr0ng-Pa55-for-the-test"
 SELECT_1 = [{"step_name": "one", "subsystem": "TSQL", "command": "SELECT 1"}]
 
@@ -43,19 +47,51 @@ def failure(call: Callable[[], object]) -> SqlAgentError:
     return caught.value
 
 
+def login_failure(conn_type: str, conn_id: str, name: str) -> tuple[str, str]:
+    """(error class name, message) of the job read through a connection whose login fails.
+
+    pymssql loses the server's login message once a login failed earlier in the process (its
+    process-wide message state is never cleared), so for pymssql the call runs in a fresh process, as
+    the first failure of a task's process; test_a_later_pymssql_login_failure_* shows the other case."""
+    if conn_type != "mssql":
+        error = failure(lambda: SqlAgentHook(conn_id).get_job(job_name=name))
+        return type(error).__name__, str(error)
+    code = (
+        "from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook\n"
+        "try:\n"
+        f"    SqlAgentHook({conn_id!r}).get_job(job_name={name!r})\n"
+        "except Exception as exc:\n"
+        "    print('RESULT', type(exc).__name__, exc, sep='\\t')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT\t"))
+    _tag, kind, message = result.split("\t", 2)
+    return kind, message
+
+
 def test_wrong_password(sql_server, airflow_connections, conn_type, monkeypatch, make_job) -> None:
     name = make_job(SELECT_1)
     conn_id = define(
         monkeypatch, f"wrongpw_{conn_type}", _connection(conn_type, sql_server, "agent_operator", WRONG_PASSWORD)
     )
-    error = failure(lambda: SqlAgentHook(conn_id).get_job(job_name=name))
-    assert type(error) is LoginFailedError
-    assert str(error) == (
+    kind, message = login_failure(conn_type, conn_id, name)
+    assert kind == "LoginFailedError"
+    assert message == (
         f"SQL Server Agent job '{name}' on server '{host_of(conn_type, sql_server)}' (conn_id '{conn_id}'): "
         f"login failed (Login failed for user 'agent_operator'.): check the login and password of connection "
         f"'{conn_id}'"
     )
-    assert WRONG_PASSWORD not in repr(error.__cause__) + str(error)
+    assert WRONG_PASSWORD not in message
+
+
+def test_a_later_pymssql_login_failure_is_still_a_login_failure(sql_server, airflow_connections, monkeypatch) -> None:
+    """The second failed pymssql login in one process: pymssql lost the server's message, the provider says so."""
+    bad = {**_connection("mssql", sql_server, "agent_operator", WRONG_PASSWORD)}
+    conn_id = define(monkeypatch, "wrongpw_again_mssql", bad)
+    for _attempt in range(2):
+        error = failure(lambda: SqlAgentHook(conn_id).get_job(job_name="any"))
+    assert type(error) is LoginFailedError
+    assert "login failed (" in str(error) and f"check the login and password of connection '{conn_id}'" in str(error)
 
 
 def test_database_that_does_not_exist(sql_server, airflow_connections, conn_type, monkeypatch, make_job) -> None:
@@ -63,13 +99,13 @@ def test_database_that_does_not_exist(sql_server, airflow_connections, conn_type
     connection = _connection(conn_type, sql_server, "agent_operator", OPERATOR_PASSWORD)
     connection["schema"] = "msdbx"
     conn_id = define(monkeypatch, f"nodb_{conn_type}", connection)
-    error = failure(lambda: SqlAgentHook(conn_id).get_job(job_name=name))
-    assert type(error) is LoginFailedError  # not "unreachable", though ODBC reports it under SQLSTATE 08004
-    assert str(error).startswith(
+    kind, message = login_failure(conn_type, conn_id, name)
+    assert kind == "LoginFailedError"  # not "unreachable", though ODBC reports it under SQLSTATE 08004
+    assert message.startswith(
         f"SQL Server Agent job '{name}' on server '{host_of(conn_type, sql_server)}' (conn_id '{conn_id}'): "
         "login failed ("
     )
-    assert str(error).endswith(
+    assert message.endswith(
         f": the database of connection '{conn_id}' (its schema) does not exist or the login may not open it; use msdb"
     )
 
