@@ -46,7 +46,7 @@ def test_ui_shows_the_ssis_error_in_the_failed_childs_log(stack: SystemStack, mi
 
             page.wait_for_url(f"**/dags/{dag_id}")
             cell = page.locator(f'a[data-testid="grid-{run_id}-child"]')  # the run's cell of task "child"
-            expect(cell).to_be_visible()
+            expect(cell).to_be_visible(timeout=30_000)  # the grid loads its runs through the API: slow on 2 busy cores
             _shot(page, "2-grid")
             cell.click()
 
