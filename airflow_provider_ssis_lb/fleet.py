@@ -46,7 +46,6 @@ from .timeouts import Timeouts
 
 LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
 AdmissionKind = Literal["started", "running", "full", "none_eligible"]
-ALREADY_RUNNING = "job already running there"
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -
     elif not job.enabled:
         why = "job disabled"
     elif job.executing:
-        why = ALREADY_RUNNING
+        why = "job already running there"
     else:
         why = ""
     return ServerReading(
