@@ -9,11 +9,12 @@ The summary task then shows, in one place, which child ran where, how long, with
 Connections ``sqlnode1`` .. ``sqlnode3`` are ``mssql`` or ``odbc`` connections to the servers;
 each server has an Agent job per child (see ``demo/servers.toml``).
 
-Children are admitted through the Airflow pool ``ssis_lb_servers``: one slot per job the fleet runs at
-once (4 + 2 + 2), counting deferred tasks. It keeps the planned order (the scheduler admits mapped
-tasks by map index) and never lets more children start at once than the servers can take; create it
-once with ``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``. Give it no
-more slots than that: children that start together all see the same free slot (docs/benchmarks.md).
+The servers keep their own capacity: every start is admitted under locks held in each server's msdb
+(docs/fleet.md), so other DAGs and deployments may share the fleet. The Airflow pool
+``ssis_lb_servers`` is an optional throttle with one slot per job the fleet runs at once (4 + 2 + 2),
+counting deferred tasks: it keeps the planned order (the scheduler admits mapped tasks by map index)
+and is the fastest way to run one parent (docs/benchmarks.md). Create it once with
+``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``.
 """
 
 from __future__ import annotations
