@@ -107,7 +107,8 @@ def test_twenty_waits_on_a_hung_server_hold_at_most_two_threads_and_others_keep_
         ]
         waits = [SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.5)._watch() for run in healthy]
         done = asyncio.ensure_future(asyncio.gather(*waits))
-        while not done.done():
+        watch_until = time.monotonic() + 8  # past the first bound (6 s), when the hung calls are given up
+        while not done.done() or time.monotonic() < watch_until:
             peak = max(peak, sum(t.name == "ssis-lb-call lb_lb1" for t in threading.enumerate()))
             await asyncio.sleep(0.2)
         for task in hung:
@@ -115,5 +116,6 @@ def test_twenty_waits_on_a_hung_server_hold_at_most_two_threads_and_others_keep_
         return [event.payload["status"] for event in done.result()]
 
     assert asyncio.run(main()) == ["success"] * 3
+    print(f"threads on the hung server at peak: {peak}")
     assert 1 <= peak <= 2 * bounded.MAX_CALLS_PER_SERVER  # not one or two per wait (40)
     assert bounded.stuck_calls("lb_lb1") <= 1
