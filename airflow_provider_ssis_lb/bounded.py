@@ -82,9 +82,8 @@ async def bounded_call(server: str, fn: Callable[..., T], *args: Any, deadline: 
     """``fn(*args)`` in a daemon thread, given up after the timeouts' bound for one call (or at the
     ``deadline``, epoch seconds) with ``ServerNotAnswering``. At most ``MAX_CALLS_PER_SERVER`` such calls
     run at once per server; the others wait for a turn without a thread, within the same bound."""
-    bound = Timeouts.from_config().call
-    if deadline is not None:
-        bound = max(0.0, min(bound, deadline - time.time()))
+    full = Timeouts.from_config().call
+    bound = full if deadline is None else max(0.0, min(full, deadline - time.time()))
     give_up = time.monotonic() + bound
     while True:
         _refuse_if_stuck(server, bound)
@@ -120,8 +119,8 @@ async def bounded_call(server: str, fn: Callable[..., T], *args: Any, deadline: 
     try:
         return await asyncio.wait_for(asyncio.shield(future), max(0.0, give_up - time.monotonic()))
     except TimeoutError:
-        with guard:
-            if not state["returned"]:
+        with guard:  # only a call that outlived the timeouts marks the server; one cut short by a deadline
+            if not state["returned"] and bound >= full:  # says nothing about the server
                 state["release"] = _given_up(server)
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieve a late error quietly
         raise ServerNotAnswering(server, bound) from None

@@ -101,3 +101,16 @@ def test_calls_beyond_the_limit_per_server_wait_without_a_thread() -> None:
 
     assert asyncio.run(main()) == [False] * 12  # each waited 0.03 s for an event never set, in turns of 4
     assert peak == bounded.MAX_CALLS_PER_SERVER
+
+
+def test_a_call_cut_short_by_a_deadline_does_not_mark_the_server() -> None:
+    release = threading.Event()
+
+    async def main() -> None:
+        with pytest.raises(ServerNotAnswering):
+            await bounded_call("sql1", release.wait, 30, deadline=time.time() + 0.05)
+
+    asyncio.run(main())
+    assert stuck_calls("sql1") == 0  # the server may be healthy: only the caller ran out of time
+    assert asyncio.run(bounded_call("sql1", lambda: 7)) == 7
+    release.set()
