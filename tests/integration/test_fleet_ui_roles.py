@@ -9,10 +9,9 @@ Anonymous and forged-token requests are refused in tests/system/test_fleet_ui.py
 from __future__ import annotations
 
 import json
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
