@@ -46,6 +46,7 @@ from .timeouts import Timeouts
 
 LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
 AdmissionKind = Literal["started", "running", "full", "none_eligible"]
+ALREADY_RUNNING = "job already running there"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -
     elif not job.enabled:
         why = "job disabled"
     elif job.executing:
-        why = "job already running there"
+        why = ALREADY_RUNNING
     else:
         why = ""
     return ServerReading(
