@@ -163,7 +163,7 @@ class ServerPoller:
                         exc = SqlAgentError(self.conn_id, None, f"the fleet monitor's read failed: {exc!r}")
                     failures += 1
                     self.stats.failures += 1
-                    self._drop(hung=isinstance(exc, TimeoutError))
+                    self._drop()
                     delay = min(MAX_BACKOFF_SECONDS, self.tick * 2 ** min(failures, 6))
                     if not isinstance(exc, TransientConnectionError | TimeoutError):
                         delay = self.tick  # not the network: each watcher asks msdb itself, which reports it
@@ -180,13 +180,14 @@ class ServerPoller:
                     delay = max(0.0, self.tick - took)  # ticks at a fixed rate: a slow read does not add a tick
                 await asyncio.sleep(delay)
         finally:
-            self._drop(hung=False)
+            self._drop()
 
-    def _drop(self, *, hung: bool) -> None:
-        """Forget the connection; a hung call still owns it (its thread ends by the driver's timeouts, or
-        never: it is a daemon thread, and bounded.py refuses further calls to the server meanwhile)."""
+    def _drop(self) -> None:
+        """Forget the connection and close it in a daemon thread: the close waits for a read still in
+        progress (``AgentSession.close``), which ends by the driver's timeouts, or never on a hung server
+        (bounded.py refuses further calls to it meanwhile)."""
         session, self.session = self.session, None
-        if session is not None and not hung:
+        if session is not None:
             threading.Thread(target=session.close, name=f"ssis-lb-close {self.conn_id}", daemon=True).start()
 
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -616,13 +617,22 @@ class AgentSession:
         self.hook = hook
         self.label = label  # the job, for error messages
         self.mark = "%s" if type(raw).__module__.startswith("pymssql") else "?"
+        # A statement and the close never overlap: FreeTDS (pymssql) aborts the whole process when a
+        # connection is freed while another thread is in its network I/O (tds_free_connection's assertion),
+        # and the monitor closes a connection whose read its caller stopped waiting for (monitor.py).
+        self._in_use = threading.RLock()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        """Close the connection once the statement in progress, if any, has returned."""
+        with self._in_use, contextlib.suppress(Exception):
             self.raw.close()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[list[Row]]:
         """Run one statement; every result set as rows keyed by lower-case column name."""
+        with self._in_use:
+            return self._query(sql, params)
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[list[Row]]:
         cursor = self.raw.cursor()
         try:
             cursor.execute(sql.replace("?", self.mark), params) if params else cursor.execute(sql)
