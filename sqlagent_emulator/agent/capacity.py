@@ -45,7 +45,9 @@ class Capacity:
                 began = loop.time()
                 changed = loop.create_task(self._changed.wait())
                 try:
-                    await asyncio.wait({stopped, changed}, timeout=remaining / speed)
+                    await asyncio.wait(
+                        {stopped, changed}, timeout=remaining / speed, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     changed.cancel()
                 if stop.is_set():

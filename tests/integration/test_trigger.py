@@ -197,6 +197,50 @@ def test_on_kill_stops_only_its_own_run(airflow_connections, conn_type, make_job
     assert hook.run_result(run_b, state.outcome_instance_id).outcome == "canceled"
 
 
+USER_ACTION = "__airflow_user_action__"  # airflow.jobs.triggerer_job_runner._USER_ACTION_CANCEL_MSG
+
+
+async def _run_as_the_triggerer(trigger: SqlAgentJobTrigger, cancel_when: Callable[[], bool]) -> str:
+    """The triggerer's ``run_trigger`` in small: follow the trigger until ``cancel_when()``, cancel it with the
+    user-action message, then run ``on_kill`` as Airflow 3.3 does; what happened."""
+
+    async def follow() -> None:
+        async for _ in trigger.run():
+            return
+
+    task = asyncio.create_task(follow())
+    while not cancel_when():
+        assert not task.done(), "the trigger fired before it was cancelled"
+        await asyncio.sleep(0.05)
+    task.cancel(USER_ACTION)
+    try:
+        await task
+    except asyncio.CancelledError as exc:
+        assert exc.args == (USER_ACTION,)  # Airflow calls on_kill only when the message reaches it
+        try:
+            await asyncio.wait_for(trigger.on_kill(), timeout=30)
+        except asyncio.CancelledError:
+            return "on_kill cancelled"
+        return "on_kill ran"
+    return "not cancelled"
+
+
+def test_cancelled_while_the_monitor_watches_stops_the_run(
+    airflow_connections, conn_type, make_job, monkeypatch
+) -> None:
+    """Marked failed while its run executes: the trigger, watching through the fleet monitor, is cancelled
+    mid-tick and its on_kill stops the run (the connection the monitor drops is closed only after its read)."""
+    name = make_job([{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:01:00'"}])
+    hook, run = start(f"agent_op_{conn_type}", name)
+    wait_for(hook, run, lambda s: s.state == "running")
+    trigger = cancelled(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.5), "failed", monkeypatch)
+    began = time.monotonic()
+
+    assert asyncio.run(_run_as_the_triggerer(trigger, lambda: time.monotonic() - began > 3)) == "on_kill ran"
+    state = wait_finished(hook, run)
+    assert hook.run_result(run, state.outcome_instance_id).outcome == "canceled"
+
+
 def test_on_kill_without_stop_on_kill_leaves_the_run(airflow_connections, conn_type, make_job) -> None:
     name = make_job([WAIT_2S])
     hook, run = start(f"agent_op_{conn_type}", name)
