@@ -225,9 +225,10 @@ class Fleet:
                     readings = _replace(readings, choice, running=load)
                     continue
                 job = session.job(None, choice.job_id)
-                on_intent(session.next_run(job))
+                intent = session.next_run(job)
+                on_intent(intent)
                 try:
-                    run = session.start(job, step_name)
+                    run = session.start(job, step_name, intent)
                 except JobAlreadyRunningError:  # started by hand (not through our locks) since the re-read
                     current = session.current_run(job)
                     if current is not None:

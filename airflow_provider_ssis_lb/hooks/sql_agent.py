@@ -797,13 +797,14 @@ class AgentSession:
             return None
         return self.next_run(job)
 
-    def start(self, job: JobInfo, step_name: str | None = None) -> JobRun:
-        """sp_start_job; the handle holds the server's clock and the job's last history row just before it.
+    def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
+        """sp_start_job; the handle holds the server's clock and the job's last history row just before it
+        (``intent``: the handle ``next_run`` gave the caller on this session, reused rather than read again).
 
         Error 22022 means either "the job is already running" or "SQL Server Agent is not running".
         They are told apart by reading the job again, not by the message text, which is localized.
         """
-        run = self.next_run(job)
+        run = intent or self.next_run(job)
         params: dict[str, Any] = {"job_id": job.job_id}
         if step_name:
             params["step_name"] = step_name
