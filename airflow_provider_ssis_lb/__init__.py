@@ -54,6 +54,23 @@ def get_provider_info() -> dict:
                         "example": None,
                         "default": "10",
                     },
+                    "monitor_tick": {
+                        "description": "Seconds between the fleet monitor's reads of a server (one round trip "
+                        "for every wait on it, airflow_provider_ssis_lb/monitor.py). A run's end is seen within "
+                        "a tick, whatever the task's poll_interval, which paces only a trigger's own reads.",
+                        "version_added": "0.3.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "2",
+                    },
+                    "shared_monitor": {
+                        "description": "Watch runs through the fleet monitor (one connection per server per "
+                        "triggerer). False: every wait polls on its own connection every poll_interval.",
+                        "version_added": "0.3.0",
+                        "type": "boolean",
+                        "example": None,
+                        "default": "True",
+                    },
                     "query_timeout": {
                         "description": "Seconds one statement to a SQL Server may take before it counts as not "
                         "answering. Agent calls take a few hundred ms.",

@@ -46,6 +46,7 @@ from .timeouts import Timeouts
 
 LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
 AdmissionKind = Literal["started", "running", "full", "none_eligible"]
+ALREADY_RUNNING = "job already running there"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -
     elif not job.enabled:
         why = "job disabled"
     elif job.executing:
-        why = "job already running there"
+        why = ALREADY_RUNNING
     else:
         why = ""
     return ServerReading(
@@ -224,9 +225,10 @@ class Fleet:
                     readings = _replace(readings, choice, running=load)
                     continue
                 job = session.job(None, choice.job_id)
-                on_intent(session.next_run(job))
+                intent = session.next_run(job)
+                on_intent(intent)
                 try:
-                    run = session.start(job, step_name)
+                    run = session.start(job, step_name, intent)
                 except JobAlreadyRunningError:  # started by hand (not through our locks) since the re-read
                     current = session.current_run(job)
                     if current is not None:

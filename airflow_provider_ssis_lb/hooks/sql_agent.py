@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,6 +179,25 @@ class RunState:
         object.__setattr__(self, "state", RunProgress(self.state))
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A job outcome row (sysjobhistory step 0) as the monitor reads it."""
+
+    job_id: str
+    instance_id: int
+    run_status: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One server at one moment: the executing jobs (job id -> current step) and the outcome rows read
+    after them, in instance_id order."""
+
+    executing: dict[str, str]
+    outcomes: list[Outcome]
+
+
 class SqlAgentHook(BaseHook):
     """Talk to SQL Server Agent on one server through an Airflow ``mssql`` or ``odbc`` connection.
 
@@ -220,17 +240,21 @@ class SqlAgentHook(BaseHook):
     @contextlib.contextmanager
     def session(self, job: str | None = None) -> Iterator[AgentSession]:
         """One connection kept open for several calls (and the application locks it holds)."""
+        session = self.open_session(job)
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def open_session(self, job: str | None = None) -> AgentSession:
+        """A connection the caller keeps open as long as it likes (the monitor's), closed by ``close()``."""
         try:
             raw = self.get_conn()
         except SqlAgentError:
             raise
         except Exception as exc:
             raise self._translate(exc, job) from exc
-        try:
-            yield AgentSession(raw, self, job)
-        finally:
-            with contextlib.suppress(Exception):
-                raw.close()
+        return AgentSession(raw, self, job)
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
         """The typed error for a driver exception; the message names the job, the server (host and conn
@@ -593,9 +617,22 @@ class AgentSession:
         self.hook = hook
         self.label = label  # the job, for error messages
         self.mark = "%s" if type(raw).__module__.startswith("pymssql") else "?"
+        # A statement and the close never overlap: FreeTDS (pymssql) aborts the whole process when a
+        # connection is freed while another thread is in its network I/O (tds_free_connection's assertion),
+        # and the monitor closes a connection whose read its caller stopped waiting for (monitor.py).
+        self._in_use = threading.RLock()
+
+    def close(self) -> None:
+        """Close the connection once the statement in progress, if any, has returned."""
+        with self._in_use, contextlib.suppress(Exception):
+            self.raw.close()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[list[Row]]:
         """Run one statement; every result set as rows keyed by lower-case column name."""
+        with self._in_use:
+            return self._query(sql, params)
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[list[Row]]:
         cursor = self.raw.cursor()
         try:
             cursor.execute(sql.replace("?", self.mark), params) if params else cursor.execute(sql)
@@ -663,6 +700,27 @@ class AgentSession:
         """Agent jobs executing on the server now, whoever started them."""
         rows = self.call("sp_help_job", {"execution_status": 0})
         return len(rows[0]) if rows else 0
+
+    def watch_tick(self, since_date: int | None) -> Tick:
+        """What the fleet monitor reads each tick, in one round trip: the jobs executing now with their
+        current step (sp_help_job @execution_status = 0), then the job outcome rows (step 0) run since
+        ``since_date`` (yyyymmdd), oldest first (sp_help_jobhistory). In that order, a job seen idle whose
+        run ended before the first read has its outcome row in the second; both procedures are open to
+        SQLAgentOperatorRole and show every job's rows (docs/permissions.md)."""
+        history = "@step_id = ?, @oldest_first = ?, @mode = ?" + (", @start_run_date = ?" if since_date else "")
+        params: tuple[Any, ...] = (0, 0, 1, "FULL") + ((since_date,) if since_date else ())
+        sets = self.query(
+            f"EXEC msdb.dbo.sp_help_job @execution_status = ?; EXEC msdb.dbo.sp_help_jobhistory {history}", params
+        )
+        jobs = next((rows for rows in sets if rows and "current_execution_status" in rows[0]), [])
+        outcomes = next((rows for rows in sets if rows and "instance_id" in rows[0]), [])
+        return Tick(
+            executing={str(r["job_id"]).upper(): str(r.get("current_execution_step") or "") for r in jobs},
+            outcomes=[
+                Outcome(str(r["job_id"]).upper(), int(r["instance_id"]), int(r["run_status"]), r["message"] or "")
+                for r in outcomes
+            ],
+        )
 
     def running_jobs(self) -> list[RunningJob]:
         """Jobs executing now (sp_help_job), each with its start from sp_help_jobactivity where visible."""
@@ -739,13 +797,14 @@ class AgentSession:
             return None
         return self.next_run(job)
 
-    def start(self, job: JobInfo, step_name: str | None = None) -> JobRun:
-        """sp_start_job; the handle holds the server's clock and the job's last history row just before it.
+    def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
+        """sp_start_job; the handle holds the server's clock and the job's last history row just before it
+        (``intent``: the handle ``next_run`` gave the caller on this session, reused rather than read again).
 
         Error 22022 means either "the job is already running" or "SQL Server Agent is not running".
         They are told apart by reading the job again, not by the message text, which is localized.
         """
-        run = self.next_run(job)
+        run = intent or self.next_run(job)
         params: dict[str, Any] = {"job_id": job.job_id}
         if step_name:
             params["step_name"] = step_name

@@ -103,7 +103,8 @@ class SqlAgentRunJobOperator(BaseOperator):
     :param step_name: start at this step instead of the job's start step.
     :param wait_for_completion: wait for the run's outcome; if False, return the run handle once started.
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
-    :param poll_interval: seconds between checks of msdb.
+    :param poll_interval: seconds between a wait's own reads of its run (pending or abandoned); the outcome
+        itself is seen by the fleet monitor within ``[ssis_lb] monitor_tick`` (docs/monitor.md).
     :param timeout: seconds each try waits in all (including for a run in progress); then stop our run
         (if ``stop_on_kill``) and fail. None waits forever.
     :param if_running: the job is already running: ``"wait"`` for that run to end, then start ours;
@@ -476,15 +477,26 @@ class SqlAgentRunJobOperator(BaseOperator):
             self._timed_out(ledger, run, owned)
         if status == "error":  # not an outcome: a retry re-attaches to the run
             raise SqlAgentError(run.server, run.job_name, _event_cause(event))
-        if not event or not event.get("result"):
+        result = self._event_result(run, event)
+        if result is None:
             ledger.deliver("abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
-        result = RunResult.from_dict(event["result"])
         self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
         ledger.deliver(result.outcome)
         if not result.succeeded:
             raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
         return summarize(result, attached=not owned)
+
+    def _event_result(self, run: JobRun, event: dict[str, Any] | None) -> RunResult | None:
+        """The finished run's steps and SSIS messages, read here: the trigger's event only names the outcome
+        row (``outcome_instance_id``), to keep the event, which Airflow logs as one line, small. None: the
+        run ended without an outcome (abandoned)."""
+        if event and event.get("result"):  # delivered whole (_follow_result)
+            return RunResult.from_dict(event["result"])
+        outcome = (event or {}).get("outcome_instance_id")
+        if outcome is None:
+            return None
+        return self._hook_for(run).run_result(run, int(outcome))
 
     def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
         stopped = owned and self.stop_on_kill and self._stop(run)

@@ -12,7 +12,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from ..exceptions import JobRunFailedError, SqlAgentError, TransientConnectionError
+from ..exceptions import JobRunFailedError, TransientConnectionError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..reporting import ended_at, failure_cause, format_history
 from ..runs import JobRun, RunProgress, RunResult
@@ -187,21 +187,11 @@ class SqlAgentJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(event["message"])
         if status == "error":
             raise AirflowException(event["message"])
-        if event.get("result") is None:  # failed without an outcome: abandoned
+        outcome = event.get("outcome_instance_id")
+        if outcome is None:  # failed without an outcome: abandoned
             raise JobRunFailedError(run.server, run.job_name, ABANDONED)
-        result = self._event_result(run, event["result"])
-        return self._finish(result).xcom_value
-
-    def _event_result(self, run: JobRun, fallback: dict[str, Any]) -> RunResult:
-        """The run's full history (the trigger saw only the steps after attaching), else the event's."""
-        hook = self._hook()
-        try:
-            state = hook.run_state(run)
-            if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
-                return self._result(hook, run, state.outcome_instance_id)
-        except SqlAgentError as exc:
-            self.log.warning("%s; using the history the trigger read", exc)
-        return RunResult.from_dict(fallback)
+        # the event names the outcome row only: the run's whole history is read here
+        return self._finish(self._result(self._hook(), run, int(outcome))).xcom_value
 
     def _remaining(self, context: Context) -> float:
         """Seconds left of ``timeout``, counted from the task's start (kept across deferrals)."""

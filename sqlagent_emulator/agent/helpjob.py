@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..sql.results import Column, SqlType
@@ -121,22 +122,54 @@ def execution_state(agent: AgentControl, job_id: str) -> tuple[int, str, int]:
     return int(status), step, running.retry_attempt
 
 
-def _job_row(ctx: ProcContext, agent: AgentControl, job: Job) -> tuple[Any, ...]:
-    counts = ctx.query(
-        "SELECT (SELECT COUNT(*) FROM msdb.dbo.sysjobsteps WHERE job_id = @j), "
-        "(SELECT COUNT(*) FROM msdb.dbo.sysjobservers WHERE job_id = @j), "
-        "(SELECT COUNT(*) FROM msdb.dbo.sysjobservers WHERE job_id = @j AND server_id = 0)",
-        {"@j": job.job_id},
-    )[0]
-    has_step, has_target, local_targets = (int(c or 0) for c in counts)
-    last = ctx.query(
-        "SELECT last_run_date, last_run_time, last_run_outcome FROM msdb.dbo.sysjobservers "
-        "WHERE job_id = @j ORDER BY server_id",
-        {"@j": job.job_id},
+@dataclass
+class _JobFacts:
+    """What a job's sp_help_job row takes from sysjobsteps and sysjobservers."""
+
+    steps: int = 0
+    targets: int = 0
+    local_targets: int = 0
+    last: tuple[Any, Any, Any] | None = None  # (last_run_date, last_run_time, last_run_outcome) of its first target
+
+
+def _facts(ctx: ProcContext, job_id: str | None) -> dict[str, _JobFacts]:
+    """Per job (one job, or all of them): three statements in all, not three per job, so listing a few
+    hundred jobs stays cheap."""
+    where, params = ("WHERE job_id = @j", {"@j": job_id}) if job_id else ("", {})
+    facts: dict[str, _JobFacts] = {}
+    for (jid,) in ctx.query(f"SELECT job_id FROM msdb.dbo.sysjobsteps {where}", params):
+        facts.setdefault(str(jid).upper(), _JobFacts()).steps += 1
+    rows = ctx.query(
+        "SELECT job_id, server_id, last_run_date, last_run_time, last_run_outcome FROM msdb.dbo.sysjobservers "
+        f"{where} ORDER BY job_id, server_id",
+        params,
     )
-    last_date, last_time, last_outcome = last[0] if last else (0, 0, int(RunStatus.UNKNOWN))
+    for jid, server_id, date, time, outcome in rows:
+        fact = facts.setdefault(str(jid).upper(), _JobFacts())
+        fact.targets += 1
+        fact.local_targets += server_id == 0
+        if fact.last is None:
+            fact.last = (date, time, outcome)
+    return facts
+
+
+def _job_row(
+    ctx: ProcContext,
+    agent: AgentControl,
+    job: Job,
+    facts: dict[str, _JobFacts] | None = None,
+    names: dict[Any, Any] | None = None,
+) -> tuple[Any, ...]:
+    fact = (facts if facts is not None else _facts(ctx, job.job_id)).get(str(job.job_id).upper(), _JobFacts())
+    has_step, has_target, local_targets = fact.steps, fact.targets, fact.local_targets
+    last_date, last_time, last_outcome = fact.last or (0, 0, int(RunStatus.UNKNOWN))
     status, step, retry = execution_state(agent, job.job_id)
     job_type = 0 if not has_target else (1 if local_targets else 2)
+    names = names if names is not None else {}
+    if ("c", job.category_id) not in names:
+        names[("c", job.category_id)] = category_name(ctx, job.category_id)
+    if ("o", job.owner_sid) not in names:
+        names[("o", job.owner_sid)] = login_name(ctx.engine, job.owner_sid) or "0x" + job.owner_sid.hex().upper()
     return (
         job.uuid,
         ctx.engine.server_name.upper(),  # sysoriginatingservers_view: the local server's name [unconfirmed]
@@ -144,8 +177,8 @@ def _job_row(ctx: ProcContext, agent: AgentControl, job: Job) -> tuple[Any, ...]
         job.enabled,
         job.description,
         job.start_step_id,
-        category_name(ctx, job.category_id),
-        login_name(ctx.engine, job.owner_sid) or "0x" + job.owner_sid.hex().upper(),
+        names[("c", job.category_id)],
+        names[("o", job.owner_sid)],
         job.notify_level_eventlog,
         job.notify_level_email,
         job.notify_level_netsend,
@@ -227,10 +260,11 @@ def sp_help_job(
     if date_comparator is not None and str(date_comparator) not in ("=", "<", ">"):
         raise errors.invalid_values("@date_comparator", "=, >, <")
     rows = []
+    facts, names = _facts(ctx, None), {}
     for job in all_jobs(ctx):
         if not can_see_job(login, job.owner_sid):
             continue
-        row = _job_row(ctx, agent, job)
+        row = _job_row(ctx, agent, job, facts, names)
         if _matches(ctx, job, row, filters):
             rows.append(row)
     ctx.result(JOB_COLUMNS, rows)

@@ -129,6 +129,7 @@ class Agent:
             if run.task is not None:
                 with contextlib.suppress(BaseException):
                     await run.task
+        self.capacity.load_changed()
 
     async def restart(self) -> int:
         await self.stop()
@@ -149,6 +150,7 @@ class Agent:
 
     def _launch(self, run: _Run, session_id: int) -> None:
         run.task = self._loop.create_task(self._execute(run, session_id), name=f"job {run.job.job_name}")
+        self.capacity.load_changed()
 
     async def _execute(self, run: _Run, session_id: int) -> None:
         job = run.job
@@ -162,6 +164,7 @@ class Agent:
             with self._lock:
                 if self._runs.get(job.job_id) is run:
                     del self._runs[job.job_id]
+            self.capacity.load_changed()
 
     async def _execute_steps(self, run: _Run, session_id: int) -> None:
         job = run.job
@@ -259,9 +262,11 @@ class Agent:
                 return result
             attempt += 1
             job.between_retries = True
+            self.capacity.load_changed()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(run.stop.wait(), step.retry_interval * self.minute_seconds)
             job.between_retries = False
+            self.capacity.load_changed()
 
 
 class _Stopwatch:

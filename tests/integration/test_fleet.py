@@ -86,7 +86,8 @@ def start_by_hand(lb: Pool, server: str, job: str) -> None:
 
 
 def test_if_running_fail_names_the_server_where_the_job_runs(lb: Pool) -> None:
-    job = lb.job_on(NAMES, [waitfor(5)])
+    """The hand-started run must outlast dag.test()'s start-up (a few seconds on a loaded machine)."""
+    job = lb.job_on(NAMES, [waitfor(10)])
     start_by_hand(lb, "LB2", job)
     result = run_dag(servers=POOL, job_name=job, if_running="fail")
     assert result.state == "failed"

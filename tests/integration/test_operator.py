@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import threading
@@ -166,6 +167,31 @@ def test_ssis_failure_carries_the_catalog_errors(airflow_db, airflow_connections
     assert "SSIS errors: execution" in message and 'Cannot open the datafile "C:\\in\\orders.csv".' in message
     log = capfd.readouterr().out
     assert "SSIS errors (1):" in log and "SSIS warnings (1):" in log and "Truncation may occur." in log
+
+
+def test_the_operator_reads_the_history_the_small_event_leaves_out(
+    airflow_db, airflow_connections, conn_type, make_job, capfd, monkeypatch
+) -> None:
+    """The trigger's event names the outcome row only (Airflow logs it as one line); the task log still has
+    every step and the SSIS errors, read by execute_complete itself."""
+    received: list[dict[str, Any]] = []
+    real = SqlAgentRunJobOperator.execute_complete
+
+    def spy(self: SqlAgentRunJobOperator, context: Any, event: Any = None, **kwargs: Any) -> Any:
+        received.append(event)
+        return real(self, context, event, **kwargs)
+
+    monkeypatch.setattr(SqlAgentRunJobOperator, "execute_complete", spy)
+    name = make_job([ONE_SECOND, {"subsystem": "SSIS", "command": SSIS_BROKEN, "step_name": "run Broken.dtsx"}])
+    result = run_dag(conn_id=f"agent_op_{conn_type}", job_name=name)
+    assert result.state == "failed"
+    (event,) = received
+    assert set(event) == {"status", "message", "run", "outcome_instance_id"} and event["status"] == "failed"
+    text = json.dumps(event)
+    assert "Cannot open the datafile" not in text and "Package execution" not in text and len(text) < 700
+    log = capfd.readouterr().out
+    assert "step 1 'step 1': SUCCEEDED" in log and "step 2 'run Broken.dtsx': FAILED" in log
+    assert "SSIS errors (1):" in log and 'Cannot open the datafile "C:\\in\\orders.csv".' in log
 
 
 def test_ssis_messages_hidden_by_ssisdb_are_named_in_the_log(

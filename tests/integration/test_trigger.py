@@ -84,28 +84,31 @@ def wait_for(hook: SqlAgentHook, run: JobRun, predicate: Callable[[RunState], bo
 # ---------------------------------------------------------------------- outcomes
 
 
-def test_success_event_carries_the_result(airflow_connections, conn_type, make_job) -> None:
+def test_success_event_is_small_and_names_the_outcome(airflow_connections, conn_type, make_job) -> None:
     name = make_job([{"subsystem": "TSQL", "command": "SELECT 1"}])
-    _hook, run = start(f"agent_op_{conn_type}", name)
+    hook, run = start(f"agent_op_{conn_type}", name)
     event = first_event(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.1))
     assert event["status"] == "success"
     assert event["run"] == run.to_dict()
-    result = event["result"]
-    assert result["outcome"] == "succeeded" and result["run"] == run.to_dict()
-    assert [(s["step_id"], s["status"]) for s in result["steps"]] == [(1, "succeeded")]
+    assert set(event) == {"status", "message", "run", "outcome_instance_id"}
+    assert "The job succeeded" in event["message"]
+    result = hook.run_result(run, event["outcome_instance_id"])  # what the operator reads on resume
+    assert result.outcome == "succeeded" and result.run == run
+    assert [(s.step_id, s.status) for s in result.steps] == [(1, "succeeded")]
     json.dumps(event)  # the triggerer stores the payload
 
 
-def test_failed_event_carries_steps_and_ssis_errors(airflow_connections, conn_type, make_job) -> None:
+def test_failed_event_leaves_steps_and_ssis_errors_to_the_reader(airflow_connections, conn_type, make_job) -> None:
     name = make_job([{"subsystem": "SSIS", "command": SSIS_BROKEN}])
-    _hook, run = start(f"agent_op_{conn_type}", name)
+    hook, run = start(f"agent_op_{conn_type}", name)
     event = first_event(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.1))
-    assert event["status"] == "failed"
-    result = event["result"]
-    assert result["outcome"] == "failed"
-    assert result["steps"][0]["status"] == "failed"
-    assert "Package execution on IS Server failed" in result["steps"][0]["message"]
-    assert any("Cannot open the datafile" in m["message"] for m in result["ssis_messages"])
+    assert event["status"] == "failed" and "The job failed" in event["message"]
+    assert len(json.dumps(event)) < 700  # one log line: no step or SSIS messages in it
+    result = hook.run_result(run, event["outcome_instance_id"])
+    assert result.outcome == "failed"
+    assert result.steps[0].status == "failed"
+    assert "Package execution on IS Server failed" in result.steps[0].message
+    assert any("Cannot open the datafile" in m.message for m in result.ssis_messages)
 
 
 def test_deadline_in_the_past_is_an_immediate_timeout(airflow_connections, conn_type, make_job) -> None:
@@ -113,7 +116,7 @@ def test_deadline_in_the_past_is_an_immediate_timeout(airflow_connections, conn_
     hook, run = start(f"agent_op_{conn_type}", name)
     began = time.monotonic()
     event = first_event(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.1, deadline=time.time() - 1))
-    assert event["status"] == "timeout" and event["result"] is None
+    assert event["status"] == "timeout" and event["outcome_instance_id"] is None
     assert f"job '{name}'" in event["message"] and "did not end before the timeout" in event["message"]
     assert time.monotonic() - began < 1
     wait_finished(hook, run)
@@ -162,7 +165,7 @@ def test_agent_restart_mid_run_is_a_failed_abandoned_run(private_server: Private
     private_server.controller.call(private_server.server.agent.restart())
     began = time.monotonic()
     event = first_event(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.1))
-    assert event["status"] == "failed" and event["result"] is None
+    assert event["status"] == "failed" and event["outcome_instance_id"] is None
     assert "abandoned" in event["message"] and "SQL Server Agent was stopped or restarted" in event["message"]
     assert f"job '{name}'" in event["message"]
     assert time.monotonic() - began < 5  # no wait for the pick-up grace: the run's steps were logged
@@ -192,6 +195,50 @@ def test_on_kill_stops_only_its_own_run(airflow_connections, conn_type, make_job
     asyncio.run(cancelled(SqlAgentJobTrigger(run=run_b.to_dict()), "failed", monkeypatch).on_kill())
     state = wait_finished(hook, run_b)
     assert hook.run_result(run_b, state.outcome_instance_id).outcome == "canceled"
+
+
+USER_ACTION = "__airflow_user_action__"  # airflow.jobs.triggerer_job_runner._USER_ACTION_CANCEL_MSG
+
+
+async def _run_as_the_triggerer(trigger: SqlAgentJobTrigger, cancel_when: Callable[[], bool]) -> str:
+    """The triggerer's ``run_trigger`` in small: follow the trigger until ``cancel_when()``, cancel it with the
+    user-action message, then run ``on_kill`` as Airflow 3.3 does; what happened."""
+
+    async def follow() -> None:
+        async for _ in trigger.run():
+            return
+
+    task = asyncio.create_task(follow())
+    while not cancel_when():
+        assert not task.done(), "the trigger fired before it was cancelled"
+        await asyncio.sleep(0.05)
+    task.cancel(USER_ACTION)
+    try:
+        await task
+    except asyncio.CancelledError as exc:
+        assert exc.args == (USER_ACTION,)  # Airflow calls on_kill only when the message reaches it
+        try:
+            await asyncio.wait_for(trigger.on_kill(), timeout=30)
+        except asyncio.CancelledError:
+            return "on_kill cancelled"
+        return "on_kill ran"
+    return "not cancelled"
+
+
+def test_cancelled_while_the_monitor_watches_stops_the_run(
+    airflow_connections, conn_type, make_job, monkeypatch
+) -> None:
+    """Marked failed while its run executes: the trigger, watching through the fleet monitor, is cancelled
+    mid-tick and its on_kill stops the run (the connection the monitor drops is closed only after its read)."""
+    name = make_job([{"subsystem": "TSQL", "command": "WAITFOR DELAY '00:01:00'"}])
+    hook, run = start(f"agent_op_{conn_type}", name)
+    wait_for(hook, run, lambda s: s.state == "running")
+    trigger = cancelled(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.5), "failed", monkeypatch)
+    began = time.monotonic()
+
+    assert asyncio.run(_run_as_the_triggerer(trigger, lambda: time.monotonic() - began > 3)) == "on_kill ran"
+    state = wait_finished(hook, run)
+    assert hook.run_result(run, state.outcome_instance_id).outcome == "canceled"
 
 
 def test_on_kill_without_stop_on_kill_leaves_the_run(airflow_connections, conn_type, make_job) -> None:

@@ -611,7 +611,7 @@ class PoolSession:
             dataclasses.replace(THEIRS, conn_id=self.hook.conn_id, server=self.hook._server) if job.executing else None
         )
 
-    def start(self, job: JobInfo, step_name: str | None = None) -> JobRun:
+    def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
         return self.hook.start_job(job, step_name)
 
     def wait_for_pickup(self, run: JobRun) -> bool:

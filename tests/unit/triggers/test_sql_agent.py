@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_ssis_lb.balancing import PoolServer, ServerReading
 from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
+from airflow_provider_ssis_lb.fleet import ALREADY_RUNNING
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
+from airflow_provider_ssis_lb.monitor import Sighting
 from airflow_provider_ssis_lb.runs import JobRun, RunResult
 from airflow_provider_ssis_lb.timeouts import Timeouts
 from airflow_provider_ssis_lb.triggers import sql_agent
-from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger
+from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, with_load
 
 RUN = JobRun("sa_odbc", "SQL1", "0F3C2C4E-9A53-4D0B-9B1B-1D2E3F405060", "child a", "2024-05-01T12:00:00.000", 41)
 
@@ -42,6 +45,7 @@ def test_defaults() -> None:
 
 def test_an_event_is_held_until_not_before(monkeypatch) -> None:
     """A run that ends at once is reported only after ``not_before`` (the Airflow 3.3 executor race)."""
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # the per-wait path, over a fake hook
     trigger = SqlAgentJobTrigger(run=RUN.to_dict(), poll_interval=0.1, not_before=time.time() + 0.6)
     monkeypatch.setattr(trigger, "_hook", lambda: FakeHook([RunState("finished", outcome_instance_id=50)]))
 
@@ -94,7 +98,8 @@ def test_connection_problems_back_off_then_reset(monkeypatch) -> None:
     down = TransientConnectionError("SQL1", "child a", "connection problem: Login timeout expired")
     script = [RunState("running", "1"), down, down, down, RunState("running", "1"), RunState("finished", "", 50)]
     payload, sleeps = watch(monkeypatch, script)
-    assert payload["status"] == "success" and payload["result"]["outcome"] == "succeeded"
+    assert payload["status"] == "success" and payload["outcome_instance_id"] == 50
+    assert payload["message"] == "The job succeeded."
     assert sleeps == [0.5, 1.0, 2.0, 4.0, 0.5]
 
 
@@ -107,7 +112,7 @@ def test_backoff_is_capped(monkeypatch) -> None:
 def test_other_errors_end_in_an_error_event(monkeypatch) -> None:
     denied = AgentPermissionError("SQL1", "child a", "permission denied (229)")
     payload, _sleeps = watch(monkeypatch, [denied])
-    assert payload["status"] == "error" and payload["result"] is None
+    assert payload["status"] == "error" and payload["outcome_instance_id"] is None
     assert payload["message"] == "SQL Server Agent job 'child a' on server 'SQL1': permission denied (229)"
 
 
@@ -136,6 +141,7 @@ def capacity(monkeypatch: pytest.MonkeyPatch, scripts: dict[str, list[Any]], **k
         sleeps.append(seconds)
 
     monkeypatch.setattr(sql_agent.asyncio, "sleep", sleep)
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # each server read by the trigger
     hooks = {conn_id: LoadHook(script) for conn_id, script in scripts.items()}
     servers = [{"conn_id": "a", "capacity": 2}, {"conn_id": "b"}]
     trigger = SqlAgentCapacityTrigger(servers=servers, job_name="child a", poll_interval=0.5, **kwargs)
@@ -191,6 +197,7 @@ class SharedLoadHook:
 def waiting_trigger(
     monkeypatch: pytest.MonkeyPatch, loads: dict[str, int], pool: str, position: int, not_before: float | None = None
 ) -> SqlAgentCapacityTrigger:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__SHARED_MONITOR", "False")  # the line, over each trigger's own reads
     trigger = SqlAgentCapacityTrigger(
         servers=[{"conn_id": pool, "capacity": 2}],
         job_name="child a",
@@ -298,3 +305,20 @@ def test_a_hung_poll_is_given_up_after_the_timeouts_and_the_trigger_recovers(mon
     out = capsys.readouterr().out
     assert "server 'sa_odbc' did not answer in 0.3 s; retrying" in out
     assert "server 'sa_odbc' has not answered an earlier call yet" in out  # no second thread on a hung server
+
+
+def test_the_monitors_load_updates_a_reading() -> None:
+    server = PoolServer("a", 2)
+    idle = ServerReading(server, 0, True, name="SQL1", job_id="JOB-1")
+    busy = with_load(idle, Sighting("load", executing=frozenset({"X", "Y"})))
+    assert (busy.running, busy.eligible, busy.free) == (2, True, 0)
+    ours = with_load(idle, Sighting("load", executing=frozenset({"JOB-1"})))
+    assert (ours.running, ours.eligible, ours.reason, ours.job_running) == (1, False, ALREADY_RUNNING, True)
+    again = with_load(dataclasses.replace(ours), Sighting("load", executing=frozenset()))
+    assert (again.running, again.eligible, again.job_running) == (0, True, False)
+    disabled = ServerReading(server, 0, False, "job disabled", name="SQL1", job_id="JOB-1")
+    assert with_load(disabled, Sighting("load", executing=frozenset({"X"}))).eligible is False
+    down = TransientConnectionError("SQL1", None, "connection problem: reset")
+    lost = with_load(idle, Sighting("error", error=down))
+    assert not lost.reachable and lost.reason == "unreachable: connection problem: reset"
+    assert with_load(idle, None) is idle
