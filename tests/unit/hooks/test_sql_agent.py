@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -354,3 +355,54 @@ def test_catalog_packages_other_errors_are_raised(hook, monkeypatch) -> None:
     with_session(hook, monkeypatch, CatalogSession([], refusal=208))
     with pytest.raises(SqlAgentError, match="refused"):
         hook.catalog_packages()
+
+
+class _BlockingConnection:
+    """A driver connection whose statement blocks until released, recording the order of events."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.executing = threading.Event()
+        self.events: list[str] = []
+
+    def cursor(self) -> _BlockingCursor:
+        return _BlockingCursor(self)
+
+    def close(self) -> None:
+        self.events.append("closed")
+
+
+class _BlockingCursor:
+    description = None
+
+    def __init__(self, connection: _BlockingConnection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, *params: Any) -> None:
+        self.connection.executing.set()
+        self.connection.release.wait(5)
+        self.connection.events.append("statement returned")
+
+    def nextset(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_close_waits_for_the_statement_in_progress() -> None:
+    """FreeTDS aborts the process if a connection is freed during another thread's network I/O: the monitor
+    closes connections whose read it stopped waiting for, so the close must come after the statement."""
+    raw = _BlockingConnection()
+    session = AgentSession(raw, SqlAgentHook.__new__(SqlAgentHook), "child a")
+    reader = threading.Thread(target=session.query, args=("SELECT 1",))
+    reader.start()
+    assert raw.executing.wait(5)
+    closer = threading.Thread(target=session.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive() and raw.events == []  # still waiting for the statement
+    raw.release.set()
+    reader.join(5)
+    closer.join(5)
+    assert raw.events == ["statement returned", "closed"]
