@@ -19,6 +19,7 @@ import json
 import math
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -95,6 +96,19 @@ def peak_running(runs: list[Run]) -> int:
     return peak
 
 
+def handoffs(runs: list[Run], cpus: int) -> list[float]:
+    """Seconds a slot of one server stayed idle between a job's end and the start it made room for: once the
+    server first filled, each start is paired with the earliest end before it not yet paired."""
+    ordered = sorted(runs)
+    ends = sorted(s + dt.timedelta(seconds=d) for s, d, _n in ordered)
+    gaps, taken = [], 0
+    for start, _d, _n in ordered[cpus:]:
+        if taken < len(ends) and ends[taken] <= start:
+            gaps.append((start - ends[taken]).total_seconds())
+            taken += 1
+    return gaps
+
+
 def where_time_went(runs: list[Run], start: str, end: str) -> dict[str, Any]:
     """Run start to first job, first job to last job's end, last job's end to run end (seconds), how
     many of the cpus were busy on average in between (the rest of the makespan is Airflow's), and the
@@ -110,6 +124,9 @@ def where_time_went(runs: list[Run], start: str, end: str) -> dict[str, Any]:
         "after_last_job": (finish - last).total_seconds(),
         "busy": sum(d for _s, d, _n in ours) / span,
         "peaks": {name: peak_running([r for r in ours if r[2] == name]) for name in CPUS},
+        "handoff": statistics.median(
+            [g for name, cpus in CPUS.items() for g in handoffs([r for r in ours if r[2] == name], cpus)] or [0.0]
+        ),
     }
 
 
@@ -131,14 +148,14 @@ def peaks(result: dict[str, Any]) -> str:
 def table(results: dict[str, dict[str, Any]], bound: float, cpus: int) -> str:
     header = (
         f"{'strategy':<14} {'makespan':>9} {'bound':>6} {'ratio':>6}   {'to 1st job':>10} {'jobs span':>9} "
-        f"{'busy cpus':>9} {'after last':>10}  {'peak/cpus per server':<20}  state"
+        f"{'busy cpus':>9} {'after last':>10} {'hand-off':>8}  {'peak/cpus per server':<20}  state"
     )
     lines = [header, "-" * len(header)]
     for strategy, r in results.items():
         lines.append(
             f"{strategy:<14} {r['makespan']:>8.0f}s {bound:>5.0f}s {r['makespan'] / bound:>6.2f}   "
             f"{r['to_first_job']:>9.0f}s {r['jobs_span']:>8.0f}s {r['busy']:>5.2f}/{cpus:<3} "
-            f"{r['after_last_job']:>9.0f}s  "
+            f"{r['after_last_job']:>9.0f}s {r['handoff']:>7.1f}s  "
             f"{peaks(r):<20}  {r['state']}"
         )
     return "\n".join(lines)
@@ -156,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         "--strategies", default="round_robin,least_loaded,lpt,lpt_headroom", help=f"of {', '.join(STRATEGIES)}"
     )
     parser.add_argument("--work", type=Path, default=REPO / ".bench" / "makespan")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="AIRFLOW__SECTION__KEY=VALUE",
+        help="an Airflow setting for every component, e.g. AIRFLOW__SSIS_LB__SHARED_MONITOR=False (repeatable)",
+    )
     args = parser.parse_args(argv)
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
@@ -197,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emulator.start()
         configs = load_config(work / "servers.toml")
-        airflow = AirflowDeployment(work / "airflow", dags, operator_connections(configs, emulator.ports))
+        settings = dict(item.split("=", 1) for item in args.setting)
+        airflow = AirflowDeployment(
+            work / "airflow", dags, operator_connections(configs, emulator.ports), settings=settings
+        )
         api = airflow.start()
         api.ensure_pool(FLEET_POOL, sum(CPUS.values()), "bench: the fleet's capacity")
         api.ensure_pool(HEADROOM_POOL, sum(CPUS.values()) + len(CPUS), "bench: the fleet's capacity + 1 per server")
