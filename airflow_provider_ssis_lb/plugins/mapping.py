@@ -8,7 +8,8 @@ before the start (``baseline_instance_id``). Agent runs one instance of a job at
   handle for (C, J) has the largest baseline below I, provided no other outcome row of J lies between that
   baseline and I (that one would be the handle's run);
 - a **running job** J on C was started by the task whose handle for (C, J) has no outcome row after its
-  baseline yet and whose task instance has not finished.
+  baseline yet and whose task instance has not finished, or succeeded by returning that handle (a child
+  with ``wait_for_completion=False`` ends as soon as its run starts).
 
 Anything else is labelled "outside Airflow". A retried task keeps only its latest try's handle in XCom, so
 runs of earlier tries show as unmatched too (docs/fleet-ui.md says so).
@@ -44,6 +45,12 @@ class TaskLink:
     def unfinished(self) -> bool:
         return self.state in UNFINISHED_TI_STATES
 
+    @property
+    def left_running(self) -> bool:
+        """A child that started its run and succeeded without waiting for it (``wait_for_completion=False``
+        returns the run handle), so the run may still be going."""
+        return self.state == "success" and self.summary == self.handle.to_dict()
+
 
 class JobTaskMap:
     """The mapping above, over a set of run handles."""
@@ -75,13 +82,13 @@ class JobTaskMap:
         return None if between else link
 
     def for_running(self, conn_id: str, job_id: str, outcomes: Sequence[JobOutcome]) -> TaskLink | None:
-        """The unfinished task whose run of this job has no outcome row yet."""
+        """The task, unfinished or left running, whose run of this job has no outcome row yet."""
         for link in reversed(self._by_job.get((conn_id, job_id.upper()), [])):
             ended = any(
                 o.job_id.upper() == job_id.upper() and o.instance_id > link.handle.baseline_instance_id
                 for o in outcomes
             )
-            if link.unfinished and not ended:
+            if (link.unfinished or link.left_running) and not ended:
                 return link
         return None
 

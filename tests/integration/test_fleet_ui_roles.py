@@ -167,12 +167,6 @@ def test_the_run_view_of_a_dag_the_role_may_not_read_is_refused(client, two_dags
         assert (child["job"], child["conn_id"], child["outcome"]) == (ran.job, "agent_op_mssql", "succeeded")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping.JobTaskMap.for_running links a running job only to an unfinished task instance; a "
-    "wait_for_completion=False child has already succeeded while its job runs, so the job shows as "
-    "'started outside Airflow' for every user",
-)
 def test_a_running_job_is_linked_only_for_a_user_who_may_read_its_dag(client, running, monkeypatch) -> None:
     readable, unreadable = running
     monkeypatch.setattr(DagListAuthManager, "READABLE", {"narrow": frozenset({readable.dag_id})})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 
@@ -87,6 +88,16 @@ def test_mapping_runs_to_the_task_whose_handle_precedes_them() -> None:
     assert jobs.for_outcome("a", _outcome(5, NOW), outcomes) is None  # before any handle
     assert jobs.for_running("a", JOB, [first]) is late
     assert jobs.for_running("a", JOB, outcomes) is None  # late's run has ended: a running job now is not ours
+
+
+def test_a_running_job_belongs_to_a_child_that_left_it_running_not_to_one_that_waited() -> None:
+    left = _link(0, baseline=10, state="success")
+    left = dataclasses.replace(left, summary=left.handle.to_dict())  # wait_for_completion=False returns the handle
+    assert JobTaskMap([left]).for_running("a", JOB, []) is left
+    waited = dataclasses.replace(left, summary={"outcome": "failed", "job_name": "LoadOrders"})  # summarize()
+    assert JobTaskMap([waited]).for_running("a", JOB, []) is None  # its run ended: a running job now is not its
+    failed = dataclasses.replace(left, state="failed")
+    assert JobTaskMap([failed]).for_running("a", JOB, []) is None
 
 
 def _reading(running: tuple[RunningJob, ...], finished: tuple[JobOutcome, ...]) -> ServerReading:
