@@ -184,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies: {', '.join(sorted(unknown))}")
+    if malformed := [item for item in args.setting if not item.startswith("AIRFLOW__") or "=" not in item]:
+        parser.error(f"--setting takes AIRFLOW__SECTION__KEY=VALUE, got: {', '.join(malformed)}")
+    settings = dict(item.split("=", 1) for item in args.setting)
     if strategies[0] in PLANNED:
         parser.error("a planned strategy needs history: list an unplanned one (round_robin, least_loaded) first")
 
@@ -221,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emulator.start()
         configs = load_config(work / "servers.toml")
-        settings = dict(item.split("=", 1) for item in args.setting)
         airflow = AirflowDeployment(
             work / "airflow", dags, operator_connections(configs, emulator.ports), settings=settings
         )

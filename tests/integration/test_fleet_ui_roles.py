@@ -44,14 +44,17 @@ class Ran:
 @pytest.fixture(scope="module")
 def two_dags(airflow_db, airflow_connections, sql_server) -> tuple[Ran, Ran]:
     """Two DAGs, each of which ran its own job on the server through the SQLAgentOperatorRole login."""
-    ran = []
-    for _ in range(2):
-        with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
-            job = create_job(sa, [QUICK])
-        result = run_dag(conn_id="agent_op_mssql", job_name=job)
-        assert result.state == "success", result.errors
-        ran.append(Ran(result.ti.dag_id, result.ti.run_id, job))
-    return ran[0], ran[1]
+    first, second = (_run_one(sql_server, QUICK)[0] for _ in range(2))
+    return first, second
+
+
+def _run_one(sql_server: Any, step: dict[str, Any], **operator: Any) -> tuple[Ran, JobRun]:
+    """A DAG run whose task ran a new one-step job: what ran, and the run handle the task pushed."""
+    with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
+        job = create_job(sa, [step])
+    result = run_dag(conn_id="agent_op_mssql", job_name=job, **operator)
+    assert result.state == "success", result.errors
+    return Ran(result.ti.dag_id, result.ti.run_id, job), JobRun.from_dict(result.xcom("sql_agent_run"))
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +81,13 @@ def client(two_dags: tuple[Ran, Ran], tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def running(airflow_db, airflow_connections, sql_server) -> Iterator[tuple[Ran, Ran]]:
     """Two DAGs whose task started a minute-long job without waiting for it; the jobs are stopped afterwards."""
-    hook, runs, ran = SqlAgentHook("agent_op_mssql"), [], []
+    hook, started = SqlAgentHook("agent_op_mssql"), []
     try:
         for _ in range(2):
-            with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
-                job = create_job(sa, [MINUTE])
-            result = run_dag(conn_id="agent_op_mssql", job_name=job, wait_for_completion=False)
-            assert result.state == "success", result.errors
-            runs.append(JobRun.from_dict(result.xcom("sql_agent_run")))
-            ran.append(Ran(result.ti.dag_id, result.ti.run_id, job))
-        yield ran[0], ran[1]
+            started.append(_run_one(sql_server, MINUTE, wait_for_completion=False))
+        yield started[0][0], started[1][0]
     finally:
+        runs = [run for _ran, run in started]
         with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
             for run in runs:
                 hook.stop_run(run)
@@ -101,20 +100,23 @@ def _headers(client: TestClient, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
 
-def _who_ran(client: TestClient, user: str, jobs: set[str]) -> dict[str, dict[str, Any]]:
-    """fleet.json as ``user``: the ``started_by`` of each of ``jobs``' timeline bars, by job."""
+def _fleet_json(client: TestClient, user: str) -> dict[str, Any]:
     reply = client.get("/ssis-lb/fleet.json", headers=_headers(client, user))
     assert reply.status_code == 200, reply.text[:500]
-    bars = [b for lane in reply.json()["timeline"]["lanes"] for b in lane["bars"] if b["job"] in jobs]
+    return reply.json()
+
+
+def _who_ran(client: TestClient, user: str, jobs: set[str]) -> dict[str, dict[str, Any]]:
+    """fleet.json as ``user``: the ``started_by`` of each of ``jobs``' timeline bars, by job."""
+    lanes = _fleet_json(client, user)["timeline"]["lanes"]
+    bars = [b for lane in lanes for b in lane["bars"] if b["job"] in jobs]
     assert sorted(b["job"] for b in bars) == sorted(jobs), bars  # each job ran once, on the fleet's server
     return {b["job"]: b["started_by"] for b in bars}
 
 
 def _who_runs(client: TestClient, user: str, jobs: set[str]) -> dict[str, dict[str, Any]]:
     """fleet.json as ``user``: the ``started_by`` of each of ``jobs`` in its server's running list, by job."""
-    reply = client.get("/ssis-lb/fleet.json", headers=_headers(client, user))
-    assert reply.status_code == 200, reply.text[:500]
-    [server] = reply.json()["servers"]
+    [server] = _fleet_json(client, user)["servers"]
     found = [j for j in server["jobs"] if j["job"] in jobs]
     assert sorted(j["job"] for j in found) == sorted(jobs), server  # both still running on the fleet's server
     return {j["job"]: j["started_by"] for j in found}
