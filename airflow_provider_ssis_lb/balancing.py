@@ -117,6 +117,8 @@ class ServerReading:
     name: str = ""  # @@SERVERNAME (the conn id when unreachable), for messages
     job_id: str | None = None  # the job's id there; None when it does not exist there (or unreachable)
     job_running: bool = False  # the job is executing there now
+    # It answered but could not be read or locked: up, and maybe running the job (docs/fleet.md, "Failure model").
+    unreadable: bool = False
 
     @property
     def reachable(self) -> bool:

@@ -6,6 +6,7 @@ Each message names the server, the job and the cause, so a failed task's log say
 from __future__ import annotations
 
 from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 
 class SqlAgentError(AirflowException):
@@ -62,6 +63,22 @@ class LoginFailedError(ServerMisconfiguredError):
 
 class TransientConnectionError(SqlAgentError):
     """The server could not be reached or the connection dropped: worth retrying."""
+
+
+class ServerUnreachableError(TransientConnectionError):
+    """No session could be opened to the server (refused, no answer to the login, network down). The only
+    failure a pool treats as "the server is down" (docs/fleet.md, "Failure model")."""
+
+
+class ServerUnreadableError(SqlAgentError):
+    """A server of a pool answered but could not be read or locked (a statement timed out, the connection
+    was reset, a deadlock victim, a lock not granted): it may be running the job, so nothing is started
+    elsewhere (``[ssis_lb] unreadable_server = wait``)."""
+
+
+class OutcomeUnknownError(SqlAgentError, AirflowFailException):
+    """The run's outcome can no longer be read (job deleted or re-created, history purged with no record of
+    the end). Never retried: a retry might run again a package that succeeded; a user's Clear starts afresh."""
 
 
 class TlsConnectionError(ServerMisconfiguredError):

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from airflow.providers.common.compat.sdk import conf
+
 from .balancing import PoolServer, ServerPool, ServerReading, choose_server
 from .bounded import ServerNotAnswering, bounded_calls
 from .exceptions import (
@@ -37,15 +39,24 @@ from .exceptions import (
     JobNotFoundError,
     ServerCannotRunJobError,
     ServerMisconfiguredError,
+    ServerUnreachableError,
     SqlAgentError,
-    TransientConnectionError,
 )
-from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgentHook, job_lock_resource
+from .hooks.sql_agent import (
+    ADMISSION_RESOURCE,
+    PICKUP_GRACE_SECONDS,
+    AgentSession,
+    JobInfo,
+    SqlAgentHook,
+    job_lock_resource,
+)
 from .runs import JobRun
 from .timeouts import Timeouts
 
-LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
-AdmissionKind = Literal["started", "running", "full", "none_eligible"]
+LOCK_TIMEOUT_SECONDS = 20.0  # clamped below each connection's query timeout (AgentSession.lock_wait)
+PICKUP_HOLD_SECONDS = 600.0  # past Agent's pickup grace, how much longer a start keeps its locks
+AdmissionKind = Literal["started", "running", "full", "none_eligible", "unsure"]
+UnreadablePolicy = Literal["wait", "skip"]
 ALREADY_RUNNING = "job already running there"
 
 
@@ -55,7 +66,9 @@ class Admission:
 
     ``started``: ``run`` is ours, on ``chosen``; ``running``: the job runs on ``chosen`` (``run`` is
     that run, started by someone else); ``full``: every eligible server is at capacity;
-    ``none_eligible``: no server can run the job (each reading says why).
+    ``none_eligible``: no server can run the job (each reading says why); ``unsure``: a server that may
+    be running the job could not be read or locked (``chosen`` is that server, its reason says why), so
+    nothing was started: wait and try again.
     """
 
     kind: AdmissionKind
@@ -64,17 +77,35 @@ class Admission:
     run: JobRun | None = None
 
 
+def unreadable_policy() -> UnreadablePolicy:
+    """``[ssis_lb] unreadable_server``: ``wait`` (default, safe) or ``skip`` (available; docs/fleet.md)."""
+    value = conf.get("ssis_lb", "unreadable_server", fallback="wait").strip().lower()
+    if value not in ("wait", "skip"):
+        raise ValueError(f"[ssis_lb] unreadable_server must be 'wait' or 'skip', not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def unreadable(server: PoolServer, cause: str) -> ServerReading:
+    """A server that answered but could not be read or locked: it may be running the job."""
+    return ServerReading(server, None, False, f"could not be read: {cause}", name=server.conn_id, unreadable=True)
+
+
 def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
-    """One server's load and whether the job may start there. A server that cannot be reached (refused,
-    timed out, offline) reads as unreachable; a misconfigured one (no such connection, login or permission
-    refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server must fail the
-    child loudly, not be skipped for ever without anyone noticing."""
+    """One server's load and whether the job may start there.
+
+    Only a server to which no session opens (refused, no answer to the login) reads as unreachable, that
+    is, down. One that answered and then failed (a statement timed out, a reset, a deadlock victim) reads
+    as unreadable: it is up and may be running the job. A misconfigured one (no such connection, login or
+    permission refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server
+    must fail the child loudly, not be skipped for ever without anyone noticing."""
     try:
         name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
     except ServerMisconfiguredError:
         raise  # a wrong connection or login is a configuration error, not an outage to fail over from
-    except SqlAgentError as exc:
+    except ServerUnreachableError as exc:
         return ServerReading(server, None, False, f"unreachable: {exc.cause}", name=server.conn_id)
+    except SqlAgentError as exc:
+        return unreadable(server, exc.cause)
     return _reading(server, name, running, job)
 
 
@@ -123,6 +154,7 @@ class Fleet:
         self.log = log
         self.hook = hook
         self.lock_timeout = lock_timeout
+        self.policy = unreadable_policy()
 
     @property
     def label(self) -> str:
@@ -135,13 +167,13 @@ class Fleet:
         answers = bounded_calls(calls, Timeouts.from_config().call)
         readings = []
         for server, answer in zip(servers, answers, strict=True):
-            if isinstance(answer, ServerNotAnswering):
-                answer = ServerReading(server, None, False, f"unreachable: {answer}", name=server.conn_id)
+            if isinstance(answer, ServerNotAnswering):  # maybe connected, maybe not: assume it is up
+                answer = unreadable(server, str(answer))
             elif isinstance(answer, BaseException):  # a misconfigured server: a configuration error, loud
                 raise answer
             readings.append(answer)
         for reading in readings:
-            if not reading.reachable:
+            if not reading.reachable and not reading.unreadable:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
         return readings
 
@@ -149,9 +181,14 @@ class Fleet:
         """Choose a server and start the job there, under the locks (module docstring).
 
         ``on_intent`` gets the handle the start will have just before ``sp_start_job`` (the ledger's
-        intent record).
+        intent record). Until that call nothing has been started, so any failure to read or lock a server
+        that may be running the job ends the attempt as ``unsure`` (released, nothing started); from
+        ``sp_start_job`` on, a failure is raised, and the ledger's intent settles it on the next try.
         """
-        readings = self.read()
+        readings = self._doubts_as_policy(self.read())
+        doubt = next((r for r in readings if r.unreadable), None)
+        if doubt is not None:
+            return self._unsure(readings, doubt)
         holders = sorted(
             (r for r in readings if r.reachable and r.job_id is not None),
             key=lambda r: (r.name.lower(), r.server.conn_id),
@@ -159,24 +196,69 @@ class Fleet:
         with contextlib.ExitStack() as stack:
             sessions: dict[str, AgentSession] = {}
             for reading in holders:  # in one global order, so two starters never wait on each other in a cycle
+                conn_id = reading.server.conn_id
                 try:
-                    session = stack.enter_context(self.hook(reading.server.conn_id).session(self.label))
-                    session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
-                except TransientConnectionError as exc:  # went away since the read: as if unreachable then
-                    self.log.warning("server '%s' skipped: unreachable: %s", reading.server.conn_id, exc.cause)
+                    session = stack.enter_context(self.hook(conn_id).session(self.label))
+                except ServerMisconfiguredError:
+                    raise
+                except ServerUnreachableError as exc:  # went down since the read
+                    if reading.job_running:  # ...where the job was running: it may well still run there
+                        return self._unsure(
+                            readings, unreadable(reading.server, f"went away while running the job: {exc.cause}")
+                        )
+                    self.log.warning("server '%s' skipped: unreachable: %s", conn_id, exc.cause)
                     readings = _replace(
                         readings, reading, running=None, eligible=False, reason=f"unreachable: {exc.cause}"
                     )
                     continue
-                sessions[reading.server.conn_id] = session
-            readings = [self._reread(r, sessions.get(r.server.conn_id)) for r in readings]
-            running = next((r for r in readings if r.job_running), None)
-            if running is not None:
-                current = self._current_run(sessions[running.server.conn_id], running)
-                if current is not None:
-                    return Admission("running", tuple(readings), running, current)
-                readings = [dataclasses.replace(r, job_running=False) if r is running else r for r in readings]
+                except SqlAgentError as exc:
+                    return self._unsure(readings, unreadable(reading.server, exc.cause))
+                sessions[conn_id] = session
+                try:
+                    session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                except ServerMisconfiguredError:
+                    raise
+                except SqlAgentError as exc:  # not granted, cut short, or the connection lost: nothing started
+                    return self._unsure(readings, unreadable(reading.server, f"the job's lock: {exc.cause}"))
+            try:
+                readings = [self._reread(r, sessions.get(r.server.conn_id)) for r in readings]
+                running = next((r for r in readings if r.job_running), None)
+                if running is not None:
+                    current = self._current_run(sessions[running.server.conn_id], running)
+                    if current is not None:
+                        return Admission("running", tuple(readings), running, current)
+                    readings = [dataclasses.replace(r, job_running=False) if r is running else r for r in readings]
+            except ServerMisconfiguredError:
+                raise
+            except SqlAgentError as exc:
+                where = self._server_of(exc, sessions)
+                return self._unsure(readings, unreadable(where, exc.cause))
             return self._start_on_best(readings, sessions, position, step_name, on_intent)
+
+    def _doubts_as_policy(self, readings: list[ServerReading]) -> list[ServerReading]:
+        """``unreadable_server = skip``: an unreadable server counts as unreachable (the documented risk)."""
+        if self.policy == "wait":
+            return readings
+        for reading in (r for r in readings if r.unreadable):
+            self.log.warning(
+                "server '%s' skipped (unreadable_server = skip): %s; if the job runs there, it may now run twice",
+                reading.server.conn_id,
+                reading.reason,
+            )
+        return [dataclasses.replace(r, unreadable=False) if r.unreadable else r for r in readings]
+
+    def _unsure(self, readings: Sequence[ServerReading], doubt: ServerReading) -> Admission:
+        self.log.warning(
+            "server '%s' %s; it may be running the job, so nothing is started until it can be read "
+            "([ssis_lb] unreadable_server = wait)",
+            doubt.server.conn_id,
+            doubt.reason,
+        )
+        return Admission("unsure", tuple(doubt if r.server == doubt.server else r for r in readings), doubt)
+
+    def _server_of(self, exc: SqlAgentError, sessions: dict[str, AgentSession]) -> PoolServer:
+        conn_id = exc.conn_id if exc.conn_id in sessions else next(iter(sessions), None)
+        return next(s for s in self.pool.servers if s.conn_id == conn_id) if conn_id else self.pool.servers[0]
 
     def _reread(self, reading: ServerReading, session: AgentSession | None) -> ServerReading:
         """The reading again, under the job's lock on that server."""
@@ -212,10 +294,22 @@ class Fleet:
                 usable_later = any(r.reachable and r.eligible for r in readings)
                 return Admission("full" if usable_later else "none_eligible", tuple(readings))
             session = sessions[choice.server.conn_id]
-            session.lock(ADMISSION_RESOURCE, self.lock_timeout)
             try:
-                load = session.running_count()
-                if load >= choice.server.capacity:
+                session.lock(ADMISSION_RESOURCE, self.lock_timeout)
+            except ServerMisconfiguredError:
+                raise
+            except SqlAgentError as exc:
+                return self._unsure(readings, unreadable(choice.server, f"its admission lock: {exc.cause}"))
+            try:
+                try:  # nothing is started yet: a failure here leaves nothing behind
+                    load = session.running_count()
+                    job = session.job(None, choice.job_id) if load < choice.server.capacity else None
+                    intent = session.next_run(job) if job is not None else None
+                except ServerMisconfiguredError:
+                    raise
+                except SqlAgentError as exc:
+                    return self._unsure(readings, unreadable(choice.server, exc.cause))
+                if job is None or intent is None:
                     self.log.info(
                         "%s filled up meanwhile (running %s/capacity %s); choosing again",
                         choice.server.conn_id,
@@ -224,8 +318,6 @@ class Fleet:
                     )
                     readings = _replace(readings, choice, running=load)
                     continue
-                job = session.job(None, choice.job_id)
-                intent = session.next_run(job)
                 on_intent(intent)
                 try:
                     run = session.start(job, step_name, intent)
@@ -242,15 +334,32 @@ class Fleet:
                     continue
                 chosen = dataclasses.replace(choice, running=load)
                 self._log_choice(chosen, readings)
-                if not session.wait_for_pickup(run):
-                    self.log.warning(
-                        "%s: Agent has not picked the start up yet; releasing the admission lock anyway",
-                        choice.server.conn_id,
-                    )
+                self._hold_until_pickup(session, run)
                 return Admission("started", tuple(readings), chosen, run)
             finally:
                 with contextlib.suppress(SqlAgentError):
                     session.unlock(ADMISSION_RESOURCE)
+
+    def _hold_until_pickup(self, session: AgentSession, run: JobRun) -> None:
+        """Keep the locks until msdb shows the run, so no starter counts a stale load or starts the job
+        again elsewhere; past Agent's pickup grace, on until ``PICKUP_HOLD_SECONDS`` (docs/fleet.md)."""
+        try:
+            if session.wait_for_pickup(run):
+                return
+            self.log.warning(
+                "%s: Agent has not picked the start up within %s s; holding the locks up to %s s more",
+                run.conn_id,
+                PICKUP_GRACE_SECONDS,
+                PICKUP_HOLD_SECONDS,
+            )
+            if session.wait_for_pickup(run, PICKUP_HOLD_SECONDS):
+                return
+        except SqlAgentError as exc:  # the start went through: follow it; the locks end with the session
+            self.log.warning(
+                "%s: could not watch Agent pick the start up (%s); following the run", run.conn_id, exc.cause
+            )
+            return
+        self.log.warning("%s: Agent has still not picked the start up; releasing the locks", run.conn_id)
 
     def _log_choice(self, chosen: ServerReading, readings: Sequence[ServerReading]) -> None:
         others = "; ".join(describe(r) for r in readings if r.server != chosen.server) or "none"

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 STATE_KEY = "sql_agent_run"
 Phase = Literal["waiting", "starting", "started"]
-Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started"]
+Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started", "unknown"]
 
 
 @dataclasses.dataclass

@@ -148,7 +148,8 @@ class ServerPoller:
             self.session = self.hook.open_session()
             self.stats.connections_opened += 1
         self.stats.round_trips += 1
-        return self.session.watch_tick(since_date(w.run for w in list(self.watchers.values())))
+        runs = [w.run for w in list(self.watchers.values()) if w.run is not None]
+        return self.session.watch_tick(since_date(iter(runs)), history=bool(runs))  # load watchers: no history
 
     async def loop(self) -> None:
         failures = 0

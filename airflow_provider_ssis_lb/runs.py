@@ -32,6 +32,7 @@ class RunProgress(str, enum.Enum):
     RUNNING = "running"
     FINISHED = "finished"  # its outcome row (step 0) exists
     ABANDONED = "abandoned"  # the job went idle without an outcome (Agent stopped or restarted)
+    UNKNOWN = "unknown"  # the outcome cannot be read any more (job deleted or re-created; no outcome recorded)
 
 
 Outcome = Literal["succeeded", "failed", "canceled"]  # a finished run's RunStatus name, lower case

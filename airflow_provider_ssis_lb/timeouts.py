@@ -25,6 +25,7 @@ from airflow.providers.common.compat.sdk import conf
 
 LOGIN_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
+MIN_QUERY_TIMEOUT_SECONDS = 2.0  # room for a lock wait of at least 1 s inside one statement
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,16 @@ class Timeouts:
 
     @classmethod
     def from_config(cls) -> Timeouts:
-        return cls(
+        """``[ssis_lb] login_timeout`` and ``query_timeout``; a query timeout too short for any lock wait is
+        refused here, when it is read, rather than turning every admission into a lost connection."""
+        timeouts = cls(
             conf.getfloat("ssis_lb", "login_timeout", fallback=LOGIN_TIMEOUT_SECONDS),
             conf.getfloat("ssis_lb", "query_timeout", fallback=QUERY_TIMEOUT_SECONDS),
         )
+        check_query_timeout(timeouts.query, "[ssis_lb] query_timeout")
+        if timeouts.login <= 0:
+            raise ValueError(f"[ssis_lb] login_timeout must be positive, not {timeouts.login:g}")
+        return timeouts
 
 
 def bounded(connection: Any, timeouts: Timeouts) -> Any:
@@ -60,3 +67,29 @@ def apply_query_timeout(raw: Any, timeouts: Timeouts) -> None:
     """pyodbc takes the query timeout on the open connection (pymssql took it at connect)."""
     if not type(raw).__module__.startswith("pymssql") and hasattr(raw, "timeout"):
         raw.timeout = max(1, round(timeouts.query))
+
+
+def check_query_timeout(seconds: float, where: str) -> float:
+    """A query timeout long enough to hold a lock wait (``AgentSession.lock_wait``), or a ValueError naming
+    the setting."""
+    if seconds < MIN_QUERY_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"{where} is {seconds:g} s: it must be at least {MIN_QUERY_TIMEOUT_SECONDS:g} s, as each application "
+            "lock wait of an admission runs inside one statement and must end before the driver cancels it"
+        )
+    return seconds
+
+
+def effective_query_timeout(connection: Any, timeouts: Timeouts) -> float:
+    """The query timeout the driver will apply: the ``mssql`` connection's extra ``timeout`` when it sets
+    one (pymssql takes it at connect), else ``[ssis_lb] query_timeout`` (``odbc``: ``apply_query_timeout``)."""
+    if connection.conn_type == "odbc":
+        return timeouts.query
+    value = connection.extra_dejson.get("timeout")
+    if value in (None, ""):
+        return timeouts.query
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"connection '{connection.conn_id}': extra 'timeout' must be seconds, not {value!r}") from None
+    return check_query_timeout(seconds, f"connection '{connection.conn_id}': extra 'timeout'")

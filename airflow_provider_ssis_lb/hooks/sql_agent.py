@@ -32,7 +32,9 @@ from ..exceptions import (
     JobNotFoundError,
     JobNotTargetedError,
     LoginFailedError,
+    OutcomeUnknownError,
     ServerMisconfiguredError,
+    ServerUnreachableError,
     SqlAgentError,
     TlsConnectionError,
     TransientConnectionError,
@@ -49,7 +51,7 @@ from ..runs import (
     execution_ids,
 )
 from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
-from ..timeouts import Timeouts, apply_query_timeout, bounded
+from ..timeouts import QUERY_TIMEOUT_SECONDS, Timeouts, apply_query_timeout, bounded, effective_query_timeout
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
@@ -58,6 +60,12 @@ _CATALOG_REFUSALS = {916, 229}
 SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 PICKUP_POLL_SECONDS = 0.2
+LOCK_MARGIN_SECONDS = 1.0  # a lock wait ends this long before the statement's own query timeout would cut it
+PURGED_NOTE = (
+    "SQL Server Agent purged this run's history before it was read (job history retention, or "
+    "sp_purge_jobhistory): its outcome comes from sysjobservers; step messages and SSIS errors are not available"
+)
+_LAST_RUN_OUTCOMES = {0: "failed", 1: "succeeded", 3: "canceled"}
 # sp_getapplock's documented return codes below zero (learn.microsoft.com, sp_getapplock, "Return code values").
 _APPLOCK_REFUSALS = {
     -1: "timed out",
@@ -80,6 +88,10 @@ class JobInfo:
     enabled: bool
     executing: bool
     current_step: str
+    # sysjobservers' record of the job's last finished run (sp_help_job): Agent keeps it when history is
+    # purged, so a run whose outcome row is gone is still told from one that never started.
+    last_run: dt.datetime | None = None  # server local time, whole seconds
+    last_run_outcome: int | None = None  # 0 failed, 1 succeeded, 3 canceled, 5 unknown
 
 
 @dataclass(frozen=True)
@@ -169,11 +181,14 @@ class CatalogListing:
 
 @dataclass(frozen=True)
 class RunState:
-    """What msdb says about a run now."""
+    """What msdb says about a run now. A finished run whose history Agent purged has no
+    ``outcome_instance_id``; its ``outcome`` then comes from sysjobservers (``note`` says so)."""
 
     state: RunProgress
     current_step: str = ""
     outcome_instance_id: int | None = None
+    outcome: str | None = None  # "succeeded", "failed" or "canceled" when known without the history row
+    note: str = ""  # why the state is what it is, when that is not obvious (purged history, deleted job)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", RunProgress(self.state))
@@ -214,6 +229,7 @@ class SqlAgentHook(BaseHook):
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self._server = conn_id
+        self._query_timeout = QUERY_TIMEOUT_SECONDS
 
     # ------------------------------------------------------------------ connection and calls
 
@@ -224,6 +240,10 @@ class SqlAgentHook(BaseHook):
         self._server = connection.host or self.conn_id
         _check_port_placement(connection)
         timeouts = Timeouts.from_config()
+        try:
+            self._query_timeout = effective_query_timeout(connection, timeouts)
+        except ValueError as exc:
+            raise ServerMisconfiguredError(self._server, None, str(exc), conn_id=self.conn_id) from None
         db_hook = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)})
         # pymssql runs set-up batches inside connect, where no driver timeout applies: a server that stalls
         # after the login would hold connect for ever. Bounded here, and a late connection is closed.
@@ -250,11 +270,16 @@ class SqlAgentHook(BaseHook):
         """A connection the caller keeps open as long as it likes (the monitor's), closed by ``close()``."""
         try:
             raw = self.get_conn()
-        except SqlAgentError:
-            raise
         except Exception as exc:
-            raise self._translate(exc, job) from exc
-        return AgentSession(raw, self, job)
+            error = exc if isinstance(exc, SqlAgentError) else self._translate(exc, job)
+            if type(error) is TransientConnectionError:  # at connect: the server is unreachable, not unreadable
+                error = ServerUnreachableError(
+                    error.server, error.job, error.cause, number=error.number, conn_id=error.conn_id
+                )
+            if error is exc:
+                raise
+            raise error from exc
+        return AgentSession(raw, self, job, self._query_timeout)
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
         """The typed error for a driver exception; the message names the job, the server (host and conn
@@ -391,28 +416,13 @@ class SqlAgentHook(BaseHook):
             return s.current_run(job)
 
     def run_state(self, run: JobRun) -> RunState:
-        """'finished' once the run's outcome row exists; 'running' while the job executes; 'pending'
-        while Agent has not picked the request up yet; 'abandoned' when the job went idle without an
-        outcome (Agent stopped or restarted mid-run, or the job was deleted)."""
+        """'finished' once the run's outcome row exists (or, when Agent purged it, once sysjobservers shows
+        the run's end); 'running' while the job executes; 'pending' while Agent has not picked the request
+        up yet; 'abandoned' when the job went idle without an outcome (Agent stopped or restarted mid-run);
+        'unknown' when the run's outcome cannot be read any more (the job was deleted or re-created, or
+        Agent recorded no outcome). docs/fleet.md, "Failure model"."""
         with self.session(run.job_name) as s:
-            outcome = s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at)
-            if outcome is not None:
-                return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
-            try:
-                job = s.job(None, run.job_id)
-            except JobNotFoundError:
-                return RunState(RunProgress.ABANDONED, current_step="the job was deleted")
-            if job.executing:
-                return RunState(RunProgress.RUNNING, current_step=job.current_step)
-            rows = s.rows_after(run.job_id, run.baseline_instance_id, run.requested_at)
-            outcome = next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
-            if outcome is not None:  # the run ended between the two reads above
-                return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
-            if rows:  # steps of the run were logged, yet the job is idle without an outcome
-                return RunState(RunProgress.ABANDONED, current_step=str(rows[-1]["step_name"]))
-            _server, now = s.clock()
-            waited = (now - dt.datetime.fromisoformat(run.requested_at)).total_seconds()
-            return RunState(RunProgress.PENDING if waited < PICKUP_GRACE_SECONDS else RunProgress.ABANDONED)
+            return s.run_state(run)
 
     def recent_durations(self, job_name: str, limit: int = 10) -> list[int]:
         """Seconds taken by the job's most recent successful runs (newest first), for planning."""
@@ -441,38 +451,63 @@ class SqlAgentHook(BaseHook):
         )
         return JobRun(self.conn_id, server, job.job_id, job.name, _iso(started), baseline), last
 
-    def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
-        """The finished run's outcome, its step rows and the SSIS catalog's errors and warnings."""
+    def run_result(self, run: JobRun, outcome_instance_id: int | None, outcome: str | None = None) -> RunResult:
+        """The finished run's outcome, its step rows and the SSIS catalog's errors and warnings.
+
+        The outcome is authoritative once known (``outcome``: what the trigger saw, or sysjobservers); the
+        details are read while Agent still keeps them. When its history rows were purged in between, the
+        result carries ``outcome`` and a note saying the details are gone, rather than failing.
+        """
         with self.session(run.job_name) as s:
+            try:
+                history = s.history(run.job_id, run.requested_at)
+            except JobNotFoundError:  # deleted since: its history went with it
+                history = []
             rows = [
                 r
-                for r in s.history(run.job_id, run.requested_at)
-                if run.baseline_instance_id < int(r["instance_id"]) <= outcome_instance_id
+                for r in history
+                if run.baseline_instance_id < int(r["instance_id"]) <= (outcome_instance_id or run.baseline_instance_id)
             ]
-            outcome = next((r for r in rows if int(r["instance_id"]) == outcome_instance_id), None)
+            row = next((r for r in rows if int(r["instance_id"]) == outcome_instance_id), None)
             steps = [_step(r) for r in rows if int(r["step_id"]) != 0]
             ids = sorted({i for step in steps for i in execution_ids(step.message)})
             messages, notes = s.ssis_messages(ids)
+        if row is not None:
+            return RunResult(
+                run=run,
+                outcome=RunStatus(int(row["run_status"])).name.lower(),
+                started=_iso(decode_run_datetime(row["run_date"], row["run_time"])),
+                duration_seconds=decode_run_duration(row["run_duration"]),
+                message=row["message"],
+                steps=steps,
+                ssis_messages=messages,
+                notes=notes,
+            )
         if outcome is None:
-            raise SqlAgentError(run.server, run.job_name, f"history row {outcome_instance_id} of the run is missing")
+            raise OutcomeUnknownError(
+                run.server,
+                run.job_name,
+                f"the run's outcome row (history row {outcome_instance_id}) is gone: SQL Server Agent purged the "
+                "job's history before it was read, so whether the run succeeded is unknown; check the package's "
+                "own logs, then Clear the task to run it again",
+                conn_id=run.conn_id,
+            )
         return RunResult(
             run=run,
-            outcome=RunStatus(int(outcome["run_status"])).name.lower(),
-            started=_iso(decode_run_datetime(outcome["run_date"], outcome["run_time"])),
-            duration_seconds=decode_run_duration(outcome["run_duration"]),
-            message=outcome["message"],
+            outcome=outcome,  # type: ignore[arg-type]
+            started=None,
+            duration_seconds=0,
+            message=f"the run {outcome}",
             steps=steps,
             ssis_messages=messages,
-            notes=notes,
+            notes=[PURGED_NOTE, *notes],
         )
 
     def stop_run(self, run: JobRun) -> bool:
         """sp_stop_job, but only while this exact run is the job's active one; True if asked to stop."""
         with self.session(run.job_name) as s:
-            if s.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at) is not None:
-                return False  # our run is over; a running job now is someone else's run
-            if not s.job(None, run.job_id).executing:
-                return False
+            if s.run_state(run).state is not RunProgress.RUNNING:
+                return False  # our run is over (or never began): a running job now is someone else's run
             try:
                 s.call("sp_stop_job", {"job_id": run.job_id})
             except SqlAgentError as exc:
@@ -612,10 +647,13 @@ class SqlAgentHook(BaseHook):
 class AgentSession:
     """One open connection: parameterized calls, the reads built on them, starts and application locks."""
 
-    def __init__(self, raw: Any, hook: SqlAgentHook, label: str | None) -> None:
+    def __init__(
+        self, raw: Any, hook: SqlAgentHook, label: str | None, query_timeout: float = QUERY_TIMEOUT_SECONDS
+    ) -> None:
         self.raw = raw
         self.hook = hook
         self.label = label  # the job, for error messages
+        self.query_timeout = query_timeout  # seconds, as the driver applies it to each statement
         self.mark = "%s" if type(raw).__module__.startswith("pymssql") else "?"
         # A statement and the close never overlap: FreeTDS (pymssql) aborts the whole process when a
         # connection is freed while another thread is in its network I/O (tds_free_connection's assertion),
@@ -664,13 +702,49 @@ class AgentSession:
                 self.hook._server, self.label, "sp_help_job returned no job", conn_id=self.hook.conn_id
             )
         row = sets[0][0]
+        last_date = int(row.get("last_run_date") or 0)
         return JobInfo(
             job_id=str(row["job_id"]).upper(),
             name=row["name"],
             enabled=bool(row["enabled"]),
             executing=int(row["current_execution_status"]) != 4,
             current_step=str(row.get("current_execution_step") or ""),
+            last_run=decode_run_datetime(last_date, int(row.get("last_run_time") or 0)) if last_date else None,
+            last_run_outcome=int(row["last_run_outcome"]) if row.get("last_run_outcome") is not None else None,
         )
+
+    def run_state(self, run: JobRun) -> RunState:
+        """``SqlAgentHook.run_state`` on this session."""
+        try:
+            rows = self.rows_after(run.job_id, run.baseline_instance_id, run.requested_at)
+            job = self.job(None, run.job_id)
+        except JobNotFoundError:
+            return RunState(
+                RunProgress.UNKNOWN,
+                note="the job was deleted (or dropped and re-created with a new job_id) since the run was started, "
+                "and its history went with it",
+            )
+        outcome = next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
+        if outcome is not None:
+            return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
+        if job.executing:
+            return RunState(RunProgress.RUNNING, current_step=job.current_step)
+        rows = self.rows_after(run.job_id, run.baseline_instance_id, run.requested_at)  # it may have just ended
+        outcome = next((int(r["instance_id"]) for r in rows if int(r["step_id"]) == 0), None)
+        if outcome is not None:
+            return RunState(RunProgress.FINISHED, outcome_instance_id=outcome)
+        requested = dt.datetime.fromisoformat(run.requested_at)
+        if job.last_run is not None and job.last_run >= requested.replace(microsecond=0):
+            # A run began after our request and ended, yet no outcome row follows the baseline: Agent purged it.
+            kind = _LAST_RUN_OUTCOMES.get(job.last_run_outcome or 5)
+            if kind is None:
+                return RunState(RunProgress.UNKNOWN, note="Agent recorded no outcome for the run (last_run_outcome 5)")
+            return RunState(RunProgress.FINISHED, outcome=kind, note=PURGED_NOTE)
+        if rows:  # steps of the run were logged, yet the job is idle without an outcome
+            return RunState(RunProgress.ABANDONED, current_step=str(rows[-1]["step_name"]))
+        _server, now = self.clock()
+        waited = (now - requested).total_seconds()
+        return RunState(RunProgress.PENDING if waited < PICKUP_GRACE_SECONDS else RunProgress.ABANDONED)
 
     def history(self, job_id: str, since: str | None = None) -> list[Row]:
         params: dict[str, Any] = {"job_id": job_id, "mode": "FULL"}
@@ -684,10 +758,10 @@ class AgentSession:
         row = self.query("SELECT @@SERVERNAME AS server_name, GETDATE() AS now")[0][0]
         return row["server_name"], row["now"]
 
-    def last_instance_id(self, job_id: str, server_now: dt.datetime) -> int:
-        """The job's newest history row (runs of the last two days suffice: older ones are smaller)."""
-        rows = self.history(job_id, server_now.isoformat())
-        return max((int(r["instance_id"]) for r in rows), default=0)
+    def last_instance_id(self, job_id: str) -> int:
+        """The job's newest history row, over all the history Agent keeps: a baseline read from a window
+        would be 0 for a job last run before it, and an older run's outcome would then pass for ours."""
+        return max((int(r["instance_id"]) for r in self.history(job_id)), default=0)
 
     def rows_after(self, job_id: str, baseline: int, since: str) -> list[Row]:
         return [r for r in self.history(job_id, since) if int(r["instance_id"]) > baseline]
@@ -701,16 +775,20 @@ class AgentSession:
         rows = self.call("sp_help_job", {"execution_status": 0})
         return len(rows[0]) if rows else 0
 
-    def watch_tick(self, since_date: int | None) -> Tick:
+    def watch_tick(self, since_date: int | None, history: bool = True) -> Tick:
         """What the fleet monitor reads each tick, in one round trip: the jobs executing now with their
         current step (sp_help_job @execution_status = 0), then the job outcome rows (step 0) run since
         ``since_date`` (yyyymmdd), oldest first (sp_help_jobhistory). In that order, a job seen idle whose
         run ended before the first read has its outcome row in the second; both procedures are open to
         SQLAgentOperatorRole and show every job's rows (docs/permissions.md)."""
-        history = "@step_id = ?, @oldest_first = ?, @mode = ?" + (", @start_run_date = ?" if since_date else "")
+        if not history:  # only the load is wanted: no history read at all
+            sets = self.query("EXEC msdb.dbo.sp_help_job @execution_status = ?", (0,))
+            jobs = sets[0] if sets else []
+            return Tick({str(r["job_id"]).upper(): str(r.get("current_execution_step") or "") for r in jobs}, [])
+        arguments = "@step_id = ?, @oldest_first = ?, @mode = ?" + (", @start_run_date = ?" if since_date else "")
         params: tuple[Any, ...] = (0, 0, 1, "FULL") + ((since_date,) if since_date else ())
         sets = self.query(
-            f"EXEC msdb.dbo.sp_help_job @execution_status = ?; EXEC msdb.dbo.sp_help_jobhistory {history}", params
+            f"EXEC msdb.dbo.sp_help_job @execution_status = ?; EXEC msdb.dbo.sp_help_jobhistory {arguments}", params
         )
         jobs = next((rows for rows in sets if rows and "current_execution_status" in rows[0]), [])
         outcomes = next((rows for rows in sets if rows and "instance_id" in rows[0]), [])
@@ -787,9 +865,7 @@ class AgentSession:
 
     def next_run(self, job: JobInfo) -> JobRun:
         server, now = self.clock()
-        return JobRun(
-            self.hook.conn_id, server, job.job_id, job.name, _iso(now), self.last_instance_id(job.job_id, now)
-        )
+        return JobRun(self.hook.conn_id, server, job.job_id, job.name, _iso(now), self.last_instance_id(job.job_id))
 
     def current_run(self, job: JobInfo) -> JobRun | None:
         """The job's run in progress (started by anyone); None when it is idle."""
@@ -846,6 +922,7 @@ class AgentSession:
     def lock(self, resource: str, timeout: float) -> None:
         """sp_getapplock in msdb, Exclusive, owned by this session: released by ``unlock`` or when the
         connection closes, so a starter that dies never leaves it held."""
+        timeout = self.lock_wait(timeout)
         sets = self.query(
             "DECLARE @result int; EXEC @result = msdb.dbo.sp_getapplock @Resource = ?, @LockMode = 'Exclusive', "
             "@LockOwner = 'Session', @LockTimeout = ?, @DbPrincipal = 'public'; SELECT @result AS result",
@@ -860,6 +937,11 @@ class AgentSession:
                 f"(sp_getapplock returned {code}, timeout {timeout:g} s); another starter holds it",
                 conn_id=self.hook.conn_id,
             )
+
+    def lock_wait(self, wanted: float) -> float:
+        """``wanted``, clamped below this connection's query timeout: a lock wait the driver cut short would
+        look like a lost connection, not like a lock that was not granted (sp_getapplock's -1)."""
+        return max(0.0, min(wanted, self.query_timeout - LOCK_MARGIN_SECONDS))
 
     def unlock(self, resource: str) -> None:
         self.query(

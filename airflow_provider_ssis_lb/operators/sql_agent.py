@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import functools
 import logging
 import time
@@ -15,7 +16,14 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 
 from ..balancing import PoolServer, ServerPool, ServerReading, Strategy
-from ..exceptions import AgentRestartedError, JobAlreadyRunningError, JobRunFailedError, SqlAgentError
+from ..exceptions import (
+    AgentRestartedError,
+    ConnectionNotDefinedError,
+    JobAlreadyRunningError,
+    JobRunFailedError,
+    OutcomeUnknownError,
+    SqlAgentError,
+)
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 IF_RUNNING_CHOICES = ("wait", "attach", "fail")
 MAX_START_ATTEMPTS = 5  # the job ended and restarted under us this many times in a row: give up
+EXECUTION_TIMEOUT_MARGIN_SECONDS = 15.0  # a deferred wait ends this long before execution_timeout
 
 
 def publishes_failure(method: F) -> F:
@@ -236,6 +245,9 @@ class SqlAgentRunJobOperator(BaseOperator):
             return self._apply_if_running(context, ledger, admission.run, deadline)
         if admission.kind == "full":
             return self._wait_for_capacity(context, pool, position, admission.readings, deadline)
+        if admission.kind == "unsure" and admission.chosen is not None:
+            doubt = f"server '{admission.chosen.server.conn_id}' {admission.chosen.reason}"
+            return self._wait_for_capacity(context, pool, position, admission.readings, deadline, doubt=doubt)
         raise SqlAgentError(
             pool_label(pool),
             self.job_name or self.job_id,
@@ -249,12 +261,16 @@ class SqlAgentRunJobOperator(BaseOperator):
         position: int,
         readings: Sequence[ServerReading],
         deadline: float | None,
+        *,
+        doubt: str | None = None,
     ) -> dict[str, Any]:
-        """Every eligible server is full: wait (without a worker slot when deferrable), then choose again."""
-        self.log.info(
-            "every eligible server is full; waiting for a free slot: %s",
-            "; ".join(describe(r) for r in readings),
-        )
+        """Every eligible server is full, or a server that may run the job could not be read or locked
+        (``doubt``): wait (without a worker slot when deferrable), then choose again."""
+        if doubt is None:
+            self.log.info(
+                "every eligible server is full; waiting for a free slot: %s",
+                "; ".join(describe(r) for r in readings),
+            )
         trigger = SqlAgentCapacityTrigger(
             servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
             job_name=self.job_name or None,
@@ -264,10 +280,13 @@ class SqlAgentRunJobOperator(BaseOperator):
             poll_interval=self.poll_interval,
             deadline=deadline,
         )
+        # After a doubt, ask again no sooner than poll_interval: the capacity trigger cannot see a lock held.
+        settle = defer_not_before() if self.deferrable else time.time()
+        trigger.not_before = max(settle, time.time() + self.poll_interval) if doubt else settle
+        kwargs = {"deadline": deadline, "doubt": doubt}
         if self.deferrable:
-            trigger.not_before = defer_not_before()
-            self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs={"deadline": deadline})
-        return self.execute_after_capacity(context, run_trigger_here(trigger), deadline=deadline)
+            self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs=kwargs)
+        return self.execute_after_capacity(context, run_trigger_here(trigger), **kwargs)
 
     @publishes_failure
     def execute_after_capacity(
@@ -277,10 +296,16 @@ class SqlAgentRunJobOperator(BaseOperator):
         event = event or {}
         deadline = kwargs.get("deadline", event.get("deadline"))
         if event.get("status") == "timeout":
+            doubt = kwargs.get("doubt")
+            why = (
+                f"{doubt}, and it may be running the job, so no server was chosen"
+                if doubt
+                else "no server of the pool had a free slot"
+            )
             raise SqlAgentError(
                 pool_label(self._pool()),
                 self.job_name or self.job_id,
-                f"no server of the pool had a free slot within timeout={self.timeout} s; the job never started",
+                f"{why} within timeout={self.timeout} s; the job never started",
             )
         if event.get("status") == "error":  # a server of the pool is misconfigured (connection, login)
             raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
@@ -294,24 +319,46 @@ class SqlAgentRunJobOperator(BaseOperator):
         run = JobRun.from_dict(record.run)
         if not ledger.same_lineage(record):
             return self._after_clear(context, ledger, record, run, deadline)
+        if record.delivered and record.outcome == "unknown":  # never a silent re-run: only a Clear starts afresh
+            raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, "its outcome was unknown"))
         if record.phase == "waiting" or (record.delivered and record.outcome != "succeeded"):
             return None
         hook = self._hook_for(run)
-        state = hook.run_state(run)
-        if record.phase == "starting" and state.state is RunProgress.PENDING:
-            state = self._settle_intent(hook, run, record, state)
+        try:
+            state = hook.run_state(run)
+            if record.phase == "starting" and state.state is RunProgress.PENDING:
+                state = self._settle_intent(hook, run, record, state)
+        except ConnectionNotDefinedError as exc:
+            ledger.deliver("unknown")
+            raise OutcomeUnknownError(
+                run.server, run.job_name, _unknown(record, f"connection '{run.conn_id}' is no longer defined")
+            ) from exc
+        except SqlAgentError as exc:
+            if isinstance(exc, OutcomeUnknownError):
+                raise
+            raise type(exc)(
+                run.server,
+                run.job_name,
+                f"cannot read the run try {record.try_number} started ({exc.cause}); no other run is started "
+                "while that one may be going on: the next try looks again",
+                number=exc.number,
+                conn_id=run.conn_id,
+            ) from exc
+        if state.state is RunProgress.UNKNOWN:
+            ledger.deliver("unknown")
+            raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, state.note), conn_id=run.conn_id)
         if state.state is RunProgress.RUNNING or (state.state is RunProgress.PENDING and record.phase == "started"):
             self.log.info(
                 "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, where(run)
             )
             ledger.save("started", run, owned=record.owned, deadline=deadline)
             return self._follow(context, ledger, run, deadline, owned=record.owned)
-        if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
+        if state.state is RunProgress.FINISHED:
             self.log.info(
                 "the run try %s followed has ended: delivering its outcome, not starting again", record.try_number
             )
             ledger.save("started", run, owned=record.owned, deadline=deadline)
-            result = hook.run_result(run, state.outcome_instance_id)
+            result = hook.run_result(run, state.outcome_instance_id, state.outcome)
             return self._follow_result(context, ledger, result, owned=record.owned)
         if record.phase == "started":  # abandoned, and no try has been told
             ledger.deliver("abandoned")
@@ -345,7 +392,12 @@ class SqlAgentRunJobOperator(BaseOperator):
         )
         if record.phase == "waiting" or not record.owned:
             return None
-        if self._hook_for(run).run_state(run).state is not RunProgress.RUNNING:
+        try:
+            state = self._hook_for(run).run_state(run)
+        except ConnectionNotDefinedError:
+            self.log.info("connection '%s' of the earlier run is no longer defined: starting afresh", run.conn_id)
+            return None
+        if state.state is not RunProgress.RUNNING:
             return None
         self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
         ledger.save("waiting", run, owned=False, deadline=deadline)
@@ -400,10 +452,26 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ waiting
 
-    def _trigger(self, run: JobRun, deadline: float | None, *, stop_on_kill: bool) -> SqlAgentJobTrigger:
+    def _trigger(
+        self, context: Context, run: JobRun, deadline: float | None, *, stop_on_kill: bool
+    ) -> SqlAgentJobTrigger:
         return SqlAgentJobTrigger(
-            run=run.to_dict(), poll_interval=self.poll_interval, deadline=deadline, stop_on_kill=stop_on_kill
+            run=run.to_dict(),
+            poll_interval=self.poll_interval,
+            deadline=self._wait_deadline(context, deadline),
+            stop_on_kill=stop_on_kill,
         )
+
+    def _wait_deadline(self, context: Context, deadline: float | None) -> float | None:
+        """``deadline``, or earlier when ``execution_timeout`` ends first: the trigger then reports a timeout
+        itself, so the run is stopped (``stop_on_kill``) before Airflow fails the deferred task on its own
+        trigger timeout, a path on which nothing would stop it."""
+        started = getattr(context.get("ti"), "start_date", None)
+        if not self.deferrable or self.execution_timeout is None or not isinstance(started, dt.datetime):
+            return deadline
+        limit = self.execution_timeout.total_seconds()
+        ends = started.timestamp() + limit - min(EXECUTION_TIMEOUT_MARGIN_SECONDS, limit / 4)
+        return ends if deadline is None else min(deadline, ends)
 
     def _follow(
         self, context: Context, ledger: RunLedger, run: JobRun, deadline: float | None, *, owned: bool
@@ -414,15 +482,13 @@ class SqlAgentRunJobOperator(BaseOperator):
             self._active_run = None  # the run is meant to go on without the task
             ledger.deliver("started")
             return run.to_dict()
-        trigger = self._trigger(run, deadline, stop_on_kill=owned and self.stop_on_kill)
+        trigger = self._trigger(context, run, deadline, stop_on_kill=owned and self.stop_on_kill)
         if self.deferrable:
             trigger.not_before = defer_not_before()
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"owned": owned})
         self._active_run = run if owned else None
-        try:
-            event = run_trigger_here(trigger)
-        finally:
-            self._active_run = None
+        event = run_trigger_here(trigger)  # an execution_timeout unwinds from here: on_kill then stops the run
+        self._active_run = None
         return self.execute_complete(context, event, owned=owned)
 
     def _follow_result(self, context: Context, ledger: RunLedger, result: RunResult, *, owned: bool) -> dict[str, Any]:
@@ -437,7 +503,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     def _wait_for(self, context: Context, run: JobRun, deadline: float | None) -> dict[str, Any]:
         """Wait for someone else's run to end (never stopping it), then start ours."""
-        trigger = self._trigger(run, deadline, stop_on_kill=False)
+        trigger = self._trigger(context, run, deadline, stop_on_kill=False)
         if self.deferrable:
             trigger.not_before = defer_not_before()
             self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
@@ -477,6 +543,11 @@ class SqlAgentRunJobOperator(BaseOperator):
             self._timed_out(ledger, run, owned)
         if status == "error":  # not an outcome: a retry re-attaches to the run
             raise SqlAgentError(run.server, run.job_name, _event_cause(event))
+        if status == "unknown":
+            ledger.deliver("unknown")
+            raise OutcomeUnknownError(
+                run.server, run.job_name, f"{_event_cause(event)}; Clear the task to run it again"
+            )
         result = self._event_result(run, event)
         if result is None:
             ledger.deliver("abandoned")
@@ -493,16 +564,25 @@ class SqlAgentRunJobOperator(BaseOperator):
         run ended without an outcome (abandoned)."""
         if event and event.get("result"):  # delivered whole (_follow_result)
             return RunResult.from_dict(event["result"])
-        outcome = (event or {}).get("outcome_instance_id")
-        if outcome is None:
+        instance, outcome = (event or {}).get("outcome_instance_id"), (event or {}).get("outcome")
+        if instance is None and outcome is None:
             return None
-        return self._hook_for(run).run_result(run, int(outcome))
+        try:
+            return self._hook_for(run).run_result(run, None if instance is None else int(instance), outcome)
+        except SqlAgentError as exc:
+            if outcome is None or isinstance(exc, ConnectionNotDefinedError):
+                raise
+            self.log.warning("the run's details could not be read (%s); its outcome is the trigger's", exc.cause)
+            return RunResult(run, outcome, None, 0, str(event.get("message") or ""), notes=[f"details: {exc.cause}"])
 
     def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
         stopped = owned and self.stop_on_kill and self._stop(run)
         ledger.deliver("timeout")
         what = "the run was stopped" if stopped else "the run was left running"
-        raise SqlAgentError(run.server, run.job_name, f"the run did not end within timeout={self.timeout} s; {what}")
+        limits = f"timeout={self.timeout} s" + (
+            f", execution_timeout={self.execution_timeout}" if self.execution_timeout else ""
+        )
+        raise SqlAgentError(run.server, run.job_name, f"the run did not end within its time limit ({limits}); {what}")
 
     def _stop(self, run: JobRun) -> bool:
         try:
@@ -531,6 +611,13 @@ _ABANDONED = (
     "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run "
     "(or the job was deleted), so Agent abandoned it"
 )
+
+
+def _unknown(record: RunRecord, why: str) -> str:
+    return (
+        f"the outcome of the run try {record.try_number} started cannot be read: {why}. It may have succeeded, so "
+        "no retry runs the job again; check the package's own logs, then Clear the task to start it afresh"
+    )
 
 
 def _check_job_args(job_name: str | None, job_id: str | None) -> None:

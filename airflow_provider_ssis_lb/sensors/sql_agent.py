@@ -12,7 +12,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from ..exceptions import JobRunFailedError, TransientConnectionError
+from ..exceptions import JobRunFailedError, OutcomeUnknownError, TransientConnectionError
 from ..hooks.sql_agent import JobInfo, SqlAgentHook
 from ..reporting import ended_at, failure_cause, format_history
 from ..runs import JobRun, RunProgress, RunResult
@@ -118,7 +118,9 @@ class SqlAgentJobSensor(BaseSensorOperator):
             return False
         if state.state is RunProgress.ABANDONED:
             raise JobRunFailedError(run.server, run.job_name, f"{ABANDONED} (last step: {state.current_step or '-'})")
-        return self._finish(self._result(hook, run, state.outcome_instance_id))
+        if state.state is RunProgress.UNKNOWN:
+            raise OutcomeUnknownError(run.server, run.job_name, state.note, conn_id=run.conn_id)
+        return self._finish(self._result(hook, run, state.outcome_instance_id, state.outcome))
 
     def _decide_latest(self, hook: SqlAgentHook, job: JobInfo, context: Context) -> bool | PokeReturnValue:
         latest = hook.last_finished_run(job)
@@ -187,11 +189,14 @@ class SqlAgentJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(event["message"])
         if status == "error":
             raise AirflowException(event["message"])
-        outcome = event.get("outcome_instance_id")
-        if outcome is None:  # failed without an outcome: abandoned
+        if status == "unknown":
+            raise OutcomeUnknownError(run.server, run.job_name, event["message"], conn_id=run.conn_id)
+        instance, outcome = event.get("outcome_instance_id"), event.get("outcome")
+        if instance is None and outcome is None:  # failed without an outcome: abandoned
             raise JobRunFailedError(run.server, run.job_name, ABANDONED)
-        # the event names the outcome row only: the run's whole history is read here
-        return self._finish(self._result(self._hook(), run, int(outcome))).xcom_value
+        # the event names the outcome only: the run's whole history is read here
+        found = None if instance is None else int(instance)
+        return self._finish(self._result(self._hook(), run, found, outcome)).xcom_value
 
     def _remaining(self, context: Context) -> float:
         """Seconds left of ``timeout``, counted from the task's start (kept across deferrals)."""
@@ -209,13 +214,16 @@ class SqlAgentJobSensor(BaseSensorOperator):
     def _job(self, hook: SqlAgentHook) -> JobInfo:
         return hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
 
-    def _result(self, hook: SqlAgentHook, run: JobRun, outcome_instance_id: int | None) -> RunResult:
-        """The finished run's result, with every step when it is the job's latest run."""
-        assert outcome_instance_id is not None
-        latest = hook.last_finished_run(JobInfo(run.job_id, run.job_name, True, False, ""))
-        if latest is not None and latest[1] == outcome_instance_id:
-            run = latest[0]
-        return hook.run_result(run, outcome_instance_id)
+    def _result(
+        self, hook: SqlAgentHook, run: JobRun, outcome_instance_id: int | None, outcome: str | None = None
+    ) -> RunResult:
+        """The finished run's result, with every step when it is the job's latest run (without its outcome
+        row, Agent purged the history: the outcome, and a note)."""
+        if outcome_instance_id is not None:
+            latest = hook.last_finished_run(JobInfo(run.job_id, run.job_name, True, False, ""))
+            if latest is not None and latest[1] == outcome_instance_id:
+                run = latest[0]
+        return hook.run_result(run, outcome_instance_id, outcome)
 
     def _finish(self, result: RunResult) -> PokeReturnValue:
         """Log the run's history; succeed with it as XCom, or raise JobRunFailedError."""

@@ -15,8 +15,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
 from ..bounded import ServerNotAnswering, bounded_call
-from ..exceptions import ServerMisconfiguredError, SqlAgentError, TransientConnectionError
-from ..fleet import ALREADY_RUNNING, read_server
+from ..exceptions import ServerMisconfiguredError, ServerUnreachableError, SqlAgentError, TransientConnectionError
+from ..fleet import ALREADY_RUNNING, read_server, unreadable, unreadable_policy
 from ..hooks.sql_agent import RunState, SqlAgentHook
 from ..monitor import Sighting, Watcher, fleet_monitor
 from ..runs import JobRun, RunProgress, RunStatus
@@ -25,6 +25,7 @@ from ..validation import positive_seconds
 from ..waiting_line import WaitingLine, line_for
 
 MAX_BACKOFF_SECONDS = 60.0
+MAX_READ_FAILURES = 10  # server errors in a row on a wait's own read before it ends as an error
 DEFER_SETTLE_SECONDS = 10.0
 JOB_FACTS_SECONDS = 60.0  # a capacity wait re-reads whether its job exists and is enabled this often
 
@@ -55,10 +56,12 @@ class SqlAgentJobEvent(TypedDict):
     """The one event the trigger yields. Small on purpose: Airflow writes the whole event into the task log
     as one line, so the operator reads the run's steps and SSIS messages itself (``hook.run_result``)."""
 
-    status: Literal["success", "failed", "timeout", "error"]
+    status: Literal["success", "failed", "timeout", "error", "unknown"]
     message: str  # the outcome row's message, or why there is no outcome
     run: dict[str, Any]  # JobRun.to_dict()
     outcome_instance_id: int | None  # the run's outcome row (sysjobhistory step 0) once it has ended
+    # "succeeded", "failed" or "canceled": authoritative, even if Agent purges the history before the task reads it
+    outcome: str | None
 
 
 def shared_monitor() -> bool:
@@ -115,18 +118,30 @@ class SqlAgentJobTrigger(BaseTrigger):
     def _hook(self) -> SqlAgentHook:
         return SqlAgentHook(self.run_handle.conn_id)
 
-    def _event(self, status: str, message: str, outcome_instance_id: int | None = None) -> TriggerEvent:
+    def _event(
+        self, status: str, message: str, outcome_instance_id: int | None = None, outcome: str | None = None
+    ) -> TriggerEvent:
         payload: SqlAgentJobEvent = {
             "status": status,  # type: ignore[typeddict-item]
             "message": message,
             "run": self.run_handle.to_dict(),
             "outcome_instance_id": outcome_instance_id,
+            "outcome": outcome,
         }
         return TriggerEvent(payload)
 
-    def _outcome(self, run_status: int, message: str, outcome_instance_id: int) -> TriggerEvent:
+    def _outcome(self, run_status: int, message: str, outcome_instance_id: int | None) -> TriggerEvent:
         status = "success" if run_status == RunStatus.SUCCEEDED else "failed"
-        return self._event(status, message, outcome_instance_id)
+        return self._event(status, message, outcome_instance_id, RunStatus(run_status).name.lower())
+
+    def _errors_exhausted(self, exc: SqlAgentError, failures: int) -> TriggerEvent | None:
+        """A server error on the trigger's own read (a deadlock victim, a lock timeout, a reset) is retried:
+        the run goes on meanwhile. A misconfiguration, or the same failure ``MAX_READ_FAILURES`` times in a
+        row, ends the wait as an error (a retry then re-attaches)."""
+        if isinstance(exc, ServerMisconfiguredError) or failures >= MAX_READ_FAILURES:
+            return self._event("error", str(exc))
+        self.log.warning("job '%s': %s; reading again (attempt %d)", self.run_handle.job_name, exc, failures)
+        return None
 
     def _timeout(self) -> TriggerEvent | None:
         if self.deadline is not None and time.time() >= self.deadline:
@@ -156,6 +171,10 @@ class SqlAgentJobTrigger(BaseTrigger):
         if state.state is RunProgress.FINISHED and state.outcome_instance_id is not None:
             result = await bounded_call(run.conn_id, hook.run_result, run, state.outcome_instance_id)
             return self._outcome(RunStatus[result.outcome.upper()], result.message, state.outcome_instance_id), state
+        if state.state is RunProgress.FINISHED and state.outcome is not None:  # its history rows were purged
+            return self._outcome(RunStatus[state.outcome.upper()], state.note, None), state
+        if state.state is RunProgress.UNKNOWN:
+            return self._event("unknown", f"job '{run.job_name}' on server '{run.server}': {state.note}"), state
         if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
             return self._abandoned(), state
         return None, state
@@ -164,6 +183,7 @@ class SqlAgentJobTrigger(BaseTrigger):
         run, hook = self.run_handle, self._hook()
         seen_running = False  # once msdb showed the run executing, an idle job without an outcome is abandoned
         read_own_after = 0.0  # monotonic: the trigger's own reads are paced by poll_interval
+        failures = 0
         with fleet_monitor().watch(run) as watcher:
             while True:
                 if (timeout := self._timeout()) is not None:
@@ -196,7 +216,11 @@ class SqlAgentJobTrigger(BaseTrigger):
                 except (TransientConnectionError, TimeoutError):
                     continue  # the monitor retries the server with backoff
                 except SqlAgentError as exc:
-                    return self._event("error", str(exc))
+                    failures += 1
+                    if (ended := self._errors_exhausted(exc, failures)) is not None:
+                        return ended
+                    continue
+                failures = 0
                 if event is not None:
                     return event
                 seen_running = seen_running or state.state is RunProgress.RUNNING
@@ -222,7 +246,10 @@ class SqlAgentJobTrigger(BaseTrigger):
                 delay = min(MAX_BACKOFF_SECONDS, self.poll_interval * 2 ** min(failures, 6))
                 self.log.warning("job '%s': %s; retrying in %.0f s (attempt %d)", run.job_name, exc, delay, failures)
             except SqlAgentError as exc:
-                return self._event("error", str(exc))
+                failures += 1
+                if (ended := self._errors_exhausted(exc, failures)) is not None:
+                    return ended
+                delay = self.poll_interval
             await asyncio.sleep(_left(self.deadline, delay))
 
     async def on_kill(self) -> None:
@@ -320,7 +347,7 @@ class SqlAgentCapacityTrigger(BaseTrigger):
             try:
                 return await bounded_call(server.conn_id, read_server, hook, server, self.job_name, self.job_id)
             except ServerNotAnswering as exc:
-                return ServerReading(server, None, False, f"unreachable: {exc}", name=server.conn_id)
+                return unreadable(server, str(exc))
 
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
@@ -397,7 +424,17 @@ class SqlAgentCapacityTrigger(BaseTrigger):
                 task.cancel()
 
     def _decide(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> TriggerEvent | None:
-        """'free', 'none_eligible', or None (wait on, logged)."""
+        """'free', 'none_eligible', or None (wait on, logged). A server that answered but could not be read
+        may be running the job: under ``unreadable_server = wait`` no slot is taken while one does."""
+        doubt = next((r for r in readings if r.unreadable), None) if unreadable_policy() == "wait" else None
+        if doubt is not None:
+            self.log.info(
+                "job '%s': waiting until server '%s' can be read (%s)",
+                self.job_name or self.job_id,
+                doubt.server.conn_id,
+                doubt.reason,
+            )
+            return None
         if self._my_turn(line, ticket, readings):
             return self._event("free")
         reachable = [r for r in readings if r.reachable]
@@ -435,6 +472,8 @@ def with_load(reading: ServerReading, seen: Sighting | None) -> ServerReading:
         return reading
     if seen.kind == "error":
         cause = seen.error.cause if isinstance(seen.error, SqlAgentError) else "no answer in time"
+        if not isinstance(seen.error, ServerUnreachableError):  # it answered: up, and maybe running the job
+            return unreadable(reading.server, cause)
         return dataclasses.replace(reading, running=None, eligible=False, reason=f"unreachable: {cause}")
     if not reading.reachable:  # the monitor reached it again: the next read of the job's facts says more
         return reading
