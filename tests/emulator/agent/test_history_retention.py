@@ -331,3 +331,18 @@ def test_purge_by_oldest_date_then_everything(own_sa: Client, private: SqlServer
     assert rows_of(own_sa, other) == [] and rows_of(own_sa, name) == later
     own_sa.run("EXEC msdb.dbo.sp_purge_jobhistory")
     assert own_sa.run("SELECT COUNT(*) FROM msdb.dbo.sysjobhistory") == [(0,)]
+
+
+def test_limits_outlive_a_service_restart(tmp_path: Any) -> None:
+    """Registry settings on SQL Server: a restart (databases reloaded from disk) keeps them."""
+    config = emulator_config(
+        name="RETAIN", state_dir=str(tmp_path), jobhistory_max_rows=50, jobhistory_max_rows_per_job=20
+    )
+    with EmulatorController([config]) as controller:
+        target = SqlServerTarget("RETAIN", "127.0.0.1", controller["RETAIN"].port, "sa", SA_PASSWORD, controller)
+        with closing(Client("odbc18", target, "sa", SA_PASSWORD)) as client:
+            assert history_limits(client) == (50, 20)
+            client.run("EXEC msdb.dbo.sp_set_sqlagent_properties @jobhistory_max_rows_per_job = 7")
+        controller.call(controller["RETAIN"].restart_service())
+        with closing(Client("odbc18", target, "sa", SA_PASSWORD)) as client:
+            assert history_limits(client) == (50, 7)
