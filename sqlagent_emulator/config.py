@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .agent.model import JobSpec, PackageSpec, StepSpec
+from .agent.retention import DEFAULT_MAX_ROWS, DEFAULT_MAX_ROWS_PER_JOB, NO_MAXIMUM, limits_problem
 from .sql.engine import Login
 from .tds.tls import ENCRYPTION_MODES, EncryptionMode
 
@@ -30,6 +31,8 @@ _SERVER_KEYS = {
     "jobs",
     "agent_running",
     "agent_minute_seconds",
+    "jobhistory_max_rows",
+    "jobhistory_max_rows_per_job",
     "login_timeout_seconds",
     "idle_timeout_seconds",
     "encryption",
@@ -69,11 +72,25 @@ class ServerConfig:
     packages: tuple[PackageSpec, ...] = ()  # what the emulated SSIS catalog can run
     agent_running: bool = True  # start SQL Server Agent with the server
     agent_minute_seconds: float = 60.0  # length of Agent's "minute" (retry_interval), shorter for tests
+    jobhistory_max_rows: int = DEFAULT_MAX_ROWS  # Agent's job history limits (agent/retention.py); -1: none
+    jobhistory_max_rows_per_job: int = DEFAULT_MAX_ROWS_PER_JOB
     login_timeout_seconds: float = 60.0  # PRELOGIN + LOGIN7 must arrive within this, else the connection closes
     idle_timeout_seconds: float | None = None  # close logged-in connections idle this long; None: never
     encryption: EncryptionMode = "optional"  # "required": force encryption; "strict": TDS 8.0 only
     certificate: str | None = None  # PEM files of the server's TLS identity; None: made at start
     private_key: str | None = None
+
+    def __post_init__(self) -> None:
+        check_history_limits(self.jobhistory_max_rows, self.jobhistory_max_rows_per_job, f"server {self.name}")
+
+
+def check_history_limits(max_rows: int, max_rows_per_job: int, where: str) -> None:
+    """The values sp_set_sqlagent_properties accepts (agent/retention.py), else ConfigError."""
+    if limits_problem(max_rows, max_rows_per_job) is not None:
+        raise ConfigError(
+            f"{where}: jobhistory_max_rows must be {NO_MAXIMUM} (no maximum) or at least 1, and "
+            f"jobhistory_max_rows_per_job between 1 and jobhistory_max_rows, got {max_rows} and {max_rows_per_job}"
+        )
 
 
 def load_config(path: str | Path) -> list[ServerConfig]:
@@ -128,6 +145,9 @@ def parse_server(
     private_key = _typed(entry, "private_key", str, where, default=None)
     if (certificate is None) != (private_key is None):
         raise ConfigError(f"{where}: give both 'certificate' and 'private_key', or neither")
+    max_rows = _typed(entry, "jobhistory_max_rows", int, where, default=DEFAULT_MAX_ROWS)
+    max_rows_per_job = _typed(entry, "jobhistory_max_rows_per_job", int, where, default=DEFAULT_MAX_ROWS_PER_JOB)
+    check_history_limits(max_rows, max_rows_per_job, where)
     return ServerConfig(
         name=name,
         port=port,
@@ -139,6 +159,8 @@ def parse_server(
         packages=packages,
         agent_running=_typed(entry, "agent_running", bool, where, default=True),
         agent_minute_seconds=float(_typed(entry, "agent_minute_seconds", (int, float), where, default=60.0)),
+        jobhistory_max_rows=max_rows,
+        jobhistory_max_rows_per_job=max_rows_per_job,
         login_timeout_seconds=_positive(entry, "login_timeout_seconds", where, 60.0),
         idle_timeout_seconds=_positive(entry, "idle_timeout_seconds", where, None),
         encryption=encryption,

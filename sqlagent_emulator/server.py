@@ -22,6 +22,7 @@ from .agent.catalogobjects import publish_packages
 from .agent.logins import login_name
 from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
+from .agent.retention import HistoryLimits
 from .agent.runner import Agent
 from .agent.schema import install_schema
 from .agent.setup import ensure_jobs
@@ -52,6 +53,8 @@ class EmulatedServer:
         self.idle_timeout = config.idle_timeout_seconds
         self.engine: Engine
         self.agent: Agent
+        # Agent's job history limits: registry values on a real server, so they outlive service restarts.
+        self.history_limits = HistoryLimits(config.jobhistory_max_rows, config.jobhistory_max_rows_per_job)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{config.name}")
         self._listener: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -100,6 +103,7 @@ class EmulatedServer:
             minute_seconds=config.agent_minute_seconds,
             find_login=self.engine.find_login,
             owner_name=lambda sid: login_name(self.engine, sid) or "sa",
+            history_limits=self.history_limits,
         )
         await self.run(register_agent_procedures, self.engine.procedures, self.agent)
         await self.run(ensure_jobs, self.engine, config.jobs)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .retention import HistoryLimits
 
 
 class RunStatus(enum.IntEnum):
@@ -156,6 +159,9 @@ class AgentControl(Protocol):
 
     @property
     def session_id(self) -> int | None: ...
+
+    # The server's job history limits (sp_set_sqlagent_properties changes them; retention.py).
+    history_limits: HistoryLimits
 
     def running(self, job_id: str) -> RunningJob | None:
         """The job's run in the current Agent session, if it is running."""

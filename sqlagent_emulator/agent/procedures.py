@@ -10,6 +10,12 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from .agentprops import (
+    GET_SQLAGENT_PROPERTIES_PARAMS,
+    SET_SQLAGENT_PROPERTIES_PARAMS,
+    sp_get_sqlagent_properties,
+    sp_set_sqlagent_properties,
+)
 from .categoryprocs import ADD_CATEGORY_PARAMS, HELP_CATEGORY_PARAMS, sp_add_category, sp_help_category
 from .controlprocs import START_JOB_PARAMS, STOP_JOB_PARAMS, sp_start_job, sp_stop_job
 from .helphistory import (
@@ -37,6 +43,7 @@ from .proxies import (
     sp_grant_login_to_proxy,
     sp_grant_proxy_to_subsystem,
 )
+from .purge import PURGE_JOBHISTORY_PARAMS, sp_purge_jobhistory
 from .stepprocs import (
     ADD_JOBSTEP_PARAMS,
     DELETE_JOBSTEP_PARAMS,
@@ -65,6 +72,7 @@ def register_agent_procedures(registry: ProcedureRegistry, agent: AgentControl) 
         ("sp_update_jobstep", UPDATE_JOBSTEP_PARAMS, sp_update_jobstep),
         ("sp_delete_jobstep", DELETE_JOBSTEP_PARAMS, sp_delete_jobstep),
         ("sp_help_jobhistory", HELP_JOBHISTORY_PARAMS, sp_help_jobhistory),
+        ("sp_purge_jobhistory", PURGE_JOBHISTORY_PARAMS, sp_purge_jobhistory),
         ("sp_help_jobstep", HELP_JOBSTEP_PARAMS, sp_help_jobstep),
         ("sp_add_category", ADD_CATEGORY_PARAMS, sp_add_category),
         ("sp_help_category", HELP_CATEGORY_PARAMS, sp_help_category),
@@ -80,6 +88,8 @@ def register_agent_procedures(registry: ProcedureRegistry, agent: AgentControl) 
         ("sp_stop_job", STOP_JOB_PARAMS, sp_stop_job),
         ("sp_help_job", HELP_JOB_PARAMS, sp_help_job),
         ("sp_help_jobactivity", HELP_JOBACTIVITY_PARAMS, sp_help_jobactivity),
+        ("sp_set_sqlagent_properties", SET_SQLAGENT_PROPERTIES_PARAMS, sp_set_sqlagent_properties),
+        ("sp_get_sqlagent_properties", GET_SQLAGENT_PROPERTIES_PARAMS, sp_get_sqlagent_properties),
     )
     for name, params, func in with_agent:
         registry.add(MSDB + name, params, functools.partial(func, agent=agent))

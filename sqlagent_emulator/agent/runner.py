@@ -21,6 +21,7 @@ from . import messages
 from .capacity import Capacity
 from .model import AGENT_SERVICE_ACCOUNT, PackageSpec, RunningJob, RunStatus, StepAction
 from .proxies import step_denial
+from .retention import HistoryLimits
 from .store import AgentStore, StepRow
 from .subsystems import SUBSYSTEMS, RunContext, StepOutcome
 
@@ -50,12 +51,14 @@ class Agent:
         minute_seconds: float = 60.0,
         find_login: Callable[[str], Login | None],
         owner_name: Callable[[bytes | None], str],
+        history_limits: HistoryLimits | None = None,
     ) -> None:
         self.engine = engine
         self.server_name = engine.server_name
         self.store = AgentStore(engine)
         self.packages = {p.path.lower(): p for p in (packages or {}).values()}
         self.minute_seconds = minute_seconds
+        self.history_limits = history_limits if history_limits is not None else HistoryLimits()
         self._run_on_engine = run_on_engine
         self._loop = loop
         self._spids = spids
@@ -205,9 +208,14 @@ class Agent:
             job.stop_requested_by,
         )
         elapsed = clock.elapsed()
-        history_id = await self.db(
-            functools.partial(self.store.write_history, job.job_id, 0, JOB_OUTCOME, outcome, message, started, elapsed)
-        )
+
+        def log_outcome() -> int:
+            # sp_sqlagent_log_jobhistory: the outcome row, then sp_jobhistory_row_limiter (retention.py).
+            history_id = self.store.write_history(job.job_id, 0, JOB_OUTCOME, outcome, message, started, elapsed)
+            self.store.limit_history(job.job_id, self.history_limits)
+            return history_id
+
+        history_id = await self.db(log_outcome)
         await self.db(self.store.finish_job, session_id, job.job_id, history_id, outcome, message, started, elapsed)
 
     async def _run_step(self, run: _Run, step: StepRow, owner: Login) -> StepOutcome:

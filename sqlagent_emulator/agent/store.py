@@ -16,6 +16,7 @@ from ..sql.results import TypedValue
 from ..sql.sqltypes import type_of_python
 from .encoding import run_date, run_duration, run_time
 from .model import AGENT_SERVICE_ACCOUNT, RequestSource, RunStatus
+from .retention import HistoryLimits
 
 AGENT_SPID = 9  # a system session id, below the user range that starts at 51
 
@@ -210,6 +211,34 @@ class AgentStore:
             server=self.engine.server_name,
         )
         return int(self._run("SELECT MAX(instance_id) FROM msdb.dbo.sysjobhistory")[0][0])
+
+    def limit_history(self, job_id: str, limits: HistoryLimits) -> int:
+        """sp_jobhistory_row_limiter after a job outcome row: the job's oldest rows beyond the per-job
+        limit, then everyone's oldest rows beyond the total (retention.py); return how many went."""
+        bounds = limits.for_limiter()
+        if bounds is None:
+            return 0
+        total, per_job = bounds
+        deleted = self._trim_oldest(per_job, job_id)
+        return deleted + self._trim_oldest(total, None)
+
+    def _trim_oldest(self, keep: int, job_id: str | None) -> int:
+        where = "WHERE job_id = @j" if job_id is not None else ""
+        params = {"j": job_id} if job_id is not None else {}
+        ids = [
+            row[0]
+            for row in self._run(
+                f"SELECT instance_id FROM msdb.dbo.sysjobhistory {where} ORDER BY instance_id", **params
+            )
+        ]
+        excess = len(ids) - keep
+        if excess <= 0:
+            return 0
+        condition = "job_id = @j AND " if job_id is not None else ""
+        self._run(
+            f"DELETE FROM msdb.dbo.sysjobhistory WHERE {condition}instance_id <= @last", last=ids[excess - 1], **params
+        )
+        return excess
 
     def finish_step(
         self,

@@ -12,6 +12,7 @@ import pytest
 
 from sqlagent_emulator.agent.model import RunningJob
 from sqlagent_emulator.agent.procedures import register_agent_procedures
+from sqlagent_emulator.agent.retention import HistoryLimits
 from sqlagent_emulator.agent.schema import install_schema
 from sqlagent_emulator.sql.engine import Engine, Login
 from sqlagent_emulator.sql.results import Message, ResultSet, StatementResult
@@ -37,6 +38,7 @@ class FakeAgent:
     runs: dict[str, RunningJob] = field(default_factory=dict)
     started: list[tuple[str, str, int, str]] = field(default_factory=list)
     stopped: list[tuple[str, str]] = field(default_factory=list)
+    history_limits: HistoryLimits = field(default_factory=HistoryLimits)
 
     def running(self, job_id: str) -> RunningJob | None:
         return self.runs.get(job_id)
