@@ -53,14 +53,22 @@ def read_with_hook(conn_id: str, history: dt.timedelta) -> AgentSnapshot:
 
 
 def _secret_free(conn_id: str, message: str) -> str:
-    """The error text without the connection's password, should a driver ever echo it."""
+    """The error text without the connection's password, should a driver ever echo it.
+
+    Through Airflow's secret masker, so its ``[logging] min_length_masked_secret`` applies: a password
+    shorter than that is not replaced (a plain ``str.replace`` of a one-letter password would star every
+    occurrence of that letter, showing the password to whoever reads the error)."""
+    from airflow.sdk.log import mask_secret, redact
+
     try:
         from airflow.sdk import BaseHook
 
         password = BaseHook.get_connection(conn_id).password
     except Exception:
         password = None
-    return message.replace(password, "***") if password else message
+    if password:
+        mask_secret(password)
+    return str(redact(message))
 
 
 class SharedReadings:
