@@ -250,3 +250,32 @@ def test_a_running_job_is_linked_only_for_a_user_who_may_read_its_dag(client, ru
     other = narrow_items[OTHER_DAG_JOB]
     assert HIDDEN_LABEL in other and unreadable.dag_id not in other and unreadable.run_id not in other, other
     assert all(ran.dag_id in wide_items[ran.job] and HIDDEN_LABEL not in wide_items[ran.job] for ran in running)
+
+
+def test_a_malformed_run_handle_is_skipped_with_a_warning_naming_its_dag(client, two_dags, caplog) -> None:
+    """Any DAG author can push an ``sql_agent_run`` XCom: a bad one is skipped, not an HTTP 500 for everyone."""
+    import datetime as dt
+    import logging
+    import uuid
+
+    from airflow.sdk import DAG, task
+
+    from tests.integration.dagrun import test_dag_run
+
+    bad = {"conn_id": FLEET, "server": "x", "job_id": 42, "job_name": "x", "requested_at": "soon"}
+    dag_id = f"bad_handle_{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+
+        @task
+        def push(**context: Any) -> None:
+            context["ti"].xcom_push(key="sql_agent_run", value=bad | {"baseline_instance_id": 0})
+
+        push()
+    assert test_dag_run(dag).state == "success"
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_ssis_lb.plugins.mapping"):
+        reply = client.get("/ssis-lb/fleet.json", headers=_headers(client, "wide"))
+    assert reply.status_code == 200, reply.text[:300]
+    assert any(dag_id in r.getMessage() and "job_id is not str" in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+    assert two_dags[0].job in reply.text  # the rest of the page is still there
