@@ -42,6 +42,14 @@ GENERATED_PARAMETERS = ("$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::S
 MAX_STEP_NAME = 128  # sysjobsteps.step_name sysname
 _TRAILING_BACKSLASHES = re.compile(r"\\+$")
 _PAR = re.compile(r'(/Par "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
+# One option of a command in the form ``isserver_command`` writes (SSMS's form); a command that is not a
+# sequence of these was edited by hand, and where its values are cannot be told: it is masked whole.
+_GENERATED_OPTION = re.compile(
+    r' *(?:/(?:ISSERVER|SERVER) "\\".*?\\""|/ENVREFERENCE \d+|/CALLERINFO SQLAGENT|/REPORTING \w+|/X86|'
+    + _PAR.pattern
+    + r")(?= |$)",
+    re.IGNORECASE,
+)
 
 
 def quoted(value: str) -> str:
@@ -93,9 +101,28 @@ def mask_command(command: str, sensitive: Iterable[str]) -> str:
 
 def mask_all_but(command: str, public: Iterable[str]) -> str:
     """``command`` with every ``/Par`` value masked except the named ones: for a job's current command,
-    whose parameters the manifest may have renamed or removed (and so no longer says are sensitive)."""
+    whose parameters the manifest may have renamed or removed (and so no longer says are sensitive).
+    A command not wholly in the generated form is masked whole (``masked_whole``)."""
+    if not is_generated_form(command):
+        return masked_whole(command)
     shown = {name.lower() for name in public}
     return _PAR.sub(lambda m: m.group(0) if m.group("name").lower() in shown else m.group(1) + MASK, command)
+
+
+def is_generated_form(command: str) -> bool:
+    """Whether ``command`` is a sequence of the options ``isserver_command`` writes, each value quoted or
+    plain as it writes them (so ``_PAR`` finds every value)."""
+    position = 0
+    while position < len(command):
+        match = _GENERATED_OPTION.match(command, position)
+        if match is None or match.end() == position:
+            return False
+        position = match.end()
+    return bool(command)
+
+
+def masked_whole(command: str) -> str:
+    return f"{MASK} (a command edited by hand, {len(command)} characters, masked whole)"
 
 
 def step_name(catalog_path: str) -> str:
@@ -199,6 +226,8 @@ def describe_plan(
             return repr(value)
         if old and public is not None:
             return repr(mask_all_but(value, public))
+        if old and not is_generated_form(value):
+            return repr(masked_whole(value))
         return repr(mask_command(value, sensitive))
 
     lines = [

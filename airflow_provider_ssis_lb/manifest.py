@@ -28,6 +28,17 @@ PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\
 PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
 _TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# Characters no text that reaches a job step may hold. Control characters: a NUL ends the command for any
+# API that takes a NUL-terminated string (cutting a /Par value or dropping the SYNCHRONIZED option after
+# it), a line break or tab splits what Agent and dtexec read as one argument. Look-alikes of the double
+# quote and the backslash: Windows' "best fit" conversion of a command line to an ANSI code page turns
+# them into '"' and '\\', which changes how dtexec splits its arguments (docs/manifest.md).
+_CONTROL = "".join(map(chr, range(0x20))) + "\x7f" + "".join(map(chr, range(0x80, 0xA0))) + "\u2028\u2029"
+_LOOK_ALIKES = (
+    "\uff02\u201c\u201d\u201e\u201f\u2033\u2036\u02ba\u02dd\u02ee\u030b\u030e\u05f4\u275d\u275e\u301d\u301e\u301f"
+    "\u2e42\uff3c\ufe68\u2216\u29f5\u29f9"
+)
+_FORBIDDEN = re.compile(f"[{re.escape(_CONTROL + _LOOK_ALIKES)}]")
 
 
 class ManifestError(ValueError):
@@ -142,7 +153,8 @@ def parse_manifest(text: str, source: str = "manifest.yaml") -> Manifest:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" line {mark.line + 1}" if mark else ""
-        raise ManifestError([f"{source}{line}: not valid YAML: {exc.problem or exc}"]) from exc
+        # from None: the chained error quotes the line, which may hold a sensitive value
+        raise ManifestError([f"{source}{line}: not valid YAML: {exc.problem or exc}"]) from None
     checker = _Checker(source)
     if root is None:
         raise ManifestError([f"{source}: the manifest is empty"])
@@ -165,6 +177,10 @@ def register_secrets(manifest: Manifest) -> None:
         for parameter in child.parameters:
             if parameter.sensitive:
                 mask_secret(parameter.value)  # no name: a name would limit masking to "password"-like names
+
+
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
 @dataclass(frozen=True)
@@ -237,14 +253,25 @@ class _Checker:
             value = self.constructor.construct_object(where.node, deep=True)
         except ConstructorError as exc:
             raise self.fail(where, str(exc.problem)) from exc
+        except (ValueError, TypeError, ArithmeticError):  # e.g. !!int on a word: PyYAML's own int() fails
+            raise self.fail(where, f"its tag {_short_tag(where.node.tag)} does not fit its value") from None
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = where.node.value  # a name such as 2024 is text
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(where, f"must be {_TAGS[kind]}, got {where.node.value!r}")
         return value
 
+    def safe(self, where: _Field, value: str) -> str:
+        """``value``, refused when it holds a control character or a look-alike of a double quote or a
+        backslash; the message names the character's code point only (the value may be sensitive)."""
+        bad = _FORBIDDEN.search(value)
+        if bad:
+            kind = "a control character" if bad.group() in _CONTROL else "a look-alike of '\"' or '\\'"
+            raise self.fail(where, f"must not contain {kind} (U+{ord(bad.group()):04X})")
+        return value
+
     def text(self, where: _Field, *, max_length: int = 128) -> str:
-        value = self.scalar(where, str).strip()
+        value = self.safe(where, self.scalar(where, str).strip())
         if not value:
             raise self.fail(where, "must not be empty")
         if len(value) > max_length:
@@ -413,7 +440,7 @@ class _Checker:
         return value
 
     def catalog_path(self, where: _Field) -> str:
-        value = self.scalar(where, str).strip()
+        value = self.safe(where, self.scalar(where, str).strip())
         if not CATALOG_PATH.fullmatch(value) or len(value) > 400:
             raise self.fail(where, "must look like \\SSISDB\\<folder>\\<project>\\<package>.dtsx")
         return value
@@ -425,7 +452,7 @@ class _Checker:
         for key_node, value_node in where.node.value:
             name = str(key_node.value)
             at = _Field(value_node, f"{where.path}.{name}")
-            if not PARAMETER_NAME.fullmatch(name):
+            if not PARAMETER_NAME.fullmatch(name) or _FORBIDDEN.search(name):
                 self.fail(_Field(key_node, at.path), f"is not a dtexec parameter name ({PARAMETER_FORM})")
                 continue
             if name in {p.name for p in parameters}:
@@ -448,11 +475,15 @@ class _Checker:
             value_field = fields["value"]
         if not isinstance(value_field.node, yaml.ScalarNode) or value_field.node.tag.endswith(":null"):
             raise self.fail(value_field, "must be a text, number or boolean value")
-        value = self.constructor.construct_object(value_field.node)
+        try:
+            value = self.constructor.construct_object(value_field.node)
+        except (ConstructorError, ValueError, TypeError, ArithmeticError):
+            # never the exception itself: PyYAML's message and traceback carry the (maybe sensitive) value
+            raise self.fail(value_field, f"its tag {_short_tag(value_field.node.tag)} does not fit its value") from None
         text = str(value) if not isinstance(value, bool) else ("True" if value else "False")
-        if '"' in text or "\n" in text:
-            raise self.fail(value_field, "must not contain a double quote or a line break")
-        return PackageParameter(name, text, sensitive)
+        if '"' in text:
+            raise self.fail(value_field, "must not contain a double quote")
+        return PackageParameter(name, self.safe(value_field, text), sensitive)
 
     def environment_reference(self, where: _Field, conn_ids: tuple[str, ...]) -> int | dict[str, int]:
         if isinstance(where.node, yaml.ScalarNode):

@@ -179,7 +179,7 @@ def report_children(ti: Any, children: list[str], task_id: str = "child") -> lis
     summaries = [ti.xcom_pull(task_ids=task_id, map_indexes=i) for i in indexes]
     handles = [ti.xcom_pull(task_ids=task_id, key=XCOM_RUN_KEY, map_indexes=i) for i in indexes]
     errors = [ti.xcom_pull(task_ids=task_id, key=XCOM_ERROR_KEY, map_indexes=i) for i in indexes]
-    rows = summary_rows(children, summaries, handles, errors)
+    rows = redact(summary_rows(children, summaries, handles, errors))  # a cause may echo a secret: XCom is unmasked
     print("run summary\n" + format_table(rows))
     failed = [r["child"] for r in rows if r["outcome"] != "succeeded"]
     if failed:

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import math
 import random
+import secrets
 import shutil
 import statistics
 import sys
@@ -43,7 +44,11 @@ STRATEGIES = {
 PLANNED = {"lpt", "lpt_headroom", "lpt_triggers"}
 FLEET_POOL = "makespan_fleet"
 HEADROOM_POOL = "makespan_fleet_headroom"
-LOGINS = (("sa", "Bench!Owner1", "sysadmin"), ("airflow_runner", "Runner!Pass1", "SQLAgentOperatorRole"))
+# Passwords made per run: the emulated servers listen on 127.0.0.1, which every local user can reach.
+LOGINS = (
+    ("sa", "Sa!" + secrets.token_hex(12), "sysadmin"),
+    ("airflow_runner", "Op!" + secrets.token_hex(12), "SQLAgentOperatorRole"),
+)
 
 
 def durations(count: int, seed: int, median: float, sigma: float, shortest: int) -> list[int]:

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import statistics
 import tempfile
 import threading
@@ -41,8 +42,9 @@ JOBS_PER_SERVER = 200
 SIZES = (100, 500, 2000)
 MODES = ("shared", "per_wait")
 START_BATCH = 25  # sp_start_job calls per batch: well within the query timeout on a loaded machine
-SA = ("sa", "Bench!Owner1")
-OPERATOR = ("airflow_runner", "Runner!Pass1")
+# Passwords made per run: the emulated servers listen on 127.0.0.1, which every local user can reach.
+SA = ("sa", "Sa!" + secrets.token_hex(12))
+OPERATOR = ("airflow_runner", "Op!" + secrets.token_hex(12))
 
 
 def job_seconds(index: int) -> int:

@@ -27,7 +27,14 @@ from sqlagent_emulator.config import load_config
 
 from .airflow import AirflowDeployment
 from .api import AirflowApi
-from .emulator import EmulatorProcess, encrypted_config, freetds_trusting, operator_connections
+from .emulator import (
+    DEMO_PASSWORDS,
+    EmulatorProcess,
+    demo_passwords,
+    encrypted_config,
+    freetds_trusting,
+    operator_connections,
+)
 from .progress import child_counts, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,10 +130,13 @@ def run(args: argparse.Namespace) -> int:
     (work / "logs").mkdir(parents=True, exist_ok=True)
 
     config = encrypted_config(args.config, work / "servers-encrypted.toml") if args.encrypt else args.config
-    configs = load_config(config)
+    # The logins' passwords, made for this run: only the emulator's environment holds them (not Airflow's).
+    emulator_env = dict(os.environ)
+    demo_passwords(emulator_env)
+    configs = load_config(config, emulator_env)
     capacity = sum(c.cpus for c in configs)
     say(f"starting {len(configs)} emulated SQL Servers from {args.config}" + (", forcing TLS" if args.encrypt else ""))
-    emulator = EmulatorProcess(config, work / "logs" / "emulator.log")
+    emulator = EmulatorProcess(config, work / "logs" / "emulator.log", env=emulator_env)
     airflow: AirflowDeployment | None = None
     try:
         emulator.start()
@@ -168,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         print()
         say(f"run {run_id}: {dag_run['state']}, summary after {time.monotonic() - started:.0f} s")
         say(f"Airflow UI: {airflow.url}/dags/{DAG_ID}/runs/{run_id}  (login: {airflow.username} / {args.password})")
+        say(
+            "SQL Server logins, made for this run: "
+            + ", ".join(f"{n} / {emulator_env[v]}" for n, v in DEMO_PASSWORDS.items())
+        )
         say(
             f"SQL Agent fleet: {airflow.url}/plugin/{FLEET_ROUTE}  (this run's children: {airflow.url}/dags/{DAG_ID}"
             f"/runs/{run_id}/plugin/{RUN_ROUTE})"

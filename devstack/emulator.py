@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import sys
 import time
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +18,29 @@ from .processes import ManagedProcess
 
 _READY = re.compile(r"^READY name=(\S+) host=(\S+) port=(\d+)(?P<fields>[^\n]*)", re.M)
 _CONTROL = re.compile(r"^CONTROL host=(\S+) port=(\d+) token_file=(\S+)", re.M)
+# The environment variables demo/servers.toml takes its logins' passwords from (password_env).
+DEMO_PASSWORDS = {"sa": "SSIS_LB_DEMO_SA_PASSWORD", "airflow_runner": "SSIS_LB_DEMO_RUNNER_PASSWORD"}
+
+
+def demo_passwords(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """A password per demo login, made for this run (kept when ``environ`` already has one), set in
+    ``environ`` (a dict to hand to the emulator; default ``os.environ``) and returned by variable."""
+    environ = os.environ if environ is None else environ
+    for variable in DEMO_PASSWORDS.values():
+        environ.setdefault(variable, "Pw!" + secrets.token_hex(12))
+    return {variable: environ[variable] for variable in DEMO_PASSWORDS.values()}
 
 
 class EmulatorProcess:
     """Start the servers of one config file, wait for their READY lines, send control commands."""
 
-    def __init__(self, config: Path, log_path: Path, python: str = sys.executable) -> None:
+    def __init__(
+        self, config: Path, log_path: Path, python: str = sys.executable, env: Mapping[str, str] | None = None
+    ) -> None:
+        """``env``: the emulator's whole environment (default: this process's), e.g. with its passwords."""
         self.config = config
         self.process = ManagedProcess(
-            "emulator", [python, "-m", "sqlagent_emulator", "--config", str(config)], log_path, env=None
+            "emulator", [python, "-m", "sqlagent_emulator", "--config", str(config)], log_path, env=env
         )
         self.ports: dict[str, int] = {}
         self.certs: dict[str, str] = {}  # server name -> PEM of its TLS certificate (READY ... cert=PATH)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,9 @@ _SERVER_KEYS = {
     "encryption",
     "certificate",
     "private_key",
+    "allow_cmdexec",
 }
-_LOGIN_KEYS = {"name", "password", "roles"}
+_LOGIN_KEYS = {"name", "password", "password_env", "roles"}
 _PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "fail_first_scope", "errors", "warnings"}
 _JOB_KEYS = {"name", "owner", "enabled", "description", "category", "steps"}
 _STEP_KEYS = {
@@ -79,6 +82,9 @@ class ServerConfig:
     encryption: EncryptionMode = "optional"  # "required": force encryption; "strict": TDS 8.0 only
     certificate: str | None = None  # PEM files of the server's TLS identity; None: made at start
     private_key: str | None = None
+    # CmdExec steps run a shell command as the user who started the emulator, and any local user who can
+    # log in as sysadmin can add one: off unless asked for (docs/emulator.md, "CmdExec steps").
+    allow_cmdexec: bool = False
 
     def __post_init__(self) -> None:
         check_history_limits(self.jobhistory_max_rows, self.jobhistory_max_rows_per_job, f"server {self.name}")
@@ -93,7 +99,8 @@ def check_history_limits(max_rows: int, max_rows_per_job: int, where: str) -> No
         )
 
 
-def load_config(path: str | Path) -> list[ServerConfig]:
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> list[ServerConfig]:
+    """The servers of a config file; ``environ`` (default ``os.environ``) holds the ``password_env`` values."""
     with open(path, "rb") as handle:
         try:
             data = tomllib.load(handle)
@@ -108,7 +115,7 @@ def load_config(path: str | Path) -> list[ServerConfig]:
     if unknown:
         raise ConfigError(f"{path}: unknown top-level table(s) {', '.join(sorted(unknown))}")
     configs = [
-        parse_server(entry, f"{path}: servers[{i}]", packages=packages, shared_jobs=jobs)
+        parse_server(entry, f"{path}: servers[{i}]", packages=packages, shared_jobs=jobs, environ=environ)
         for i, entry in enumerate(servers)
     ]
     names = [c.name.lower() for c in configs]
@@ -123,6 +130,7 @@ def parse_server(
     *,
     packages: tuple[PackageSpec, ...] = (),
     shared_jobs: tuple[JobSpec, ...] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> ServerConfig:
     unknown = set(entry) - _SERVER_KEYS
     if unknown:
@@ -135,7 +143,10 @@ def parse_server(
         raise ConfigError(f"{where}: port {port} is out of range")
     if cpus < 1:
         raise ConfigError(f"{where}: cpus must be at least 1")
-    logins = tuple(_parse_login(login, f"{where}: logins[{i}]") for i, login in enumerate(entry.get("logins", [])))
+    environ = os.environ if environ is None else environ
+    logins = tuple(
+        _parse_login(login, f"{where}: logins[{i}]", environ) for i, login in enumerate(entry.get("logins", []))
+    )
     if not logins:
         raise ConfigError(f"{where}: at least one [[servers.logins]] entry is needed")
     encryption = _typed(entry, "encryption", str, where, default="optional")
@@ -166,6 +177,7 @@ def parse_server(
         encryption=encryption,
         certificate=certificate,
         private_key=private_key,
+        allow_cmdexec=_typed(entry, "allow_cmdexec", bool, where, default=False),
     )
 
 
@@ -176,12 +188,12 @@ def _positive(entry: dict[str, Any], key: str, where: str, default: float | None
     return None if value is None else float(value)
 
 
-def _parse_login(entry: dict[str, Any], where: str) -> Login:
+def _parse_login(entry: dict[str, Any], where: str, environ: Mapping[str, str]) -> Login:
     unknown = set(entry) - _LOGIN_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     name = _typed(entry, "name", str, where, required=True)
-    password = _typed(entry, "password", str, where, required=True)
+    password = _login_password(entry, f"{where} ({name})", environ)
     roles = entry.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise ConfigError(f"{where} ({name}): roles must be a list of strings")
@@ -191,6 +203,20 @@ def _parse_login(entry: dict[str, Any], where: str) -> Login:
             f"{where} ({name}): unknown role(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(ROLES))}"
         )
     return Login(name=name, password=password, roles=frozenset(roles))
+
+
+def _login_password(entry: dict[str, Any], where: str, environ: Mapping[str, str]) -> str:
+    """``password``, or the value of the environment variable ``password_env`` names (so a password made
+    per run, as devstack.demo makes them, is never written to a file)."""
+    if ("password" in entry) == ("password_env" in entry):
+        raise ConfigError(f"{where}: give either 'password' or 'password_env'")
+    if "password" in entry:
+        return _typed(entry, "password", str, where, required=True)
+    variable = _typed(entry, "password_env", str, where, required=True)
+    password = environ.get(variable)
+    if not password:
+        raise ConfigError(f"{where}: password_env names {variable}, which is not set in the environment")
+    return password
 
 
 def _check_keys(entry: Any, allowed: set[str], where: str) -> None:

@@ -101,6 +101,7 @@ class EmulatedServer:
             spids=self._spids,
             packages={p.path: p for p in config.packages},
             minute_seconds=config.agent_minute_seconds,
+            allow_cmdexec=config.allow_cmdexec,
             find_login=self.engine.find_login,
             owner_name=lambda sid: login_name(self.engine, sid) or "sa",
             history_limits=self.history_limits,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import shutil
 import tempfile
 
@@ -32,8 +33,10 @@ from sqlagent_emulator.sql.engine import Login
 from sqlagent_emulator.testing import EmulatorController
 
 REAL_SERVER_ENV = "SSIS_LB_TEST_MSSQL"
-SA_PASSWORD = "Emul4tor!Pass"
-OPERATOR_PASSWORD = "Oper4tor!Pass"
+# The emulated logins' passwords, made per test run (kept in the environment so the run's child processes
+# share them): the emulator listens on 127.0.0.1, which every local user of the machine can reach.
+SA_PASSWORD = os.environ.setdefault("SSIS_LB_TEST_SA_PASSWORD", "Sa!" + secrets.token_hex(12))
+OPERATOR_PASSWORD = os.environ.setdefault("SSIS_LB_TEST_OPERATOR_PASSWORD", "Op!" + secrets.token_hex(12))
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ TEST_PACKAGES = (
 
 
 def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) -> ServerConfig:
+    """A test server; CmdExec steps off (as by default) unless ``allow_cmdexec=True``."""
     overrides.setdefault("packages", TEST_PACKAGES)
     return ServerConfig(
         name=name,
@@ -97,7 +101,9 @@ def sql_server() -> Iterator[SqlServerTarget]:
         host, _, port = parts.get("SERVER", "127.0.0.1").partition(",")
         yield SqlServerTarget(host.replace("tcp:", ""), host, int(port or 1433), parts["UID"], parts["PWD"])
         return
-    with EmulatorController([emulator_config()]) as controller:
+    # CmdExec on: tests run steps that echo, exit with a code, or sleep (test_agent_through_drivers.py,
+    # test_secrets.py); the logins' passwords are made per run, so no other local user can add such a step.
+    with EmulatorController([emulator_config(allow_cmdexec=True)]) as controller:
         server = controller["SQLTEST1"]
         yield SqlServerTarget(server.name, "127.0.0.1", server.port, "sa", SA_PASSWORD, controller)
 

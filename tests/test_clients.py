@@ -73,8 +73,8 @@ def test_odbc_connection_strings_quote_special_values():
     cs = clients.freetds_connection_string("127.0.0.1", 1433, "sa", "p;w}d", database="msdb")
     assert "PWD={p;w}}d};" in cs and "Port=1433;" in cs and "TDS_Version=7.4;" in cs
     assert "DATABASE=msdb;" in cs
-    cs = clients.odbc18_connection_string("127.0.0.1", 1433, "sa", "Emul4tor!Pass")
-    assert "SERVER=127.0.0.1,1433;" in cs and "Encrypt=no;" in cs and "PWD=Emul4tor!Pass;" in cs
+    cs = clients.odbc18_connection_string("127.0.0.1", 1433, "sa", "Pa55!word")
+    assert "SERVER=127.0.0.1,1433;" in cs and "Encrypt=no;" in cs and "PWD=Pa55!word;" in cs
 
 
 # --- error_number, with exceptions shaped exactly as each stack raises them -----------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
+from airflow.sdk.log import redact
 
 from ..balancing import PoolServer, ServerPool, ServerReading, Strategy
 from ..exceptions import (
@@ -42,7 +43,10 @@ EXECUTION_TIMEOUT_MARGIN_SECONDS = 15.0  # a deferred wait ends this long before
 
 
 def publishes_failure(method: F) -> F:
-    """On a SqlAgentError, push its cause to XCom (``sql_agent_error``) for the run summary, then raise it."""
+    """On a SqlAgentError, push its cause to XCom (``sql_agent_error``) for the run summary, then raise it.
+
+    The cause is masked: it carries the failed step's message and the SSIS errors, which may echo a
+    sensitive parameter value, and XCom values are not masked on their own."""
 
     @functools.wraps(method)
     def wrapper(self: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
@@ -51,7 +55,7 @@ def publishes_failure(method: F) -> F:
         except SqlAgentError as exc:
             ti = context.get("ti") if hasattr(context, "get") else None
             if ti is not None:
-                ti.xcom_push(key=XCOM_ERROR_KEY, value=f"{exc.cause} [server {exc.server}]")
+                ti.xcom_push(key=XCOM_ERROR_KEY, value=redact(f"{exc.cause} [server {exc.server}]"))
             raise
 
     return wrapper  # type: ignore[return-value]

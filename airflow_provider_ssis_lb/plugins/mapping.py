@@ -17,6 +17,8 @@ runs of earlier tries show as unmatched too (docs/fleet-ui.md says so).
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,9 @@ from typing import Any
 from ..hooks.sql_agent import JobOutcome
 from ..reporting import XCOM_RUN_KEY
 from ..runs import JobRun
+from ..validation import job_guid
 
+log = logging.getLogger(__name__)
 UNFINISHED_TI_STATES = frozenset({"running", "deferred", "queued", "scheduled", "up_for_reschedule", "restarting"})
 
 
@@ -93,6 +97,49 @@ class JobTaskMap:
         return None
 
 
+_HANDLE_TYPES = {
+    "conn_id": str,
+    "server": str,
+    "job_id": str,
+    "job_name": str,
+    "requested_at": str,
+    "baseline_instance_id": int,
+}
+
+
+def _is_iso(value: Any) -> bool:
+    try:
+        dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def handle_problem(value: Any) -> str | None:
+    """Why an ``sql_agent_run`` XCom value is not a run handle the page can use (None: it is one). Any DAG
+    author can push one, so nothing in it is trusted: exact keys and types, a GUID job id, an ISO time."""
+    if not isinstance(value, dict) or set(value) != set(_HANDLE_TYPES):
+        return "not a mapping with the keys " + ", ".join(_HANDLE_TYPES)
+    for key, kind in _HANDLE_TYPES.items():
+        if not isinstance(value[key], kind) or isinstance(value[key], bool):
+            return f"{key} is not {kind.__name__}"
+    try:
+        job_guid(value["job_id"])
+    except (TypeError, ValueError):
+        return "job_id is not a GUID"
+    if not _is_iso(value["requested_at"]):
+        return "requested_at is not an ISO time"
+    return None
+
+
+def _summary(value: Any) -> dict[str, Any] | None:
+    """The task's return value, when its times can be read (the run view parses them)."""
+    if not isinstance(value, dict):
+        return None
+    times = [value.get("started"), value.get("ended")]
+    return value if all(t is None or _is_iso(t) for t in times) else None
+
+
 def load_links(
     session: Any, *, since: Any = None, dag_id: str | None = None, run_id: str | None = None
 ) -> list[TaskLink]:
@@ -137,12 +184,21 @@ def load_links(
     links = []
     for xcom, rendered, state in rows:
         value = XComModel.deserialize_value(xcom)
-        try:
-            handle = JobRun.from_dict(value)
-        except (TypeError, KeyError):
-            continue  # not a handle this version can read
+        problem = handle_problem(value)
+        if problem is not None:  # skipped, so one bad value cannot break the page for everyone
+            log.warning(
+                "fleet view: skipped the %s XCom of DAG %r (run %r, task %r, map index %s): %s",
+                XCOM_RUN_KEY,
+                xcom.dag_id,
+                xcom.run_id,
+                xcom.task_id,
+                xcom.map_index,
+                problem,
+            )
+            continue
+        handle = JobRun.from_dict(value)
         key = (xcom.dag_id, xcom.run_id, xcom.task_id, xcom.map_index)
-        summary = summaries.get(key)
+        summary = _summary(summaries.get(key))
         child = rendered or (xcom.task_id if xcom.map_index < 0 else f"{xcom.task_id}[{xcom.map_index}]")
         links.append(
             TaskLink(
@@ -153,7 +209,7 @@ def load_links(
                 str(child),
                 str(getattr(state, "value", state)) if state is not None else None,
                 handle,
-                summary if isinstance(summary, dict) else None,
+                summary,
             )
         )
     return links

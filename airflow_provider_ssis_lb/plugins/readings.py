@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from .. import exceptions as errors
 from ..balancing import PoolServer
 from ..hooks.sql_agent import AgentSnapshot
 
@@ -33,6 +34,7 @@ class ServerReading:
     read_at: dt.datetime  # Airflow's clock, UTC (aware)
     snapshot: AgentSnapshot | None
     error: str = ""
+    error_category: str = ""  # what kind of failure, for viewers who may not see ``error`` (no host, no login)
 
     @property
     def reachable(self) -> bool:
@@ -53,14 +55,37 @@ def read_with_hook(conn_id: str, history: dt.timedelta) -> AgentSnapshot:
 
 
 def _secret_free(conn_id: str, message: str) -> str:
-    """The error text without the connection's password, should a driver ever echo it."""
+    """The error text without the connection's password, should a driver ever echo it.
+
+    Through Airflow's secret masker, so its ``[logging] min_length_masked_secret`` applies: a password
+    shorter than that is not replaced (a plain ``str.replace`` of a one-letter password would star every
+    occurrence of that letter, showing the password to whoever reads the error)."""
+    from airflow.sdk.log import mask_secret, redact
+
     try:
         from airflow.sdk import BaseHook
 
         password = BaseHook.get_connection(conn_id).password
     except Exception:
         password = None
-    return message.replace(password, "***") if password else message
+    if password:
+        mask_secret(password)
+    return str(redact(message))
+
+
+# Most specific first: the categories a viewer who may not manage connections sees instead of the error text.
+_CATEGORIES: tuple[tuple[type[BaseException], str], ...] = (
+    (errors.ConnectionNotDefinedError, "connection not defined"),
+    (errors.LoginFailedError, "login failed"),
+    (errors.TlsConnectionError, "encrypted connection failed"),
+    (errors.AgentPermissionError, "permission denied"),
+    (errors.TransientConnectionError, "server unreachable"),
+    (errors.SqlAgentError, "SQL Server error"),
+)
+
+
+def error_category(exc: BaseException) -> str:
+    return next((label for kind, label in _CATEGORIES if isinstance(exc, kind)), "reading failed")
 
 
 class SharedReadings:
@@ -106,5 +131,6 @@ class SharedReadings:
         try:
             snapshot = self.read(server.conn_id, self.history)
         except Exception as exc:
-            return ServerReading(server, read_at, None, _secret_free(server.conn_id, str(exc) or repr(exc)))
+            message = _secret_free(server.conn_id, str(exc) or repr(exc))
+            return ServerReading(server, read_at, None, message, error_category(exc))
         return ServerReading(server, read_at, snapshot)

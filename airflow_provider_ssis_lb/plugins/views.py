@@ -18,6 +18,7 @@ from .readings import ServerReading
 StartedBy = Literal["airflow", "airflow_hidden", "outside"]
 OUTSIDE_LABEL = "started outside Airflow"
 HIDDEN_LABEL = "started by Airflow (a DAG you may not read)"
+OTHER_DAG_JOB = "a job of another DAG"  # the name, step and message of a run of a DAG the viewer may not read
 
 
 def ti_url(ui_root: str, link: TaskLink) -> str:
@@ -55,8 +56,13 @@ def fleet_view(
     hours: float,
     now: dt.datetime,
     ui_root: str,
+    full_errors: bool = True,
 ) -> dict[str, Any]:
-    """One row per server (state, capacity, running jobs and who started them) and a timeline lane each."""
+    """One row per server (state, capacity, running jobs and who started them) and a timeline lane each.
+
+    A run started by a DAG outside ``readable`` shows only its server, timing and state: its job is
+    ``OTHER_DAG_JOB``, with no job id, step or message. Without ``full_errors`` (a viewer who may not manage
+    connections) an unreachable server shows its error's category and conn id, not the driver's text."""
     window_start = now - dt.timedelta(hours=hours)
     servers, lanes = [], []
     for reading in readings:
@@ -67,7 +73,7 @@ def fleet_view(
             "capacity": reading.server.capacity,
             "reachable": reading.reachable,
             "agent": snap.agent if snap else "unknown",
-            "error": reading.error or None,
+            "error": _error(reading, full_errors),
             "running_count": len(snap.running) if snap else None,
             "read_at": _iso(reading.read_at),
             "jobs": [],
@@ -80,11 +86,13 @@ def fleet_view(
                 if started is None and link is not None:
                     started = dt.datetime.fromisoformat(link.handle.requested_at)
                 who = _who(link, readable, ui_root)
+                hidden = who["kind"] == "airflow_hidden"
+                name, step = (OTHER_DAG_JOB, None) if hidden else (job.name, job.current_step)
                 row["jobs"].append(
                     {
-                        "job": job.name,
-                        "job_id": job.job_id,
-                        "step": job.current_step,
+                        "job": name,
+                        "job_id": None if hidden else job.job_id,
+                        "step": step,
                         "elapsed_seconds": None
                         if started is None
                         else max(0, int((snap.now - started).total_seconds())),
@@ -92,7 +100,7 @@ def fleet_view(
                     }
                 )
                 if started is not None:
-                    bars.append(_bar(reading, job.name, who, "running", started, snap.now, job.current_step))
+                    bars.append(_bar(reading, name, who, "running", started, snap.now, step or ""))
             for outcome in snap.finished:
                 end = outcome.started + dt.timedelta(seconds=outcome.duration_seconds)
                 if reading.to_utc(end) < window_start:
@@ -100,7 +108,9 @@ def fleet_view(
                 link = jobs.for_outcome(reading.server.conn_id, outcome, snap.finished)
                 who = _who(link, readable, ui_root)
                 status = outcome.status.name.lower()
-                bars.append(_bar(reading, outcome.name, who, status, outcome.started, end, outcome.message))
+                hidden = who["kind"] == "airflow_hidden"
+                name, message = (OTHER_DAG_JOB, "") if hidden else (outcome.name, outcome.message)
+                bars.append(_bar(reading, name, who, status, outcome.started, end, message))
         servers.append(row)
         lanes.append({"conn_id": reading.server.conn_id, "server": row["server"], "bars": bars})
     return {
@@ -109,6 +119,14 @@ def fleet_view(
         "servers": servers,
         "timeline": {"start": _iso(window_start), "end": _iso(now), "lanes": lanes},
     }
+
+
+def _error(reading: ServerReading, full: bool) -> str | None:
+    if not reading.error:
+        return None
+    if full:
+        return reading.error
+    return f"{reading.error_category or 'reading failed'} (conn_id '{reading.server.conn_id}')"
 
 
 def _bar(

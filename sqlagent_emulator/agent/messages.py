@@ -37,6 +37,14 @@ def _step_tail(succeeded: bool, retried: int | None = None) -> str:
     return note + ("The step succeeded." if succeeded else "The step failed.")
 
 
+def subsystem_not_loaded(step_id: int, subsystem: str) -> str:
+    """The step history message when the step's subsystem failed to load (Microsoft KB 914171)."""
+    return (
+        f"Unable to start execution of step {step_id} (reason: The {subsystem} subsystem failed to load "
+        "[see the SQLAGENT.OUT file for details]; The job has been suspended).  The step failed."
+    )
+
+
 def cmdexec_step(
     output: str, exit_code: int, succeeded: bool, retried: int | None = None, run_as: str = AGENT_SERVICE_ACCOUNT
 ) -> str:

@@ -49,6 +49,7 @@ class Agent:
         spids: Iterator[int],
         packages: Mapping[str, PackageSpec] | None = None,
         minute_seconds: float = 60.0,
+        allow_cmdexec: bool = False,
         find_login: Callable[[str], Login | None],
         owner_name: Callable[[bytes | None], str],
         history_limits: HistoryLimits | None = None,
@@ -59,6 +60,7 @@ class Agent:
         self.packages = {p.path.lower(): p for p in (packages or {}).values()}
         self.minute_seconds = minute_seconds
         self.history_limits = history_limits if history_limits is not None else HistoryLimits()
+        self.allow_cmdexec = allow_cmdexec
         self._run_on_engine = run_on_engine
         self._loop = loop
         self._spids = spids
@@ -218,12 +220,18 @@ class Agent:
         history_id = await self.db(log_outcome)
         await self.db(self.store.finish_job, session_id, job.job_id, history_id, outcome, message, started, elapsed)
 
+    def _unavailable(self, step: StepRow) -> str | None:
+        """Agent's message for a step whose subsystem is not loaded: CmdExec unless the config allows it."""
+        if step.subsystem.upper() == "CMDEXEC" and not self.allow_cmdexec:
+            return messages.subsystem_not_loaded(step.step_id, "CmdExec")
+        return None
+
     async def _run_step(self, run: _Run, step: StepRow, owner: Login) -> StepOutcome:
         """One step with its retries; a history row for every attempt (run_status 2 for a retried one)."""
         job = run.job
         subsystem = SUBSYSTEMS.get(step.subsystem.upper())
         proxy = await self.db(self.store.proxy, step.proxy_id) if step.proxy_id is not None else None
-        denial = step_denial(owner, step.step_id, step.subsystem, step.proxy_id, proxy)
+        denial = self._unavailable(step) or step_denial(owner, step.step_id, step.subsystem, step.proxy_id, proxy)
         run_as = proxy.identity if proxy is not None else AGENT_SERVICE_ACCOUNT
         attempt = 0
         while True:

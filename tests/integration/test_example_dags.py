@@ -19,6 +19,7 @@ from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 from sqlalchemy import select
 
+from devstack.emulator import demo_passwords
 from sqlagent_emulator.config import load_config
 from sqlagent_emulator.testing import EmulatorController
 from tests.conftest import SqlServerTarget
@@ -33,7 +34,7 @@ def running_demo_servers(role: str) -> Iterator[dict[str, str]]:
     """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them as a login with ``role``."""
     configs = [
         dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=0.3) for p in c.packages))
-        for c in load_config(DEMO)
+        for c in load_config(DEMO, demo_passwords({}))  # passwords made per run, as the demo makes them
     ]
     with EmulatorController(configs) as controller:
         conn_ids = {}

@@ -1,7 +1,10 @@
 """The fleet view's DAG filtering by role, through Airflow's own API app (``create_app``, the plugin mounted at
-``/ssis-lb`` as in the API server) and an auth manager whose ``narrow`` user may read only one of two DAGs
-(tests/integration/dag_list_auth.py). Each user logs in at ``/auth/token``; each DAG really ran one Agent job
-on the emulator through the operator, so the fleet's readings and the XCom run handles are real.
+``/ssis-lb`` as in the API server) and an auth manager whose ``narrow`` user may read only one of two
+DAGs, ``nodags`` none (tests/integration/dag_list_auth.py); ``boss`` is an admin. A run of a DAG the user may not
+read shows as "a job of another DAG" (server, timing, state only); a user who may read no DAG is refused the
+page; a server's error text reaches only users who may manage connections. Each user logs in at
+``/auth/token``; each DAG really ran one Agent job on the emulator through the operator, so the fleet's
+readings and the XCom run handles are real.
 
 Anonymous and forged-token requests are refused in tests/system/test_fleet_ui.py.
 """
@@ -22,13 +25,17 @@ from fastapi.testclient import TestClient
 from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.plugins import app as fleet_app
 from airflow_provider_ssis_lb.plugins.readings import SharedReadings
-from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL
+from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL, OTHER_DAG_JOB
 from airflow_provider_ssis_lb.runs import JobRun
 from tests.agent_jobs import Client, create_job, wait_until_idle
+from tests.conftest import OPERATOR_PASSWORD
+from tests.integration.conftest import _connection
 from tests.integration.dag_list_auth import DagListAuthManager
 from tests.integration.test_operator import QUICK, run_dag
 
-PASSWORDS = {"wide": "Wide!Pass1", "narrow": "Narrow!Pass1"}
+PASSWORDS = {"wide": "Wide!Pass1", "narrow": "Narrow!Pass1", "nodags": "NoDags!Pass1", "boss": "Boss!Pass1"}
+FLEET = "agent_op_mssql"
+BAD_LOGIN = "fleet_badlogin"  # a second server of the fleet whose connection has a wrong password
 MINUTE = {"subsystem": "TSQL", "command": "WAITFOR DELAY '00:01:00'"}  # outlasts the test; stopped at its end
 
 
@@ -58,18 +65,23 @@ def _run_one(sql_server: Any, step: dict[str, Any], **operator: Any) -> tuple[Ra
 
 
 @pytest.fixture(scope="module")
-def client(two_dags: tuple[Ran, Ran], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """Airflow's API app with the restricting auth manager: ``narrow`` may read only the first DAG."""
+def client(two_dags: tuple[Ran, Ran], sql_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """Airflow's API app with the restricting auth manager: ``narrow`` may read only the first DAG, ``nodags``
+    none; the fleet has the test server and a connection to it with a wrong password."""
     from airflow.api_fastapi.app import create_app, purge_cached_app
 
     passwords = tmp_path_factory.mktemp("auth") / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{DagListAuthManager.__module__}.DagListAuthManager")
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "wide:viewer,narrow:viewer")
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "wide:viewer,narrow:viewer,nodags:viewer,boss:admin")
         patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-        patch.setenv("AIRFLOW__SSIS_LB__FLEET_CONN_IDS", "agent_op_mssql:2")
-        patch.setattr(DagListAuthManager, "READABLE", {"narrow": frozenset({two_dags[0].dag_id})})
+        bad = _connection("mssql", sql_server, "agent_operator", OPERATOR_PASSWORD + "-wrong")
+        patch.setenv(f"AIRFLOW_CONN_{BAD_LOGIN.upper()}", json.dumps(bad))
+        patch.setenv("AIRFLOW__SSIS_LB__FLEET_CONN_IDS", f"{FLEET}:2,{BAD_LOGIN}:1")
+        patch.setattr(
+            DagListAuthManager, "READABLE", {"narrow": frozenset({two_dags[0].dag_id}), "nodags": frozenset()}
+        )
         purge_cached_app()
         try:
             with TestClient(create_app(apps="core")) as test_client:
@@ -106,17 +118,27 @@ def _fleet_json(client: TestClient, user: str) -> dict[str, Any]:
     return reply.json()
 
 
+def _bars(client: TestClient, user: str) -> list[dict[str, Any]]:
+    """fleet.json as ``user``: the timeline bars of the fleet's reachable server."""
+    [lane] = [lane for lane in _fleet_json(client, user)["timeline"]["lanes"] if lane["conn_id"] == FLEET]
+    return lane["bars"]
+
+
 def _who_ran(client: TestClient, user: str, jobs: set[str]) -> dict[str, dict[str, Any]]:
     """fleet.json as ``user``: the ``started_by`` of each of ``jobs``' timeline bars, by job."""
-    lanes = _fleet_json(client, user)["timeline"]["lanes"]
-    bars = [b for lane in lanes for b in lane["bars"] if b["job"] in jobs]
+    bars = [b for b in _bars(client, user) if b["job"] in jobs]
     assert sorted(b["job"] for b in bars) == sorted(jobs), bars  # each job ran once, on the fleet's server
     return {b["job"]: b["started_by"] for b in bars}
 
 
+def _server(client: TestClient, user: str, conn_id: str = FLEET) -> dict[str, Any]:
+    [server] = [s for s in _fleet_json(client, user)["servers"] if s["conn_id"] == conn_id]
+    return server
+
+
 def _who_runs(client: TestClient, user: str, jobs: set[str]) -> dict[str, dict[str, Any]]:
     """fleet.json as ``user``: the ``started_by`` of each of ``jobs`` in its server's running list, by job."""
-    [server] = _fleet_json(client, user)["servers"]
+    server = _server(client, user)
     found = [j for j in server["jobs"] if j["job"] in jobs]
     assert sorted(j["job"] for j in found) == sorted(jobs), server  # both still running on the fleet's server
     return {j["job"]: j["started_by"] for j in found}
@@ -140,19 +162,55 @@ def test_a_user_sees_task_links_only_for_the_dags_their_role_may_read(client, tw
     readable, unreadable = two_dags
     jobs = {readable.job, unreadable.job}
     wide = _who_ran(client, "wide", jobs)
-    narrow = _who_ran(client, "narrow", jobs)
+    narrow = _who_ran(client, "narrow", {readable.job})
     for ran in two_dags:
         assert wide[ran.job]["kind"] == "airflow" and wide[ran.job]["dag_id"] == ran.dag_id, wide
         assert wide[ran.job]["url"].endswith(f"/dags/{ran.dag_id}/runs/{quote(ran.run_id)}/tasks/run"), wide
     assert narrow[readable.job] == wide[readable.job]
-    assert narrow[unreadable.job] == {"kind": "airflow_hidden", "label": HIDDEN_LABEL}
-    assert [sum(who["kind"] == "airflow" for who in seen.values()) for seen in (wide, narrow)] == [2, 1]
 
     page = client.get("/ssis-lb/fleet", headers=_headers(client, "narrow"))
     assert page.status_code == 200
     assert readable.dag_id in page.text and HIDDEN_LABEL in page.text
     assert unreadable.dag_id not in page.text and unreadable.run_id not in page.text
     assert unreadable.dag_id in client.get("/ssis-lb/fleet", headers=_headers(client, "wide")).text
+
+
+def test_a_run_of_a_dag_the_user_may_not_read_shows_only_server_timing_and_state(client, two_dags) -> None:
+    """Not its job name, step or message: the default job name is the child's (``Payroll_Load``)."""
+    _readable, unreadable = two_dags
+    [seen] = [b for b in _bars(client, "wide") if b["job"] == unreadable.job]
+    assert unreadable.job not in json.dumps(_fleet_json(client, "narrow"))
+    others = [b for b in _bars(client, "narrow") if b["server_start"] == seen["server_start"]]
+    assert {
+        "job": OTHER_DAG_JOB,
+        "child": None,
+        "started_by": {"kind": "airflow_hidden", "label": HIDDEN_LABEL},
+        "outcome": "succeeded",
+        "start": seen["start"],
+        "end": seen["end"],
+        "server_start": seen["server_start"],
+        "message": "",
+    } in others, others
+    assert unreadable.job not in client.get("/ssis-lb/fleet", headers=_headers(client, "narrow")).text
+
+
+def test_a_user_who_may_read_no_dag_is_refused_the_fleet_page(client, two_dags) -> None:
+    for path in ("/ssis-lb/fleet.json", "/ssis-lb/fleet"):
+        refused = client.get(path, headers=_headers(client, "nodags"))
+        assert refused.status_code == 403, (path, refused.text[:300])
+        assert "read access to DAGs" in refused.text and two_dags[0].job not in refused.text
+        assert client.get(path, headers=_headers(client, "narrow")).status_code == 200
+
+
+def test_a_server_error_is_a_category_and_conn_id_unless_the_user_may_manage_connections(client, two_dags) -> None:
+    viewer = _server(client, "wide", BAD_LOGIN)
+    assert not viewer["reachable"] and viewer["error"] == f"login failed (conn_id '{BAD_LOGIN}')", viewer
+    page = client.get("/ssis-lb/fleet", headers=_headers(client, "narrow")).text
+    row = page.split(f'<tr data-conn="{BAD_LOGIN}">', 1)[1].split("</tr>", 1)[0]
+    assert f"login failed (conn_id &#x27;{BAD_LOGIN}&#x27;)" in row and "agent_operator" not in row, row
+    admin = _server(client, "boss", BAD_LOGIN)
+    assert "Login failed for user 'agent_operator'" in admin["error"], admin
+    assert OPERATOR_PASSWORD not in json.dumps(admin)
 
 
 def test_the_run_view_of_a_dag_the_role_may_not_read_is_refused(client, two_dags) -> None:
@@ -175,17 +233,49 @@ def test_a_running_job_is_linked_only_for_a_user_who_may_read_its_dag(client, ru
     monkeypatch.setattr(fleet_app, "READINGS", SharedReadings())  # a reading taken now, not a cached one
     jobs = {readable.job, unreadable.job}
     wide = _who_runs(client, "wide", jobs)
-    narrow = _who_runs(client, "narrow", jobs)
+    narrow = _who_runs(client, "narrow", {readable.job})
     for ran in running:
         assert wide[ran.job]["kind"] == "airflow", wide
         assert (wide[ran.job]["dag_id"], wide[ran.job]["run_id"]) == (ran.dag_id, ran.run_id), wide
     assert narrow[readable.job] == wide[readable.job]
-    assert narrow[unreadable.job] == {"kind": "airflow_hidden", "label": HIDDEN_LABEL}
+    hidden = [j for j in _server(client, "narrow")["jobs"] if j["job"] == OTHER_DAG_JOB]
+    assert [(j["job_id"], j["step"], j["started_by"]) for j in hidden] == [
+        (None, None, {"kind": "airflow_hidden", "label": HIDDEN_LABEL})
+    ], hidden
+    assert unreadable.job not in json.dumps(_fleet_json(client, "narrow"))
 
-    narrow_items, wide_items = _running_items(client, "narrow", jobs), _running_items(client, "wide", jobs)
+    narrow_items = _running_items(client, "narrow", {readable.job, OTHER_DAG_JOB})
+    wide_items = _running_items(client, "wide", jobs)
     assert readable.dag_id in narrow_items[readable.job] and readable.run_id in narrow_items[readable.job]
-    assert HIDDEN_LABEL in narrow_items[unreadable.job], narrow_items
-    assert (
-        unreadable.dag_id not in narrow_items[unreadable.job] and unreadable.run_id not in narrow_items[unreadable.job]
-    )
+    other = narrow_items[OTHER_DAG_JOB]
+    assert HIDDEN_LABEL in other and unreadable.dag_id not in other and unreadable.run_id not in other, other
     assert all(ran.dag_id in wide_items[ran.job] and HIDDEN_LABEL not in wide_items[ran.job] for ran in running)
+
+
+def test_a_malformed_run_handle_is_skipped_with_a_warning_naming_its_dag(client, two_dags, caplog) -> None:
+    """Any DAG author can push an ``sql_agent_run`` XCom: a bad one is skipped, not an HTTP 500 for everyone."""
+    import datetime as dt
+    import logging
+    import uuid
+
+    from airflow.sdk import DAG, task
+
+    from tests.integration.dagrun import test_dag_run
+
+    bad = {"conn_id": FLEET, "server": "x", "job_id": 42, "job_name": "x", "requested_at": "soon"}
+    dag_id = f"bad_handle_{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+
+        @task
+        def push(**context: Any) -> None:
+            context["ti"].xcom_push(key="sql_agent_run", value=bad | {"baseline_instance_id": 0})
+
+        push()
+    assert test_dag_run(dag).state == "success"
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_ssis_lb.plugins.mapping"):
+        reply = client.get("/ssis-lb/fleet.json", headers=_headers(client, "wide"))
+    assert reply.status_code == 200, reply.text[:300]
+    assert any(dag_id in r.getMessage() and "job_id is not str" in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+    assert two_dags[0].job in reply.text  # the rest of the page is still there

@@ -1,6 +1,8 @@
 """Secrets stay secret: a sensitive manifest value and a wrong password, through a deploy, a dry run after
 the parameter was renamed, a child whose step history echoes the value, and a child whose connection has
-the wrong password. Every log line, XCom value, trigger kwarg and CLI output is grepped for both."""
+the wrong password. Every log line, XCom value, trigger kwarg and CLI output is grepped for both. A failed
+child whose step message echoes the value leaves its cause (``sql_agent_error``) and the run summary's
+rows masked too."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ from pathlib import Path
 
 from airflow_provider_ssis_lb import cli
 from airflow_provider_ssis_lb.manifest import load_manifest
+from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
+from airflow_provider_ssis_lb.reporting import XCOM_ERROR_KEY, report_children
 from airflow_provider_ssis_lb.triggers.sql_agent import SqlAgentJobTrigger
 from tests.conftest import OPERATOR_PASSWORD, SA_PASSWORD
 from tests.integration.conftest import _connection
-from tests.integration.test_operator import published_run, run_dag
+from tests.integration.dagrun import test_dag_run
+from tests.integration.test_operator import POLL, published_run, run_dag
 
 SECRET = "S3cret-Value-" + uuid.uuid4().hex[:8]
 RENAMED = "R3named-Value-" + uuid.uuid4().hex[:8]
@@ -92,3 +97,39 @@ def test_no_secret_and_no_password_anywhere(
     for where, text in places.items():
         for secret in (SECRET, RENAMED, WRONG_PASSWORD, OPERATOR_PASSWORD, SA_PASSWORD):
             assert secret not in text, f"{secret!r} found in {where}"
+
+
+def test_a_failed_childs_cause_is_masked_in_xcom(airflow_db, airflow_connections, conn_type, make_job) -> None:
+    """A child fails with a step message echoing a registered secret: its ``sql_agent_error`` and the run
+    summary's row (its cause) reach XCom masked, while the cause itself is still there to read."""
+    import datetime as dt
+
+    from airflow.sdk import DAG, task
+    from airflow.sdk.log import mask_secret
+    from airflow.task.trigger_rule import TriggerRule
+
+    secret = "F4iled-Secret-" + uuid.uuid4().hex[:8]
+    mask_secret(secret)  # as load_manifest registers a sensitive value in the task process
+    echo = f"Argument $Package::ApiKey;{secret} for option par is not valid"
+    name = make_job([{"subsystem": "TSQL", "command": f"RAISERROR('{echo}', 16, 1)", "step_name": "dtexec"}])
+    dag_id = f"secrets_failed_{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+        child = SqlAgentRunJobOperator.partial(
+            task_id="child", conn_id=f"agent_op_{conn_type}", poll_interval=POLL, deferrable=True, retries=0
+        ).expand(job_name=[name])
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def run_summary(**context: object) -> object:
+            return report_children(context["ti"], [name])
+
+        child >> run_summary()
+    run = test_dag_run(dag)
+    assert run.state == "failed"
+    instances = {ti.task_id: ti for ti in run.get_task_instances()}
+    error = instances["child"].xcom_pull(task_ids="child", key=XCOM_ERROR_KEY, map_indexes=0)
+    rows = instances["run_summary"].xcom_pull(task_ids="run_summary")
+    assert "for option par is not valid" in error and "***" in error, error
+    assert rows[0]["outcome"] == "failed" and "for option par is not valid" in rows[0]["cause"], rows
+    stored = "".join(xcom_values())
+    assert "for option par is not valid" in stored
+    assert secret not in stored, "a failed child's cause reached XCom unmasked"

@@ -7,10 +7,14 @@ its own (names below), so the Agent history of a job on the servers is that test
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-SA_PASSWORD = "Emul4tor!Pass"
+# Made per test run (the emulated servers listen on 127.0.0.1, which every local user can reach).
+SA_PASSWORD = os.environ.setdefault("SSIS_LB_SYSTEM_SA_PASSWORD", "Sa!" + secrets.token_hex(12))
+OPERATOR_PASSWORD = os.environ.setdefault("SSIS_LB_SYSTEM_OPERATOR_PASSWORD", "Op!" + secrets.token_hex(12))
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def write_config(path: Path, servers: tuple[Server, ...] = SERVERS, jobs: dict[s
             f'[[servers]]\nname = "{server.name}"\nport = 0\ncpus = {server.capacity}\n'
             f'utc_offset_minutes = {server.utc_offset_minutes}\nencryption = "{server.encryption}"\n'
             f'[[servers.logins]]\nname = "sa"\npassword = "{SA_PASSWORD}"\nroles = ["sysadmin"]\n'
-            '[[servers.logins]]\nname = "airflow_runner"\npassword = "Runner!Pass1"\n'
+            f'[[servers.logins]]\nname = "airflow_runner"\npassword = "{OPERATOR_PASSWORD}"\n'
             'roles = ["SQLAgentOperatorRole", "ssis_logreader"]'
         )
     path.write_text("\n\n".join(parts) + "\n")

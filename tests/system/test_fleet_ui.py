@@ -13,14 +13,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .servers import SA_PASSWORD
+from .servers import OPERATOR_PASSWORD, SA_PASSWORD
 from .stack import DEFERRED_DAG, SystemStack
 from .test_browser import CHROMIUM, _shot
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 JOBS = ["SysFleetA", "SysFleetB", "SysFleetC"]  # 40 s each; the pool runs all three at once (2 + 2 slots)
-OPERATOR_PASSWORD = "Runner!Pass1"  # the connections' password (tests/system/servers.py): never on a page
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ are registered with Airflow's secret masker, and a dry run never shows an old va
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,114 @@ def test_mask_all_but_masks_quoted_and_plain_values() -> None:
     masked = mask_all_but(command, ["Kept"])
     assert "a b" not in masked and ";y " not in masked and '"\\"Kept\\"";1 ' in masked
     assert masked.count(MASK) == 4  # Gone, X and the two generated server options
+
+
+# ---------------------------------------------------------------------- text that reaches a job step
+
+MANIFEST = """\
+servers: [{conn_id: a}]
+job_defaults:
+  owner: etl_owner
+  category: Loads
+  proxy: ssis_proxy
+children:
+  - name: Load
+    job_name: Load job
+    catalog_path: \\SSISDB\\ETL\\Sales\\Load.dtsx
+    parameters:
+      Mode: full
+      Key: {value: 'K3y-value', sensitive: true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "field"),
+    [
+        ("owner: etl_owner", "job_defaults.owner"),
+        ("category: Loads", "job_defaults.category"),
+        ("proxy: ssis_proxy", "job_defaults.proxy"),
+        ("job_name: Load job", "children[0].job_name"),
+        ("catalog_path: \\SSISDB\\ETL\\Sales\\Load.dtsx", "children[0].catalog_path"),
+        ("Mode: full", "children[0].parameters.Mode"),
+        ("value: 'K3y-value'", "children[0].parameters.Key.value"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("escape", "kind"),
+    [
+        ("\\0", "a control character (U+0000)"),  # would cut the command for a NUL-terminated API
+        ("\\x1f", "a control character (U+001F)"),
+        ("\\t", "a control character (U+0009)"),
+        ("\\x7f", "a control character (U+007F)"),
+        ("\\uff02", "a look-alike of '\"' or '\\' (U+FF02)"),  # best fit turns it into '"'
+        ("\\u201d", "a look-alike of '\"' or '\\' (U+201D)"),
+        ("\\uff3c", "a look-alike of '\"' or '\\' (U+FF3C)"),
+    ],
+)
+def test_control_characters_and_quote_look_alikes_are_refused_in_every_step_field(
+    old: str, field: str, escape: str, kind: str
+) -> None:
+    key, _, value = old.partition(": ")
+    value = value.strip("'")
+    head, tail = (part.replace("\\", "\\\\") for part in (value[:3], value[3:]))  # YAML double-quoted escapes
+    text = MANIFEST.replace(old, f'{key}: "{head}{escape}{tail}"')
+    assert text != MANIFEST
+    [error] = errors_of(text)
+    assert f": {field}: must not contain {kind}" in error, error
+
+
+def test_a_control_character_in_a_parameter_name_is_refused() -> None:
+    [error] = errors_of(MANIFEST.replace("      Mode: full", '      "Mo\\0de": full'))
+    assert "children[0].parameters.Mo\x00de: is not a dtexec parameter name" in error
+
+
+def test_a_bad_tag_on_a_sensitive_value_is_reported_without_the_value() -> None:
+    import traceback
+
+    text = MANIFEST.replace("{value: 'K3y-value', sensitive: true}", "{value: !!int Hunter2Secret, sensitive: true}")
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text, "manifest.yaml")
+    assert caught.value.errors == [
+        "manifest.yaml line 12: children[0].parameters.Key.value: its tag !!int does not fit its value"
+    ]
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "Hunter2Secret" not in shown.replace(text, "") and "hunter2secret" not in shown.lower().replace(
+        text.lower(), ""
+    ), shown
+
+
+def test_a_yaml_error_does_not_chain_the_line_that_may_hold_a_secret() -> None:
+    import traceback
+
+    text = MANIFEST.replace("{value: 'K3y-value', sensitive: true}", '{value: "Hunter2\\Secret", sensitive: true}')
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text, "manifest.yaml")
+    assert "Hunter2" not in "".join(traceback.format_exception(caught.value))
+
+
+def test_the_dry_run_masks_a_hand_edited_old_command_whole() -> None:
+    manifest = parse_manifest(MANIFEST)
+    desired = desired_job(manifest, manifest.children[0], "a", "SQL1")
+    step = desired.steps[0]
+    hand_edited = step.command.replace('/Par "\\"Mode\\"";full', "/Par Password;Hunter2Secret /Par Mode;full")
+    assert hand_edited != step.command
+    current = dataclasses.replace(desired, steps=(dataclasses.replace(step, command=hand_edited),))
+    public = ["Mode", "$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::SYNCHRONIZED(Boolean)"]
+    for names in (public, None):
+        [line] = describe_plan(diff_job(current, desired), current, ["Key"], names)
+        assert "Hunter2Secret" not in line and "masked whole" in line, line
+        assert "K3y-value" not in line
+
+
+def test_a_short_password_does_not_show_where_it_occurs_in_a_fleet_error(monkeypatch) -> None:
+    """The fleet page's error text goes through Airflow's masker: a password shorter than its minimum
+    length is left alone (``str.replace`` starred every 'a' of the message), a longer one is masked."""
+    import json
+
+    from airflow_provider_ssis_lb.plugins.readings import _secret_free
+
+    message = "Login failed for user 'svc_airflow' at a server"
+    monkeypatch.setenv("AIRFLOW_CONN_SHORTPW", json.dumps({"conn_type": "mssql", "host": "h", "password": "a"}))
+    assert _secret_free("shortpw", message) == message
+    monkeypatch.setenv("AIRFLOW_CONN_LONGPW", json.dumps({"conn_type": "mssql", "password": "Long-Pa55-word"}))
+    assert _secret_free("longpw", "driver said Long-Pa55-word") == "driver said ***"

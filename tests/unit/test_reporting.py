@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -52,3 +53,17 @@ def test_a_child_that_left_no_cause_says_where_to_look() -> None:
     with pytest.raises(AirflowFailException):
         report_children(ti, ["LoadA"])
     assert ti.pushed["return_value"][0]["cause"] == "no cause recorded (see the child's task log)"
+
+
+def test_the_summary_rows_are_masked_even_when_a_cause_was_stored_in_clear() -> None:
+    """A cause pushed in clear (by a provider version before the cause was masked, or a task of the DAG's
+    own) still reaches the summary's XCom rows masked."""
+    from airflow.sdk.log import mask_secret
+
+    secret = "Row-Secret-" + uuid.uuid4().hex[:8]
+    mask_secret(secret)
+    ti = TI({(XCOM_ERROR_KEY, 0): f"the run failed: Argument $Package::ApiKey;{secret} is not valid [server SQL1]"})
+    with pytest.raises(AirflowFailException):
+        report_children(ti, ["LoadA"])
+    cause = ti.pushed["return_value"][0]["cause"]
+    assert "is not valid" in cause and secret not in cause, cause
