@@ -49,7 +49,7 @@ from ..runs import (
     execution_ids,
 )
 from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
-from ..timeouts import Timeouts, apply_query_timeout, bounded
+from ..timeouts import Timeouts, apply_query_timeout, driver_hook
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
@@ -66,6 +66,10 @@ _APPLOCK_REFUSALS = {
     -999: "refused (parameter or call error)",
 }
 ADMISSION_RESOURCE = "ssis_lb/admission"
+# One connection lookup at a time per process: dag.test()'s in-process supervisor answers a lookup by
+# removing the Task SDK's SUPERVISOR_COMMS for its duration, so a lookup from another thread meanwhile (a
+# pooled child reads its servers in parallel) would search only the environment and miss the database.
+_LOOKUP = threading.Lock()
 
 
 def job_lock_resource(job_id: str) -> str:
@@ -220,11 +224,12 @@ class SqlAgentHook(BaseHook):
     def get_conn(self) -> Any:
         """A DB-API connection in autocommit mode, opened by the connection type's own hook, with a login
         and a query timeout (``timeouts``)."""
-        connection = self.get_connection(self.conn_id)
+        with _LOOKUP:
+            connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
         _check_port_placement(connection)
         timeouts = Timeouts.from_config()
-        db_hook = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)})
+        db_hook = driver_hook(connection, timeouts)
         # pymssql runs set-up batches inside connect, where no driver timeout applies: a server that stalls
         # after the login would hold connect for ever. Bounded here, and a late connection is closed.
         (raw,) = bounded_calls([(self.conn_id, db_hook.get_conn, ())], timeouts.login + timeouts.query, _close)
