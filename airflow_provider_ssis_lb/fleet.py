@@ -44,6 +44,7 @@ from .hooks.sql_agent import ADMISSION_RESOURCE, AgentSession, JobInfo, SqlAgent
 from .runs import JobRun
 from .timeouts import Timeouts
 
+JOB_MISSING = "job missing (or not visible to this login)"
 LOCK_TIMEOUT_SECONDS = 20.0  # below the query timeout (timeouts.py), which bounds the sp_getapplock call
 AdmissionKind = Literal["started", "running", "full", "none_eligible"]
 ALREADY_RUNNING = "job already running there"
@@ -80,7 +81,7 @@ def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, jo
 
 def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -> ServerReading:
     if job is None:
-        why = "job missing (or not visible to this login)"
+        why = JOB_MISSING
     elif not job.enabled:
         why = "job disabled"
     elif job.executing:

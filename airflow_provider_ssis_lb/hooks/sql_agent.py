@@ -318,7 +318,7 @@ class SqlAgentHook(BaseHook):
         if is_transient(exc):
             return error(
                 TransientConnectionError,
-                f"connection problem: {text or repr(exc)}; retried until the timeout (if it persists, check that "
+                f"connection problem: {text or repr(exc)} (if it persists, check that "
                 f"the server is up and that connection '{conn_id}' names the right host and port)",
             )
         return error(SqlAgentError, text or repr(exc))
@@ -335,6 +335,12 @@ class SqlAgentHook(BaseHook):
         label = job_name or job_id
         with self.session(label) as s:
             return s.job(job_name, job_id)
+
+    def job_names(self) -> list[str]:
+        """Every job name this login may see (sp_help_job without arguments), for "did you mean"."""
+        with self.session() as s:
+            sets = s.call("sp_help_job", {})
+        return [str(r["name"]) for r in (sets[0] if sets else [])]
 
     def running_job_count(self) -> int:
         """Agent jobs executing on the server now, whoever started them (load for balancing)."""
