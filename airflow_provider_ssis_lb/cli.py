@@ -1,16 +1,20 @@
 """``ssis-lb``: the provider's command line. ``ssis-lb deploy MANIFEST [--dry-run]`` sets up the child
 packages' Agent jobs on every server of the manifest (docs/manifest.md).
 
-Connection ids are resolved as Airflow resolves them (``AIRFLOW_CONN_<ID>`` environment variables, a
-secrets backend, or the metadata database), so the command runs wherever Airflow's configuration is.
+Connection ids are resolved as Airflow's own ``airflow connections get`` resolves them: the secrets backend
+of ``[secrets] backend`` if one is configured, then ``AIRFLOW_CONN_<ID>`` environment variables, then the
+metadata database (Admin > Connections, ``airflow connections add``). The command runs wherever Airflow's
+configuration and metadata database are reachable.
 Exit codes: 0 deployed (or nothing to do), 1 some server or job failed, 2 the manifest is invalid.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .deploy import deploy, format_results
 from .manifest import ManifestError, load_manifest
@@ -32,7 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def server_context() -> Iterator[None]:
+    """Look connections up as Airflow's server processes and its ``connections`` commands do, the metadata
+    database included: outside a task, the Task SDK searches only the environment and a configured secrets
+    backend unless the process says it is a server (``_AIRFLOW_PROCESS_CONTEXT``, set the same way by
+    ``airflow connections get`` and by the API server)."""
+    previous = os.environ.get("_AIRFLOW_PROCESS_CONTEXT")
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
+    try:
+        yield
+    finally:  # main() also runs in-process (tests): leave the caller's environment as it was
+        if previous is None:
+            os.environ.pop("_AIRFLOW_PROCESS_CONTEXT", None)
+        else:
+            os.environ["_AIRFLOW_PROCESS_CONTEXT"] = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with server_context():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         manifest = load_manifest(args.manifest)

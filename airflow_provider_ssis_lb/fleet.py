@@ -53,6 +53,7 @@ from .hooks.sql_agent import (
 from .runs import JobRun
 from .timeouts import Timeouts
 
+JOB_MISSING = "job missing (or not visible to this login)"
 LOCK_TIMEOUT_SECONDS = 20.0  # clamped below each connection's query timeout (AgentSession.lock_wait)
 PICKUP_HOLD_SECONDS = 600.0  # past Agent's pickup grace, how much longer a start keeps its locks
 AdmissionKind = Literal["started", "running", "full", "none_eligible", "unsure"]
@@ -111,7 +112,7 @@ def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, jo
 
 def _reading(server: PoolServer, name: str, running: int, job: JobInfo | None) -> ServerReading:
     if job is None:
-        why = "job missing (or not visible to this login)"
+        why = JOB_MISSING
     elif not job.enabled:
         why = "job disabled"
     elif job.executing:

@@ -12,16 +12,22 @@ them in its extra with the driver's own names: ``login_timeout``/``timeout`` (``
 ``connect_kwargs: {"timeout": N}`` (``odbc``: login only). Agent calls take a few hundred ms, so the
 defaults are generous; the admission lock wait (``fleet.LOCK_TIMEOUT_SECONDS``) stays below the query
 timeout.
+
+The timeouts reach the driver through a new connection built from the given one's fields (``bounded``),
+never by changing or copying the given object: Airflow hands a task the Task SDK's ``Connection``, but the
+CLI, the API server and ``dag.test()`` get its ORM ``Connection`` from the metadata database or a secrets
+backend, and either may be an object other callers share.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-import attrs
 from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import Connection
 
 LOGIN_TIMEOUT_SECONDS = 10.0
 QUERY_TIMEOUT_SECONDS = 30.0
@@ -52,15 +58,72 @@ class Timeouts:
         return timeouts
 
 
-def bounded(connection: Any, timeouts: Timeouts) -> Any:
-    """The connection with the timeouts in its extra where the extra does not set them itself."""
-    extra = dict(connection.extra_dejson)
-    if connection.conn_type == "odbc":
-        kwargs = {"timeout": max(1, round(timeouts.login)), **dict(extra.get("connect_kwargs") or {})}
-        extra["connect_kwargs"] = kwargs
-    else:
-        extra = {"login_timeout": max(1, round(timeouts.login)), "timeout": max(1, round(timeouts.query)), **extra}
-    return attrs.evolve(connection, extra=json.dumps(extra))
+def bounded(connection: Any, timeouts: Timeouts) -> Connection:
+    """A new Task SDK connection with ``connection``'s fields and the timeouts in its extra where the extra
+    does not set them itself. ``connection`` may be of either Airflow class and is left as it is."""
+    return Connection(
+        conn_id=connection.conn_id,
+        conn_type=connection.conn_type,
+        description=connection.description,
+        host=connection.host,
+        schema=connection.schema,
+        login=connection.login,
+        password=connection.password,
+        port=connection.port,
+        extra=json.dumps(bounded_extra(connection.conn_id, connection.conn_type, connection.extra_dejson, timeouts)),
+    )
+
+
+def driver_hook(connection: Any, timeouts: Timeouts) -> Any:
+    """The connection type's own hook (MsSqlHook, OdbcHook) on a bounded copy of ``connection``.
+
+    DbApiHook takes the connection as its ``connection`` argument, but OdbcHook's ``__init__`` drops it
+    (``self._connection = None``) and would look the conn id up again: without the timeouts, with a
+    URI-style ``connect_kwargs`` it cannot read, and from the calling thread. It gets the copy back."""
+    copy = bounded(connection, timeouts)
+    hook = copy.get_hook(hook_params={"connection": copy})
+    if getattr(hook, "_connection", copy) is None:
+        hook._connection = copy
+    return hook
+
+
+def bounded_extra(conn_id: str, conn_type: str | None, extra: dict[str, Any], timeouts: Timeouts) -> dict[str, Any]:
+    """The extra with the timeouts added, its own timeouts as numbers.
+
+    A connection given as a URI carries every extra as a string (``?login_timeout=5``), and the Task SDK
+    leaves a nested ``connect_kwargs`` as JSON text; the drivers want numbers and OdbcHook a dict."""
+    extra = dict(extra)
+    if conn_type == "odbc":
+        kwargs = _json_object(conn_id, "connect_kwargs", extra.get("connect_kwargs") or {})
+        extra["connect_kwargs"] = {"timeout": max(1, round(timeouts.login)), **_numbers(kwargs, ("timeout",))}
+        return extra
+    defaults = {"login_timeout": max(1, round(timeouts.login)), "timeout": max(1, round(timeouts.query))}
+    return {**defaults, **_numbers(extra, tuple(defaults))}
+
+
+def _json_object(conn_id: str, key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"the Airflow connection '{conn_id}': extra '{key}' must be a JSON object, e.g. {{\"timeout\": 10}}, "
+            f"not a {type(value).__name__}"
+        )
+    return value
+
+
+def _numbers(values: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``values`` with the given keys' numeric strings as numbers (``"5"`` -> 5, ``"2.5"`` -> 2.5)."""
+    return {key: _number(value) if key in keys else value for key, value in values.items()}
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+            return int(number) if number.is_integer() else number
+    return value
 
 
 def apply_query_timeout(raw: Any, timeouts: Timeouts) -> None:

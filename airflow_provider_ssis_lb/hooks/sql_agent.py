@@ -51,7 +51,7 @@ from ..runs import (
     execution_ids,
 )
 from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
-from ..timeouts import QUERY_TIMEOUT_SECONDS, Timeouts, apply_query_timeout, bounded, effective_query_timeout
+from ..timeouts import QUERY_TIMEOUT_SECONDS, Timeouts, apply_query_timeout, driver_hook, effective_query_timeout
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
@@ -74,6 +74,10 @@ _APPLOCK_REFUSALS = {
     -999: "refused (parameter or call error)",
 }
 ADMISSION_RESOURCE = "ssis_lb/admission"
+# One connection lookup at a time per process: dag.test()'s in-process supervisor answers a lookup by
+# removing the Task SDK's SUPERVISOR_COMMS for its duration, so a lookup from another thread meanwhile (a
+# pooled child reads its servers in parallel) would search only the environment and miss the database.
+_LOOKUP = threading.Lock()
 
 
 def job_lock_resource(job_id: str) -> str:
@@ -236,7 +240,8 @@ class SqlAgentHook(BaseHook):
     def get_conn(self) -> Any:
         """A DB-API connection in autocommit mode, opened by the connection type's own hook, with a login
         and a query timeout (``timeouts``)."""
-        connection = self.get_connection(self.conn_id)
+        with _LOOKUP:
+            connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
         _check_port_placement(connection)
         timeouts = Timeouts.from_config()
@@ -244,7 +249,7 @@ class SqlAgentHook(BaseHook):
             self._query_timeout = effective_query_timeout(connection, timeouts)
         except ValueError as exc:
             raise ServerMisconfiguredError(self._server, None, str(exc), conn_id=self.conn_id) from None
-        db_hook = connection.get_hook(hook_params={"connection": bounded(connection, timeouts)})
+        db_hook = driver_hook(connection, timeouts)
         # pymssql runs set-up batches inside connect, where no driver timeout applies: a server that stalls
         # after the login would hold connect for ever. Bounded here, and a late connection is closed.
         (raw,) = bounded_calls([(self.conn_id, db_hook.get_conn, ())], timeouts.login + timeouts.query, _close)
@@ -338,7 +343,7 @@ class SqlAgentHook(BaseHook):
         if is_transient(exc):
             return error(
                 TransientConnectionError,
-                f"connection problem: {text or repr(exc)}; retried until the timeout (if it persists, check that "
+                f"connection problem: {text or repr(exc)} (if it persists, check that "
                 f"the server is up and that connection '{conn_id}' names the right host and port)",
             )
         return error(SqlAgentError, text or repr(exc))
@@ -355,6 +360,12 @@ class SqlAgentHook(BaseHook):
         label = job_name or job_id
         with self.session(label) as s:
             return s.job(job_name, job_id)
+
+    def job_names(self) -> list[str]:
+        """Every job name this login may see (sp_help_job without arguments), for "did you mean"."""
+        with self.session() as s:
+            sets = s.call("sp_help_job", {})
+        return [str(r["name"]) for r in (sets[0] if sets else [])]
 
     def running_job_count(self) -> int:
         """Agent jobs executing on the server now, whoever started them (load for balancing)."""

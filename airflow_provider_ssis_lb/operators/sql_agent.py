@@ -21,6 +21,7 @@ from ..exceptions import (
     AgentRestartedError,
     ConnectionNotDefinedError,
     JobAlreadyRunningError,
+    JobNotFoundError,
     JobRunFailedError,
     OutcomeUnknownError,
     SqlAgentError,
@@ -28,6 +29,8 @@ from ..exceptions import (
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
+from ..missing_job import advice as missing_job_advice
+from ..missing_job import missing_everywhere
 from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunProgress, RunResult
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
@@ -252,10 +255,12 @@ class SqlAgentRunJobOperator(BaseOperator):
         if admission.kind == "unsure" and admission.chosen is not None:
             doubt = f"server '{admission.chosen.server.conn_id}' {admission.chosen.reason}"
             return self._wait_for_capacity(context, pool, position, admission.readings, deadline, doubt=doubt)
+        readings = "; ".join(describe(r) for r in admission.readings)
+        if missing_everywhere(admission.readings):
+            cause = f"{missing_job_advice(self.job_name, admission.readings, SqlAgentHook)} ({readings})"
+            raise JobNotFoundError(pool_label(pool), self.job_name or self.job_id, cause)
         raise SqlAgentError(
-            pool_label(pool),
-            self.job_name or self.job_id,
-            "no server of the pool can run the job: " + "; ".join(describe(r) for r in admission.readings),
+            pool_label(pool), self.job_name or self.job_id, "no server of the pool can run the job: " + readings
         )
 
     def _wait_for_capacity(

@@ -42,10 +42,15 @@ def test_a_server_without_the_job_is_not_eligible(lb: Pool, capfd) -> None:
     assert result.state == "success" and result.xcom()["server"] == "LB2"
     assert "lb_lb1 (LB1): running 0/capacity 2, job missing" in capfd.readouterr().out
 
-    result = run_dag(servers=POOL, job_name="no such child")
+    typo = name.replace("test job", "test jb")  # on no server: the closest name and the fix (issue 21)
+    result = run_dag(servers=POOL, job_name=typo)
     assert result.state == "failed"
     message = str(result.error)
-    assert "pool [lb_lb1, lb_lb2, lb_lb3]" in message and "no server of the pool can run the job" in message
+    assert type(result.error).__name__ == "JobNotFoundError"
+    assert message.startswith(
+        f"SQL Server Agent job '{typo}' on server 'pool [lb_lb1, lb_lb2, lb_lb3]': the job exists on no server of "
+        f"the pool: did you mean '{name}'? create it (ssis-lb deploy) or fix the name ("
+    )
     assert all(f"lb_lb{n} (LB{n}): running 0/capacity" in message for n in (1, 2, 3))
 
 

@@ -83,6 +83,7 @@ JOBS = {
     "SysFleetA": "Fleet",
     "SysFleetB": "Fleet",
     "SysFleetC": "Fleet",
+    "SysStoredConn": "Quick",  # test_connection_stores.py
 }
 # The distributed deployment's children (tests/system/dags/ssis_distributed.py): 3 s and 5 s packages,
 # the last one longer (it is also started by hand); and the HA test's 45 s child.

@@ -106,7 +106,7 @@ def hook() -> SqlAgentHook:
         pytest.param(
             pyodbc.OperationalError("HYT00", f"[HYT00] {ODBC}Login timeout expired (0) (SQLDriverConnect)"),
             TransientConnectionError,
-            "connection problem: Login timeout expired; retried until the timeout (if it persists, check that the "
+            "connection problem: Login timeout expired (if it persists, check that the "
             "server is up and that connection 'sql1_odbc' names the right host and port)",
             id="HYT00",
         ),

@@ -647,7 +647,7 @@ def mapped(index: int, try_number: int = 1) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"conn_id": "x", "servers": ["a"]}, "exactly one of conn_id and servers"),
+        ({"conn_id": "x", "servers": ["a"]}, "give exactly one of conn_id and servers, not both"),
         ({"servers": []}, "servers is empty"),
         ({"servers": "a,b"}, "must be a list"),
         ({"servers": ["a", "a"]}, "lists a connection twice"),
