@@ -747,7 +747,7 @@ class AgentSession:
         requested = dt.datetime.fromisoformat(run.requested_at)
         if job.last_run is not None and job.last_run >= requested.replace(microsecond=0):
             # A run began after our request and ended, yet no outcome row follows the baseline: Agent purged it.
-            kind = _LAST_RUN_OUTCOMES.get(job.last_run_outcome or 5)
+            kind = _LAST_RUN_OUTCOMES.get(5 if job.last_run_outcome is None else job.last_run_outcome)
             if kind is None:
                 return RunState(RunProgress.UNKNOWN, note="Agent recorded no outcome for the run (last_run_outcome 5)")
             return RunState(RunProgress.FINISHED, outcome=kind, note=PURGED_NOTE)

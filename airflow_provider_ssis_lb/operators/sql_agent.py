@@ -589,9 +589,9 @@ class SqlAgentRunJobOperator(BaseOperator):
         ledger.deliver("timeout")
         what = "the run was stopped" if stopped else "the run was left running"
         limits = f"timeout={self.timeout} s" + (
-            f", execution_timeout={self.execution_timeout}" if self.execution_timeout else ""
+            f" or execution_timeout={self.execution_timeout}" if self.execution_timeout else ""
         )
-        raise SqlAgentError(run.server, run.job_name, f"the run did not end within its time limit ({limits}); {what}")
+        raise SqlAgentError(run.server, run.job_name, f"the run did not end within {limits}; {what}")
 
     def _stop(self, run: JobRun) -> bool:
         try:

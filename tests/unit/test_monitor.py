@@ -35,7 +35,7 @@ class FakeSession:
         self.server = server
         self.closed = False
 
-    def watch_tick(self, since: int | None) -> Tick:
+    def watch_tick(self, since: int | None, history: bool = True) -> Tick:
         self.server.reads.append(since)
         answer = self.server.script.pop(0) if len(self.server.script) > 1 else self.server.script[0]
         if isinstance(answer, Exception):

@@ -4,6 +4,7 @@ and the latest finished run is cut out of history rows correctly."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -272,20 +273,23 @@ def test_last_finished_run_without_history(hook, monkeypatch) -> None:
 
 
 class RaceSession(FakeSession):
-    """msdb as the hook reads it in order: no outcome row yet, then the job idle, then the rows again."""
+    """msdb as the hook reads it in order: the rows without their outcome row, then the job idle, then the
+    rows again (an outcome row written in between shows only at the second read)."""
 
-    def __init__(self, rows: list[dict[str, Any]], outcome_at_first_read: int | None = None) -> None:
+    run_state = AgentSession.run_state
+
+    def __init__(self, rows: list[dict[str, Any]], job: JobInfo = JOB) -> None:
         super().__init__(rows)
-        self.outcome_at_first_read = outcome_at_first_read
-
-    def first_outcome_after(self, job_id: str, baseline: int, since: str) -> int | None:
-        return self.outcome_at_first_read
+        self.reads = 0
+        self.job_info = job
 
     def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
-        return JOB  # idle
+        return self.job_info  # idle
 
     def rows_after(self, job_id: str, baseline: int, since: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["instance_id"] > baseline]
+        self.reads += 1
+        rows = [r for r in self.rows if r["instance_id"] > baseline]
+        return rows if self.reads > 1 else [r for r in rows if r["step_id"] != 0]
 
 
 def with_session(hook: SqlAgentHook, monkeypatch: pytest.MonkeyPatch, session: FakeSession) -> None:
@@ -310,6 +314,35 @@ def test_run_state_logged_steps_without_an_outcome_is_abandoned(hook, monkeypatc
 def test_run_state_nothing_logged_yet_is_pending_within_the_grace(hook, monkeypatch) -> None:
     with_session(hook, monkeypatch, RaceSession([]))  # the clock says 13:00:00, 10 s after the request
     assert hook.run_state(RUN) == RunState("pending")
+
+
+def test_run_state_a_run_whose_history_was_purged_is_finished_with_sysjobservers_outcome(hook, monkeypatch) -> None:
+    """No row after the baseline, but sysjobservers shows a run that began after the request: it ended."""
+    requested = dt.datetime.fromisoformat(RUN.requested_at)
+    for code, outcome in ((1, "succeeded"), (0, "failed"), (3, "canceled")):
+        job = dataclasses.replace(JOB, last_run=requested.replace(microsecond=0), last_run_outcome=code)
+        with_session(hook, monkeypatch, RaceSession([], job))
+        state = hook.run_state(RUN)
+        assert (state.state, state.outcome_instance_id, state.outcome) == ("finished", None, outcome)
+        assert "purged" in state.note
+
+
+def test_run_state_an_earlier_last_run_is_not_ours(hook, monkeypatch) -> None:
+    """sysjobservers' last run began before the request: nothing of ours ran yet (pending, not finished)."""
+    requested = dt.datetime.fromisoformat(RUN.requested_at)
+    job = dataclasses.replace(JOB, last_run=requested - dt.timedelta(seconds=2), last_run_outcome=1)
+    with_session(hook, monkeypatch, RaceSession([], job))
+    assert hook.run_state(RUN) == RunState("pending")
+
+
+def test_run_state_of_a_deleted_job_is_unknown(hook, monkeypatch) -> None:
+    class Gone(RaceSession):
+        def job(self, job_name: str | None, job_id: str | None) -> JobInfo:
+            raise JobNotFoundError("SQL1", "child a", "sp_help_job returned no job")
+
+    with_session(hook, monkeypatch, Gone([]))
+    state = hook.run_state(RUN)
+    assert state.state == "unknown" and "re-created" in state.note
 
 
 # ---------------------------------------------------------------------- catalog_packages

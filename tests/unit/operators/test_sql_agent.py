@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout, TaskDeferred
 
 from airflow_provider_ssis_lb import ledger
 from airflow_provider_ssis_lb.exceptions import (
+    AdmissionLockError,
     AgentNotRunningError,
     AgentRestartedError,
     JobAlreadyRunningError,
     JobNotTargetedError,
     JobRunFailedError,
+    OutcomeUnknownError,
+    ServerUnreachableError,
     SqlAgentError,
     TransientConnectionError,
 )
@@ -91,7 +96,7 @@ class FakeHook:
     def run_state(self, run: JobRun) -> RunState:
         return self.state
 
-    def run_result(self, run: JobRun, outcome_instance_id: int) -> RunResult:
+    def run_result(self, run: JobRun, outcome_instance_id: int | None, outcome: str | None = None) -> RunResult:
         return dataclasses.replace(self.result, run=run)
 
     def stop_run(self, run: JobRun) -> bool:
@@ -559,7 +564,9 @@ class PoolHook(FakeHook):
         self._server = name
         self.running = running
         self.job = job
-        self.down = False
+        self.down = False  # no session opens (refused, no answer to the login): down
+        self.unreadable = False  # it answers, then a read fails (a statement timeout, a reset)
+        self.lock_refused = False  # its locks are not granted (another starter holds them, or the wait is cut)
 
         self.gone = False  # reachable when read, gone by the time its lock is asked for
         self.locks: list[str] = []  # application locks taken, in order
@@ -567,7 +574,9 @@ class PoolHook(FakeHook):
 
     def read_load(self, job_name: str | None = None, job_id: str | None = None) -> tuple[str, int, JobInfo | None]:
         if self.down:
-            raise module.SqlAgentError(self.conn_id, None, "connection problem: Login timeout expired")
+            raise ServerUnreachableError(self.conn_id, None, "connection problem: Login timeout expired")
+        if self.unreadable:
+            raise TransientConnectionError(self.conn_id, None, "connection problem: Query timeout expired")
         return self._server, self.running, self.job
 
     def start_job(self, job: JobInfo, step_name: str | None = None) -> JobRun:
@@ -579,6 +588,8 @@ class PoolHook(FakeHook):
 
     @contextlib.contextmanager
     def session(self, job: str | None = None) -> Iterator[PoolSession]:
+        if self.gone:
+            raise ServerUnreachableError(self.conn_id, None, "connection problem: reset by peer")
         yield PoolSession(self)
 
 
@@ -589,8 +600,8 @@ class PoolSession:
         self.hook = hook
 
     def lock(self, resource: str, timeout: float) -> None:
-        if self.hook.gone:
-            raise TransientConnectionError(self.hook.conn_id, None, "connection problem: reset by peer")
+        if self.hook.lock_refused:
+            raise AdmissionLockError(self.hook.conn_id, None, f"the application lock {resource!r} was not granted")
         self.hook.locks.append(resource)
 
     def unlock(self, resource: str) -> None:
@@ -614,7 +625,7 @@ class PoolSession:
     def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
         return self.hook.start_job(job, step_name)
 
-    def wait_for_pickup(self, run: JobRun) -> bool:
+    def wait_for_pickup(self, run: JobRun, grace: float = 60) -> bool:
         return True
 
 
@@ -825,6 +836,95 @@ def test_retry_reattaches_on_the_stored_runs_server(pool: dict[str, PoolHook]) -
     deferral = deferred(pooled(), ctx)
     assert not any(h.started for h in pool.values())
     assert deferral.trigger.run_handle == theirs_on_b
+
+
+@pytest.mark.parametrize("fault", ["unreadable", "lock_refused"])
+def test_a_server_that_answers_but_cannot_be_read_or_locked_blocks_the_start(
+    pool: dict[str, PoolHook], fault: str, capsys
+) -> None:
+    """Safety first: it may be running the job, so nothing starts anywhere; the child waits to try again."""
+    setattr(pool["a"], fault, True)
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert not any(h.started for h in pool.values())
+    assert deferral.method_name == "execute_after_capacity" and deferral.kwargs["doubt"].startswith("server 'a' ")
+    assert "server 'a' could not be read: " in capsys.readouterr().out
+    assert deferral.trigger.not_before is not None and deferral.trigger.not_before > time.time()
+
+
+def test_a_doubt_that_lasts_until_the_timeout_fails_naming_the_server(pool: dict[str, PoolHook]) -> None:
+    with pytest.raises(SqlAgentError, match="server 'a' could not be read: .*may be running the job.*never started"):
+        pooled(timeout=30).execute_after_capacity(
+            mapped(0), {"status": "timeout"}, doubt="server 'a' could not be read: Query timeout expired"
+        )
+
+
+def test_unreadable_server_skip_policy_starts_elsewhere_and_warns(
+    pool: dict[str, PoolHook], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__UNREADABLE_SERVER", "skip")
+    pool["a"].unreadable = True
+    deferral = deferred(pooled(strategy="fixed"), mapped(0))
+    assert deferral.trigger.run_handle.conn_id == "b"
+    assert "skipped (unreadable_server = skip)" in capsys.readouterr().out
+
+
+def test_a_server_gone_after_showing_the_job_running_blocks_the_start(pool: dict[str, PoolHook]) -> None:
+    pool["a"].job = dataclasses.replace(JOB, executing=True)
+    pool["a"].gone = True
+    deferral = deferred(pooled(), mapped(0))
+    assert deferral.kwargs["doubt"].startswith("server 'a' could not be read: went away while running the job")
+    assert not any(h.started for h in pool.values())
+
+
+def test_a_retry_whose_runs_job_was_recreated_fails_without_retrying(hook: FakeHook) -> None:
+    hook.state = RunState("unknown", note="the job was deleted (or dropped and re-created with a new job_id)")
+    ctx = context(earlier_try(), try_number=2)
+    with pytest.raises(OutcomeUnknownError, match="re-created.*Clear the task") as caught:
+        operator().execute(ctx)
+    assert isinstance(caught.value, AirflowFailException) and not hook.started
+    assert stored(ctx["task_state_store"])["outcome"] == "unknown"
+    with pytest.raises(OutcomeUnknownError):  # and so does every later retry of the lineage
+        operator().execute(context(ctx["task_state_store"], try_number=3))
+    assert not hook.started
+
+
+def test_a_clear_after_an_unknown_outcome_starts_afresh(hook: FakeHook) -> None:
+    store = earlier_try()
+    store.data[ledger.STATE_KEY].update(delivered=True, outcome="unknown")
+    hook.state = RunState("unknown", note="the job was deleted")  # its job was re-created: nothing to wait for
+    with pytest.raises(TaskDeferred):
+        operator().execute(context(store, try_number=3, max_tries=5))  # a Clear raises max_tries
+    assert hook.started == [OURS]
+
+
+def test_a_purged_success_is_delivered_not_run_again(hook: FakeHook) -> None:
+    hook.state = RunState("finished", outcome="succeeded", note="purged")
+    result = operator().execute(context(earlier_try(), try_number=2))
+    assert result["outcome"] == "succeeded" and not hook.started
+
+
+def test_an_execution_timeout_while_waiting_in_a_worker_stops_the_run(
+    hook: FakeHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow raises AirflowTaskTimeout inside execute, then calls on_kill: the run must still be known."""
+
+    def timed_out(trigger: Any) -> dict[str, Any]:
+        raise AirflowTaskTimeout()
+
+    monkeypatch.setattr(module, "run_trigger_here", timed_out)
+    op = operator(deferrable=False)
+    with pytest.raises(AirflowTaskTimeout):
+        op.execute(context(FakeStore()))
+    op.on_kill()
+    assert hook.stopped == [OURS]
+
+
+def test_a_deferred_wait_ends_before_execution_timeout(hook: FakeHook) -> None:
+    ctx = context(FakeStore())
+    ctx["ti"].start_date = dt.datetime.now(dt.timezone.utc)
+    deferral = deferred(operator(execution_timeout=dt.timedelta(minutes=10)), ctx)
+    left = deferral.trigger.deadline - time.time()
+    assert 600 - 15 - 5 < left <= 600 - 15
 
 
 def test_failover_a_retry_chooses_again_and_runs_elsewhere(pool: dict[str, PoolHook]) -> None:

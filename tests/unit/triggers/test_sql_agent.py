@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_ssis_lb.balancing import PoolServer, ServerReading
-from airflow_provider_ssis_lb.exceptions import AgentPermissionError, TransientConnectionError
+from airflow_provider_ssis_lb.exceptions import AgentPermissionError, ServerUnreachableError, TransientConnectionError
 from airflow_provider_ssis_lb.fleet import ALREADY_RUNNING
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.monitor import Sighting
@@ -167,8 +167,16 @@ def test_capacity_serialize_round_trip() -> None:
 
 
 def test_capacity_waits_until_a_slot_frees(monkeypatch) -> None:
-    down = TransientConnectionError("b", None, "connection problem")
+    down = ServerUnreachableError("b", None, "connection problem")
     payload, polls = capacity(monkeypatch, {"a": [("A", 2, JOB), ("A", 2, JOB), ("A", 1, JOB)], "b": [down]})
+    assert payload == {"status": "free", "deadline": None} and polls == 2
+
+
+def test_capacity_takes_no_slot_while_a_server_cannot_be_read(monkeypatch) -> None:
+    """b answered and then failed: it may be running the job, so a's free slot is not taken until b reads."""
+    unreadable = TransientConnectionError("b", None, "connection problem: Query timeout expired")
+    script = {"a": [("A", 0, JOB)], "b": [unreadable, unreadable, ("B", 0, JOB)]}
+    payload, polls = capacity(monkeypatch, script)
     assert payload == {"status": "free", "deadline": None} and polls == 2
 
 
@@ -318,7 +326,9 @@ def test_the_monitors_load_updates_a_reading() -> None:
     assert (again.running, again.eligible, again.job_running) == (0, True, False)
     disabled = ServerReading(server, 0, False, "job disabled", name="SQL1", job_id="JOB-1")
     assert with_load(disabled, Sighting("load", executing=frozenset({"X"}))).eligible is False
-    down = TransientConnectionError("SQL1", None, "connection problem: reset")
+    down = ServerUnreachableError("SQL1", None, "connection problem: refused")
     lost = with_load(idle, Sighting("error", error=down))
-    assert not lost.reachable and lost.reason == "unreachable: connection problem: reset"
+    assert not lost.reachable and lost.reason == "unreachable: connection problem: refused"
+    reset = with_load(idle, Sighting("error", error=TransientConnectionError("SQL1", None, "reset")))
+    assert not reset.reachable and reset.unreadable and reset.reason == "could not be read: reset"
     assert with_load(idle, None) is idle
