@@ -14,7 +14,9 @@ from airflow_provider_ssis_lb.exceptions import (
     AgentPermissionError,
     ConnectionNotDefinedError,
     JobNotFoundError,
+    JobNotTargetedError,
     LoginFailedError,
+    ServerMisconfiguredError,
     SqlAgentError,
     TransientConnectionError,
 )
@@ -115,6 +117,33 @@ def hook() -> SqlAgentHook:
             SqlAgentError,
             "Invalid connection string attribute",
             id="no-number-says-connection-not-transient",
+        ),
+        pytest.param(
+            pymssql.OperationalError(20018, DBLIB_20018),
+            LoginFailedError,
+            "login failed (the server refused the connection at login; pymssql lost the server's message, a pymssql "
+            "defect once an earlier connection in this process failed): check the login and password of connection "
+            "'sql1_odbc', and its database (schema)",
+            id="20018-at-login",
+        ),
+        pytest.param(
+            pyodbc.Error(
+                "IM002",
+                "[IM002] [unixODBC][Driver Manager]Data source name not found and no default driver specified (0) "
+                "(SQLDriverConnect)",
+            ),
+            ServerMisconfiguredError,
+            "no ODBC driver (Data source name not found and no default driver specified): name it in the extra of "
+            "connection 'sql1_odbc' ({\"driver\": \"ODBC Driver 18 for SQL Server\"}) and set [providers.odbc] "
+            "allow_driver_in_extra = True on every worker and triggerer (docs/connections.md)",
+            id="IM002-no-driver",
+        ),
+        pytest.param(
+            odbc(14256, "The specified job 'child a' is not targeted at any server."),
+            JobNotTargetedError,
+            "the job has no target server here; run sp_add_jobserver for it (The specified job 'child a' is not "
+            "targeted at any server.)",
+            id="14256-no-target",
         ),
     ],
 )

@@ -127,3 +127,17 @@ def test_a_transient_failure_is_reported_with_backoff_and_the_server_reconnected
     assert seen[-1].outcome_instance_id == 42 and seen[-1].run_status == 0
     assert len(server.sessions) == 3  # a connection that failed is dropped; the next tick logs in again
     assert server.sessions[0].closed and server.sessions[1].closed
+
+
+def test_an_unexpected_read_failure_reaches_the_watchers_as_a_sql_agent_error() -> None:
+    server = FakeServer([KeyError("run_status"), Tick({}, [Outcome("JOB-1", 42, 1, "ok")])])
+    fleet = monitor({"a": server})
+
+    async def first_error() -> Sighting:
+        with fleet.watch(RUN) as watcher:
+            while (seen := await watcher.next()).kind != "error":
+                pass
+            return seen
+
+    error = asyncio.run(first_error()).error
+    assert error is not None and error.cause == "the fleet monitor's read failed: KeyError('run_status')"  # type: ignore[union-attr]
