@@ -134,7 +134,7 @@ def hook() -> SqlAgentHook:
             ),
             ServerMisconfiguredError,
             "no ODBC driver (Data source name not found and no default driver specified): name it in the extra of "
-            "connection 'sql1_odbc' ({\"driver\": \"ODBC Driver 18 for SQL Server\"}) and set [providers.odbc] "
+            'connection \'sql1_odbc\' ({"driver": "ODBC Driver 18 for SQL Server"}) and set [providers.odbc] '
             "allow_driver_in_extra = True on every worker and triggerer (docs/connections.md)",
             id="IM002-no-driver",
         ),

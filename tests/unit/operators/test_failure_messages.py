@@ -15,26 +15,24 @@ from airflow_provider_ssis_lb.exceptions import (
     SqlAgentError,
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import RunState
+from airflow_provider_ssis_lb.operators import sql_agent as module
 from airflow_provider_ssis_lb.operators.sql_agent import run_trigger_here
 
-from .test_sql_agent import (  # noqa: F401 (hook and pool are fixtures)
-    THEIRS,
-    FakeHook,
-    FakeStore,
-    context,
-    earlier_try,
-    event,
-    hook,
-    mapped,
-    operator,
-    pool,
-    pooled,
-)
+from .test_sql_agent import THEIRS, FakeHook, FakeStore, PoolHook, context, earlier_try, event, mapped, operator, pooled
 
-ABANDONED = (
-    "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run (or the job was "
-    "deleted), so Agent abandoned it"
-)
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> FakeHook:
+    fake = FakeHook()
+    monkeypatch.setattr(module, "SqlAgentHook", lambda conn_id: fake)
+    return fake
+
+
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> dict[str, PoolHook]:
+    fakes = {name: PoolHook(name, name.upper()) for name in ("a", "b", "c")}
+    monkeypatch.setattr(module, "SqlAgentHook", lambda conn_id: fakes[conn_id])
+    return fakes
 
 
 def cause_of(expected: type[Exception], call: Any, *args: Any, **kwargs: Any) -> str:
@@ -90,9 +88,12 @@ def test_a_run_that_outlasts_its_timeout(hook: FakeHook, kwargs: dict[str, Any],
 
 def test_an_abandoned_run(hook: FakeHook) -> None:
     cause = cause_of(AgentRestartedError, operator().execute_complete, context(earlier_try()), event(None, "failed"))
-    assert cause == ABANDONED
+    assert cause == (
+        "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run (or the job "
+        "was deleted), so Agent abandoned it"
+    )
     hook.state = RunState("abandoned")  # and found so by a retry
-    assert cause_of(AgentRestartedError, operator().execute, context(earlier_try(), try_number=2)) == ABANDONED
+    assert cause_of(AgentRestartedError, operator().execute, context(earlier_try(), try_number=2)) == cause
 
 
 def test_an_unknown_outcome_from_the_trigger(hook: FakeHook) -> None:
@@ -140,7 +141,7 @@ def test_a_retry_whose_server_cannot_be_read(hook: FakeHook, monkeypatch: pytest
     assert not hook.started
 
 
-def test_a_doubt_that_lasts_until_the_timeout(pool: dict[str, Any]) -> None:
+def test_a_doubt_that_lasts_until_the_timeout(pool: dict[str, PoolHook]) -> None:
     op = pooled(timeout=30)
     doubt = "server 'a' could not be read: Query timeout expired"
     cause = cause_of(SqlAgentError, op.execute_after_capacity, mapped(0), {"status": "timeout"}, doubt=doubt)

@@ -14,23 +14,24 @@ from airflow_provider_ssis_lb.sensors.sql_agent import SqlAgentJobSensor
 
 from .test_sql_agent import FAILED, RUN, FakeHook, poke
 
-ABANDONED = (
-    "the run was abandoned: SQL Server Agent was stopped or restarted during the run (or the job was deleted)"
-)
-
 
 def test_a_run_abandoned_while_poked_names_its_last_step() -> None:
     sensor, _first = poke(FakeHook(True, FAILED, states=[RunState("abandoned", "2 (copy)")]))
     with pytest.raises(JobRunFailedError) as caught:
         sensor.poke({})  # type: ignore[arg-type]
-    assert caught.value.cause == f"{ABANDONED} (last step: 2 (copy))"
+    assert caught.value.cause == (
+        "the run was abandoned: SQL Server Agent was stopped or restarted during the run (or the job was deleted) "
+        "(last step: 2 (copy))"
+    )
 
 
 def test_a_run_the_trigger_saw_end_without_an_outcome() -> None:
     sensor = SqlAgentJobSensor(task_id="s", job_name="child a", conn_id="c")
     with pytest.raises(JobRunFailedError) as caught:
         sensor.execute_complete({}, {"status": "failed", "message": "m", "run": RUN.to_dict()})  # type: ignore[arg-type]
-    assert caught.value.cause == ABANDONED
+    assert caught.value.cause == (
+        "the run was abandoned: SQL Server Agent was stopped or restarted during the run (or the job was deleted)"
+    )
 
 
 def test_the_timeout_counted_from_the_tasks_start() -> None:
