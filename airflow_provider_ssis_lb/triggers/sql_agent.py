@@ -174,7 +174,7 @@ class SqlAgentJobTrigger(BaseTrigger):
         if state.state is RunProgress.FINISHED and state.outcome is not None:  # its history rows were purged
             return self._outcome(RunStatus[state.outcome.upper()], state.note, None), state
         if state.state is RunProgress.UNKNOWN:
-            return self._event("unknown", f"job '{run.job_name}' on server '{run.server}': {state.note}"), state
+            return self._event("unknown", state.note), state  # the task's error names the job and the server
         if state.state is RunProgress.ABANDONED or (state.state is RunProgress.PENDING and seen_running):
             return self._abandoned(), state
         return None, state

@@ -90,7 +90,8 @@ def test_success_event_is_small_and_names_the_outcome(airflow_connections, conn_
     event = first_event(SqlAgentJobTrigger(run=run.to_dict(), poll_interval=0.1))
     assert event["status"] == "success"
     assert event["run"] == run.to_dict()
-    assert set(event) == {"status", "message", "run", "outcome_instance_id"}
+    assert set(event) == {"status", "message", "run", "outcome_instance_id", "outcome"}
+    assert event["outcome"] == "succeeded"  # authoritative, should Agent purge the history before the task reads it
     assert "The job succeeded" in event["message"]
     result = hook.run_result(run, event["outcome_instance_id"])  # what the operator reads on resume
     assert result.outcome == "succeeded" and result.run == run

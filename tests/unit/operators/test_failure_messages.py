@@ -97,12 +97,11 @@ def test_an_abandoned_run(hook: FakeHook) -> None:
 
 
 def test_an_unknown_outcome_from_the_trigger(hook: FakeHook) -> None:
-    message = "job 'child a' on server 'SQL1': the job was deleted (or dropped and re-created with a new job_id)"
+    message = "the job was deleted (or dropped and re-created with a new job_id)"
     op, ctx = operator(), context(earlier_try())
     cause = cause_of(OutcomeUnknownError, op.execute_complete, ctx, event(None, "unknown", message=message))
     assert cause == (
-        "job 'child a' on server 'SQL1': the job was deleted (or dropped and re-created with a new job_id); Clear "
-        "the task to run it again"
+        "the job was deleted (or dropped and re-created with a new job_id); Clear the task to run it again"
     )
 
 
