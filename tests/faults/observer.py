@@ -10,6 +10,7 @@ activity row of the last run of each job, every outcome row not yet purged).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -66,10 +67,8 @@ class Observer:
         for thread in self._threads:
             thread.join(10)
         for conn in self._conns.values():
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
 
     def name_job(self, server: str, job_id: str, name: str) -> None:
         with self._locks[server]:
@@ -104,10 +103,8 @@ class Observer:
             except Exception:
                 conn = self._conns.pop(name, None)
                 if conn is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         conn.close()
-                    except Exception:
-                        pass
                 return False
 
     @staticmethod

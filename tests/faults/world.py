@@ -18,6 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_ssis_lb.hooks.sql_agent import job_lock_resource
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client, create_job
 from tests.clients import connect
@@ -237,8 +238,18 @@ class World:
         self.controller.control("agent-restart", name)
         self.observer.agent_restarted(name)
 
-    def hold_lock(self, name: str, resource: str, seconds: float) -> ForeignLock:
-        """An sa session takes ``resource`` (Exclusive, Session owner) in msdb and keeps it ``seconds``."""
+    def hold_lock(
+        self,
+        name: str,
+        resource: str,
+        seconds: float,
+        *,
+        start_after: float | None = None,
+        job: str | None = None,
+    ) -> ForeignLock:
+        """An sa session takes ``resource`` (Exclusive, Session owner) in msdb and keeps it ``seconds``;
+        with ``start_after``, it starts ``job`` there meanwhile (sp_start_job), as a starter stalled in its
+        admission would (a slow worker, another Airflow deployment)."""
         granted = threading.Event()
         holder: ForeignLock
 
@@ -250,7 +261,10 @@ class World:
                     resource,
                 )
                 granted.set()
-                holder.release.wait(seconds)
+                began = time.monotonic()
+                if start_after is not None and job is not None and not holder.release.wait(start_after):
+                    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
+                holder.release.wait(max(0.0, seconds - (time.monotonic() - began)))
             granted.set()
 
         holder = ForeignLock(name, resource, threading.Thread(target=hold, daemon=True, name=f"lock {resource}"))
@@ -258,6 +272,22 @@ class World:
         holder.thread.start()
         granted.wait(10)
         return holder
+
+    def foreign_starter(self, job: str, seconds: float, start_on: str | None, start_after: float = 1.0) -> None:
+        """A starter of ``job`` outside this harness's children that follows the fleet's protocol but
+        stalls: it holds the job's lock on every server (in name order), starts the job on ``start_on``
+        after ``start_after`` seconds (None: never), and lets go after ``seconds``."""
+        for name in sorted(self.names):
+            job_id = self.jobs[job].get(name)
+            if job_id is not None:
+                starts = name == start_on
+                self.hold_lock(
+                    name,
+                    job_lock_resource(job_id),
+                    seconds,
+                    start_after=start_after if starts else None,
+                    job=job if starts else None,
+                )
 
     def calm(self) -> None:
         """Every fault over: modes back to normal, foreign locks released, connections defined again."""
