@@ -130,6 +130,7 @@ class Try:
 
     def start(self, barrier: threading.Barrier | None = None) -> None:
         self._barrier = barrier
+        self.record.started = time.time()
         self.thread.start()
 
     # ------------------------------------------------------------------ the try
