@@ -38,8 +38,9 @@ def _quiet() -> None:
 
 
 def _violations(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _violations(sub)]
+    subs = getattr(exc, "exceptions", None)  # an exception group: one per distinct failure
+    if isinstance(subs, tuple):
+        return [leaf for sub in subs for leaf in _violations(sub)]
     return [exc]
 
 
