@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ExactlyOnceMachine.world = None
     stats = ExactlyOnceMachine.stats
-    print(f"\nfault search: {stats.examples} examples run ({stats.steps} steps) in {time.monotonic() - began:.0f} s")
+    took = time.monotonic() - began
+    print(f"\nfault search: {stats.examples} examples run ({stats.steps} steps, {stats.tries} tries) in {took:.0f} s")
     print("faults injected:")
     for kind, count in sorted(stats.faults.items()):
         print(f"  {count:6d}  {kind}")
