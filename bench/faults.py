@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     print("violations seen while searching (before shrinking):")
     for kind, count in sorted(stats.violations.items()) or [("none", 0)]:
         print(f"  {count:6d}  {kind}")
+    for kind, message in sorted(stats.first.items()):
+        print(f"  first {kind}: {message[:1500]}")
     if failure is None:
         print("\nno promise broken")
         return 0

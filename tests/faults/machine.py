@@ -49,6 +49,11 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)
     checks: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
+    first: dict[str, str] = field(default_factory=dict)  # the first message of each kind, before shrinking
+
+    def violated(self, kind: str, message: str) -> None:
+        self.violations[kind] += 1
+        self.first.setdefault(kind, message)
 
 
 class ExactlyOnceMachine(RuleBasedStateMachine):
@@ -266,8 +271,9 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
             if found and kind is inv.TryOverran:
                 found = found + [self._where(t) for t in self._tries() if t.thread.is_alive()]
             if found:
-                self.stats.violations[kind.__name__] += 1
-                raise kind(f"{name}: " + " | ".join(found))
+                message = f"{name}: " + " | ".join(found)
+                self.stats.violated(kind.__name__, message)
+                raise kind(message)
 
     @staticmethod
     def _where(attempt: Try) -> str:
@@ -323,8 +329,7 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         self.stats.checks["a Clear after the faults finishes"] += 1
         failed = [c.current.record for c in stuck if c.current and c.current.record.result != "success"]
         if failed:
-            self.stats.violations[inv.NeverRecovers.__name__] += 1
-            raise inv.NeverRecovers(
-                "a Clear after the faults finishes: " + " | ".join(f"{r}: {r.error[:300]}" for r in failed)
-            )
+            message = "a Clear after the faults finishes: " + " | ".join(f"{r}: {r.error[:300]}" for r in failed)
+            self.stats.violated(inv.NeverRecovers.__name__, message)
+            raise inv.NeverRecovers(message)
         self._check(final=True)
