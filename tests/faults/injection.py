@@ -42,6 +42,11 @@ class _Current(threading.local):
 current = _Current()
 _installed = False
 _install_lock = threading.Lock()
+# CPython (3.11) gives a thread being started a thread state tagged with its *parent's* id until it runs,
+# and PyThreadState_SetAsyncExc hits the first state with the id: an exception meant for a worker would
+# land in the thread it is starting (which then never signals it started). Starts and deliveries are
+# serialized so a delivery never falls into that window.
+_starting = threading.RLock()
 
 
 def arm(die_at: str | None, starts: list[dict[str, Any]]) -> None:
@@ -80,6 +85,14 @@ def install() -> None:
             _die(AFTER_START)
             return run
 
+        thread_start = threading.Thread.start
+
+        @functools.wraps(thread_start)
+        def start_thread(self: threading.Thread) -> None:
+            with _starting:
+                thread_start(self)
+
+        threading.Thread.start = start_thread  # type: ignore[method-assign]
         RunLedger.save = saving  # type: ignore[method-assign]
         AgentSession.start = starting  # type: ignore[method-assign]
         user_action._read_state = _read_state  # type: ignore[attr-defined]
@@ -92,7 +105,8 @@ def _read_state(ti: Any) -> str | None:
 
 def raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> bool:
     """Deliver ``exc_type`` into ``thread`` at its next Python instruction (a signal handler's raise)."""
-    if thread.ident is None or not thread.is_alive():
-        return False
-    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
-    return bool(done == 1)
+    with _starting:
+        if thread.ident is None or not thread.is_alive():
+            return False
+        done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+        return bool(done == 1)
