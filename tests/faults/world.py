@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,6 +246,7 @@ class World:
         *,
         start_after: float | None = None,
         job: str | None = None,
+        start_if: Callable[[], bool] = lambda: True,
     ) -> ForeignLock:
         """An sa session takes ``resource`` (Exclusive, Session owner) in msdb and keeps it ``seconds``;
         with ``start_after``, it starts ``job`` there meanwhile (sp_start_job), as a starter stalled in its
@@ -262,7 +263,7 @@ class World:
                 )
                 granted.set()
                 began = time.monotonic()
-                if start_after is not None and job is not None and not holder.release.wait(start_after):
+                if start_after is not None and job is not None and not holder.release.wait(start_after) and start_if():
                     sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
                 holder.release.wait(max(0.0, seconds - (time.monotonic() - began)))
             granted.set()
@@ -276,7 +277,16 @@ class World:
     def foreign_starter(self, job: str, seconds: float, start_on: str | None, start_after: float = 1.0) -> None:
         """A starter of ``job`` outside this harness's children that follows the fleet's protocol but
         stalls: it holds the job's lock on every server (in name order), starts the job on ``start_on``
-        after ``start_after`` seconds (None: never), and lets go after ``seconds``."""
+        after ``start_after`` seconds (None: never) if it reads the job idle on every server under its
+        locks, as the protocol has it, and lets go after ``seconds``."""
+
+        def idle_everywhere() -> bool:
+            for name in self.names:
+                with self.sa(name) as sa:
+                    if self._executing(sa, job):
+                        return False
+            return True
+
         for name in sorted(self.names):
             job_id = self.jobs[job].get(name)
             if job_id is not None:
@@ -287,6 +297,7 @@ class World:
                     seconds,
                     start_after=start_after if starts else None,
                     job=job if starts else None,
+                    start_if=idle_everywhere,
                 )
 
     def calm(self) -> None:
