@@ -14,8 +14,8 @@ from tests.faults.machine import ExactlyOnceMachine
 from tests.faults.world import World
 
 CI_SETTINGS = settings(
-    max_examples=3,
-    stateful_step_count=8,
+    max_examples=10,
+    stateful_step_count=15,
     derandomize=True,
     deadline=None,
     phases=(Phase.explicit, Phase.generate),  # no shrinking in CI: bench.faults shrinks
