@@ -129,10 +129,13 @@ def double_runs(runs: Sequence[AgentRun], now: float) -> list[str]:
     return found
 
 
-def over_capacity(runs: Sequence[AgentRun], capacity: Mapping[str, int], now: float) -> list[str]:
-    """Invariant 2: runs that started while their server already ran its capacity."""
+def over_capacity(
+    runs: Sequence[AgentRun], capacity: Mapping[str, int], now: float, admitted: Sequence[AgentRun] | None = None
+) -> list[str]:
+    """Invariant 2: runs our children started (``admitted``; default all) while their server already ran
+    its capacity. A run someone else started (a foreign starter) is load, not an admission of ours."""
     found = []
-    for run in runs:
+    for run in runs if admitted is None else admitted:
         if run.coarse:
             continue
         going = [

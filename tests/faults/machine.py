@@ -267,9 +267,10 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         runs = self.w.observer.runs() if self.w.observer else []
         records = [t.record for t in self._tries()]
         now = time.time()
+        admitted = [r for r in (inv.run_of(h, runs) for rec in records for h in rec.starts) if r is not None]
         checks: list[tuple[str, type[inv.Violation], list[str]]] = [
             ("no two runs of one job at once", inv.DoubleRun, inv.double_runs(runs, now)),
-            ("no server above its capacity", inv.OverCapacity, inv.over_capacity(runs, self.w.capacity, now)),
+            ("no server above its capacity", inv.OverCapacity, inv.over_capacity(runs, self.w.capacity, now, admitted)),
             ("each try's outcome is one run's", inv.WrongOutcome, inv.wrong_outcomes(records, runs, final=final)),
             ("no succeeded package run again", inv.SuccessRepeated, inv.successes_repeated(records, runs)),
             ("every try ends in time", inv.TryOverran, inv.overran(records, self._bound(), now)),
