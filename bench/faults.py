@@ -22,6 +22,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from hypothesis import HealthCheck, Phase, seed, settings  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
+from tests.faults import injection  # noqa: E402
 from tests.faults.machine import ExactlyOnceMachine  # noqa: E402
 from tests.faults.world import World  # noqa: E402
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             failure = exc
         finally:
             ExactlyOnceMachine.world = None
+            injection.uninstall()
     stats = ExactlyOnceMachine.stats
     took = time.monotonic() - began
     print(f"\nfault search: {stats.examples} examples run ({stats.steps} steps, {stats.tries} tries) in {took:.0f} s")

@@ -13,8 +13,11 @@ from tests.faults.world import NORMAL_QUERY_TIMEOUT, World
 @pytest.fixture(scope="module")
 def world_module() -> Iterator[World]:
     injection.install()
-    with World() as world:
-        yield world
+    try:
+        with World() as world:
+            yield world
+    finally:
+        injection.uninstall()
 
 
 @pytest.fixture

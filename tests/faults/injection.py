@@ -42,6 +42,7 @@ class _Current(threading.local):
 current = _Current()
 _installed = False
 _install_lock = threading.Lock()
+_originals: dict[tuple[Any, str], Any] = {}
 # CPython (3.11) gives a thread being started a thread state tagged with its *parent's* id until it runs,
 # and PyThreadState_SetAsyncExc hits the first state with the id: an exception meant for a worker would
 # land in the thread it is starting (which then never signals it started). Starts and deliveries are
@@ -86,6 +87,14 @@ def install() -> None:
             return run
 
         thread_start = threading.Thread.start
+        _originals.update(
+            {
+                (threading.Thread, "start"): thread_start,
+                (RunLedger, "save"): save,
+                (AgentSession, "start"): start,
+                (user_action, "_read_state"): user_action._read_state,
+            }
+        )
 
         @functools.wraps(thread_start)
         def start_thread(self: threading.Thread) -> None:
@@ -96,6 +105,16 @@ def install() -> None:
         RunLedger.save = saving  # type: ignore[method-assign]
         AgentSession.start = starting  # type: ignore[method-assign]
         user_action._read_state = _read_state  # type: ignore[attr-defined]
+
+
+def uninstall() -> None:
+    """Put the provider's (and threading's) own functions back, for the tests that run after."""
+    global _installed
+    with _install_lock:
+        for (owner, name), original in _originals.items():
+            setattr(owner, name, original)
+        _originals.clear()
+        _installed = False
 
 
 def _read_state(ti: Any) -> str | None:

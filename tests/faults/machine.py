@@ -71,6 +71,7 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         super().__init__()
         assert self.world is not None, "ExactlyOnceMachine.world is not set"
         injection.install()
+        self._grace = hook_module.PICKUP_GRACE_SECONDS
         hook_module.PICKUP_GRACE_SECONDS = PICKUP_GRACE  # type: ignore[misc]
         self.w = self.world
         self.jobs = [self.w.create_job(seconds) for seconds in JOB_SECONDS]
@@ -322,6 +323,7 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
             for name in self.w.names:
                 self.w.define_connection(name)
             self.w.wait_idle(30)
+            hook_module.PICKUP_GRACE_SECONDS = self._grace  # type: ignore[misc]
 
     def _settle(self) -> None:
         assert self.w.observer is not None
