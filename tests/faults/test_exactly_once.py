@@ -1,0 +1,37 @@
+"""The fault search in CI: the state machine (tests/faults/machine.py) with fixed seeds, a few short
+examples (at most 3 minutes on 2 cores). ``python -m bench.faults`` runs the long campaign.
+
+Expected to fail on the code it was written against (issue 20's faults); the xfail mark goes when the
+fixes land, and the regression tests (test_regressions.py) pin each fault on its own."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from tests.faults.machine import ExactlyOnceMachine
+from tests.faults.world import World
+
+CI_SETTINGS = settings(
+    max_examples=10,
+    stateful_step_count=15,
+    derandomize=True,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),  # no shrinking in CI: bench.faults shrinks
+    suppress_health_check=list(HealthCheck),
+    report_multiple_bugs=False,
+)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 20: the provider's promises break under ordinary faults (see test_regressions.py); remove "
+    "this mark when the fixes land",
+)
+def test_exactly_once_under_faults(world: World) -> None:
+    ExactlyOnceMachine.world = world
+    try:
+        run_state_machine_as_test(ExactlyOnceMachine, settings=CI_SETTINGS)
+    finally:
+        ExactlyOnceMachine.world = None
