@@ -136,3 +136,16 @@ def _is_pymssql_driver_failure(exc: BaseException) -> bool:
         and bool(exc.args)
         and exc.args[0] in _PYMSSQL_CONNECTION_LOST
     )
+
+
+_TIMEOUT_SQLSTATES = {"HYT00", "HYT01"}
+_TIMEOUT_DBLIB = {20003}  # "Adaptive Server connection timed out"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when the server did not answer in time (a login or query timeout, or a bound given up), as
+    opposed to refusing at once: a host that accepts TCP and never answers may be up and running jobs."""
+    if isinstance(exc, TimeoutError):
+        return True
+    state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    return state in _TIMEOUT_SQLSTATES or error_number(exc) in _TIMEOUT_DBLIB

@@ -50,7 +50,7 @@ from ..runs import (
     decode_run_duration,
     execution_ids,
 )
-from ..sqlerrors import error_number, error_text, is_tls_failure, is_transient, tls_advice
+from ..sqlerrors import error_number, error_text, is_timeout, is_tls_failure, is_transient, tls_advice
 from ..timeouts import QUERY_TIMEOUT_SECONDS, Timeouts, apply_query_timeout, driver_hook, effective_query_timeout
 
 Row = dict[str, Any]
@@ -277,7 +277,9 @@ class SqlAgentHook(BaseHook):
             raw = self.get_conn()
         except Exception as exc:
             error = exc if isinstance(exc, SqlAgentError) else self._translate(exc, job)
-            if type(error) is TransientConnectionError:  # at connect: the server is unreachable, not unreadable
+            # Refused at connect: the server is down. No answer in time: it may be hung while it runs jobs,
+            # so it stays a plain transient error, which a pool treats as "unreadable" (docs/fleet.md).
+            if type(error) is TransientConnectionError and not is_timeout(exc):
                 error = ServerUnreachableError(
                     error.server, error.job, error.cause, number=error.number, conn_id=error.conn_id
                 )

@@ -1,12 +1,10 @@
 """The fault search in CI: the state machine (tests/faults/machine.py) with fixed seeds, a few short
 examples (at most 3 minutes on 2 cores). ``python -m bench.faults`` runs the long campaign.
 
-Expected to fail on the code it was written against (issue 20's faults); the xfail mark goes when the
-fixes land, and the regression tests (test_regressions.py) pin each fault on its own."""
+The regression tests (test_regressions.py) pin each fault the review found on its own."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -24,11 +22,6 @@ CI_SETTINGS = settings(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 20: the provider's promises break under ordinary faults (see test_regressions.py); remove "
-    "this mark when the fixes land",
-)
 def test_exactly_once_under_faults(world: World) -> None:
     ExactlyOnceMachine.world = world
     try:

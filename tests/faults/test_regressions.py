@@ -1,12 +1,10 @@
 """One fault of the review of issue 20 per test, in its simplest form, through the real driver (pymssql)
-against the emulated pool. Each is a strict xfail on the code it was written against: the lead flips
-them (removes the mark) when the fix lands, and a test that starts passing before then fails the run."""
+against the emulated pool. Each failed on the code of 61f5844 (as a strict xfail when it was written) and
+passes since the fixes of docs/fleet.md's failure model."""
 
 from __future__ import annotations
 
 import time
-
-import pytest
 
 from airflow_provider_ssis_lb.hooks.sql_agent import job_lock_resource
 from tests.faults import injection
@@ -55,11 +53,6 @@ def overlaps(world: World, job: str) -> list[str]:
     return double_runs([r for r in world.observer.runs() if r.job == job], time.time())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (1): a lock wait cut short by the query timeout is taken for an unreachable server, so "
-    "Fleet.admit skips the server and starts the job elsewhere without its lock",
-)
 def test_a_lock_wait_cut_by_the_query_timeout_does_not_start_the_job_twice(world: World) -> None:
     """Another starter (stalled in its admission) holds the job's locks and starts the job on F1; our child,
     which read the pool before that start, waits for F1's lock until its query timeout cuts the wait."""
@@ -67,18 +60,11 @@ def test_a_lock_wait_cut_by_the_query_timeout_does_not_start_the_job_twice(world
     job = world.create_job(6)
     world.foreign_starter(job, seconds=SHORT_QUERY_TIMEOUT + 2, start_on="F1", start_after=1.5)
 
-    child = first_try(world, job, "a", 0)
-    until(lambda: not child.thread.is_alive() or len(running_on(world, job)) > 1, timeout=12, what="a decision")
-
-    assert overlaps(world, job) == [] and len(running_on(world, job)) <= 1
-    child.join(30)
+    child = first_try(world, job, "a", 0, timeout=40)
+    assert child.join(60)  # it waited, then applied if_running (wait) to F1's run, then ran its own
+    assert overlaps(world, job) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (1): a server lost between the read and its lock (here: the lock wait cut short by the "
-    "query timeout where the job runs) fails the child with a raw KeyError",
-)
 def test_losing_the_server_where_the_job_runs_before_its_lock_is_not_a_key_error(world: World) -> None:
     world.set_query_timeout(SHORT_QUERY_TIMEOUT)
     job = world.create_job(7)
@@ -94,10 +80,6 @@ def test_losing_the_server_where_the_job_runs_before_its_lock_is_not_a_key_error
     assert overlaps(world, job) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (2): a server that cannot be read is skipped although the job may be running there",
-)
 def test_a_hung_server_where_the_job_runs_is_not_taken_for_idle(world: World) -> None:
     job = world.create_job(6)
     first = first_try(world, job, "a", 0)
@@ -113,11 +95,6 @@ def test_a_hung_server_where_the_job_runs_is_not_taken_for_idle(world: World) ->
     first.join(30), second.join(30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (3): once Agent purged the history of a run that succeeded, the run reads as pending, then "
-    "the try times out and the next try runs the package again",
-)
 def test_a_purged_success_is_not_run_again(world: World) -> None:
     job = world.create_job(1)
     first = first_try(world, job, "a", 0, timeout=6)
@@ -137,11 +114,6 @@ def test_a_purged_success_is_not_run_again(world: World) -> None:
     assert len([r for r in world.observer.runs() if r.job == job]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (4): a job re-created under the same name (new job_id) makes every later try of a child "
-    "that ran it fail with JobNotFoundError, Clear included",
-)
 def test_a_clear_after_the_job_was_re_created_runs_it(world: World) -> None:
     job = world.create_job(1)
     first = first_try(world, job, "a", 0)
@@ -154,11 +126,6 @@ def test_a_clear_after_the_job_was_re_created_runs_it(world: World) -> None:
     assert cleared.record.result == "success", cleared.record.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (4): a server removed from the Airflow connections makes every later try of a child that "
-    "ran there fail (connection not defined), Clear included",
-)
 def test_a_clear_after_the_server_was_removed_runs_on_the_others(world: World) -> None:
     job = world.create_job(1)
     first = first_try(world, job, "a", 0)
@@ -170,11 +137,6 @@ def test_a_clear_after_the_server_was_removed_runs_on_the_others(world: World) -
     assert cleared.record.result == "success", cleared.record.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"{ISSUE} (5): execution_timeout of a child waiting in a worker leaves its run going: the wait "
-    "forgets the run before Airflow calls on_kill",
-)
 def test_execution_timeout_while_waiting_in_a_worker_stops_the_run(world: World) -> None:
     job = world.create_job(8)
     attempt = first_try(world, job, "a", 0, timeout=30, execution_timeout=3)

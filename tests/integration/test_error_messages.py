@@ -19,8 +19,8 @@ from airflow_provider_ssis_lb.exceptions import (
     ConnectionNotDefinedError,
     JobNotFoundError,
     LoginFailedError,
+    ServerUnreachableError,
     SqlAgentError,
-    TransientConnectionError,
 )
 from airflow_provider_ssis_lb.hooks.sql_agent import JobDefinition, JobStepDefinition, SqlAgentHook
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
@@ -130,7 +130,7 @@ def test_server_that_refuses_connections(sql_server, airflow_connections, conn_t
     connection["extra"].update({"login_timeout": 1} if conn_type == "mssql" else {"connect_kwargs": {"timeout": 1}})
     conn_id = define(monkeypatch, f"down_{conn_type}", connection)
     error = failure(lambda: SqlAgentHook(conn_id).get_job(job_name="child a"))
-    assert type(error) is TransientConnectionError
+    assert type(error) is ServerUnreachableError  # refused at connect: the server is down, not unreadable
     assert str(error).startswith(
         f"SQL Server Agent job 'child a' on server '{host_of(conn_type, down)}' (conn_id '{conn_id}'): "
         "connection problem: "

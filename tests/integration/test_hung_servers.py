@@ -32,7 +32,24 @@ def faulty(lb: Pool, short_timeouts: None) -> Iterator[Pool]:
     wait_until(lambda: not any(bounded.stuck_calls(f"lb_{n.lower()}") for n in NAMES), timeout=30)
 
 
-def test_a_pooled_child_runs_on_a_healthy_server_while_a_member_hangs(faulty: Pool, capfd) -> None:
+def test_a_pooled_child_waits_while_a_member_hangs_then_runs(faulty: Pool, capfd) -> None:
+    """Safety first: a hung member may be running the job, so no server is chosen until it answers."""
+    job = faulty.job_on(NAMES, [QUICK])
+    faulty.controller.control("hang", "LB1")
+    threading.Timer(10, faulty.controller.control, ("normal", "LB1")).start()
+    began = time.monotonic()
+    result = run_dag(servers=POOL, job_name=job, strategy="fixed", poll_interval=1)
+    took = time.monotonic() - began
+    assert result.state == "success" and result.xcom()["server"] == "LB1"  # it waited for LB1, first in order
+    assert took >= 10
+    out = capfd.readouterr().out
+    assert "server 'lb_lb1' could not be read: " in out and "may be running the job" in out
+
+
+def test_with_unreadable_server_skip_a_pooled_child_runs_on_a_healthy_server_while_a_member_hangs(
+    faulty: Pool, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__UNREADABLE_SERVER", "skip")
     job = faulty.job_on(NAMES, [QUICK])
     faulty.controller.control("hang", "LB1")
     began = time.monotonic()
@@ -40,7 +57,7 @@ def test_a_pooled_child_runs_on_a_healthy_server_while_a_member_hangs(faulty: Po
     took = time.monotonic() - began
     assert result.state == "success" and result.xcom()["server"] == "LB2"
     assert took < 30  # the hung member cost one bounded read (6 s), not a stuck child
-    assert "server 'lb_lb1' skipped: unreachable:" in capfd.readouterr().out
+    assert "server 'lb_lb1' skipped (unreadable_server = skip)" in capfd.readouterr().out
 
 
 def test_a_child_pinned_to_a_hung_server_fails_by_itself_naming_it(faulty: Pool) -> None:

@@ -186,7 +186,8 @@ def test_the_operator_reads_the_history_the_small_event_leaves_out(
     result = run_dag(conn_id=f"agent_op_{conn_type}", job_name=name)
     assert result.state == "failed"
     (event,) = received
-    assert set(event) == {"status", "message", "run", "outcome_instance_id"} and event["status"] == "failed"
+    assert set(event) == {"status", "message", "run", "outcome_instance_id", "outcome"} and event["status"] == "failed"
+    assert event["outcome"] == "failed"
     text = json.dumps(event)
     assert "Cannot open the datafile" not in text and "Package execution" not in text and len(text) < 700
     log = capfd.readouterr().out
