@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -60,6 +62,7 @@ _CATALOG_REFUSALS = {916, 229}
 SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
 PICKUP_GRACE_SECONDS = 60  # sp_start_job only queues the request; Agent may take a moment to begin
 PICKUP_POLL_SECONDS = 0.2
+REFUSAL_PROBE_SECONDS = 2.0
 LOCK_MARGIN_SECONDS = 1.0  # a lock wait ends this long before the statement's own query timeout would cut it
 PURGED_NOTE = (
     "SQL Server Agent purged this run's history before it was read (job history retention, or "
@@ -234,6 +237,7 @@ class SqlAgentHook(BaseHook):
         self.conn_id = conn_id
         self._server = conn_id
         self._query_timeout = QUERY_TIMEOUT_SECONDS
+        self._endpoint: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ connection and calls
 
@@ -243,6 +247,7 @@ class SqlAgentHook(BaseHook):
         with _LOOKUP:
             connection = self.get_connection(self.conn_id)
         self._server = connection.host or self.conn_id
+        self._endpoint = tcp_endpoint(connection)
         _check_port_placement(connection)
         timeouts = Timeouts.from_config()
         try:
@@ -279,7 +284,7 @@ class SqlAgentHook(BaseHook):
             error = exc if isinstance(exc, SqlAgentError) else self._translate(exc, job)
             # Refused at connect: the server is down. No answer in time: it may be hung while it runs jobs,
             # so it stays a plain transient error, which a pool treats as "unreadable" (docs/fleet.md).
-            if type(error) is TransientConnectionError and not is_timeout(exc):
+            if type(error) is TransientConnectionError and (not is_timeout(exc) or self._refuses_connections()):
                 error = ServerUnreachableError(
                     error.server, error.job, error.cause, number=error.number, conn_id=error.conn_id
                 )
@@ -287,6 +292,20 @@ class SqlAgentHook(BaseHook):
                 raise
             raise error from exc
         return AgentSession(raw, self, job, self._query_timeout)
+
+    def _refuses_connections(self) -> bool:
+        """After a login timeout: does the server's port refuse TCP at once? ODBC Driver 18 reports a refused
+        port as "Login timeout expired" once its retries run out, the same as a hung server that accepts TCP
+        and never answers; only the refusal means nothing listens there (docs/fleet.md, "Failure model")."""
+        if self._endpoint is None:
+            return False
+        try:
+            with socket.create_connection(self._endpoint, timeout=REFUSAL_PROBE_SECONDS):
+                return False
+        except ConnectionRefusedError:
+            return True
+        except OSError as exc:  # no route: down; a timeout: a dead host or a hung one, which cannot be told apart
+            return exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
         """The typed error for a driver exception; the message names the job, the server (host and conn
@@ -1008,6 +1027,22 @@ class AgentSession:
         )
         visible = {int(r["execution_id"]) for r in (sets[0] if sets else [])}
         return [i for i in ids if i not in visible]
+
+
+def tcp_endpoint(connection: Any) -> tuple[str, int] | None:
+    """(host, port) a connection reaches, or None when only SQL Server Browser knows the port (a named
+    instance without one). ODBC takes ``host,port`` (or ``tcp:host,port``); pymssql the port field."""
+    host = (connection.host or "").strip()
+    if host.lower().startswith("tcp:"):
+        host = host[4:]
+    name, _sep, port = host.partition(",")
+    port = port.strip() or (str(connection.port) if connection.port else "")
+    if not port and "\\" in name:
+        return None
+    try:
+        return name.split("\\")[0].strip() or "localhost", int(port or 1433)
+    except ValueError:
+        return None
 
 
 def _close(raw: Any) -> None:

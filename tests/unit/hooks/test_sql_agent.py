@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pymssql
@@ -24,7 +25,7 @@ from airflow_provider_ssis_lb.exceptions import (
     TlsConnectionError,
     TransientConnectionError,
 )
-from airflow_provider_ssis_lb.hooks.sql_agent import AgentSession, JobInfo, RunState, SqlAgentHook
+from airflow_provider_ssis_lb.hooks.sql_agent import AgentSession, JobInfo, RunState, SqlAgentHook, tcp_endpoint
 from airflow_provider_ssis_lb.runs import JobRun
 
 JOB = JobInfo("JOB-1", "child a", True, False, "")
@@ -439,3 +440,20 @@ def test_a_close_waits_for_the_statement_in_progress() -> None:
     reader.join(5)
     closer.join(5)
     assert raw.events == ["statement returned", "closed"]
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "host", "port", "endpoint"),
+    [
+        ("odbc", "sql1,1444", None, ("sql1", 1444)),
+        ("odbc", "tcp:sql1, 1444", None, ("sql1", 1444)),
+        ("odbc", "sql1", None, ("sql1", 1433)),
+        ("odbc", "sql1\\ETL", None, None),  # only SQL Server Browser knows a named instance's port
+        ("odbc", "sql1\\ETL,1500", None, ("sql1", 1500)),
+        ("mssql", "sql1", 1455, ("sql1", 1455)),
+        ("mssql", "sql1", None, ("sql1", 1433)),
+    ],
+)
+def test_the_tcp_endpoint_a_refusal_probe_tries(conn_type, host, port, endpoint) -> None:
+    connection = SimpleNamespace(conn_type=conn_type, host=host, port=port)
+    assert tcp_endpoint(connection) == endpoint
