@@ -148,6 +148,11 @@ class SharedReadings:
             found.append(refresh.result() if refresh.done() else ServerReading(server, now, None, pending=True))
         return found
 
+    def in_flight(self) -> set[str]:
+        """The conn ids whose refresh is under way (each holds one refresher thread)."""
+        with self._guard:
+            return set(self._refreshing)
+
     def join(self, timeout: float) -> bool:
         """Wait for the refreshes in flight (tests, shutdown); False if some are still going after ``timeout``."""
         with self._guard:

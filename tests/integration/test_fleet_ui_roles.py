@@ -385,3 +385,84 @@ def test_a_forged_handle_naming_a_job_started_outside_airflow_is_not_linked_to_i
     [shown] = [j for j in _server(client, "wide")["jobs"] if j["job"] == operators_job]
     assert shown["started_by"] == {"kind": "outside", "label": OUTSIDE_LABEL}, shown
     assert shown["elapsed_seconds"] >= 3  # the start came from sp_help_jobactivity, not from the forged handle
+
+
+SLOW = "fleet_slow"  # a server of its own, put in a fault mode
+
+
+@pytest.fixture
+def slow_server(client, sql_server, monkeypatch) -> Iterator[Any]:
+    """A second emulated server in the fleet (conn id ``fleet_slow``), normal again afterwards."""
+    from sqlagent_emulator.testing import EmulatorController
+    from tests.conftest import SA_PASSWORD, SqlServerTarget, emulator_config
+
+    if sql_server.emulator is None:
+        pytest.skip("needs the emulator's fault modes")
+    with EmulatorController([emulator_config(name="FLEETSLOW", cpus=1)]) as controller:
+        target = SqlServerTarget("FLEETSLOW", "127.0.0.1", controller["FLEETSLOW"].port, "sa", SA_PASSWORD, controller)
+        connection = _connection("mssql", target, "agent_operator", OPERATOR_PASSWORD)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{SLOW.upper()}", json.dumps(connection))
+        monkeypatch.setenv("AIRFLOW__SSIS_LB__FLEET_CONN_IDS", f"{FLEET}:2,{SLOW}:1")
+        try:
+            yield controller
+        finally:
+            controller.control("normal", "FLEETSLOW")  # held answers go out: the refresh in flight ends
+            fleet_app.READINGS.join(60)
+
+
+def _many(client: TestClient, path: str, headers: dict[str, str], viewers: int = 40) -> list[tuple[float, Any]]:
+    """``viewers`` requests at once; each one's time and response."""
+    import threading
+    import time
+
+    answers: list[tuple[float, Any]] = []
+    start = threading.Barrier(viewers)
+
+    def view() -> None:
+        start.wait()
+        began = time.monotonic()
+        reply = client.get(path, headers=headers)
+        answers.append((time.monotonic() - began, reply))
+
+    threads = [threading.Thread(target=view) for _ in range(viewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return answers
+
+
+def test_viewers_of_a_stalled_or_hung_server_get_the_last_reading_at_once_with_its_age(
+    client, slow_server, monkeypatch
+) -> None:
+    """Forty viewers while one server stalls after its login (its reading would take the query timeout, 30 s):
+    each gets the last reading at once, its age shown; one refresh of that server is in flight, whatever the
+    number of viewers. A server never read yet that hangs is shown as "reading…" after the short first wait."""
+    import time
+
+    readings = _fresh_readings(monkeypatch, ttl=1)
+    headers = _headers(client, "wide")
+    slow_server.control("stall", "FLEETSLOW")
+    time.sleep(1.5)  # the reading is now older than its ttl: the next viewer sets off a refresh
+    answers = _many(client, "/ssis-lb/fleet.json", headers)
+    assert len(answers) == 40 and all(reply.status_code == 200 for _took, reply in answers)
+    assert max(took for took, _reply in answers) < 10, sorted(took for took, _reply in answers)[-5:]
+    assert readings.taken[SLOW] == 2  # the first reading, and one refresh for forty viewers
+    going = readings.in_flight()  # the threads still held: a refresher per server at most, none of a viewer
+    assert SLOW in going and going <= {FLEET, SLOW}, going
+    [row] = [s for s in answers[-1][1].json()["servers"] if s["conn_id"] == SLOW]
+    assert row["reachable"] and not row["pending"] and row["age_seconds"] >= 1, row
+    page = client.get("/ssis-lb/fleet", headers=headers).text
+    slow_row = page.split(f'<tr data-conn="{SLOW}">', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r'<td class="age">\d+s ago', slow_row), slow_row
+
+    readings = SharedReadings()  # a new API server process: no reading of the hung server yet
+    monkeypatch.setattr(fleet_app, "READINGS", readings)
+    slow_server.control("hang", "FLEETSLOW")
+    answers = _many(client, "/ssis-lb/fleet", headers, viewers=20)
+    assert all(reply.status_code == 200 for _took, reply in answers)
+    assert max(took for took, _reply in answers) < readings.first_wait + 7  # not the login + query bounds
+    assert readings.taken[SLOW] == 1 and SLOW in readings.in_flight()
+    slow_row = answers[-1][1].text.split(f'<tr data-conn="{SLOW}">', 1)[1].split("</tr>", 1)[0]
+    assert "reading…" in slow_row, slow_row
+    assert '<meta http-equiv="refresh" content="2">' in answers[-1][1].text  # it looks again soon
