@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from .fleet_config import configured_fleet
-from .mapping import JobTaskMap, load_links
+from .mapping import JobTaskMap, TaskLink, load_links
 from .readings import HISTORY, SharedReadings
 from .render import fleet_page, run_page
 from .views import fleet_view, run_view
@@ -65,9 +65,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _recent_links(session: Any) -> list[TaskLink]:
+    """The run handles recent enough for the timeline (and a day more: a run may start long after its push)."""
+    return load_links(session, since=_now() - HISTORY - dt.timedelta(days=1))
+
+
 def _fleet(readable: set[str], session: Any, hours: float, full_errors: bool) -> dict[str, Any]:
     readings = READINGS.get(configured_fleet())
-    links = load_links(session, since=_now() - HISTORY - dt.timedelta(days=1))
+    links = _recent_links(session)
     return fleet_view(
         readings, JobTaskMap(links), readable, hours=hours, now=_now(), ui_root=_ui_root(), full_errors=full_errors
     )
@@ -76,7 +81,8 @@ def _fleet(readable: set[str], session: Any, hours: float, full_errors: bool) ->
 def _run(dag_id: str, run_id: str, session: Any) -> dict[str, Any]:
     readings = READINGS.get(configured_fleet())
     links = load_links(session, dag_id=dag_id, run_id=run_id)
-    return run_view(dag_id, run_id, links, readings, now=_now(), ui_root=_ui_root())
+    others = _recent_links(session)  # runs that other tasks' handles claim first are not this run's
+    return run_view(dag_id, run_id, links, readings, now=_now(), ui_root=_ui_root(), others=others)
 
 
 @app.get("/fleet.json")

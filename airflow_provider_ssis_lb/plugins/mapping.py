@@ -1,15 +1,22 @@
 """The job-to-task mapping: which Airflow task instance started which Agent job run.
 
 It comes from data the provider already writes: every child pushes its run handle (``JobRun``) to XCom under
-``reporting.XCOM_RUN_KEY`` (``sql_agent_run``): conn_id, job_id, requested_at and the job's last history row
-before the start (``baseline_instance_id``). Agent runs one instance of a job at a time on a server, so:
+``reporting.XCOM_RUN_KEY`` (``sql_agent_run``): conn_id, @@SERVERNAME, job_id, requested_at (the server's
+clock just before sp_start_job) and the job's last history row before the start (``baseline_instance_id``).
+Any DAG author can push such a handle, so a handle is only a *claim*, linked to a run only when it fits that
+run (``fits``): the same connection, @@SERVERNAME and job, and a start Agent could have given that request
+(the run began no earlier than ``requested_at`` and within the pickup grace after it). Agent runs one
+instance of a job at a time on a server, so:
 
-- a **finished run** (outcome row ``instance_id`` I of job J on connection C) was started by the task whose
-  handle for (C, J) has the largest baseline below I, provided no other outcome row of J lies between that
-  baseline and I (that one would be the handle's run);
-- a **running job** J on C was started by the task whose handle for (C, J) has no outcome row after its
-  baseline yet and whose task instance has not finished, or succeeded by returning that handle (a child
-  with ``wait_for_completion=False`` ends as soon as its run starts).
+- a **finished run** (outcome row ``instance_id`` I of job J on connection C) was started by a task whose
+  handle for (C, J) has a baseline below I with no other outcome row of J between the two (that one would be
+  the handle's run), and which fits the row's start;
+- a **running job** J on C was started by a task whose handle for (C, J) has no outcome row after its
+  baseline yet, whose task instance has not finished or succeeded by returning that handle (a child with
+  ``wait_for_completion=False`` ends as soon as its run starts), and which fits the run: its start from
+  sp_help_jobactivity when the login sees it, else the end of the job's previous run and the server's clock
+  bound it. Of several such claims, the one pushed first: the starter pushes its handle right after
+  sp_start_job, a copy of it can only come later.
 
 Anything else is labelled "outside Airflow". A retried task keeps only its latest try's handle in XCom, so
 runs of earlier tries show as unmatched too (docs/fleet-ui.md says so).
@@ -19,17 +26,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..hooks.sql_agent import JobOutcome
+from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, AgentSnapshot, JobOutcome, RunningJob
 from ..reporting import XCOM_RUN_KEY
 from ..runs import JobRun
 from ..validation import job_guid
 
 log = logging.getLogger(__name__)
 UNFINISHED_TI_STATES = frozenset({"running", "deferred", "queued", "scheduled", "up_for_reschedule", "restarting"})
+PICKUP_GRACE = dt.timedelta(seconds=PICKUP_GRACE_SECONDS)  # a run begins at most this long after its request
+CLOCK_SLACK = dt.timedelta(seconds=2)  # msdb keeps whole seconds of durations; datetime rounds to 3 ms
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class TaskLink:
     state: str | None
     handle: JobRun
     summary: dict[str, Any] | None = None  # the task's return value (reporting.summarize)
+    pushed_at: dt.datetime | None = None  # when the handle was pushed to XCom (Airflow's clock)
 
     @property
     def unfinished(self) -> bool:
@@ -54,6 +64,44 @@ class TaskLink:
         """A child that started its run and succeeded without waiting for it (``wait_for_completion=False``
         returns the run handle), so the run may still be going."""
         return self.state == "success" and self.summary == self.handle.to_dict()
+
+
+def _requested(link: TaskLink) -> dt.datetime | None:
+    """The handle's request time (server local time); None when it is not a naive ISO time."""
+    try:
+        requested = dt.datetime.fromisoformat(link.handle.requested_at)
+    except ValueError:
+        return None
+    return requested if requested.tzinfo is None else None
+
+
+def _ended_at(outcome: JobOutcome) -> dt.datetime:
+    return outcome.started + dt.timedelta(seconds=outcome.duration_seconds)
+
+
+def fits(link: TaskLink, snapshot: AgentSnapshot, job_id: str, started: dt.datetime | None) -> bool:
+    """Whether the handle can be the request of the run of ``job_id`` that began at ``started`` on the server
+    read in ``snapshot`` (``started`` None: a running job whose start this login may not see)."""
+    if link.handle.job_id.upper() != job_id.upper() or link.handle.server.upper() != snapshot.server.upper():
+        return False
+    requested = _requested(link)
+    if requested is None:
+        return False
+    if started is not None:  # requested_at is read just before sp_start_job; Agent begins within its grace
+        return started - PICKUP_GRACE <= requested <= started + CLOCK_SLACK
+    earlier = [
+        o
+        for o in snapshot.finished
+        if o.job_id.upper() == job_id.upper() and o.instance_id <= link.handle.baseline_instance_id
+    ]
+    not_before = max((_ended_at(o) for o in earlier), default=None)  # the job's previous run had ended
+    if not_before is not None and requested < not_before - CLOCK_SLACK:
+        return False
+    return requested <= snapshot.now + CLOCK_SLACK
+
+
+def _first_pushed(link: TaskLink) -> tuple[bool, dt.datetime | None, int]:
+    return (link.pushed_at is None, link.pushed_at, -link.handle.baseline_instance_id)
 
 
 class JobTaskMap:
@@ -67,34 +115,36 @@ class JobTaskMap:
         for found in self._by_job.values():
             found.sort(key=lambda link: link.handle.baseline_instance_id)
 
-    def for_outcome(self, conn_id: str, outcome: JobOutcome, outcomes: Sequence[JobOutcome]) -> TaskLink | None:
-        """The task that started this finished run; ``outcomes``: the server's outcome rows we know of."""
-        candidates = [
+    def for_outcome(self, conn_id: str, snapshot: AgentSnapshot, outcome: JobOutcome) -> TaskLink | None:
+        """The task that started this finished run, one of ``snapshot.finished``: a handle with no other
+        outcome row of the job between its baseline and this row, that fits the row's start; the first pushed."""
+        job_id = outcome.job_id.upper()
+        claims = [
             link
-            for link in self._by_job.get((conn_id, outcome.job_id.upper()), [])
+            for link in self._by_job.get((conn_id, job_id), [])
             if link.handle.baseline_instance_id < outcome.instance_id
-        ]
-        if not candidates:
-            return None
-        link = candidates[-1]
-        between = [
-            o
-            for o in outcomes
-            if o.job_id.upper() == outcome.job_id.upper()
-            and link.handle.baseline_instance_id < o.instance_id < outcome.instance_id
-        ]
-        return None if between else link
-
-    def for_running(self, conn_id: str, job_id: str, outcomes: Sequence[JobOutcome]) -> TaskLink | None:
-        """The task, unfinished or left running, whose run of this job has no outcome row yet."""
-        for link in reversed(self._by_job.get((conn_id, job_id.upper()), [])):
-            ended = any(
-                o.job_id.upper() == job_id.upper() and o.instance_id > link.handle.baseline_instance_id
-                for o in outcomes
+            and not any(
+                o.job_id.upper() == job_id and link.handle.baseline_instance_id < o.instance_id < outcome.instance_id
+                for o in snapshot.finished
             )
-            if (link.unfinished or link.left_running) and not ended:
-                return link
-        return None
+            and fits(link, snapshot, job_id, outcome.started)
+        ]
+        return min(claims, key=_first_pushed) if claims else None
+
+    def for_running(self, conn_id: str, snapshot: AgentSnapshot, job: RunningJob) -> TaskLink | None:
+        """The task, unfinished or left running, whose run of this job has no outcome row yet and whose
+        handle fits the run; of several, the one pushed first."""
+        claims = [
+            link
+            for link in self._by_job.get((conn_id, job.job_id.upper()), [])
+            if (link.unfinished or link.left_running)
+            and not any(
+                o.job_id.upper() == job.job_id.upper() and o.instance_id > link.handle.baseline_instance_id
+                for o in snapshot.finished
+            )
+            and fits(link, snapshot, job.job_id, job.started)
+        ]
+        return min(claims, key=_first_pushed) if claims else None
 
 
 _HANDLE_TYPES = {
@@ -210,6 +260,13 @@ def load_links(
                 str(getattr(state, "value", state)) if state is not None else None,
                 handle,
                 summary,
+                _aware(xcom.timestamp),
             )
         )
     return links
+
+
+def _aware(value: Any) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)

@@ -1,19 +1,22 @@
 """Readings of the fleet's servers, shared by every viewer of the fleet pages.
 
-Each server is read through ``SqlAgentHook.fleet_snapshot`` at most once per ``ttl`` seconds in this API
-server process, however many viewers ask: a viewer who finds the reading stale takes the server's lock and
-reads; viewers arriving meanwhile wait for that reading instead of starting their own. Servers are read in
-parallel, so one that does not answer costs its login timeout once, not once per server.
+A viewer never waits for a server that has been read before: it gets the last reading at once, with its age,
+and a reading older than ``ttl`` is refreshed in the background by a small pool of refresher threads, one
+refresh per server at a time however many viewers ask. Only a server never read yet in this API server
+process is waited for, ``first_wait`` seconds at most, then shown as "reading...": a slow or hung server holds
+one refresher for its login and query bounds, never the API server's request threads (which Airflow's own
+synchronous endpoints share).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from .. import exceptions as errors
@@ -21,6 +24,8 @@ from ..balancing import PoolServer
 from ..hooks.sql_agent import AgentSnapshot
 
 CACHE_SECONDS = 5.0
+FIRST_WAIT_SECONDS = 3.0  # how long a viewer waits for servers never read yet before seeing "reading..."
+REFRESHERS = 8  # threads reading servers, per API server process: more servers than this queue up
 HISTORY = dt.timedelta(hours=6)  # the longest timeline the pages draw
 
 ReadServer = Callable[[str, dt.timedelta], AgentSnapshot]
@@ -35,10 +40,15 @@ class ServerReading:
     snapshot: AgentSnapshot | None
     error: str = ""
     error_category: str = ""  # what kind of failure, for viewers who may not see ``error`` (no host, no login)
+    pending: bool = False  # no reading yet: the first one is under way ("reading...")
 
     @property
     def reachable(self) -> bool:
         return self.snapshot is not None
+
+    def age_seconds(self, now: dt.datetime) -> float | None:
+        """How old the reading is on Airflow's clock (None while the first one is under way)."""
+        return None if self.pending else max(0.0, (now - self.read_at).total_seconds())
 
     def to_utc(self, server_time: dt.datetime) -> dt.datetime:
         """A server-local time on Airflow's UTC clock, through the offset between the two at reading time."""
@@ -89,7 +99,7 @@ def error_category(exc: BaseException) -> str:
 
 
 class SharedReadings:
-    """Per-server cached readings; ``taken`` counts the readings actually sent to each server."""
+    """Per-server readings, refreshed in the background; ``taken`` counts the readings sent to each server."""
 
     def __init__(
         self,
@@ -97,36 +107,78 @@ class SharedReadings:
         ttl: float = CACHE_SECONDS,
         history: dt.timedelta = HISTORY,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        first_wait: float = FIRST_WAIT_SECONDS,
+        refreshers: int = REFRESHERS,
     ) -> None:
         self.read = read
         self.ttl = ttl
         self.history = history
         self.clock = clock
+        self.first_wait = first_wait
         self.taken: Counter[str] = Counter()
-        self._cache: dict[str, tuple[float, ServerReading]] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._latest: dict[str, tuple[float, ServerReading]] = {}  # conn_id -> (clock when taken, reading)
+        self._refreshing: dict[str, Future[ServerReading]] = {}  # conn_id -> its one refresh in flight
+        self._pool = ThreadPoolExecutor(max_workers=refreshers, thread_name_prefix="ssis-lb-fleet")
         self._guard = threading.Lock()
 
     def get(self, servers: Sequence[PoolServer]) -> list[ServerReading]:
-        """The servers' readings, in order, each at most ``ttl`` seconds old."""
-        if not servers:
-            return []
-        with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="ssis-lb-fleet") as pool:
-            return list(pool.map(self.one, servers))
-
-    def one(self, server: PoolServer) -> ServerReading:
+        """The servers' latest readings, in order, at once; those older than ``ttl`` are refreshed in the
+        background. Servers never read yet are waited for ``first_wait`` seconds in all, then pending."""
+        latest: dict[str, ServerReading] = {}
+        first: dict[str, Future[ServerReading]] = {}
         with self._guard:
-            lock = self._locks.setdefault(server.conn_id, threading.Lock())
-        with lock:
-            cached = self._cache.get(server.conn_id)
-            if cached is not None and self.clock() - cached[0] < self.ttl and cached[1].server == server:
-                return cached[1]
+            for server in servers:
+                known = self._latest.get(server.conn_id)
+                if known is None or self.clock() - known[0] >= self.ttl:
+                    refresh = self._refresh(server)
+                    if known is None:
+                        first[server.conn_id] = refresh
+                if known is not None:
+                    latest[server.conn_id] = dataclasses.replace(known[1], server=server)  # capacity as configured
+        if first:
+            wait(first.values(), timeout=self.first_wait)
+        now = dt.datetime.now(dt.timezone.utc)
+        found = []
+        for server in servers:
+            if server.conn_id in latest:
+                found.append(latest[server.conn_id])
+                continue
+            refresh = first[server.conn_id]
+            found.append(refresh.result() if refresh.done() else ServerReading(server, now, None, pending=True))
+        return found
+
+    def in_flight(self) -> set[str]:
+        """The conn ids whose refresh is under way (each holds one refresher thread)."""
+        with self._guard:
+            return set(self._refreshing)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the refreshes in flight (tests, shutdown); False if some are still going after ``timeout``."""
+        with self._guard:
+            going = list(self._refreshing.values())
+        return not wait(going, timeout=timeout).not_done
+
+    def _refresh(self, server: PoolServer) -> Future[ServerReading]:
+        """The server's refresh in flight, or a new one (the caller holds ``_guard``)."""
+        going = self._refreshing.get(server.conn_id)
+        if going is None:
+            self.taken[server.conn_id] += 1
+            going = self._refreshing[server.conn_id] = self._pool.submit(self._refreshed, server)
+        return going
+
+    def _refreshed(self, server: PoolServer) -> ServerReading:
+        try:
             reading = self._take(server)
-            self._cache[server.conn_id] = (self.clock(), reading)
-            return reading
+        except BaseException as exc:  # never leave the server without a reading, nor its refresh in flight
+            failed = f"reading failed ({type(exc).__name__})"  # no text: it was not through _secret_free
+            reading = ServerReading(server, dt.datetime.now(dt.timezone.utc), None, failed, "reading failed")
+        with self._guard:
+            self._latest[server.conn_id] = (self.clock(), reading)
+            del self._refreshing[server.conn_id]
+        return reading
 
     def _take(self, server: PoolServer) -> ServerReading:
-        self.taken[server.conn_id] += 1
         read_at = dt.datetime.now(dt.timezone.utc)
         try:
             snapshot = self.read(server.conn_id, self.history)

@@ -74,10 +74,21 @@ def _legend() -> str:
     return f'<p class="legend">{items}</p>'
 
 
+PENDING_REFRESH = 2  # seconds: while a server's first reading is under way, the page reloads this soon
+
+
+def _age(server: dict[str, Any]) -> str:
+    if server["pending"]:
+        return '<span class="muted">reading…</span>'
+    return f'{_duration(server["age_seconds"])} ago<br><span class="muted">{escape(server["read_at"] or "")}</span>'
+
+
 def fleet_page(view: dict[str, Any], refresh: int = 10) -> str:
     rows = []
     for s in view["servers"]:
-        if s["reachable"]:
+        if s["pending"]:
+            state = '<span class="muted">reading…</span>'
+        elif s["reachable"]:
             state = '<span class="ok">reachable</span>'
         else:
             state = f'<span class="bad">unreachable</span><br><span class="muted">{escape(s["error"] or "")}</span>'
@@ -93,21 +104,24 @@ def fleet_page(view: dict[str, Any], refresh: int = 10) -> str:
         rows.append(
             f'<tr data-conn="{escape(s["conn_id"])}"><td><b>{escape(s["conn_id"])}</b><br>'
             f'<span class="muted">{escape(s["server"] or "")}</span></td><td>{state}</td><td>{agent}</td>'
-            f'<td class="load">{load}</td><td><ul>{jobs}</ul></td></tr>'
+            f'<td class="load">{load}</td><td><ul>{jobs}</ul></td><td class="age">{_age(s)}</td></tr>'
         )
     table = (
         "<table id=servers><tr><th>server</th><th>reachability</th><th>Agent</th><th>running / capacity</th>"
-        f"<th>running jobs</th></tr>{''.join(rows)}</table>"
+        f"<th>running jobs</th><th>read</th></tr>{''.join(rows)}</table>"
     )
     timeline = view["timeline"]
     start, end = dt.datetime.fromisoformat(timeline["start"]), dt.datetime.fromisoformat(timeline["end"])
     lanes = [(lane["conn_id"], lane["bars"]) for lane in timeline["lanes"]]
     svg, listing = _gantt(lanes, start, end, "run")
     body = (
-        f"<h1>SQL Agent fleet</h1><p class=muted>read at {escape(view['now'])} UTC; readings are shared and "
-        f"cached for a few seconds; times are UTC (server times in the table below).</p>{table}"
+        f"<h1>SQL Agent fleet</h1><p class=muted>shown at {escape(view['now'])} UTC; each server shows its last "
+        f"reading and its age (readings are shared, and refreshed in the background when a few seconds old); "
+        f"times are UTC (server times in the table below).</p>{table}"
         f"<h2>Last {view['hours']:g} hours</h2>{_legend()}{svg}{listing}"
     )
+    if refresh > 0 and any(s["pending"] for s in view["servers"]):
+        refresh = min(refresh, PENDING_REFRESH)
     return _page("SQL Agent fleet", body, refresh)
 
 

@@ -75,13 +75,15 @@ def fleet_view(
             "agent": snap.agent if snap else "unknown",
             "error": _error(reading, full_errors),
             "running_count": len(snap.running) if snap else None,
-            "read_at": _iso(reading.read_at),
+            "pending": reading.pending,  # never read yet: the first reading is under way
+            "read_at": None if reading.pending else _iso(reading.read_at),
+            "age_seconds": _whole(reading.age_seconds(now)),
             "jobs": [],
         }
         bars: list[dict[str, Any]] = []
         if snap is not None:
             for job in snap.running:
-                link = jobs.for_running(reading.server.conn_id, job.job_id, snap.finished)
+                link = jobs.for_running(reading.server.conn_id, snap, job)
                 started = job.started
                 if started is None and link is not None:
                     started = dt.datetime.fromisoformat(link.handle.requested_at)
@@ -105,7 +107,7 @@ def fleet_view(
                 end = outcome.started + dt.timedelta(seconds=outcome.duration_seconds)
                 if reading.to_utc(end) < window_start:
                     continue
-                link = jobs.for_outcome(reading.server.conn_id, outcome, snap.finished)
+                link = jobs.for_outcome(reading.server.conn_id, snap, outcome)
                 who = _who(link, readable, ui_root)
                 status = outcome.status.name.lower()
                 hidden = who["kind"] == "airflow_hidden"
@@ -119,6 +121,10 @@ def fleet_view(
         "servers": servers,
         "timeline": {"start": _iso(window_start), "end": _iso(now), "lanes": lanes},
     }
+
+
+def _whole(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds)
 
 
 def _error(reading: ServerReading, full: bool) -> str | None:
@@ -158,9 +164,15 @@ def run_view(
     *,
     now: dt.datetime,
     ui_root: str,
+    others: Sequence[TaskLink] = (),
 ) -> dict[str, Any]:
-    """Where each child of one DAG run ran, when, how long, with what outcome; a Gantt lane per server."""
+    """Where each child of one DAG run ran, when, how long, with what outcome; a Gantt lane per server.
+
+    ``others``: the other handles in XCom, so a run that another task's handle claims first is not shown as
+    this run's child's (a DAG author could push a copy of another DAG's handle)."""
     by_conn = {r.server.conn_id: r for r in readings}
+    own_keys = {(link.dag_id, link.run_id, link.task_id, link.map_index) for link in links}
+    jobs = JobTaskMap([*links, *(o for o in others if (o.dag_id, o.run_id, o.task_id, o.map_index) not in own_keys)])
     children = []
     for link in sorted(links, key=lambda item: (item.task_id, item.map_index)):
         reading = by_conn.get(link.handle.conn_id)
@@ -182,16 +194,13 @@ def run_view(
             end_local = dt.datetime.fromisoformat(link.summary["ended"]) if link.summary.get("ended") else None
             child.update(outcome=link.summary.get("outcome"), message=link.summary.get("message") or "")
         elif snap is not None:
-            own = JobTaskMap([link])
-            outcome = next(
-                (o for o in snap.finished if own.for_outcome(link.handle.conn_id, o, snap.finished) is link), None
-            )
-            running = next((j for j in snap.running if j.job_id.upper() == link.handle.job_id.upper()), None)
+            outcome = next((o for o in snap.finished if jobs.for_outcome(link.handle.conn_id, snap, o) is link), None)
+            running = next((j for j in snap.running if jobs.for_running(link.handle.conn_id, snap, j) is link), None)
             if outcome is not None:
                 start_local = outcome.started
                 end_local = outcome.started + dt.timedelta(seconds=outcome.duration_seconds)
                 child.update(outcome=outcome.status.name.lower(), message=outcome.message)
-            elif running is not None and link.unfinished:
+            elif running is not None:
                 start_local = running.started or dt.datetime.fromisoformat(link.handle.requested_at)
                 end_local = snap.now
                 child.update(outcome="running", message=running.current_step)

@@ -24,8 +24,9 @@ from fastapi.testclient import TestClient
 
 from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.plugins import app as fleet_app
+from airflow_provider_ssis_lb.plugins.fleet_config import configured_fleet
 from airflow_provider_ssis_lb.plugins.readings import SharedReadings
-from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL, OTHER_DAG_JOB
+from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL, OTHER_DAG_JOB, OUTSIDE_LABEL
 from airflow_provider_ssis_lb.runs import JobRun
 from tests.agent_jobs import Client, create_job, wait_until_idle
 from tests.conftest import OPERATOR_PASSWORD
@@ -83,6 +84,10 @@ def client(two_dags: tuple[Ran, Ran], sql_server, tmp_path_factory: pytest.TempP
             DagListAuthManager, "READABLE", {"narrow": frozenset({two_dags[0].dag_id}), "nodags": frozenset()}
         )
         purge_cached_app()
+        readings = SharedReadings()  # the fleet read before the first request: no test sees "reading…"
+        patch.setattr(fleet_app, "READINGS", readings)
+        readings.get(configured_fleet())
+        assert readings.join(60)
         try:
             with TestClient(create_app(apps="core")) as test_client:
                 yield test_client
@@ -227,10 +232,19 @@ def test_the_run_view_of_a_dag_the_role_may_not_read_is_refused(client, two_dags
         assert (child["job"], child["conn_id"], child["outcome"]) == (ran.job, "agent_op_mssql", "succeeded")
 
 
+def _fresh_readings(monkeypatch: pytest.MonkeyPatch, **options: Any) -> SharedReadings:
+    """Readings taken now (not cached ones) of the configured fleet, waited for."""
+    readings = SharedReadings(**options)
+    monkeypatch.setattr(fleet_app, "READINGS", readings)
+    readings.get(configured_fleet())
+    assert readings.join(60)
+    return readings
+
+
 def test_a_running_job_is_linked_only_for_a_user_who_may_read_its_dag(client, running, monkeypatch) -> None:
     readable, unreadable = running
     monkeypatch.setattr(DagListAuthManager, "READABLE", {"narrow": frozenset({readable.dag_id})})
-    monkeypatch.setattr(fleet_app, "READINGS", SharedReadings())  # a reading taken now, not a cached one
+    _fresh_readings(monkeypatch)
     jobs = {readable.job, unreadable.job}
     wide = _who_runs(client, "wide", jobs)
     narrow = _who_runs(client, "narrow", {readable.job})
@@ -279,3 +293,176 @@ def test_a_malformed_run_handle_is_skipped_with_a_warning_naming_its_dag(client,
         r.getMessage() for r in caplog.records
     ]
     assert two_dags[0].job in reply.text  # the rest of the page is still there
+
+
+def _push_handle(handle: dict[str, Any]) -> str:
+    """A DAG whose task pushes ``handle`` as its ``sql_agent_run`` and returns it, as a child that left its run
+    going (``wait_for_completion=False``) does; its DAG id."""
+    import datetime as dt
+    import uuid
+
+    from airflow.sdk import DAG, task
+
+    from tests.integration.dagrun import test_dag_run
+
+    dag_id = f"forger_{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2024, 1, 1)) as dag:
+
+        @task
+        def claim(**context: Any) -> dict[str, Any]:
+            context["ti"].xcom_push(key="sql_agent_run", value=handle)
+            return handle
+
+        claim()
+    assert test_dag_run(dag).state == "success"
+    return dag_id
+
+
+def test_a_forged_copy_of_another_dags_run_handle_does_not_take_its_running_job(client, running, monkeypatch) -> None:
+    """Its job's start is hidden from the fleet's SQLAgentOperatorRole login (the job is sa's): the handle
+    pushed first, the starter's, keeps the run, though the copy names a later baseline."""
+    victim, _other = running
+    [xcom] = [x for x in _victim_handles(victim)]
+    forger = _push_handle(xcom | {"job_name": "Forged", "baseline_instance_id": xcom["baseline_instance_id"] + 1000})
+    _fresh_readings(monkeypatch)
+    who = _who_runs(client, "wide", {victim.job})[victim.job]
+    assert (who["kind"], who["dag_id"], who["run_id"]) == ("airflow", victim.dag_id, victim.run_id), (who, forger)
+
+
+def _victim_handles(ran: Ran) -> list[dict[str, Any]]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == ran.dag_id, XComModel.run_id == ran.run_id, XComModel.key == "sql_agent_run"
+            )
+        ).all()
+        return [XComModel.deserialize_value(row) for row in rows]
+
+
+@pytest.fixture
+def operators_job(airflow_db, airflow_connections, sql_server) -> Iterator[str]:
+    """A minute-long job owned by the fleet's login (so sp_help_jobactivity shows it its start), started by
+    hand by sa, outside Airflow; stopped afterwards."""
+    import uuid
+
+    name = f"test job {uuid.uuid4().hex[:8]}"
+    with closing(Client("odbc18", sql_server, sql_server.user, sql_server.password)) as sa:
+        sa.run("EXEC msdb.dbo.sp_add_job @job_name = ?, @owner_login_name = ?", name, "agent_operator")
+        sa.run(
+            "EXEC msdb.dbo.sp_add_jobstep @job_name = ?, @step_name = ?, @subsystem = ?, @command = ?",
+            name,
+            "step 1",
+            MINUTE["subsystem"],
+            MINUTE["command"],
+        )
+        sa.run("EXEC msdb.dbo.sp_add_jobserver @job_name = ?", name)
+        sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+        try:
+            yield name
+        finally:
+            sa.run("EXEC msdb.dbo.sp_stop_job @job_name = ?", name)
+            wait_until_idle(sa, name)
+
+
+def test_a_forged_handle_naming_a_job_started_outside_airflow_is_not_linked_to_it(
+    client, operators_job, monkeypatch
+) -> None:
+    """A DAG author's task reads the running job's handle after it began (as ``if_running='attach'`` would)
+    and pushes it: its request time is after the run's start (sp_help_jobactivity), so it did not start it."""
+    import time
+
+    hook = SqlAgentHook(FLEET)
+    job = hook.get_job(job_name=operators_job)
+    time.sleep(3)  # the forger comes later than the clock slack after the start
+    forged = hook.current_run(job)
+    assert forged is not None
+    _push_handle(forged.to_dict())
+    _fresh_readings(monkeypatch)
+    [shown] = [j for j in _server(client, "wide")["jobs"] if j["job"] == operators_job]
+    assert shown["started_by"] == {"kind": "outside", "label": OUTSIDE_LABEL}, shown
+    assert shown["elapsed_seconds"] >= 3  # the start came from sp_help_jobactivity, not from the forged handle
+
+
+SLOW = "fleet_slow"  # a server of its own, put in a fault mode
+
+
+@pytest.fixture
+def slow_server(client, sql_server, monkeypatch) -> Iterator[Any]:
+    """A second emulated server in the fleet (conn id ``fleet_slow``), normal again afterwards."""
+    from sqlagent_emulator.testing import EmulatorController
+    from tests.conftest import SA_PASSWORD, SqlServerTarget, emulator_config
+
+    if sql_server.emulator is None:
+        pytest.skip("needs the emulator's fault modes")
+    with EmulatorController([emulator_config(name="FLEETSLOW", cpus=1)]) as controller:
+        target = SqlServerTarget("FLEETSLOW", "127.0.0.1", controller["FLEETSLOW"].port, "sa", SA_PASSWORD, controller)
+        connection = _connection("mssql", target, "agent_operator", OPERATOR_PASSWORD)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{SLOW.upper()}", json.dumps(connection))
+        monkeypatch.setenv("AIRFLOW__SSIS_LB__FLEET_CONN_IDS", f"{FLEET}:2,{SLOW}:1")
+        try:
+            yield controller
+        finally:
+            controller.control("normal", "FLEETSLOW")  # held answers go out: the refresh in flight ends
+            fleet_app.READINGS.join(60)
+
+
+def _many(client: TestClient, path: str, headers: dict[str, str], viewers: int = 40) -> list[tuple[float, Any]]:
+    """``viewers`` requests at once; each one's time and response."""
+    import threading
+    import time
+
+    answers: list[tuple[float, Any]] = []
+    start = threading.Barrier(viewers)
+
+    def view() -> None:
+        start.wait()
+        began = time.monotonic()
+        reply = client.get(path, headers=headers)
+        answers.append((time.monotonic() - began, reply))
+
+    threads = [threading.Thread(target=view) for _ in range(viewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return answers
+
+
+def test_viewers_of_a_stalled_or_hung_server_get_the_last_reading_at_once_with_its_age(
+    client, slow_server, monkeypatch
+) -> None:
+    """Forty viewers while one server stalls after its login (its reading would take the query timeout, 30 s):
+    each gets the last reading at once, its age shown; one refresh of that server is in flight, whatever the
+    number of viewers. A server never read yet that hangs is shown as "reading…" after the short first wait."""
+    import time
+
+    readings = _fresh_readings(monkeypatch, ttl=1)
+    headers = _headers(client, "wide")
+    slow_server.control("stall", "FLEETSLOW")
+    time.sleep(1.5)  # the reading is now older than its ttl: the next viewer sets off a refresh
+    answers = _many(client, "/ssis-lb/fleet.json", headers)
+    assert len(answers) == 40 and all(reply.status_code == 200 for _took, reply in answers)
+    assert max(took for took, _reply in answers) < 10, sorted(took for took, _reply in answers)[-5:]
+    assert readings.taken[SLOW] == 2  # the first reading, and one refresh for forty viewers
+    going = readings.in_flight()  # the threads still held: a refresher per server at most, none of a viewer
+    assert SLOW in going and going <= {FLEET, SLOW}, going
+    [row] = [s for s in answers[-1][1].json()["servers"] if s["conn_id"] == SLOW]
+    assert row["reachable"] and not row["pending"] and row["age_seconds"] >= 1, row
+    page = client.get("/ssis-lb/fleet", headers=headers).text
+    slow_row = page.split(f'<tr data-conn="{SLOW}">', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r'<td class="age">\d+s ago', slow_row), slow_row
+
+    readings = SharedReadings()  # a new API server process: no reading of the hung server yet
+    monkeypatch.setattr(fleet_app, "READINGS", readings)
+    slow_server.control("hang", "FLEETSLOW")
+    answers = _many(client, "/ssis-lb/fleet", headers, viewers=20)
+    assert all(reply.status_code == 200 for _took, reply in answers)
+    assert max(took for took, _reply in answers) < readings.first_wait + 7  # not the login + query bounds
+    assert readings.taken[SLOW] == 1 and SLOW in readings.in_flight()
+    slow_row = answers[-1][1].text.split(f'<tr data-conn="{SLOW}">', 1)[1].split("</tr>", 1)[0]
+    assert "reading…" in slow_row, slow_row
+    assert '<meta http-equiv="refresh" content="2">' in answers[-1][1].text  # it looks again soon
