@@ -81,9 +81,9 @@ class ChaosRun:
             if phase == 0:
                 run_id = self.stack.trigger(item.dag_id, f"chaos{len(self.parents) + 1}", list(item.children))
                 self.parents.append((item.dag_id, run_id))
-                print(f"  t+{at:5.0f}s trigger {item.dag_id} {run_id}: {', '.join(item.children)}", flush=True)
+                print(f"  t+{at:.0f}s trigger {item.dag_id} {run_id}: {', '.join(item.children)}", flush=True)
             elif phase == 1:
-                print(f"  t+{at:5.0f}s {item}", flush=True)
+                print(f"  {item}", flush=True)
                 started[id(item)] = now()
                 self._inject(item)
                 if not item.hold:

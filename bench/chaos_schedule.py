@@ -81,14 +81,16 @@ def plan_faults(
     gap: tuple[float, float] = (4, 12),
     kinds: Sequence[str] = tuple(FAULT_KINDS),
 ) -> list[Fault]:
-    """Faults one after another until the window closes, each healed before the next begins."""
+    """Faults one after another until the window closes, each healed before the next begins: every kind
+    once first (in the seed's order), so a short window still has each, then drawn by weight."""
     rng = random.Random(f"faults-{seed}")
     names = [k for k in FAULT_KINDS if k in kinds]
     weights = [FAULT_KINDS[k][0] for k in names]
     faults: list[Fault] = []
+    first = rng.sample(names, len(names))
     at = rng.uniform(*gap)
     while True:
-        kind = rng.choices(names, weights)[0]
+        kind = first.pop() if first else rng.choices(names, weights)[0]
         _, shortest, longest = FAULT_KINDS[kind]
         hold = round(rng.uniform(shortest, longest), 1)
         if at + hold > window:
