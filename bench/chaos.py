@@ -29,7 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymssql
@@ -39,7 +39,7 @@ from tests.system.fleet_history import ChildTry
 from tests.system.servers import DISTRIBUTED_SERVERS, SA_PASSWORD
 from tests.system.stack import DISTRIBUTED_POOL, POOLED_DAG, UNPOOLED_DAG, SystemStack, deploy
 
-from .chaos_check import INVARIANTS, FaultRecord, Lineage, check
+from .chaos_check import INVARIANTS, SLACK, FaultRecord, Lineage, Violation, check
 from .chaos_record import STATUS_NAMES, MsdbRecorder
 from .chaos_schedule import KILLS, PACKAGES, Fault, Parent, chaos_jobs, plan_faults, plan_parents
 
@@ -47,6 +47,7 @@ CAPACITIES = {server.name: server.capacity for server in DISTRIBUTED_SERVERS}
 OFFSETS = {server.name: server.utc_offset_minutes for server in DISTRIBUTED_SERVERS}
 WORKERS, TRIGGERERS = ("worker1", "worker2"), ("triggerer1", "triggerer2")
 DAGS = (POOLED_DAG, UNPOOLED_DAG)
+LOG_LINES = 25  # of each try's log, per violation
 SETTINGS = {
     # a killed or frozen triggerer's triggers move to the other one within seconds
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
@@ -189,8 +190,31 @@ def lineages(stack: SystemStack, parents: Sequence[tuple[str, str]]) -> list[Lin
                 tries.append(ChildTry(ti["rendered_map_index"], run_id, record["try_number"], start, end))
             if tries:
                 tries.sort(key=lambda t: t.try_number)
-                found.append(Lineage(dag_id, run_id, ti["rendered_map_index"], ti["state"] or "none", tuple(tries)))
+                job, state = ti["rendered_map_index"], ti["state"] or "none"
+                found.append(Lineage(dag_id, run_id, job, state, tuple(tries), ti["map_index"]))
     return found
+
+
+def with_logs(stack: SystemStack, violation: Violation, record: Sequence[Lineage]) -> Violation:
+    """The violation with what the task logs of the tries around its runs said about the servers: the
+    provider's own account of why it started where it did."""
+    servers = tuple(name.lower() for name in CAPACITIES)
+    lines: list[str] = []
+    for run in violation.runs:
+        for lineage in record:
+            for child_try in lineage.tries:
+                if child_try.job != run.job or not child_try.start - SLACK <= run.start <= child_try.end + SLACK:
+                    continue
+                try:
+                    number = child_try.try_number
+                    log = stack.api.log(lineage.dag_id, lineage.run_id, "child", number, lineage.map_index)
+                except (OSError, RuntimeError) as exc:
+                    lines.append(f"{child_try}: log unavailable ({exc})")
+                    continue
+                said = [line.strip() for line in log.splitlines() if any(s in line.lower() for s in servers)]
+                lines.append(f"{child_try}, its log on the servers ({len(said)} lines):")
+                lines += [f"  {line[:300]}" for line in said[:LOG_LINES]]
+    return replace(violation, logs=tuple(lines))
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -238,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = lineages(stack, chaos.parents)
         runs = recorder.runs()
         checked, violations = check(runs, record, CAPACITIES, chaos.injected)
+        violations = [with_logs(stack, violation, record) for violation in violations]
         report(args, chaos, states, drained, record, runs, recorder, checked, violations)
     print(f"duration {time.monotonic() - began:.0f} s (deployment and teardown included)")
     return 1 if violations else 0

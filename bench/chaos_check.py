@@ -43,6 +43,7 @@ class Lineage:
     job: str
     state: str
     tries: tuple[ChildTry, ...]
+    map_index: int = -1
 
     @property
     def start(self) -> dt.datetime:
@@ -75,10 +76,13 @@ class Violation:
     invariant: str
     evidence: str
     faults: tuple[FaultRecord, ...] = ()  # the faults around it (within a minute before, until its end)
+    runs: tuple[AgentRun, ...] = ()  # the Agent runs it is about
+    logs: tuple[str, ...] = ()  # what the children's task logs said about them (added by bench.chaos)
 
     def __str__(self) -> str:
         around = "; ".join(str(f) for f in self.faults) or "none"
-        return f"[{self.invariant}] {self.evidence}\n      faults around it: {around}"
+        text = f"[{self.invariant}] {self.evidence}\n      faults around it: {around}"
+        return text + "".join(f"\n      {line}" for line in self.logs)
 
 
 def describe(run: AgentRun) -> str:
@@ -125,12 +129,13 @@ def check(
         "no-rerun": len(succeeded_runs),
         "outcome": len(succeeded_children),
     }
-    found: list[tuple[str, str, tuple[dt.datetime, dt.datetime]]] = []
+    found: list[tuple[str, str, tuple[dt.datetime, dt.datetime], tuple[AgentRun, ...]]] = []
 
     for text in over_capacity(runs, capacities, lambda _run: True):
-        found.append(("capacity", text, span(r for r in runs if str(r) in text)))
+        going = tuple(r for r in runs if str(r) in text)
+        found.append(("capacity", text, span(going), going))
     for first, later in overlapping_runs(runs):
-        found.append(("overlap", f"{describe(first)}  |  {describe(later)}", span([first, later])))
+        found.append(("overlap", f"{describe(first)}  |  {describe(later)}", span([first, later]), (first, later)))
 
     def tries_holding(run: object) -> list[object]:
         assert isinstance(run, AgentRun)
@@ -139,7 +144,8 @@ def check(
     for run in unmatched(list(runs), tries_holding):
         assert isinstance(run, AgentRun)
         held = ", ".join(str(t) for t in tries_holding(run)) or "none"
-        found.append(("one-run-per-try", f"{describe(run)}; tries of {run.job} around its start: {held}", span([run])))
+        text = f"{describe(run)}; tries of {run.job} around its start: {held}"
+        found.append(("one-run-per-try", text, span([run]), (run,)))
 
     def lineages_holding(run: object) -> list[object]:
         assert isinstance(run, AgentRun)
@@ -151,7 +157,7 @@ def check(
         ids = set(map(id, around))
         others = [describe(r) for r in succeeded_runs if r is not run and ids & set(map(id, lineages_holding(r)))]
         text = f"{describe(run)}; lineages: {', '.join(map(str, around)) or 'none'}; their succeeded runs: {others}"
-        found.append(("no-rerun", text, span([run])))
+        found.append(("no-rerun", text, span([run]), (run,)))
 
     def runs_of(lineage: object) -> list[object]:
         assert isinstance(lineage, Lineage)
@@ -168,11 +174,11 @@ def check(
         assert isinstance(lineage, Lineage)
         nearby = [describe(r) for r in runs if r.job == lineage.job and _within(r.start, lineage.start, lineage.end)]
         text = f"{lineage}; runs of {lineage.job} in its time: {nearby or 'none'}"
-        found.append(("outcome", text, (lineage.start, lineage.end)))
+        found.append(("outcome", text, (lineage.start, lineage.end), ()))
 
     violations = []
-    for invariant, evidence, (start, end) in found:
-        violations.append(Violation(invariant, evidence, tuple(faults_around(start, end, faults))))
+    for invariant, evidence, (start, end), involved in found:
+        violations.append(Violation(invariant, evidence, tuple(faults_around(start, end, faults)), involved))
     return checked, violations
 
 
