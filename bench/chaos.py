@@ -6,7 +6,7 @@ parent DAGs (tests/system/dags/ssis_distributed.py, one Airflow-pooled, one not)
 the seed among a few shared jobs, while a seeded schedule (``chaos_schedule``), one fault at a time:
 
 - SIGKILLs a Celery worker, a triggerer or the scheduler with everything below it (its tasks, its trigger
-  runner), and starts it again after a while;
+  runner), and starts it again after a while; or the task process of a child running in a worker;
 - switches a server to an emulator fault mode (hang, stall, slow, drop) and back to normal;
 - restarts a server's SQL Server Agent (running jobs abandoned), or purges Agent's history as sa
   (``EXEC msdb.dbo.sp_purge_jobhistory``), one job's or every job's.
@@ -77,6 +77,7 @@ class ChaosRun:
         events += [(f.at + f.hold, 2, f) for f in faults if f.hold]
         self.opened = time.monotonic()
         started: dict[int, dt.datetime] = {}
+        targets: dict[int, str] = {}
         for at, phase, item in sorted(events, key=lambda e: (e[0], e[1])):
             self._sleep_until(at)
             if phase == 0:
@@ -86,22 +87,25 @@ class ChaosRun:
             elif phase == 1:
                 print(f"  {item}", flush=True)
                 started[id(item)] = now()
-                self._inject(item)
+                targets[id(item)] = self._inject(item)
                 if not item.hold:
-                    self._record(item, started.pop(id(item)))
+                    self._record(item, started.pop(id(item)), targets.pop(id(item)))
             else:
                 self._heal(item)
-                self._record(item, started.pop(id(item)))
+                self._record(item, started.pop(id(item)), targets.pop(id(item)))
         self._sleep_until(window)
 
     def _sleep_until(self, at: float) -> None:
         time.sleep(max(0.0, self.opened + at - time.monotonic()))
 
-    def _record(self, fault: Fault, start: dt.datetime) -> None:
-        self.injected.append(FaultRecord(fault.kind, fault.target, start, now(), fault.value))
+    def _record(self, fault: Fault, start: dt.datetime, target: str) -> None:
+        self.injected.append(FaultRecord(fault.kind, target, start, now(), fault.value))
 
-    def _inject(self, fault: Fault) -> None:
+    def _inject(self, fault: Fault) -> str:
+        """Make the fault; what it hit (the planned target, or the child a task kill found)."""
         try:
+            if fault.kind == "kill-task":
+                return self._kill_task()
             if fault.kind in KILLS:
                 kill_tree(self.stack, fault.target)
             elif fault.kind == "purge":
@@ -112,6 +116,26 @@ class ChaosRun:
                 self.stack.emulator.control(fault.kind, fault.target)
         except Exception as exc:  # noqa: BLE001 - a fault that could not be made is reported, the run goes on
             self.errors.append(f"{fault}: {exc}")
+        return fault.target
+
+    def _kill_task(self, wait: float = 30) -> str:
+        """SIGKILL the process group of the child running in a worker that started first (a child spends
+        seconds there, admitting and starting, the rest deferred): as test_kill.py kills one."""
+        deadline = time.monotonic() + wait
+        while True:
+            running = [
+                (ti["start_date"] or "", ti["rendered_map_index"], run_id, ti["pid"], ti["try_number"])
+                for dag_id, run_id in self.parents
+                for ti in self.stack.api.task_instances(dag_id, run_id, task_id="child")
+                if ti["state"] == "running" and ti.get("pid")
+            ]
+            if running:
+                _, job, run_id, pid, number = min(running)
+                os.killpg(pid, signal.SIGKILL)
+                return f"{job} of {run_id} try {number}"
+            if time.monotonic() > deadline:
+                return f"nothing (no child ran in a worker for {wait:.0f} s)"
+            time.sleep(0.3)
 
     def _heal(self, fault: Fault) -> None:
         if fault.kind in KILLS:

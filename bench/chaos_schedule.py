@@ -18,6 +18,7 @@ FAULT_KINDS: dict[str, tuple[float, float, float]] = {
     "kill-worker": (2, 2, 10),  # SIGKILL a Celery worker and everything below it; restarted after the hold
     "kill-triggerer": (2, 2, 10),
     "kill-scheduler": (1, 2, 10),
+    "kill-task": (3, 0, 0),  # SIGKILL the task process of a child running in a worker (admitting, starting)
     "hang": (1, 4, 12),  # emulator fault modes on one server, back to normal after the hold
     "stall": (1.5, 4, 15),
     "slow": (1, 10, 25),
@@ -25,7 +26,7 @@ FAULT_KINDS: dict[str, tuple[float, float, float]] = {
     "agent-restart": (1, 0, 0),  # SQL Server Agent stopped and started: running jobs are abandoned
     "purge": (2, 0, 0),  # EXEC msdb.dbo.sp_purge_jobhistory as sa: one job's history, or every job's
 }
-KILLS = {"kill-worker", "kill-triggerer", "kill-scheduler"}
+KILLS = {"kill-worker", "kill-triggerer", "kill-scheduler"}  # components, started again after the hold
 # The packages of tests/system/servers.py the chaos jobs run (seconds): short enough for many runs, long
 # enough that kills and faults land while runs go on.
 PACKAGES = {"Short": 3, "Shortish": 5, "Steady": 10, "Medium": 15}
@@ -102,6 +103,8 @@ def plan_faults(
             target = rng.choice(list(triggerers))
         elif kind == "kill-scheduler":
             target = "scheduler"
+        elif kind == "kill-task":
+            target = "child"  # whichever child is running in a worker then (the one that started first)
         else:
             target = rng.choice(list(servers))
             if kind == "slow":
