@@ -282,9 +282,10 @@ class SqlAgentHook(BaseHook):
             raw = self.get_conn()
         except Exception as exc:
             error = exc if isinstance(exc, SqlAgentError) else self._translate(exc, job)
-            # Refused at connect: the server is down. No answer in time: it may be hung while it runs jobs,
-            # so it stays a plain transient error, which a pool treats as "unreadable" (docs/fleet.md).
-            if type(error) is TransientConnectionError and (not is_timeout(exc) or self._refuses_connections()):
+            # Only a refusal means the server is down. One that accepts TCP and then resets or never answers
+            # the login may be running jobs (hung, out of workers, at its connection limit), so it stays a
+            # plain transient error, which a pool treats as "unreadable" (docs/fleet.md, "Failure model").
+            if type(error) is TransientConnectionError and self._is_down(exc):
                 error = ServerUnreachableError(
                     error.server, error.job, error.cause, number=error.number, conn_id=error.conn_id
                 )
@@ -293,19 +294,20 @@ class SqlAgentHook(BaseHook):
             raise error from exc
         return AgentSession(raw, self, job, self._query_timeout)
 
-    def _refuses_connections(self) -> bool:
-        """After a login timeout: does the server's port refuse TCP at once? ODBC Driver 18 reports a refused
-        port as "Login timeout expired" once its retries run out, the same as a hung server that accepts TCP
-        and never answers; only the refusal means nothing listens there (docs/fleet.md, "Failure model")."""
+    def _is_down(self, exc: BaseException) -> bool:
+        """After a failed login: does the server's port refuse TCP at once (or is there no route)? The drivers
+        cannot say: ODBC Driver 18 reports a refused port as "Login timeout expired", as it does a hung
+        server; pymssql reports a reset at login as it does a refusal. Without a port to probe (a named
+        instance found through SQL Server Browser), a failure that is not a timeout counts as down."""
         if self._endpoint is None:
-            return False
+            return not is_timeout(exc)
         try:
             with socket.create_connection(self._endpoint, timeout=REFUSAL_PROBE_SECONDS):
                 return False
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, socket.gaierror):  # nothing listens there, or no such host name
             return True
-        except OSError as exc:  # no route: down; a timeout: a dead host or a hung one, which cannot be told apart
-            return exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+        except OSError as failure:  # no route: down; a timeout: a dead host or a hung one, which cannot be told apart
+            return failure.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
 
     def _translate(self, exc: BaseException, job: str | None) -> SqlAgentError:
         """The typed error for a driver exception; the message names the job, the server (host and conn

@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
 from airflow_provider_ssis_lb import bounded
+from tests.agent_jobs import EXECUTING, job_status
 from tests.integration.pool import NAMES, POOL, Pool, waitfor
 from tests.integration.test_operator import QUICK, run_dag, wait_until
 
@@ -90,8 +92,6 @@ def test_a_wait_whose_server_stalls_recovers_when_it_answers_again(faulty: Pool,
 
 
 def faulty_running(lb: Pool, name: str) -> list[str]:
-    from contextlib import closing
-
     with closing(lb.sa(name)) as sa:
         return [row[2] for row in sa.run("EXEC msdb.dbo.sp_help_job @execution_status = 0")]
 
@@ -136,3 +136,27 @@ def test_twenty_waits_on_a_hung_server_hold_at_most_two_threads_and_others_keep_
     print(f"threads on the hung server at peak: {peak}")
     assert 1 <= peak <= 2 * bounded.MAX_CALLS_PER_SERVER  # not one or two per wait (40)
     assert bounded.stuck_calls("lb_lb1") <= 1
+
+
+@pytest.mark.parametrize("mode", ["drop", "stall", "slow", "hang"])
+def test_a_server_running_the_job_reads_as_unreadable_in_each_fault_mode_never_as_down(faulty: Pool, mode: str) -> None:
+    """The admission's read of a server that answers badly (resets, stalls, answers slower than the query
+    timeout, hangs) while it runs the job: it may be running it, so it is unreadable (the start waits), never
+    unreachable (skipped, and the job started elsewhere). Found by bench.chaos with ODBC Driver 18, which
+    reports a refused port and a hung login alike as 'Login timeout expired'."""
+    from airflow_provider_ssis_lb.balancing import PoolServer
+    from airflow_provider_ssis_lb.fleet import read_server
+    from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
+
+    job = faulty.job_on(("LB2",), [waitfor(30)])
+    with closing(faulty.sa("LB2")) as sa:
+        sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
+        wait_until(lambda: job_status(sa, job)[0] == EXECUTING, timeout=10)
+    faulty.controller.control(mode, "LB2", str(QUERY * 1000 + 500) if mode == "slow" else None)
+    try:
+        reading = read_server(SqlAgentHook("lb_lb2"), PoolServer("lb_lb2", 1), job, None)
+    finally:
+        faulty.controller.control("normal", "LB2")
+    assert reading.unreadable and not reading.reason.startswith("unreachable"), reading
+    with closing(faulty.sa("LB2")) as sa:
+        sa.run("EXEC msdb.dbo.sp_stop_job @job_name = ?", job)
