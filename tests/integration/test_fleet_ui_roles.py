@@ -216,7 +216,8 @@ def test_a_server_error_is_a_category_and_conn_id_unless_the_user_may_manage_con
     admin = _server(client, "boss", BAD_LOGIN)
     # The whole cause: the server's own text through pymssql, unless pymssql lost it after an earlier
     # failed connection in this process (error 20018, then the message says so); either way the advice.
-    assert admin["error"].startswith(f"SQL Server Agent server '127.0.0.1' (conn_id '{BAD_LOGIN}'): login failed ("), admin
+    cause = f"SQL Server Agent server '127.0.0.1' (conn_id '{BAD_LOGIN}'): login failed ("
+    assert admin["error"].startswith(cause), admin
     assert f"check the login and password of connection '{BAD_LOGIN}'" in admin["error"], admin
     assert ("Login failed for user 'agent_operator'" in admin["error"]) != ("pymssql lost" in admin["error"]), admin
     assert OPERATOR_PASSWORD not in json.dumps(admin)
