@@ -55,6 +55,10 @@ SETTINGS = {
     # the tries of a killed worker are found dead in 30 s, not 5 minutes; tasks lost in its queue retried
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
+    # a killed scheduler's queued tasks (lost with a killed worker's prefetch) are adopted by the next one
+    # and found stuck in 30 s, not 5 + 2 minutes: seed 1 left two children queued past a 180 s drain
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "30",
     # a stalled server costs a statement 10 s, not 30: faults of 4-15 s hit calls both ways
     "AIRFLOW__SSIS_LB__QUERY_TIMEOUT": "10",
     "AIRFLOW__SSIS_LB__LOGIN_TIMEOUT": "5",

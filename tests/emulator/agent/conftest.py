@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ from sqlagent_emulator.agent.retention import HistoryLimits
 from sqlagent_emulator.agent.schema import install_schema
 from sqlagent_emulator.sql.engine import Engine, Login
 from sqlagent_emulator.sql.results import Message, ResultSet, StatementResult
+from tests.agent_jobs import Client
+from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
+
+DRIVERS = ("odbc18", "pymssql")  # the client stacks of the tests through drivers (stack, sa, operator)
 
 LOGINS = {
     "sa": Login("sa", "pw", frozenset({"sysadmin"})),
@@ -158,3 +163,20 @@ def server(engine: Engine, agent: FakeAgent) -> Server:
 
 def new_guid() -> str:
     return str(uuid.uuid4()).upper()
+
+
+@pytest.fixture(params=DRIVERS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def sa(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
+    with closing(Client(stack, sql_server, sql_server.user, sql_server.password)) as client:
+        yield client
+
+
+@pytest.fixture
+def operator(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
+    with closing(Client(stack, sql_server, "agent_operator", OPERATOR_PASSWORD)) as client:
+        yield client

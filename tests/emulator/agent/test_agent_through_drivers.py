@@ -7,8 +7,6 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import pytest
@@ -27,26 +25,6 @@ from tests.agent_jobs import (
     wait_until_idle,
 )
 from tests.clients import error_number
-from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget
-
-DRIVERS = ("odbc18", "pymssql")
-
-
-@pytest.fixture(params=DRIVERS)
-def stack(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def sa(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
-    with closing(Client(stack, sql_server, sql_server.user, sql_server.password)) as client:
-        yield client
-
-
-@pytest.fixture
-def operator(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
-    with closing(Client(stack, sql_server, "agent_operator", OPERATOR_PASSWORD)) as client:
-        yield client
 
 
 def test_operator_starts_sa_job_and_history_is_encoded(sa: Client, operator: Client) -> None:

@@ -21,17 +21,11 @@ from tests.agent_jobs import SUCCEEDED, Client, create_job, wait_until_idle
 from tests.clients import error_number
 from tests.conftest import OPERATOR_PASSWORD, SA_PASSWORD, SqlServerTarget, emulator_config
 
-DRIVERS = ("odbc18", "pymssql")
 HISTORY_COLUMNS = (
     "job_id, step_id, step_name, sql_message_id, sql_severity, message, run_status, run_date, run_time, "
     "run_duration, operator_id_emailed, operator_id_netsent, operator_id_paged, retries_attempted, server"
 )
 QUICK = [{"subsystem": "TSQL", "command": "SELECT 1"}]
-
-
-@pytest.fixture(params=DRIVERS)
-def stack(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @pytest.fixture
@@ -48,18 +42,6 @@ def private(request: pytest.FixtureRequest) -> Iterator[SqlServerTarget]:
 @pytest.fixture
 def own_sa(stack: str, private: SqlServerTarget) -> Iterator[Client]:
     with closing(Client(stack, private, "sa", SA_PASSWORD)) as client:
-        yield client
-
-
-@pytest.fixture
-def sa(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
-    with closing(Client(stack, sql_server, sql_server.user, sql_server.password)) as client:
-        yield client
-
-
-@pytest.fixture
-def operator(stack: str, sql_server: SqlServerTarget) -> Iterator[Client]:
-    with closing(Client(stack, sql_server, "agent_operator", OPERATOR_PASSWORD)) as client:
         yield client
 
 
