@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,10 @@ def _login(page: Page, stack: SystemStack) -> None:
     page.wait_for_url(f"{stack.airflow.url}/")
 
 
-def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
+@contextmanager
+def _fleet_page(stack: SystemStack, failure_shot: str) -> Iterator[Page]:
+    """Chromium logged in to the UI, on the fleet page reached through its navigation entry; a screenshot
+    named ``failure_shot`` when the test fails in it."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh installs Debian's chromium package")
     with sync_playwright() as playwright:
@@ -97,46 +101,51 @@ def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
         page.set_default_timeout(30_000)
         try:
             _login(page, stack)
-            page.get_by_role("link", name="SQL Agent fleet").first.click()  # the navigation entry
+            page.get_by_role("link", name="SQL Agent fleet").first.click()
             page.wait_for_url("**/plugin/sql-agent-fleet")
-            frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
-            executing = _executing(stack)
-            for conn_id, jobs in executing.items():
-                row = frame.locator(f'tr[data-conn="{conn_id}"]')
-                expect(row.locator(".load")).to_have_text(f"{len(jobs)} / 2")
-                for job in jobs:
-                    expect(row.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}")).to_be_visible()
-            expect(frame.locator("#run-chart rect.bar").first).to_be_visible()
-            _shot(page, "fleet-1-page")
-
-            job = sorted(executing["sysnode1"] or executing["sysnode2"])[0]
-            frame.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}").first.click()
-            # the UI itself goes to the task instance (not the UI nested in the frame)
-            page.wait_for_url(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")
-            expect(page.locator('iframe[title="SQL Agent fleet"]')).to_have_count(0)
-            _shot(page, "fleet-2-task-instance")
-
-            page.goto(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}")
-            page.get_by_role("link", name="SQL Agent children").first.click()  # the DAG run's plugin tab
-            page.wait_for_url("**/plugin/sql-agent-children")
-            frame = page.frame_locator('iframe[title="SQL Agent children"]')
-            chart = frame.locator("#child-chart")
-            expect(chart).to_be_visible()
-            deadline = time.monotonic() + 30
-            while frame.locator('#child-chart rect.bar[data-outcome="running"]').count() < len(JOBS):
-                assert time.monotonic() < deadline, "not every child shows as running"
-                page.reload()
-                frame = page.frame_locator('iframe[title="SQL Agent children"]')
-            executing = _executing(stack)
-            for conn_id, jobs in executing.items():
-                for job in jobs:
-                    expect(frame.locator(f'#child-table tr[data-job="{job}"] td').first).to_have_text(conn_id)
-            _shot(page, "fleet-3-run-gantt")
+            yield page
         except Exception:
-            _shot(page, "fleet-failure")
+            _shot(page, failure_shot)
             raise
         finally:
             browser.close()
+
+
+def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
+    with _fleet_page(stack, "fleet-failure") as page:
+        frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
+        executing = _executing(stack)
+        for conn_id, jobs in executing.items():
+            row = frame.locator(f'tr[data-conn="{conn_id}"]')
+            expect(row.locator(".load")).to_have_text(f"{len(jobs)} / 2")
+            for job in jobs:
+                expect(row.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}")).to_be_visible()
+        expect(frame.locator("#run-chart rect.bar").first).to_be_visible()
+        _shot(page, "fleet-1-page")
+
+        job = sorted(executing["sysnode1"] or executing["sysnode2"])[0]
+        frame.get_by_role("link", name=f"{DEFERRED_DAG} / {going} / {job}").first.click()
+        # the UI itself goes to the task instance (not the UI nested in the frame)
+        page.wait_for_url(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")
+        expect(page.locator('iframe[title="SQL Agent fleet"]')).to_have_count(0)
+        _shot(page, "fleet-2-task-instance")
+
+        page.goto(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}")
+        page.get_by_role("link", name="SQL Agent children").first.click()  # the DAG run's plugin tab
+        page.wait_for_url("**/plugin/sql-agent-children")
+        frame = page.frame_locator('iframe[title="SQL Agent children"]')
+        chart = frame.locator("#child-chart")
+        expect(chart).to_be_visible()
+        deadline = time.monotonic() + 30
+        while frame.locator('#child-chart rect.bar[data-outcome="running"]').count() < len(JOBS):
+            assert time.monotonic() < deadline, "not every child shows as running"
+            page.reload()
+            frame = page.frame_locator('iframe[title="SQL Agent children"]')
+        executing = _executing(stack)
+        for conn_id, jobs in executing.items():
+            for job in jobs:
+                expect(frame.locator(f'#child-table tr[data-job="{job}"] td').first).to_have_text(conn_id)
+        _shot(page, "fleet-3-run-gantt")
 
 
 def _settled(stack: SystemStack) -> dict[str, Any]:
@@ -153,33 +162,19 @@ def _settled(stack: SystemStack) -> dict[str, Any]:
 def test_the_fleet_page_opens_at_once_while_a_server_stalls(stack: SystemStack, going: str) -> None:
     """A user opens the page while sysnode2 stalls after its logins (a reading would take the query timeout):
     the page loads at once with sysnode2's last reading and its age, and sysnode1's running jobs."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh installs Debian's chromium package")
     _settled(stack)
     time.sleep(6)  # older than the 5 s a reading is fresh: the next viewer sets off sysnode2's refresh
     stack.emulator.control("stall", "SYSNODE2")
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(30_000)
-            try:
-                _login(page, stack)
-                page.get_by_role("link", name="SQL Agent fleet").first.click()
-                page.wait_for_url("**/plugin/sql-agent-fleet")
-                frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
-                stalled = frame.locator('tr[data-conn="sysnode2"]')
-                # the content, long before the stalled reading's 30 s query timeout
-                healthy = frame.locator('tr[data-conn="sysnode1"] .load')
-                expect(healthy).to_have_text(re.compile(r"\d+ / 2"), timeout=10_000)
-                expect(stalled.locator(".age")).to_contain_text(re.compile(r"\d+s ago"))
-                age = int(re.search(r"(\d+)s ago", stalled.locator(".age").inner_text()).group(1))
-                assert age >= 6, age
-                _shot(page, "fleet-4-stalled-server")
-            except Exception:
-                _shot(page, "fleet-stalled-failure")
-                raise
-            finally:
-                browser.close()
+        with _fleet_page(stack, "fleet-stalled-failure") as page:
+            frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
+            stalled = frame.locator('tr[data-conn="sysnode2"]')
+            # the content, long before the stalled reading's 30 s query timeout
+            healthy = frame.locator('tr[data-conn="sysnode1"] .load')
+            expect(healthy).to_have_text(re.compile(r"\d+ / 2"), timeout=10_000)
+            expect(stalled.locator(".age")).to_contain_text(re.compile(r"\d+s ago"))
+            age = int(re.search(r"(\d+)s ago", stalled.locator(".age").inner_text()).group(1))
+            assert age >= 6, age
+            _shot(page, "fleet-4-stalled-server")
     finally:
         stack.emulator.control("normal", "SYSNODE2")
