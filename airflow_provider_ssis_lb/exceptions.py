@@ -66,9 +66,10 @@ class TransientConnectionError(SqlAgentError):
 
 
 class ServerUnreachableError(TransientConnectionError):
-    """No session could be opened to the server, and it said so at once (connection refused, no route, name
-    not found). The only failure a pool treats as "the server is down" (docs/fleet.md, "Failure model"); a
-    server that accepts the connection and then does not answer in time may be hung while it runs the job."""
+    """No session could be opened to the server, and its port says why at once (connection refused, no
+    route, name not found). The only failure a pool treats as "the server is down" (docs/fleet.md, "Failure
+    model"); a server that accepts the connection and then resets it or does not answer in time may be hung
+    while it runs the job."""
 
 
 class ServerUnreadableError(SqlAgentError):

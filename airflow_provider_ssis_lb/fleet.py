@@ -94,9 +94,9 @@ def unreadable(server: PoolServer, cause: str) -> ServerReading:
 def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, job_id: str | None) -> ServerReading:
     """One server's load and whether the job may start there.
 
-    Only a server to which no session opens (refused, no answer to the login) reads as unreachable, that
-    is, down. One that answered and then failed (a statement timed out, a reset, a deadlock victim) reads
-    as unreadable: it is up and may be running the job. A misconfigured one (no such connection, login or
+    Only a server whose port refuses TCP (or has no route, or no such host) reads as unreachable, that is,
+    down. One that accepts TCP and then fails (a login that hangs or is reset, a statement timed out, a
+    deadlock victim) reads as unreadable: it is up and may be running the job. A misconfigured one (no such connection, login or
     permission refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server
     must fail the child loudly, not be skipped for ever without anyone noticing."""
     try:
