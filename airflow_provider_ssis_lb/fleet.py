@@ -96,9 +96,10 @@ def read_server(hook: SqlAgentHook, server: PoolServer, job_name: str | None, jo
 
     Only a server whose port refuses TCP (or has no route, or no such host) reads as unreachable, that is,
     down. One that accepts TCP and then fails (a login that hangs or is reset, a statement timed out, a
-    deadlock victim) reads as unreadable: it is up and may be running the job. A misconfigured one (no such connection, login or
-    permission refused, certificate not trusted) raises ``ServerMisconfiguredError``: a mistyped server
-    must fail the child loudly, not be skipped for ever without anyone noticing."""
+    deadlock victim) reads as unreadable: it is up and may be running the job. A misconfigured one (no
+    such connection, login or permission refused, certificate not trusted) raises
+    ``ServerMisconfiguredError``: a mistyped server must fail the child loudly, not be skipped for ever
+    without anyone noticing."""
     try:
         name, running, job = hook.read_load(job_name=job_name, job_id=job_id)
     except ServerMisconfiguredError:
