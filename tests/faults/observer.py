@@ -74,7 +74,9 @@ class Observer:
         with self._locks[server]:
             self.records[server].job_names[job_id.upper()] = name
 
-    def agent_restarted(self, server: str) -> None:
+    def agent_restarting(self, server: str) -> None:
+        """The harness is about to restart Agent there: runs going then end no earlier than now. msdb keeps
+        only the next session's start, which a busy engine may record later than the stop."""
         with self._locks[server]:
             self.records[server].restarts.append(time.time())
 
@@ -175,6 +177,10 @@ class Observer:
             elif row["session"] < record.current_session:  # Agent stopped under it: abandoned at the restart
                 later = [s for s in sessions if s > row["session"]]
                 end = record.epoch(record.session_starts[later[0]]) if later else None
+                began = record.epoch(start)
+                stopped = [t for t in record.restarts if t > began and (end is None or t < end)]
+                if stopped:  # the earliest it could have ended: when the harness asked for the restart
+                    end = stopped[0]
                 state = "abandoned"
             else:
                 end, state = None, "running"

@@ -65,6 +65,7 @@ class ForeignLock:
     resource: str
     thread: threading.Thread
     release: threading.Event = field(default_factory=threading.Event)
+    held: bool = False  # sp_getapplock granted it (a starter that was not granted every lock starts nothing)
 
 
 class World:
@@ -235,8 +236,8 @@ class World:
 
     def agent_restart(self, name: str) -> None:
         assert self.observer is not None
+        self.observer.agent_restarting(name)
         self.controller.control("agent-restart", name)
-        self.observer.agent_restarted(name)
 
     def hold_lock(
         self,
@@ -256,12 +257,15 @@ class World:
 
         def hold() -> None:
             with contextlib.suppress(Exception), self.sa(name) as sa:
-                sa.run(
+                rows = sa.run(
                     "DECLARE @r int; EXEC @r = msdb.dbo.sp_getapplock @Resource = ?, @LockMode = 'Exclusive', "
                     "@LockOwner = 'Session', @LockTimeout = 5000, @DbPrincipal = 'public'; SELECT @r",
                     resource,
                 )
+                holder.held = bool(rows) and rows[0][0] >= 0
                 granted.set()
+                if not holder.held:
+                    return
                 began = time.monotonic()
                 if start_after is not None and job is not None and not holder.release.wait(start_after) and start_if():
                     sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
@@ -280,25 +284,29 @@ class World:
         after ``start_after`` seconds (None: never) if it reads the job idle on every server under its
         locks, as the protocol has it, and lets go after ``seconds``."""
 
-        def idle_everywhere() -> bool:
+        targets = sorted(name for name in self.names if self.jobs[job].get(name) is not None)
+        mine: list[ForeignLock] = []
+
+        def idle_everywhere() -> bool:  # the protocol: every lock held, the job idle on every server
+            if len(mine) < len(targets) or not all(lock.held for lock in mine):
+                return False
             for name in self.names:
                 with self.sa(name) as sa:
                     if self._executing(sa, job):
                         return False
             return True
 
-        for name in sorted(self.names):
-            job_id = self.jobs[job].get(name)
-            if job_id is not None:
-                starts = name == start_on
-                self.hold_lock(
-                    name,
-                    job_lock_resource(job_id),
-                    seconds,
-                    start_after=start_after if starts else None,
-                    job=job if starts else None,
-                    start_if=idle_everywhere,
-                )
+        for name in targets:
+            starts = name == start_on
+            lock = self.hold_lock(
+                name,
+                job_lock_resource(self.jobs[job][name]),
+                seconds,
+                start_after=start_after if starts else None,
+                job=job if starts else None,
+                start_if=idle_everywhere,
+            )
+            mine.append(lock)
 
     def calm(self) -> None:
         """Every fault over: modes back to normal, foreign locks released, connections defined again."""
