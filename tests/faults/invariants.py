@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,8 +112,11 @@ def _clock(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
-def double_runs(runs: Sequence[AgentRun], now: float) -> list[str]:
-    """Invariant 1: pairs of runs of one job (by name) that overlapped, on one server or two."""
+def double_runs(
+    runs: Sequence[AgentRun], now: float, out_of_pool: Callable[[str, float], bool] = lambda _s, _t: False
+) -> list[str]:
+    """Invariant 1: pairs of runs of one job (by name) that overlapped, on one server or two, unless one of
+    them was on a server out of the pool when the later one began (its starter could not see the other)."""
     by_job: dict[str, list[AgentRun]] = defaultdict(list)
     for run in runs:
         by_job[run.job].append(run)
@@ -124,6 +127,8 @@ def double_runs(runs: Sequence[AgentRun], now: float) -> list[str]:
             a0, a1 = first.interval(now)
             for later in ordered[i + 1 :]:
                 b0, b1 = later.interval(now)
+                if out_of_pool(first.server, later.start) or out_of_pool(later.server, later.start):
+                    continue
                 if min(a1, b1) - max(a0, b0) > OVERLAP_TOLERANCE:
                     found.append(f"{first} and {later} ran at once")
     return found

@@ -275,7 +275,7 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         checks: list[tuple[str, type[inv.Violation], list[str]]] = []
         if final:  # on the whole record: between steps a run the Agent just abandoned may still read as running
             checks += [
-                ("no two runs of one job at once", inv.DoubleRun, inv.double_runs(ours, now)),
+                ("no two runs of one job at once", inv.DoubleRun, inv.double_runs(ours, now, self.w.out_of_pool)),
                 (
                     "no server above its capacity",
                     inv.OverCapacity,

@@ -59,6 +59,7 @@ def test_anonymous_requests_are_refused(stack: SystemStack) -> None:
 
 def test_fleet_json_matches_msdb_and_holds_no_secret(stack: SystemStack, going: str) -> None:
     headers = stack.api._headers()
+    _settled(stack)  # the API server's first readings are made in the background
     reply = _get(stack, "/ssis-lb/fleet.json", headers=headers)
     assert reply.status_code == 200, reply.text[:500]
     assert OPERATOR_PASSWORD not in reply.text and SA_PASSWORD not in reply.text
