@@ -12,7 +12,7 @@ from tests.faults.machine import ExactlyOnceMachine
 from tests.faults.world import World
 
 CI_SETTINGS = settings(
-    max_examples=10,
+    max_examples=8,
     stateful_step_count=15,
     derandomize=True,
     deadline=None,

@@ -4,6 +4,7 @@ Screenshots go to ``test-artifacts/browser/``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Iterator
@@ -59,12 +60,12 @@ def test_anonymous_requests_are_refused(stack: SystemStack) -> None:
 
 def test_fleet_json_matches_msdb_and_holds_no_secret(stack: SystemStack, going: str) -> None:
     headers = stack.api._headers()
-    _settled(stack)  # the API server's first readings are made in the background
+    executing = _executing(stack)
+    _settled(stack, after=dt.datetime.now(dt.timezone.utc))  # readings taken since msdb was read
     reply = _get(stack, "/ssis-lb/fleet.json", headers=headers)
     assert reply.status_code == 200, reply.text[:500]
     assert OPERATOR_PASSWORD not in reply.text and SA_PASSWORD not in reply.text
     view = reply.json()
-    executing = _executing(stack)
     rows = {row["conn_id"]: row for row in view["servers"]}
     assert set(rows) == {"sysnode1", "sysnode2"}
     for conn_id, row in rows.items():
@@ -149,12 +150,16 @@ def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
         _shot(page, "fleet-3-run-gantt")
 
 
-def _settled(stack: SystemStack) -> dict[str, Any]:
-    """fleet.json once every server has a reading (the API server's first ones may still be under way)."""
+def _settled(stack: SystemStack, after: dt.datetime | None = None) -> dict[str, Any]:
+    """fleet.json once every server has a reading (the API server's first ones may still be under way),
+    taken ``after`` that moment if given (the page serves the last reading, up to a few seconds old)."""
     deadline = time.monotonic() + 60
     while True:
         view = _get(stack, "/ssis-lb/fleet.json", headers=stack.api._headers()).json()
-        if not any(row["pending"] for row in view["servers"]):
+        rows = view["servers"]
+        if not any(row["pending"] for row in rows) and (
+            after is None or all(dt.datetime.fromisoformat(row["read_at"]) >= after for row in rows)
+        ):
             return view
         assert time.monotonic() < deadline, view
         time.sleep(0.5)
