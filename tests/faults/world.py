@@ -82,7 +82,6 @@ class World:
         self.jobs: dict[str, dict[str, str]] = {}  # job name -> server -> job_id (current)
         self.fault_timers: list[threading.Timer] = []
         self.locks: list[ForeignLock] = []
-        self.removed: set[str] = set()  # servers whose Airflow connection was removed
         self.removals: list[tuple[str, float, float | None]] = []  # (server, removed, defined again) epochs
         self.query_timeout: dict[str, int] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -144,14 +143,17 @@ class World:
         self._set_env(f"AIRFLOW_CONN_{conn_id(name).upper()}", json.dumps(connection))
         now = time.time()
         self.removals = [(n, t0, now if n == name and t1 is None else t1) for n, t0, t1 in self.removals]
-        self.removed.discard(name)
 
     def remove_connection(self, name: str) -> None:
         """The server is taken out of Airflow's connections (decommissioned); its Agent goes on."""
         self._set_env(f"AIRFLOW_CONN_{conn_id(name).upper()}", None)
         if name not in self.removed:
             self.removals.append((name, time.time(), None))
-        self.removed.add(name)
+
+    @property
+    def removed(self) -> set[str]:
+        """The servers whose Airflow connection is removed now."""
+        return {name for name, _began, ended in self.removals if ended is None}
 
     def out_of_pool(self, name: str, at: float) -> bool:
         """Was the server out of the pool (its connection removed) at ``at``? A run there is then none of

@@ -34,13 +34,6 @@ def odbc(number: int, text: str, state: str = "42000") -> Exception:
     return pyodbc.ProgrammingError(state, f"[{state}] {ODBC}[SQL Server]{text} ({number}) (SQLExecDirectW)")
 
 
-@pytest.fixture
-def hook() -> SqlAgentHook:
-    hook = SqlAgentHook("sql1_odbc")
-    hook._server = "SQL1"
-    return hook
-
-
 @pytest.mark.parametrize(
     ("exc", "kind", "cause"),
     [

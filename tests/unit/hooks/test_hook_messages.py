@@ -22,13 +22,6 @@ from airflow_provider_ssis_lb.runs import JobRun
 RUN = JobRun("sql1_odbc", "SQL1", "JOB-1", "child a", "2024-05-01T12:59:50.000", 2)
 
 
-@pytest.fixture
-def hook() -> SqlAgentHook:
-    hook = SqlAgentHook("sql1_odbc")
-    hook._server = "SQL1"
-    return hook
-
-
 @pytest.mark.parametrize(
     ("connection", "message"),
     [

@@ -40,13 +40,6 @@ def odbc_error(cls: type[Exception], state: str, text: str, number: int) -> Exce
     return cls(state, f"[{state}] {ODBC}[SQL Server]{text} ({number}) (SQLExecDirectW)")
 
 
-@pytest.fixture
-def hook() -> SqlAgentHook:
-    hook = SqlAgentHook("sql1_odbc")
-    hook._server = "SQL1"  # set by get_conn from the connection's host
-    return hook
-
-
 @pytest.mark.parametrize(
     ("exc", "error_type", "says"),
     [
