@@ -133,13 +133,40 @@ class ServerReading:
         return self.reachable and self.eligible and self.free > 0
 
 
-def choose_server(readings: Sequence[ServerReading], strategy: Strategy, position: int = 0) -> ServerReading | None:
+@dataclass(frozen=True)
+class Affinity:
+    """A server the child should run on: the server of its failed try (``retry_on_same_server``), or the
+    manifest's ``preferred_server``.
+
+    ``require``: only that server, waiting for it however long the child may wait. Otherwise it is a
+    preference: taken when it has a free slot; when it is full, the child waits for it while ``wait``
+    (the operator clears ``wait`` once its bound has passed), and goes elsewhere after. A preferred
+    server that is down or cannot run the job is passed over at once.
+    """
+
+    conn_id: str
+    require: bool = False
+    wait: bool = False
+
+    def describe(self) -> str:
+        return f"server '{self.conn_id}'" + (" (required)" if self.require else " (preferred)")
+
+
+def choose_server(
+    readings: Sequence[ServerReading], strategy: Strategy, position: int = 0, affinity: Affinity | None = None
+) -> ServerReading | None:
     """The server to start on now, or None when every eligible server is full (wait and ask again).
 
     ``position`` (the child's map index, or any number that differs between children started
     together) breaks ties, so children that read the same loads at the same moment spread out
-    instead of all picking the same server.
+    instead of all picking the same server. ``affinity`` comes first (``Affinity``).
     """
+    if affinity is not None:
+        target = next((r for r in readings if r.server.conn_id == affinity.conn_id), None)
+        if target is not None and target.usable:
+            return target
+        if affinity.require or (affinity.wait and target is not None and target.reachable and target.eligible):
+            return None
     usable = [r for r in readings if r.usable]
     if not usable:
         return None

@@ -100,5 +100,10 @@ class AgentObjectNotFoundError(SqlAgentError):
     """Error 14262 about something other than the job: a step, owner login, category, operator, proxy..."""
 
 
+class JobStepNotFoundError(SqlAgentError, AirflowFailException):
+    """A retry was to resume at the step that failed, and the job has no step of that name any more: the job
+    changed, so the step is not guessed and the task fails without retrying."""
+
+
 class ConnectionNotDefinedError(ServerMisconfiguredError):
     """The Airflow connection id is not defined (no connection, environment variable or secret of that id)."""

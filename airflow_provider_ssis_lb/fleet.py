@@ -32,7 +32,7 @@ from typing import Literal
 
 from airflow.providers.common.compat.sdk import conf
 
-from .balancing import PoolServer, ServerPool, ServerReading, choose_server
+from .balancing import Affinity, PoolServer, ServerPool, ServerReading, choose_server
 from .bounded import ServerNotAnswering, bounded_calls
 from .exceptions import (
     JobAlreadyRunningError,
@@ -179,7 +179,13 @@ class Fleet:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
         return readings
 
-    def admit(self, position: int, step_name: str | None, on_intent: Callable[[JobRun], None]) -> Admission:
+    def admit(
+        self,
+        position: int,
+        step_name: str | None,
+        on_intent: Callable[[JobRun], None],
+        affinity: Affinity | None = None,
+    ) -> Admission:
         """Choose a server and start the job there, under the locks (module docstring).
 
         ``on_intent`` gets the handle the start will have just before ``sp_start_job`` (the ledger's
@@ -235,7 +241,7 @@ class Fleet:
             except SqlAgentError as exc:
                 where = self._server_of(exc, sessions)
                 return self._unsure(readings, unreadable(where, exc.cause))
-            return self._start_on_best(readings, sessions, position, step_name, on_intent)
+            return self._start_on_best(readings, sessions, position, step_name, on_intent, affinity)
 
     def _doubts_as_policy(self, readings: list[ServerReading]) -> list[ServerReading]:
         """``unreadable_server = skip``: an unreadable server counts as unreachable (the documented risk)."""
@@ -284,16 +290,20 @@ class Fleet:
         position: int,
         step_name: str | None,
         on_intent: Callable[[JobRun], None],
+        affinity: Affinity | None,
     ) -> Admission:
         """Under the job's locks: choose, take the chosen server's admission lock, re-read its load, start.
 
         A server found full inside its lock is read with its new load and the choice is made again; a
         server that cannot run the job (Agent stopped, no target server) is excluded with its reason.
+        A required server (``affinity``) that is down or cannot run the job now is waited for, not failed.
         """
         while True:
-            choice = choose_server(readings, self.pool.strategy, position)
+            choice = choose_server(readings, self.pool.strategy, position, affinity)
             if choice is None:
-                usable_later = any(r.reachable and r.eligible for r in readings)
+                usable_later = (affinity is not None and affinity.require) or any(
+                    r.reachable and r.eligible for r in readings
+                )
                 return Admission("full" if usable_later else "none_eligible", tuple(readings))
             session = sessions[choice.server.conn_id]
             try:
@@ -320,6 +330,8 @@ class Fleet:
                     )
                     readings = _replace(readings, choice, running=load)
                     continue
+                if step_name:
+                    session.check_step(job, step_name)
                 on_intent(intent)
                 try:
                     run = session.start(job, step_name, intent)

@@ -36,6 +36,7 @@ class RunRecord:
     delivered: bool = False  # the outcome reached the task (returned or raised)
     outcome: Delivered | None = None
     deadline: float | None = None
+    failed_step: dict[str, Any] | None = None  # {"id", "name"} of the step a delivered failure ended at
 
 
 class RunLedger:
@@ -81,11 +82,12 @@ class RunLedger:
         )
         self._write()
 
-    def deliver(self, outcome: Delivered) -> None:
-        """Note that this outcome reached the task, so a retry does not deliver it again."""
+    def deliver(self, outcome: Delivered, failed_step: dict[str, Any] | None = None) -> None:
+        """Note that this outcome reached the task, so a retry does not deliver it again (and where it
+        failed, so a retry may resume there)."""
         record = self.load()
         if record is not None:
-            record.delivered, record.outcome = True, outcome
+            record.delivered, record.outcome, record.failed_step = True, outcome, failed_step
             self._write()
 
     def _write(self) -> None:

@@ -33,6 +33,7 @@ from ..exceptions import (
     JobAlreadyRunningError,
     JobNotFoundError,
     JobNotTargetedError,
+    JobStepNotFoundError,
     LoginFailedError,
     OutcomeUnknownError,
     ServerMisconfiguredError,
@@ -434,6 +435,11 @@ class SqlAgentHook(BaseHook):
         """
         with self.session(job.name) as s:
             return s.start(job, step_name)
+
+    def check_step(self, job: JobInfo, step_name: str) -> None:
+        """``AgentSession.check_step``: fail when the job has no step of that name (any more)."""
+        with self.session(job.name) as s:
+            s.check_step(job, step_name)
 
     def next_run(self, job: JobInfo) -> JobRun:
         """The handle ``start_job`` would return if called now, without starting anything.
@@ -906,6 +912,24 @@ class AgentSession:
         if not self.job(None, job.job_id).executing:
             return None
         return self.next_run(job)
+
+    def step_names(self, job: JobInfo) -> list[str]:
+        """The job's step names in step order (sp_help_jobstep)."""
+        rows = next(iter(self.call("sp_help_jobstep", {"job_id": job.job_id})), [])
+        return [str(r["step_name"]) for r in sorted(rows, key=lambda r: int(r["step_id"]))]
+
+    def check_step(self, job: JobInfo, step_name: str) -> None:
+        """Refuse a start at a step the job does not have (any more): a changed job is never guessed at."""
+        names = self.step_names(job)
+        if step_name not in names:
+            raise JobStepNotFoundError(
+                self.hook._server,
+                job.name,
+                f"the job has no step named '{step_name}' on this server (its steps: "
+                f"{', '.join(repr(n) for n in names) or 'none'}); it was changed since that step ran, so the run "
+                "is not started at a guessed step: Clear the task to run the whole job, or set step_name",
+                conn_id=self.hook.conn_id,
+            )
 
     def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
         """sp_start_job; the handle holds the server's clock and the job's last history row just before it

@@ -16,7 +16,8 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.log import redact
 
-from ..balancing import PoolServer, ServerPool, ServerReading, Strategy
+from ..balancing import Affinity, PoolServer, ServerPool, ServerReading, Strategy
+from ..child_life import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
 from ..exceptions import (
     AgentRestartedError,
     ConnectionNotDefinedError,
@@ -126,6 +127,16 @@ class SqlAgentRunJobOperator(BaseOperator):
     :param if_running: the job is already running: ``"wait"`` for that run to end, then start ours;
         ``"attach"`` to that run and report its outcome; ``"fail"`` with ``JobAlreadyRunningError``.
     :param stop_on_kill: stop the run this task started when the task is killed or times out.
+    :param retry_from_failed_step: a retry after a failed (or canceled) run starts the job at the step that
+        failed (``sp_start_job @step_name``), not at its start step; a Clear still runs the whole job unless
+        the DAG run's params or conf set ``ssis_lb_resume_failed_step`` (docs/operators.md, "Retries").
+    :param retry_on_same_server: in a pool, where a retry runs: ``"never"`` (any server), ``"prefer"`` (the
+        failed try's server, waiting up to ``same_server_wait`` seconds for a slot there, then any) or
+        ``"require"`` (that server only, waiting up to ``timeout``). Default ``"prefer"`` with
+        ``retry_from_failed_step``, else ``"never"``. SSIS checkpoints resume only where their file is.
+    :param same_server_wait: seconds ``"prefer"`` waits for a slot on the failed try's server (default 300).
+    :param preferred_server: in a pool, the conn id to start on whenever it has a free slot (the
+        manifest's ``preferred_server``); the strategy chooses when it is full or down.
     """
 
     template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "servers", "step_name")
@@ -146,6 +157,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         timeout: float | None = None,
         if_running: str = "wait",
         stop_on_kill: bool = True,
+        retry_from_failed_step: bool = False,
+        retry_on_same_server: str | None = None,
+        same_server_wait: float = 300.0,
+        preferred_server: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,6 +196,16 @@ class SqlAgentRunJobOperator(BaseOperator):
         self.timeout = timeout
         self.if_running = if_running
         self.stop_on_kill = stop_on_kill
+        self.retry_from_failed_step = retry_from_failed_step
+        self.retry_on_same_server = resolve_same_server(retry_on_same_server, retry_from_failed_step)
+        self.same_server_wait = positive_seconds("same_server_wait", same_server_wait)
+        if preferred_server is not None and servers is None:
+            raise ValueError(f"preferred_server={preferred_server!r} chooses within a pool: give servers=[...]")
+        if preferred_server and not isinstance(servers, str) and servers is not None:
+            names = [s.conn_id for s in ServerPool.of(servers).servers]
+            if preferred_server not in names:
+                raise ValueError(f"preferred_server {preferred_server!r} is not in the pool ({', '.join(names)})")
+        self.preferred_server = preferred_server
         self._active_run: JobRun | None = None  # the run this process waits for and owns, for on_kill
 
     @cached_property
@@ -202,18 +227,123 @@ class SqlAgentRunJobOperator(BaseOperator):
         _check_job_args(self.job_name, self.job_id)  # again: templates may have rendered empty
         ledger = RunLedger.from_context(context)
         deadline = time.time() + self.timeout if self.timeout else None
-        record = ledger.load()
-        if record is not None:
-            outcome = self._resume_previous(context, ledger, record, deadline)
-            if outcome is not None:
-                return outcome
-        return self._start_child(context, ledger, deadline)
+        return self._carry_out(context, ledger, deadline)
 
-    def _start_child(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
+    def _options(self, context: Context) -> Options:
+        params = context.get("params") or {}
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        resume = params.get(RESUME_PARAM, conf.get(RESUME_PARAM, False))
+        return Options(
+            retry_from_failed_step=self.retry_from_failed_step,
+            retry_on_same_server=self.retry_on_same_server,
+            preferred_server=self.preferred_server,
+            resume_after_clear=bool(resume),
+        )
+
+    def _carry_out(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
+        """Decide what this try does (``child_life.decide``) and do it."""
+        record = ledger.load()
+        run = JobRun.from_dict(record.run) if record is not None else None
+        cleared = record is not None and not ledger.same_lineage(record)
+        if record is not None and cleared:
+            self.log.info(
+                "the task was cleared after try %s (max_tries %s -> %s)",
+                record.try_number,
+                record.max_tries,
+                ledger.max_tries,
+            )
+        situation = Situation(_stored(record), cleared, None, self._options(context))
+        state: RunState | None = None
+        while True:
+            decision = decide(situation)
+            self.log.debug("decision: %s (%s)", decision.action.value, decision.why)
+            if decision.action is Action.START:
+                return self._start_child(context, ledger, deadline, _plan(decision, record, self.same_server_wait))
+            assert record is not None and run is not None  # every other action follows a stored run
+            if decision.action is Action.READ:
+                state = self._read_state(ledger, record, run, cleared=cleared)
+            elif decision.action is Action.SETTLE:
+                state = self._settle_intent(self._hook_for(run), run, record, state)  # type: ignore[arg-type]
+            else:
+                return self._act_on_stored(context, ledger, record, run, decision, state, deadline)
+            situation = dataclasses.replace(situation, state=state.state)
+
+    def _act_on_stored(
+        self,
+        context: Context,
+        ledger: RunLedger,
+        record: RunRecord,
+        run: JobRun,
+        decision: Decision,
+        state: RunState | None,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """Re-attach to, deliver, wait for, or fail on the run an earlier try left (``decision``)."""
+        if decision.action is Action.FAIL_UNKNOWN:
+            if state is None:  # a try was already told
+                raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, "its outcome was unknown"))
+            ledger.deliver("unknown")
+            raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, state.note), conn_id=run.conn_id)
+        if decision.action is Action.FAIL_ABANDONED:
+            ledger.deliver("abandoned")
+            raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
+        if decision.action is Action.WAIT_PREVIOUS:
+            self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
+            ledger.save("waiting", run, owned=False, deadline=deadline)
+            plan = _plan(
+                decide(Situation(_stored(record), True, RunProgress.FINISHED, self._options(context))),
+                record,
+                self.same_server_wait,
+            )
+            return self._wait_for(context, run, deadline, plan)
+        ledger.save("started", run, owned=record.owned, deadline=deadline)
+        if decision.action is Action.REATTACH:
+            self.log.info(
+                "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, where(run)
+            )
+            return self._follow(context, ledger, run, deadline, owned=record.owned)
+        self.log.info(
+            "the run try %s followed has ended: delivering its outcome, not starting again", record.try_number
+        )
+        assert state is not None
+        result = self._hook_for(run).run_result(run, state.outcome_instance_id, state.outcome)
+        return self._follow_result(context, ledger, result, owned=record.owned)
+
+    def _read_state(self, ledger: RunLedger, record: RunRecord, run: JobRun, *, cleared: bool) -> RunState:
+        """The stored run's state; a server that cannot be read fails this try, naming the run, so no other
+        run starts while that one may be going on."""
+        try:
+            return self._hook_for(run).run_state(run)
+        except ConnectionNotDefinedError as exc:
+            if cleared:
+                self.log.info("connection '%s' of the earlier run is no longer defined: starting afresh", run.conn_id)
+                return RunState(RunProgress.UNKNOWN, note="its connection is no longer defined")
+            ledger.deliver("unknown")
+            raise OutcomeUnknownError(
+                run.server, run.job_name, _unknown(record, f"connection '{run.conn_id}' is no longer defined")
+            ) from exc
+        except SqlAgentError as exc:
+            if isinstance(exc, OutcomeUnknownError):
+                raise
+            raise type(exc)(
+                run.server,
+                run.job_name,
+                f"cannot read the run try {record.try_number} started ({exc.cause}); no other run is started "
+                "while that one may be going on: the next try looks again",
+                number=exc.number,
+                conn_id=run.conn_id,
+            ) from exc
+
+    def _start_child(
+        self, context: Context, ledger: RunLedger, deadline: float | None, plan: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        plan = plan or {}
+        if plan.get("step"):
+            self.log.info("%s", plan["resume"])
         if self.pooled:
-            return self._start_on_pool(context, ledger, deadline)
+            return self._start_on_pool(context, ledger, deadline, plan)
         job = self.hook.get_job(job_name=self.job_name or None, job_id=self.job_id or None)
-        return self._start(context, ledger, job, deadline)
+        return self._start(context, ledger, job, deadline, _step_name(plan, self.step_name))
 
     # ------------------------------------------------------------------ server pool
 
@@ -233,28 +363,62 @@ class SqlAgentRunJobOperator(BaseOperator):
         try_number = getattr(ti, "try_number", 1)
         return max(0, (try_number if isinstance(try_number, int) else 1) - 1)
 
-    def _start_on_pool(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
+    def _affinity(self, pool: ServerPool, plan: dict[str, Any]) -> Affinity | None:
+        """The server a start should go back to (``retry_on_same_server``) or prefer (``preferred_server``)."""
+        wish, conn_id = plan.get("same_server", "never"), plan.get("server")
+        if wish == "never" or not conn_id:
+            return None
+        if conn_id not in {s.conn_id for s in pool.servers}:
+            if wish == "require":
+                raise SqlAgentError(
+                    pool_label(pool),
+                    self.job_name or self.job_id,
+                    f"retry_on_same_server='require', but server '{conn_id}' of the failed try is no longer in "
+                    "the pool; nothing was started (use 'prefer' to let the retry go elsewhere)",
+                )
+            self.log.warning("server '%s' is no longer in the pool; choosing among the pool", conn_id)
+            return None
+        holding = plan.get("until") is not None and time.time() < plan["until"]
+        return Affinity(conn_id, require=wish == "require", wait=holding)
+
+    def _start_on_pool(
+        self, context: Context, ledger: RunLedger, deadline: float | None, plan: dict[str, Any]
+    ) -> dict[str, Any]:
         """Admit the start on a server of the pool (``fleet``); apply ``if_running`` when the job runs
         anywhere in the pool; wait for a free slot when every eligible server is full."""
         pool = self._pool()
         position = self._position(context)
+        affinity = self._affinity(pool, plan)
         fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
         admission = fleet.admit(
-            position, self.step_name or None, on_intent=lambda run: ledger.save("starting", run, deadline=deadline)
+            position,
+            _step_name(plan, self.step_name),
+            on_intent=lambda run: ledger.save("starting", run, deadline=deadline),
+            affinity=affinity,
         )
         if admission.kind == "started" and admission.run is not None:
             run = admission.run
             self._active_run = run  # a kill before we defer or wait must stop it too
             ledger.save("started", run, deadline=deadline)
             self.log.info("started %s (conn_id %s)", where(run), run.conn_id)
+            if affinity is not None and run.conn_id != affinity.conn_id and plan.get("same_server") != "preferred":
+                self.log.warning(
+                    "the retry runs on '%s', not on '%s' where try %s ran: that server %s",
+                    run.conn_id,
+                    affinity.conn_id,
+                    plan.get("after_try"),
+                    _why_not(admission.readings, affinity.conn_id, self.same_server_wait),
+                )
             return self._follow(context, ledger, run, deadline, owned=True)
         if admission.kind == "running" and admission.run is not None:
             return self._apply_if_running(context, ledger, admission.run, deadline)
         if admission.kind == "full":
-            return self._wait_for_capacity(context, pool, position, admission.readings, deadline)
+            return self._wait_for_capacity(context, pool, position, admission.readings, deadline, plan=plan)
         if admission.kind == "unsure" and admission.chosen is not None:
             doubt = f"server '{admission.chosen.server.conn_id}' {admission.chosen.reason}"
-            return self._wait_for_capacity(context, pool, position, admission.readings, deadline, doubt=doubt)
+            return self._wait_for_capacity(
+                context, pool, position, admission.readings, deadline, doubt=doubt, plan=plan
+            )
         readings = "; ".join(describe(r) for r in admission.readings)
         if missing_everywhere(admission.readings):
             cause = f"{missing_job_advice(self.job_name, admission.readings, SqlAgentHook)} ({readings})"
@@ -272,27 +436,40 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline: float | None,
         *,
         doubt: str | None = None,
+        plan: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Every eligible server is full, or a server that may run the job could not be read or locked
-        (``doubt``): wait (without a worker slot when deferrable), then choose again."""
+        (``doubt``): wait (without a worker slot when deferrable), then choose again. A retry held to its
+        server (``retry_on_same_server``) waits for that server alone, ``prefer`` only until its bound."""
+        plan = plan or {}
+        affinity = self._affinity(pool, plan)
+        servers = pool.servers
+        wait_until = deadline
+        if affinity is not None and (affinity.require or affinity.wait):
+            servers = tuple(s for s in pool.servers if s.conn_id == affinity.conn_id)
+            if not affinity.require:
+                wait_until = plan["until"] if deadline is None else min(deadline, plan["until"])
         if doubt is None:
             self.log.info(
-                "every eligible server is full; waiting for a free slot: %s",
+                "%s; waiting for a free slot: %s",
+                f"waiting for {affinity.describe()}, where try {plan.get('after_try')} ran"
+                if servers != pool.servers and affinity is not None
+                else "every eligible server is full",
                 "; ".join(describe(r) for r in readings),
             )
         trigger = SqlAgentCapacityTrigger(
-            servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
+            servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in servers],
             job_name=self.job_name or None,
             job_id=self.job_id or None,
             strategy=pool.strategy.value,
             position=position,
             poll_interval=self.poll_interval,
-            deadline=deadline,
+            deadline=wait_until,
         )
         # After a doubt, ask again no sooner than poll_interval: the capacity trigger cannot see a lock held.
         settle = defer_not_before() if self.deferrable else time.time()
         trigger.not_before = max(settle, time.time() + self.poll_interval) if doubt else settle
-        kwargs = {"deadline": deadline, "doubt": doubt}
+        kwargs = {"deadline": deadline, "doubt": doubt, "plan": plan}
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs=kwargs)
         return self.execute_after_capacity(context, run_trigger_here(trigger), **kwargs)
@@ -304,6 +481,15 @@ class SqlAgentRunJobOperator(BaseOperator):
         """A slot freed up (or the wait timed out): choose again; another child may have taken it."""
         event = event or {}
         deadline = kwargs.get("deadline", event.get("deadline"))
+        plan = kwargs.get("plan") or {}
+        bound_passed = plan.get("until") is not None and time.time() >= plan["until"]
+        if event.get("status") == "timeout" and bound_passed and (deadline is None or time.time() < deadline):
+            self.log.info(
+                "server '%s' had no free slot within same_server_wait=%s s; choosing among the pool",
+                plan.get("server"),
+                self.same_server_wait,
+            )
+            return self._start_on_pool(context, RunLedger.from_context(context), deadline, plan)
         if event.get("status") == "timeout":
             doubt = kwargs.get("doubt")
             why = (
@@ -319,60 +505,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         if event.get("status") == "error":  # a server of the pool is misconfigured (connection, login)
             raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
         self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
-        return self._start_on_pool(context, RunLedger.from_context(context), deadline)
-
-    def _resume_previous(
-        self, context: Context, ledger: RunLedger, record: RunRecord, deadline: float | None
-    ) -> dict[str, Any] | None:
-        """Re-attach to, or deliver, the run an earlier try of this lineage left; None: start a new run."""
-        run = JobRun.from_dict(record.run)
-        if not ledger.same_lineage(record):
-            return self._after_clear(context, ledger, record, run, deadline)
-        if record.delivered and record.outcome == "unknown":  # never a silent re-run: only a Clear starts afresh
-            raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, "its outcome was unknown"))
-        if record.phase == "waiting" or (record.delivered and record.outcome != "succeeded"):
-            return None
-        hook = self._hook_for(run)
-        try:
-            state = hook.run_state(run)
-            if record.phase == "starting" and state.state is RunProgress.PENDING:
-                state = self._settle_intent(hook, run, record, state)
-        except ConnectionNotDefinedError as exc:
-            ledger.deliver("unknown")
-            raise OutcomeUnknownError(
-                run.server, run.job_name, _unknown(record, f"connection '{run.conn_id}' is no longer defined")
-            ) from exc
-        except SqlAgentError as exc:
-            if isinstance(exc, OutcomeUnknownError):
-                raise
-            raise type(exc)(
-                run.server,
-                run.job_name,
-                f"cannot read the run try {record.try_number} started ({exc.cause}); no other run is started "
-                "while that one may be going on: the next try looks again",
-                number=exc.number,
-                conn_id=run.conn_id,
-            ) from exc
-        if state.state is RunProgress.UNKNOWN:
-            ledger.deliver("unknown")
-            raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, state.note), conn_id=run.conn_id)
-        if state.state is RunProgress.RUNNING or (state.state is RunProgress.PENDING and record.phase == "started"):
-            self.log.info(
-                "try %s re-attaches to the run try %s started: %s", ledger.try_number, record.try_number, where(run)
-            )
-            ledger.save("started", run, owned=record.owned, deadline=deadline)
-            return self._follow(context, ledger, run, deadline, owned=record.owned)
-        if state.state is RunProgress.FINISHED:
-            self.log.info(
-                "the run try %s followed has ended: delivering its outcome, not starting again", record.try_number
-            )
-            ledger.save("started", run, owned=record.owned, deadline=deadline)
-            result = hook.run_result(run, state.outcome_instance_id, state.outcome)
-            return self._follow_result(context, ledger, result, owned=record.owned)
-        if record.phase == "started":  # abandoned, and no try has been told
-            ledger.deliver("abandoned")
-            raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
-        return None  # the intent was stored but no run began
+        return self._start_on_pool(context, RunLedger.from_context(context), deadline, plan)
 
     def _settle_intent(self, hook: SqlAgentHook, run: JobRun, record: RunRecord, state: RunState) -> RunState:
         """Only the intent of an earlier try is stored, and Agent may still pick that start up: watch
@@ -389,40 +522,21 @@ class SqlAgentRunJobOperator(BaseOperator):
             state = hook.run_state(run)
         return state
 
-    def _after_clear(
-        self, context: Context, ledger: RunLedger, record: RunRecord, run: JobRun, deadline: float | None
-    ) -> dict[str, Any] | None:
-        """A user cleared the task: start afresh, once the previous lineage's own run is over."""
-        self.log.info(
-            "the task was cleared after try %s (max_tries %s -> %s): starting a new run",
-            record.try_number,
-            record.max_tries,
-            ledger.max_tries,
-        )
-        if record.phase == "waiting" or not record.owned:
-            return None
-        try:
-            state = self._hook_for(run).run_state(run)
-        except ConnectionNotDefinedError:
-            self.log.info("connection '%s' of the earlier run is no longer defined: starting afresh", run.conn_id)
-            return None
-        if state.state is not RunProgress.RUNNING:
-            return None
-        self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
-        ledger.save("waiting", run, owned=False, deadline=deadline)
-        return self._wait_for(context, run, deadline)
-
-    def _start(self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None) -> dict[str, Any]:
+    def _start(
+        self, context: Context, ledger: RunLedger, job: JobInfo, deadline: float | None, step_name: str | None
+    ) -> dict[str, Any]:
         """Start the job, or apply ``if_running`` when it is running (also when sp_start_job says so)."""
         for _attempt in range(MAX_START_ATTEMPTS):
             current = self.hook.current_run(job) if job.executing else None
             if current is not None:
                 return self._apply_if_running(context, ledger, current, deadline)
             if not job.executing:
+                if step_name:
+                    self.hook.check_step(job, step_name)
                 if ledger.enabled:
                     ledger.save("starting", self.hook.next_run(job), deadline=deadline)
                 try:
-                    run = self.hook.start_job(job, self.step_name or None)
+                    run = self.hook.start_job(job, step_name)
                 except JobAlreadyRunningError:
                     self.log.info("job '%s' was started by someone else just now", job.name)
                     job = dataclasses.replace(job, executing=True)
@@ -510,13 +624,16 @@ class SqlAgentRunJobOperator(BaseOperator):
         event = {"status": status, "message": result.message, "run": result.run.to_dict(), "result": result.to_dict()}
         return self.execute_complete(context, event, owned=owned)
 
-    def _wait_for(self, context: Context, run: JobRun, deadline: float | None) -> dict[str, Any]:
-        """Wait for someone else's run to end (never stopping it), then start ours."""
+    def _wait_for(
+        self, context: Context, run: JobRun, deadline: float | None, plan: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Wait for someone else's run to end (never stopping it), then start ours (as ``plan`` says)."""
         trigger = self._trigger(context, run, deadline, stop_on_kill=False)
+        kwargs = {"deadline": deadline, "plan": plan or {}}
         if self.deferrable:
             trigger.not_before = defer_not_before()
-            self.defer(trigger=trigger, method_name="execute_after_wait", kwargs={"deadline": deadline})
-        return self.execute_after_wait(context, run_trigger_here(trigger), deadline=deadline)
+            self.defer(trigger=trigger, method_name="execute_after_wait", kwargs=kwargs)
+        return self.execute_after_wait(context, run_trigger_here(trigger), **kwargs)
 
     @publishes_failure
     def execute_after_wait(
@@ -536,7 +653,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = kwargs.get("deadline", record.deadline if record else None)
         if deadline is None and self.timeout and record is None:
             deadline = time.time() + self.timeout
-        return self._start_child(context, ledger, deadline)
+        return self._start_child(context, ledger, deadline, kwargs.get("plan"))
 
     # ------------------------------------------------------------------ outcome
 
@@ -562,7 +679,8 @@ class SqlAgentRunJobOperator(BaseOperator):
             ledger.deliver("abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
-        ledger.deliver(result.outcome)
+        failed = result.failed_step
+        ledger.deliver(result.outcome, {"id": failed.step_id, "name": failed.step_name} if failed else None)
         if not result.succeeded:
             raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
         return summarize(result, attached=not owned)
@@ -620,6 +738,53 @@ _ABANDONED = (
     "the run stopped without an outcome: SQL Server Agent was stopped or restarted during the run "
     "(or the job was deleted), so Agent abandoned it"
 )
+
+
+RESUME_PARAM = "ssis_lb_resume_failed_step"  # DAG run param/conf: Clears resume at the failed step too
+
+
+def _stored(record: RunRecord | None) -> Stored | None:
+    if record is None:
+        return None
+    return Stored(
+        record.phase,
+        record.owned,
+        record.delivered,
+        record.outcome,
+        str(record.run.get("conn_id", "")),
+        record.try_number,
+        record.failed_step,
+    )
+
+
+def _plan(decision: Decision, record: RunRecord | None, same_server_wait: float) -> dict[str, Any]:
+    """A START decision as the JSON-friendly plan a deferral carries: the step to resume at, the server to
+    go back to, and until when ``prefer`` holds out for it."""
+    plan: dict[str, Any] = {"same_server": decision.same_server, "server": decision.server}
+    plan["after_try"] = record.try_number if record is not None else None
+    plan["until"] = time.time() + same_server_wait if decision.same_server == "prefer" else None
+    if decision.step:
+        step = decision.step
+        plan["step"] = step
+        how = "failed" if record is None or record.outcome != "canceled" else "was canceled"
+        plan["resume"] = (
+            f"resuming at step {step.get('id')} '{step.get('name')}' after try {plan['after_try']} {how} there"
+        )
+    return plan
+
+
+def _step_name(plan: dict[str, Any], default: str | None) -> str | None:
+    step = plan.get("step")
+    return str(step["name"]) if step else (default or None)
+
+
+def _why_not(readings: Sequence[ServerReading], conn_id: str, same_server_wait: float) -> str:
+    reading = next((r for r in readings if r.server.conn_id == conn_id), None)
+    if reading is None or not reading.reachable:
+        return "is down" + (f" ({reading.reason})" if reading else "")
+    if not reading.eligible:
+        return f"cannot run the job ({reading.reason})"
+    return f"had no free slot within same_server_wait={same_server_wait} s"
 
 
 def _unknown(record: RunRecord, why: str) -> str:
