@@ -43,7 +43,18 @@ _SERVER_KEYS = {
     "allow_cmdexec",
 }
 _LOGIN_KEYS = {"name", "password", "password_env", "roles"}
-_PACKAGE_KEYS = {"path", "duration", "outcome", "fail_first", "fail_first_scope", "errors", "warnings"}
+_PACKAGE_KEYS = {
+    "path",
+    "duration",
+    "outcome",
+    "fail_first",
+    "fail_first_scope",
+    "errors",
+    "warnings",
+    "tasks",
+    "fail_at",
+    "checkpoints",
+}
 _JOB_KEYS = {"name", "owner", "enabled", "description", "category", "steps"}
 _STEP_KEYS = {
     "name",
@@ -243,7 +254,14 @@ def _parse_package(entry: dict[str, Any], where: str) -> PackageSpec:
         fail_first_scope=scope,
         errors=tuple(_typed(entry, "errors", list, where, default=[])),
         warnings=tuple(_typed(entry, "warnings", list, where, default=[])),
+        tasks=tuple(_typed(entry, "tasks", list, where, default=[])),
+        fail_at=_typed(entry, "fail_at", str, where, default=None),
+        checkpoints=_typed(entry, "checkpoints", bool, where, default=False),
     )
+    if package.fail_at is not None and package.fail_at not in package.tasks:
+        raise ConfigError(f"{where}: fail_at {package.fail_at!r} is not one of its tasks {list(package.tasks)}")
+    if package.checkpoints and not package.tasks:
+        raise ConfigError(f"{where}: checkpoints need the package's tasks (a checkpoint records completed tasks)")
     try:
         package.parts  # noqa: B018 - validates the catalog path
     except ValueError as exc:

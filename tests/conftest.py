@@ -66,6 +66,17 @@ TEST_PACKAGES = (
         warnings=("Truncation may occur.",),
     ),
     PackageSpec("\\SSISDB\\Tests\\Demo\\Flaky.dtsx", duration=0.1, fail_first=1, errors=("Deadlock victim.",)),
+    # CheckpointUsage=IfExists: its first execution on a server fails at "Load facts"; the next one *there*
+    # restarts from the checkpoint file on that server's disk.
+    PackageSpec(
+        "\\SSISDB\\Tests\\Demo\\Checkpointed.dtsx",
+        duration=0.3,
+        fail_first=1,
+        errors=("The facts table is locked.",),
+        tasks=("Extract", "Load facts", "Publish"),
+        fail_at="Load facts",
+        checkpoints=True,
+    ),
 )
 
 

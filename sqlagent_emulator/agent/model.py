@@ -110,6 +110,13 @@ class PackageSpec:
     fail_first_scope: str = "server"  # "server" | "fleet"
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # The control flow's tasks, run in order, ``duration`` shared evenly; a failing execution fails at
+    # ``fail_at`` (default: the last task). With ``checkpoints`` (CheckpointUsage=IfExists, SaveCheckpoints,
+    # a checkpoint file on the server's own disk) a failed execution leaves the tasks it completed in the
+    # server's checkpoint file, and the next execution on *that server* skips them; a success deletes it.
+    tasks: tuple[str, ...] = ()
+    fail_at: str | None = None
+    checkpoints: bool = False
 
     @property
     def parts(self) -> tuple[str, str, str]:

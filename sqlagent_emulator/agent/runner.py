@@ -68,6 +68,7 @@ class Agent:
         self._owner_name = owner_name
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
+        self.checkpoints: dict[str, tuple[str, ...]] = {}  # this server's checkpoint files: package -> tasks done
         self._session_id: int | None = None
         self.capacity = Capacity(cpus, self.executing_count)
 

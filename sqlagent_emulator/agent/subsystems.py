@@ -51,6 +51,7 @@ class StepHost(Protocol):
     store: AgentStore
     packages: Mapping[str, PackageSpec]
     server_name: str
+    checkpoints: dict[str, tuple[str, ...]]  # the server's own checkpoint files (package path -> tasks done)
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
@@ -215,16 +216,38 @@ async def _execute_package(
 
     await event(MessageType.PRE_VALIDATE, f"{source}:Validation has started.", 30, source, "OnPreValidate")
     await event(MessageType.POST_VALIDATE, f"{source}:Validation is complete.", 30, source, "OnPostValidate")
-    if not await host.work(spec.duration, stop):
-        state = ExecutionState.CANCELED
-    else:
+    key = spec.path.lower()
+    done = host.checkpoints.get(key, ()) if spec.checkpoints else ()
+    if done:
+        await event(
+            MessageType.INFORMATION,
+            f'{source}:Information: The package restarted from checkpoint file "{checkpoint_file(spec)}". '
+            "The package was configured to restart from checkpoint.",
+            30,
+            source,
+            "OnInformation",
+        )
+    tasks = spec.tasks or ("Data Flow Task",)
+    failing_task = (spec.fail_at or tasks[-1]) if fails else None
+    completed: list[str] = list(done)
+    state = ExecutionState.SUCCEEDED
+    for task in (t for t in tasks if t not in done):
+        if not await host.work(spec.duration / len(tasks), stop):
+            state = ExecutionState.CANCELED
+            break
+        if task == failing_task:
+            state = ExecutionState.FAILED
+            break
+        if spec.tasks:
+            await event(MessageType.INFORMATION, f"{task}:Information: Task completed.", 40, task, "OnInformation")
+        completed.append(task)
+    if state != ExecutionState.CANCELED:
         for text in spec.warnings:
             await event(MessageType.WARNING, f"{source}:Warning: {text}", 40, "Data Flow Task", "OnWarning")
-        if fails:
+        if state == ExecutionState.FAILED:
             errors = spec.errors or ("The package execution failed.",)
             for text in errors:
-                await event(MessageType.ERROR, f"{source}:Error: {text}", 40, "Data Flow Task", "OnError")
-        state = ExecutionState.FAILED if fails else ExecutionState.SUCCEEDED
+                await event(MessageType.ERROR, f"{source}:Error: {text}", 40, failing_task or source, "OnError")
         await event(
             MessageType.INFORMATION,
             f"{source}:Finished, {host.store.engine.now():%I:%M:%S %p}.",
@@ -232,8 +255,18 @@ async def _execute_package(
             source,
             "OnInformation",
         )
+    if spec.checkpoints:  # kept on failure (and cancel), deleted on success
+        if state == ExecutionState.SUCCEEDED:
+            host.checkpoints.pop(key, None)
+        else:
+            host.checkpoints[key] = tuple(completed)
     await host.db(host.store.end_execution, execution_id, int(state))
     return state
+
+
+def checkpoint_file(spec: PackageSpec) -> str:
+    """Where the package's CheckpointFileName would point: a file on the server running it."""
+    return f"C:\\SSIS\\Checkpoints\\{spec.parts[2].removesuffix('.dtsx')}.chk"
 
 
 SUBSYSTEMS: dict[str, Callable[[StepHost, StepRow, asyncio.Event, RunContext], Awaitable[StepOutcome]]] = {

@@ -84,3 +84,31 @@ def test_a_step_renamed_since_it_failed_is_not_guessed(lb: Pool) -> None:
         "job, or set step_name"
     )
     assert [len(runs_on(lb, n, job)) for n in NAMES] == [1, 0, 0]  # nothing started after the first run
+
+
+CHECKPOINTED = {
+    "subsystem": "SSIS",
+    "command": '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Checkpointed.dtsx\\"" '
+    '/Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True',
+}
+
+
+def test_a_checkpointed_package_retries_on_its_server_and_resumes_there(lb: Pool) -> None:
+    """The package fails at its second task; its checkpoint file is on that server's disk (the emulator's
+    ``checkpoints``), so only a retry there skips the first task."""
+    job = lb.job_on(NAMES, [CHECKPOINTED])
+    result = run_dag(servers=POOL, job_name=job, retries=1, retry_delay=0, retry_on_same_server="prefer")
+    assert result.state == "success" and result.ti.try_number == 2
+    assert [run[-1][2] for run in runs_on(lb, "LB1", job)] == [FAILED, SUCCEEDED]
+    assert runs_on(lb, "LB2", job) == [] and runs_on(lb, "LB3", job) == []
+    with closing(lb.sa("LB1")) as sa:
+        execution = sa.run("SELECT MAX(execution_id) FROM SSISDB.catalog.executions")[0][0]
+        messages = [
+            r[0]
+            for r in sa.run(
+                "SELECT message FROM SSISDB.catalog.event_messages WHERE operation_id = ? ORDER BY event_message_id",
+                execution,
+            )
+        ]
+    assert any("restarted from checkpoint file" in m for m in messages)
+    assert not any(m.startswith("Extract:") for m in messages)  # the task done before the failure is skipped

@@ -258,3 +258,47 @@ def test_command_line_and_control_channel(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "STOPPED" in out
     assert not token_file.exists()  # removed when the emulator stops
+
+
+CHECKPOINTED = (
+    '/ISSERVER "\\"\\SSISDB\\Tests\\Demo\\Checkpointed.dtsx\\"" /Par "\\"$ServerOption::SYNCHRONIZED(Boolean)\\"";True'
+)
+
+
+def task_messages(sa: Client, execution_id: int) -> list[str]:
+    rows = sa.run(
+        "SELECT message FROM SSISDB.catalog.event_messages WHERE operation_id = ? ORDER BY event_message_id",
+        execution_id,
+    )
+    return [r[0] for r in rows if "Task completed" in r[0] or "checkpoint" in r[0]]
+
+
+def test_a_checkpointed_package_restarts_from_its_checkpoint_only_on_its_own_server() -> None:
+    """CheckpointUsage=IfExists: the checkpoint file is on the server that ran the failed execution."""
+    configs = [emulator_config(name) for name in ("CHKA", "CHKB")]
+    with EmulatorController(configs) as controller:
+        clients = {
+            name: sa_client(SqlServerTarget(name, "127.0.0.1", controller[name].port, "sa", SA_PASSWORD))
+            for name in ("CHKA", "CHKB")
+        }
+        try:
+            runs = []
+            for name in ("CHKA", "CHKB", "CHKA"):  # fail on A; elsewhere from scratch; back on A: resume
+                sa = clients[name]
+                job = create_job(sa, [{"subsystem": "SSIS", "command": CHECKPOINTED}], f"chk {name} {len(runs)}")
+                sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
+                wait_until_idle(sa, job)
+                execution = sa.run("SELECT MAX(execution_id) FROM SSISDB.catalog.executions")[0][0]
+                runs.append((history(sa, job)[-1][2], task_messages(sa, execution)))
+        finally:
+            for sa in clients.values():
+                sa.close()
+    assert runs[0] == (FAILED, ["Extract:Information: Task completed."])
+    assert runs[1] == (FAILED, ["Extract:Information: Task completed."])  # CHKB has no checkpoint: from scratch
+    assert runs[2][0] == SUCCEEDED
+    assert runs[2][1] == [
+        "Checkpointed:Information: The package restarted from checkpoint file "
+        '"C:\\SSIS\\Checkpoints\\Checkpointed.chk". The package was configured to restart from checkpoint.',
+        "Load facts:Information: Task completed.",
+        "Publish:Information: Task completed.",
+    ]
