@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.log import redact
 
 from ..balancing import Affinity, PoolServer, ServerPool, ServerReading, Strategy
-from ..child_life import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
+from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
 from ..exceptions import (
     AgentRestartedError,
     ConnectionNotDefinedError,
@@ -241,7 +241,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         )
 
     def _carry_out(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
-        """Decide what this try does (``child_life.decide``) and do it."""
+        """Decide what this try does (``lifecycle.decide``) and do it."""
         record = ledger.load()
         run = JobRun.from_dict(record.run) if record is not None else None
         cleared = record is not None and not ledger.same_lineage(record)

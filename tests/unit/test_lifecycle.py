@@ -1,10 +1,10 @@
-"""``child_life.decide`` as a table: every case of a child's try, one row each."""
+"""``lifecycle.decide`` as a table: every case of a child's try, one row each."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_ssis_lb.child_life import (
+from airflow_provider_ssis_lb.lifecycle import (
     Action,
     Options,
     Situation,
