@@ -17,7 +17,6 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.log import redact
 
 from ..balancing import Affinity, PoolServer, ServerPool, ServerReading, Strategy
-from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
 from ..exceptions import (
     AgentRestartedError,
     ConnectionNotDefinedError,
@@ -30,6 +29,7 @@ from ..exceptions import (
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
+from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
 from ..missing_job import advice as missing_job_advice
 from ..missing_job import missing_everywhere
 from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
