@@ -469,15 +469,12 @@ class SqlAgentRunJobOperator(BaseOperator):
         # After a doubt, ask again no sooner than poll_interval: the capacity trigger cannot see a lock held.
         settle = defer_not_before() if self.deferrable else time.time()
         trigger.not_before = max(settle, time.time() + self.poll_interval) if doubt else settle
-        kwargs = {"deadline": deadline, "doubt": doubt, "plan": plan}
+        kwargs = {"resumed": "capacity", "deadline": deadline, "doubt": doubt, "plan": plan}
         if self.deferrable:
-            self.defer(trigger=trigger, method_name="execute_after_capacity", kwargs=kwargs)
-        return self.execute_after_capacity(context, run_trigger_here(trigger), **kwargs)
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs)
+        return self.execute_complete(context, run_trigger_here(trigger), **kwargs)
 
-    @publishes_failure
-    def execute_after_capacity(
-        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
+    def _after_capacity(self, context: Context, event: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
         """A slot freed up (or the wait timed out): choose again; another child may have taken it."""
         event = event or {}
         deadline = kwargs.get("deadline", event.get("deadline"))
@@ -629,16 +626,13 @@ class SqlAgentRunJobOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Wait for someone else's run to end (never stopping it), then start ours (as ``plan`` says)."""
         trigger = self._trigger(context, run, deadline, stop_on_kill=False)
-        kwargs = {"deadline": deadline, "plan": plan or {}}
+        kwargs = {"resumed": "waited", "deadline": deadline, "plan": plan or {}}
         if self.deferrable:
             trigger.not_before = defer_not_before()
-            self.defer(trigger=trigger, method_name="execute_after_wait", kwargs=kwargs)
-        return self.execute_after_wait(context, run_trigger_here(trigger), **kwargs)
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs)
+        return self.execute_complete(context, run_trigger_here(trigger), **kwargs)
 
-    @publishes_failure
-    def execute_after_wait(
-        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
+    def _after_wait(self, context: Context, event: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
         """The run we waited for has ended: start ours (``if_running`` applies again)."""
         run = _event_run(event)
         status = event.get("status") if event else "error"
@@ -659,6 +653,24 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     @publishes_failure
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Every resume from a trigger: a slot may be free (``resumed="capacity"``: choose again), the run we
+        waited for ended (``"waited"``: start ours), or our run ended (the default: deliver its outcome)."""
+        resumed = kwargs.pop("resumed", "run")
+        if resumed == "capacity":
+            return self._after_capacity(context, event, **kwargs)
+        if resumed == "waited":
+            return self._after_wait(context, event, **kwargs)
+        return self._after_run(context, event, **kwargs)
+
+    def execute_after_capacity(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A task deferred by version 0.1 resumes here: ``execute_complete(resumed="capacity")``."""
+        return self.execute_complete(context, event, resumed="capacity", **kwargs)
+
+    def execute_after_wait(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A task deferred by version 0.1 resumes here: ``execute_complete(resumed="waited")``."""
+        return self.execute_complete(context, event, resumed="waited", **kwargs)
+
+    def _after_run(self, context: Context, event: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
         """Log the run's history, then return its summary or raise its failure."""
         run = _event_run(event)
         ledger = RunLedger.from_context(context)

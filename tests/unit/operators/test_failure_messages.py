@@ -50,6 +50,7 @@ def test_if_running_fail(hook: FakeHook) -> None:
 
 def test_if_running_wait_gives_up_at_the_timeout(hook: FakeHook) -> None:
     op = operator(timeout=5)
+    # execute_after_wait: the method tasks deferred by version 0.1 resume by, the same as resumed="waited"
     cause = cause_of(SqlAgentError, op.execute_after_wait, context(FakeStore()), event(None, "timeout", run=THEIRS))
     assert cause == "waiting for the run in progress: did not end within timeout=5 s; ours never started"
 
@@ -143,7 +144,9 @@ def test_a_retry_whose_server_cannot_be_read(hook: FakeHook, monkeypatch: pytest
 def test_a_doubt_that_lasts_until_the_timeout(pool: dict[str, PoolHook]) -> None:
     op = pooled(timeout=30)
     doubt = "server 'a' could not be read: Query timeout expired"
-    cause = cause_of(SqlAgentError, op.execute_after_capacity, mapped(0), {"status": "timeout"}, doubt=doubt)
+    cause = cause_of(
+        SqlAgentError, op.execute_complete, mapped(0), {"status": "timeout"}, doubt=doubt, resumed="capacity"
+    )
     assert cause == (
         "server 'a' could not be read: Query timeout expired, and it may be running the job, so no server was "
         "chosen within timeout=30 s; the job never started"

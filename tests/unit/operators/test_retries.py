@@ -28,6 +28,7 @@ from .test_sql_agent import (
     event,
     operator,
     pooled,
+    resumed,
     stored,
 )
 
@@ -129,7 +130,7 @@ def test_prefer_waits_for_its_server_alone_until_the_bound(servers: dict[str, St
     assert not any(h.started for h in servers.values())
     assert [s["conn_id"] for s in deferral.trigger.servers] == ["b"]
     assert before + 60 <= deferral.trigger.deadline <= time.time() + 60
-    assert deferral.method_name == "execute_after_capacity" and deferral.kwargs["plan"]["server"] == "b"
+    assert resumed(deferral) == "capacity" and deferral.kwargs["plan"]["server"] == "b"
 
 
 def test_prefer_goes_elsewhere_after_the_bound_and_says_why(servers: dict[str, StepHook], capsys) -> None:
@@ -138,7 +139,7 @@ def test_prefer_goes_elsewhere_after_the_bound_and_says_why(servers: dict[str, S
     op = pooled(retry_from_failed_step=True, same_server_wait=60)
     timeout = {"status": "timeout", "deadline": None}
     with pytest.raises(TaskDeferred):  # started on another server, and deferred to follow the run
-        op.execute_after_capacity(retry(failed_try("b")), timeout, deadline=None, plan=plan)
+        op.execute_complete(retry(failed_try("b")), timeout, deadline=None, plan=plan, resumed="capacity")
     assert servers["a"].started_at == ["copy"]
     out = capsys.readouterr().out
     assert "server 'b' had no free slot within same_server_wait=60 s; choosing among the pool" in out

@@ -157,6 +157,12 @@ def deferred(op: SqlAgentRunJobOperator, ctx: dict[str, Any]) -> TaskDeferred:
     return caught.value
 
 
+def resumed(deferral: TaskDeferred) -> str:
+    """What the deferred task resumes for: "capacity", "waited" or "run" (all through execute_complete)."""
+    assert deferral.method_name == "execute_complete"
+    return (deferral.kwargs or {}).get("resumed", "run")
+
+
 def stored(store: FakeStore) -> dict[str, Any]:
     return store.data[ledger.STATE_KEY]
 
@@ -246,26 +252,26 @@ def test_if_running_wait_waits_then_starts(hook: FakeHook) -> None:
     ctx = context(FakeStore())
     op = operator()
     deferral = deferred(op, ctx)
-    assert deferral.method_name == "execute_after_wait" and not hook.started
+    assert resumed(deferral) == "waited" and not hook.started
     assert deferral.trigger.run_handle == THEIRS and deferral.trigger.stop_on_kill is False
     assert stored(ctx["task_state_store"])["phase"] == "waiting"
     with pytest.raises(TaskDeferred) as second:
-        op.execute_after_wait(ctx, event(FAILED, run=THEIRS))  # their outcome does not matter
-    assert hook.started == [OURS] and second.value.method_name == "execute_complete"
+        op.execute_complete(ctx, event(FAILED, run=THEIRS), resumed="waited")  # their outcome does not matter
+    assert hook.started == [OURS] and resumed(second.value) == "run"
     assert second.value.trigger.stop_on_kill is True
 
 
 def test_if_running_wait_gives_up_at_the_timeout_without_starting(hook: FakeHook) -> None:
     with pytest.raises(SqlAgentError, match="waiting for the run in progress: did not end within timeout=5 s"):
-        operator(timeout=5).execute_after_wait(context(FakeStore()), event(None, "timeout", run=THEIRS))
+        operator(timeout=5).execute_complete(context(FakeStore()), event(None, "timeout", run=THEIRS), resumed="waited")
     assert not hook.started and not hook.stopped
 
 
-@pytest.mark.parametrize(("policy", "outcome"), [("wait", "execute_after_wait"), ("attach", "execute_complete")])
+@pytest.mark.parametrize(("policy", "outcome"), [("wait", "waited"), ("attach", "run")])
 def test_a_start_race_applies_if_running(hook: FakeHook, policy: str, outcome: str) -> None:
     hook.start_errors = [JobAlreadyRunningError("SQL1", "child a", "the job is already running")]
     deferral = deferred(operator(if_running=policy), context(FakeStore()))
-    assert deferral.method_name == outcome and deferral.trigger.run_handle == THEIRS and not hook.started
+    assert resumed(deferral) == outcome and deferral.trigger.run_handle == THEIRS and not hook.started
 
 
 def test_a_run_that_ended_while_we_looked_is_followed_by_our_start(hook: FakeHook) -> None:
@@ -434,7 +440,7 @@ def test_a_clear_waits_for_the_previous_lineage_run_without_stopping_it(hook: Fa
     ctx = context(earlier_try(), try_number=2, max_tries=3, clear_number=1)
     deferral = deferred(operator(if_running="attach"), ctx)
     assert not hook.started and not hook.stopped
-    assert deferral.method_name == "execute_after_wait" and deferral.trigger.stop_on_kill is False
+    assert resumed(deferral) == "waited" and deferral.trigger.stop_on_kill is False
 
 
 def test_clearing_another_task_of_the_dag_run_does_not_restart_this_one(hook: FakeHook) -> None:
@@ -718,7 +724,7 @@ def test_a_job_running_anywhere_in_the_pool_is_waited_for(pool: dict[str, PoolHo
     pool["c"].job = dataclasses.replace(JOB, executing=True)  # a retry's earlier run, or started by hand
     deferral = deferred(pooled(), mapped(0))
     assert not any(h.started for h in pool.values())
-    assert deferral.method_name == "execute_after_wait" and deferral.trigger.run_handle.conn_id == "c"
+    assert resumed(deferral) == "waited" and deferral.trigger.run_handle.conn_id == "c"
     assert not deferral.trigger.stop_on_kill
     assert "job 'child a' on server 'C' (conn_id c) is running: waiting for that run to end" in capsys.readouterr().out
 
@@ -801,7 +807,7 @@ def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[s
     ctx = mapped(1)
     op = pooled(timeout=60)
     deferral = deferred(op, ctx)
-    assert deferral.method_name == "execute_after_capacity"
+    assert resumed(deferral) == "capacity"
     trigger = deferral.trigger
     assert isinstance(trigger, module.SqlAgentCapacityTrigger)
     assert trigger.servers == [
@@ -813,12 +819,14 @@ def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[s
     assert trigger.deadline is not None and not any(h.started for h in pool.values())
     # another child took the freed slot before we resumed: wait again
     with pytest.raises(TaskDeferred) as again:
-        op.execute_after_capacity(ctx, {"status": "free", "deadline": trigger.deadline})
-    assert again.value.method_name == "execute_after_capacity"
+        op.execute_complete(ctx, {"status": "free", "deadline": trigger.deadline}, resumed="capacity")
+    assert resumed(again.value) == "capacity"
     pool["b"].running = 1
     with pytest.raises(TaskDeferred) as started:
-        pooled().execute_after_capacity(ctx, {"status": "free", "deadline": trigger.deadline})  # a fresh operator
-    assert started.value.method_name == "execute_complete" and started.value.trigger.run_handle.conn_id == "b"
+        pooled().execute_complete(
+            ctx, {"status": "free", "deadline": trigger.deadline}, resumed="capacity"
+        )  # a fresh operator
+    assert resumed(started.value) == "run" and started.value.trigger.run_handle.conn_id == "b"
 
 
 def test_capacity_wait_timeout(pool: dict[str, PoolHook]) -> None:
@@ -826,7 +834,7 @@ def test_capacity_wait_timeout(pool: dict[str, PoolHook]) -> None:
         SqlAgentError,
         match="pool .a, b, c..: no server of the pool had a free slot within timeout=5 s; the job never started",
     ):
-        pooled(timeout=5).execute_after_capacity(mapped(0), {"status": "timeout"})
+        pooled(timeout=5).execute_complete(mapped(0), {"status": "timeout"}, resumed="capacity")
     assert not any(h.started for h in pool.values())
 
 
@@ -846,15 +854,18 @@ def test_a_server_that_answers_but_cannot_be_read_or_locked_blocks_the_start(
     setattr(pool["a"], fault, True)
     deferral = deferred(pooled(strategy="fixed"), mapped(0))
     assert not any(h.started for h in pool.values())
-    assert deferral.method_name == "execute_after_capacity" and deferral.kwargs["doubt"].startswith("server 'a' ")
+    assert resumed(deferral) == "capacity" and deferral.kwargs["doubt"].startswith("server 'a' ")
     assert "server 'a' could not be read: " in capsys.readouterr().out
     assert deferral.trigger.not_before is not None and deferral.trigger.not_before > time.time()
 
 
 def test_a_doubt_that_lasts_until_the_timeout_fails_naming_the_server(pool: dict[str, PoolHook]) -> None:
     with pytest.raises(SqlAgentError, match="server 'a' could not be read: .*may be running the job.*never started"):
-        pooled(timeout=30).execute_after_capacity(
-            mapped(0), {"status": "timeout"}, doubt="server 'a' could not be read: Query timeout expired"
+        pooled(timeout=30).execute_complete(
+            mapped(0),
+            {"status": "timeout"},
+            doubt="server 'a' could not be read: Query timeout expired",
+            resumed="capacity",
         )
 
 
