@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 STATE_KEY = "sql_agent_run"
+PLAN_KEY = "sql_agent_plan"  # how this try starts (step, server): kept across its deferrals
 Phase = Literal["waiting", "starting", "started"]
 Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started", "unknown"]
 
@@ -89,6 +90,22 @@ class RunLedger:
         if record is not None:
             record.delivered, record.outcome, record.failed_step = True, outcome, failed_step
             self._write()
+
+    def save_plan(self, plan: dict[str, Any]) -> None:
+        """Keep how this try starts, for its resumes: ``dag.test()`` resumes a deferred task with the
+        trigger's event alone, without the kwargs it deferred with."""
+        if self.enabled:
+            self.store.set(PLAN_KEY, {**plan, "try_number": self.try_number, "max_tries": self.max_tries})
+
+    def load_plan(self) -> dict[str, Any] | None:
+        """The plan this very try saved (a plan of an earlier try or lineage is None)."""
+        plan = self.store.get(PLAN_KEY) if self.enabled else None
+        if not isinstance(plan, dict) or (plan.get("try_number"), plan.get("max_tries")) != (
+            self.try_number,
+            self.max_tries,
+        ):
+            return None
+        return plan
 
     def _write(self) -> None:
         if self.enabled and self.record is not None:

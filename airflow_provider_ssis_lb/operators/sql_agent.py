@@ -73,42 +73,21 @@ class SqlAgentRunJobOperator(BaseOperator):
     (XCom ``return_value``); a failed or canceled run raises ``JobRunFailedError`` naming the failed step,
     its message and the SSIS errors; a run Agent abandoned (restart) raises ``AgentRestartedError``.
 
-    **Retries and clears.** The run handle is kept in the task state store (an intent record just
-    before ``sp_start_job``, the handle right after it), which outlives tries. A new try of the same
-    lineage (a retry, or a try after a worker died) looks at the stored run first:
-
-    * still running (or not picked up by Agent yet): re-attach to it, start nothing;
-    * ended with an outcome no try received (the worker died while waiting): deliver that outcome
-      (return the summary, or raise the failure) instead of starting again;
-    * ended with a failure, cancel, abandon or timeout that a try already received: start a new run,
-      which is what a retry is for;
-    * succeeded: return its summary again; within one lineage a successful run is never repeated;
-    * only the intent was stored (death around ``sp_start_job``): wait until Agent's pickup grace has
-      passed in server time; a run that began after the intent is adopted as above; if none did, start.
-
-    A user *Clear* starts a new lineage (``ti.max_tries`` changes): the stored run is ignored and a new
-    run is started, after the previous lineage's run ends if it is still active (a kill stops it when
-    ``stop_on_kill``). Without a task state store in the context, every try simply starts a run.
+    **Retries and clears.** The run handle is kept in the task state store (``ledger``), which outlives
+    tries; what each try does with it (re-attach, deliver an outcome no try received, start again, resume
+    at the failed step, wait for the cleared lineage's run) is ``lifecycle.decide``, one table.
 
     **Killing.** Marking the task failed/success or clearing it stops the run this task started with
     ``sp_stop_job`` (never another run of the job) when ``stop_on_kill``: the trigger's ``on_kill``
-    while deferred, the operator's ``on_kill`` while waiting in a worker. A run the task attached to or
-    waited for is never stopped. A triggerer restart, or the trigger moving to another triggerer, never
-    stops it: the trigger stops the run only after reading that the task instance is no longer deferred.
+    while deferred, the operator's ``on_kill`` while waiting in a worker. A triggerer restart, or the
+    trigger moving to another triggerer, never stops it (``user_action``).
 
-    **Server pool.** With ``servers`` instead of ``conn_id``, each start (not a re-attach) reads every
-    server's live load (Agent jobs executing there, whoever started them) and whether the job may start
-    there (it exists and is enabled), in parallel; unreachable servers are skipped with a warning. The
-    start is admitted under application locks on the servers (``fleet``): a job running on any server of
-    the pool counts as running (``if_running`` applies, and the log names its server), and concurrent
-    starters never put a server above its capacity. ``choose_server`` picks a server by ``strategy``,
-    with the map index (or, unmapped, the try number) as position so children started together spread
-    out. A server whose Agent is stopped, or where the job has no target server, is skipped for this
-    choice with the reason logged, and the child chooses again at once. If every eligible server is full,
-    the task waits for a free slot (deferred on ``SqlAgentCapacityTrigger``, or here) and chooses again;
-    if no server is eligible it fails, listing each server's reason. The run handle (XCom, state store)
-    names the chosen ``conn_id``, so a retry re-attaches to a run still going on that server, and
-    otherwise chooses again (it may run on another server).
+    **Server pool.** With ``servers``, each start is admitted under application locks on the servers
+    (``fleet``): a job running on any server of the pool counts as running (``if_running`` applies), and
+    concurrent starters never put a server above its capacity. ``choose_server`` picks by ``strategy``,
+    with the map index (or, unmapped, the try number) as position so children started together spread out;
+    when every eligible server is full the task waits for a slot (``SqlAgentCapacityTrigger``) and chooses
+    again. docs/operators.md and docs/fleet.md tell the whole story.
 
     :param conn_id: Airflow ``mssql`` or ``odbc`` connection to the SQL Server whose Agent runs the job
         (default ``mssql_default`` when ``servers`` is not given either).
@@ -258,7 +237,9 @@ class SqlAgentRunJobOperator(BaseOperator):
             decision = decide(situation)
             self.log.debug("decision: %s (%s)", decision.action.value, decision.why)
             if decision.action is Action.START:
-                return self._start_child(context, ledger, deadline, _plan(decision, record, self.same_server_wait))
+                plan = ledger.load_plan() or _plan(decision, record, self.same_server_wait)
+                ledger.save_plan(plan)
+                return self._start_child(context, ledger, deadline, plan)
             assert record is not None and run is not None  # every other action follows a stored run
             if decision.action is Action.READ:
                 state = self._read_state(ledger, record, run, cleared=cleared)
@@ -295,6 +276,7 @@ class SqlAgentRunJobOperator(BaseOperator):
                 record,
                 self.same_server_wait,
             )
+            ledger.save_plan(plan)
             return self._wait_for(context, run, deadline, plan)
         ledger.save("started", run, owned=record.owned, deadline=deadline)
         if decision.action is Action.REATTACH:
@@ -478,7 +460,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         """A slot freed up (or the wait timed out): choose again; another child may have taken it."""
         event = event or {}
         deadline = kwargs.get("deadline", event.get("deadline"))
-        plan = kwargs.get("plan") or {}
+        plan = kwargs.get("plan") or RunLedger.from_context(context).load_plan() or {}
         bound_passed = plan.get("until") is not None and time.time() >= plan["until"]
         if event.get("status") == "timeout" and bound_passed and (deadline is None or time.time() < deadline):
             self.log.info(
@@ -647,7 +629,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         deadline = kwargs.get("deadline", record.deadline if record else None)
         if deadline is None and self.timeout and record is None:
             deadline = time.time() + self.timeout
-        return self._start_child(context, ledger, deadline, kwargs.get("plan"))
+        return self._start_child(context, ledger, deadline, kwargs.get("plan") or ledger.load_plan())
 
     # ------------------------------------------------------------------ outcome
 
@@ -655,7 +637,7 @@ class SqlAgentRunJobOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Every resume from a trigger: a slot may be free (``resumed="capacity"``: choose again), the run we
         waited for ended (``"waited"``: start ours), or our run ended (the default: deliver its outcome)."""
-        resumed = kwargs.pop("resumed", "run")
+        resumed = kwargs.pop("resumed", None) or _resumed_for(event, RunLedger.from_context(context).load())
         if resumed == "capacity":
             return self._after_capacity(context, event, **kwargs)
         if resumed == "waited":
@@ -753,6 +735,17 @@ _ABANDONED = (
 
 
 RESUME_PARAM = "ssis_lb_resume_failed_step"  # DAG run param/conf: Clears resume at the failed step too
+
+
+def _resumed_for(event: dict[str, Any] | None, record: RunRecord | None) -> str:
+    """What a resume is for when its kwargs are gone (``dag.test()`` passes the event alone): a capacity
+    trigger's event names no run; a run we waited for is the one the ledger says we wait for."""
+    run = (event or {}).get("run")
+    if event is not None and run is None and "deadline" in event:
+        return "capacity"
+    if record is not None and record.phase == "waiting" and run == record.run:
+        return "waited"
+    return "run"
 
 
 def _stored(record: RunRecord | None) -> Stored | None:

@@ -208,3 +208,15 @@ def test_a_preferred_server_needs_a_pool() -> None:
     with pytest.raises(ValueError) as caught:
         operator(preferred_server="a")
     assert str(caught.value) == "preferred_server='a' chooses within a pool: give servers=[...]"
+
+
+def test_a_resume_without_its_kwargs_keeps_the_plan(servers: dict[str, StepHook]) -> None:
+    """dag.test() resumes a deferred task with the trigger's event alone: the plan comes from the store."""
+    servers["b"].running = 2
+    ctx = retry(failed_try("b"))
+    op = pooled(retry_from_failed_step=True)
+    deferral = deferred(op, ctx)
+    servers["b"].running = 1  # a slot freed on b
+    with pytest.raises(TaskDeferred) as followed:
+        op.execute_complete(ctx, {"status": "free", "deadline": deferral.trigger.deadline})  # no kwargs
+    assert servers["b"].started_at == ["copy"] and resumed(followed.value) == "run"
