@@ -1,0 +1,370 @@
+"""``ssis-lb import-parent``: reading both package layouts, the graph it produces (golden), the manifest it
+writes, the report, and bad input that writes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airflow_provider_ssis_lb import cli
+from airflow_provider_ssis_lb.importing.dtsx import Outcome, PackageError, parse_package, read_package
+from airflow_provider_ssis_lb.importing.graph import Edge, choose_rule
+from airflow_provider_ssis_lb.importing.parent import (
+    ImportOptions,
+    ImportProblem,
+    ParentImport,
+    classify_location,
+    convert,
+    default_conn_id,
+)
+from airflow_provider_ssis_lb.manifest import CATALOG_PATH
+
+PARENTS = Path(__file__).resolve().parents[1] / "data" / "parents"
+WAREHOUSE = PARENTS / "warehouse_2016.dtsx"
+FINANCE = PARENTS / "finance_2008.dtsx"
+WAREHOUSE_OPTIONS = ImportOptions(
+    conn_map={"Staging": "sqlnode2"},
+    catalog_folder="ETL",
+    project="Warehouse",
+    job_packages={"LoadCustomers": "\\SSISDB\\ETL\\Warehouse\\LoadCustomers.dtsx"},
+)
+FINANCE_OPTIONS = ImportOptions(job_packages={"Finance.Reconcile": "\\SSISDB\\Finance\\Close\\Reconcile.dtsx"})
+
+# task id (with its TaskGroups) -> (kind, trigger rule, upstream task ids): what the DAG must say
+WAREHOUSE_GRAPH = {
+    "truncate_staging": ("sql", "all_success", set()),
+    "load_customers": ("child", "all_success", {"truncate_staging"}),
+    "load_facts.load_orders": ("child", "all_success", {"load_customers"}),
+    "load_facts.load_products": ("child", "all_success", {"load_customers"}),
+    "load_facts.load_order_lines": ("child", "all_success", {"load_facts.load_orders"}),
+    # Old load (disabled) sat between Load Products and Extras: Extras waits for what Old load waited for
+    "load_facts.extras.load_products": ("child", "all_success", {"load_facts.load_products"}),
+    "archive_logs": ("child", "all_done", {"load_facts.load_order_lines", "load_facts.extras.load_products"}),
+    "refresh_pricing": (
+        "child",
+        "one_success",
+        {"archive_logs", "load_facts.load_order_lines", "load_facts.extras.load_products"},
+    ),
+    "build_cube": ("child", "all_success", {"archive_logs", "refresh_pricing"}),
+    "notify_failure": ("placeholder", "all_failed", {"load_customers"}),
+    "rebuild_indexes": ("placeholder", "all_success", {"notify_failure"}),
+    "retry_files": ("placeholder", "one_failed", {"load_customers", "truncate_staging"}),
+}
+FINANCE_GRAPH = {
+    "close_month": ("child", "all_success", set()),
+    "post.load_gl": ("child", "all_success", {"close_month"}),
+    "post.reconcile": ("child", "all_done", {"post.load_gl"}),
+    # Legacy (a disabled container) sat between Reconcile and Publish
+    "post.publish": ("child", "all_success", {"post.reconcile"}),
+    "log_failure": ("placeholder", "one_failed", {"close_month", "post.publish"}),
+}
+
+
+def graph(result: ParentImport) -> dict[str, tuple[str, str, set[str]]]:
+    """The produced graph by full task id (TaskGroup ids joined with dots, as Airflow names them)."""
+    groups = {g.key: g for g in result.groups}
+
+    def full(key: str) -> str:
+        task = next(t for t in result.tasks if t.key == key)
+        parts, group = [task.task_id], task.group
+        while group is not None:
+            parts.insert(0, groups[group].group_id)
+            group = groups[group].parent
+        return ".".join(parts)
+
+    return {full(t.key): (t.kind, t.trigger_rule, {full(k) for k in t.upstream}) for t in result.tasks}
+
+
+def report(result: ParentImport, status: str) -> list[tuple[str, str]]:
+    return [(i.ssis, i.note) for i in result.report if i.status == status]
+
+
+def test_attribute_layout_golden_graph() -> None:
+    result = convert(read_package(WAREHOUSE), WAREHOUSE_OPTIONS)
+    assert graph(result) == WAREHOUSE_GRAPH
+    assert [g.group_id for g in result.groups] == ["load_facts", "extras"]
+    assert result.max_active_tasks == 4 and result.dag_id == "ssis_warehouse_parent"
+
+
+def test_element_layout_golden_graph() -> None:
+    package = read_package(FINANCE)
+    assert package.format_version == 3 and package.max_concurrent == -1
+    result = convert(package, FINANCE_OPTIONS)
+    assert graph(result) == FINANCE_GRAPH
+    assert result.max_active_tasks is None and "processors + 2" in result.max_active_note
+
+
+def test_keys_are_ref_ids_or_dtsid_paths_never_names() -> None:
+    warehouse = read_package(WAREHOUSE)
+    products = [k for k, e in warehouse.executables.items() if e.name == "Load Products"]
+    assert products == ["Package\\Load facts\\Load Products", "Package\\Load facts\\Extras\\Load Products"]
+    finance = read_package(FINANCE)
+    load_gl = sorted(k for k, e in finance.executables.items() if e.name == "Load GL")
+    root = "{F1A2B3C4-0000-4000-8000-000000000001}"
+    post = f"{root}\\{{F1A2B3C4-0000-4000-8000-000000000011}}"
+    assert load_gl == [
+        f"{post}\\{{F1A2B3C4-0000-4000-8000-000000000020}}",
+        f"{post}\\{{F1A2B3C4-0000-4000-8000-000000000022}}\\{{F1A2B3C4-0000-4000-8000-000000000030}}",
+    ]
+
+
+def test_a_disabled_container_disables_what_is_inside_it() -> None:
+    package = read_package(FINANCE)
+    inner = next(k for k, e in package.executables.items() if e.name == "Load GL" and "000000000030" in k)
+    assert package.executables[inner].disabled is False  # the XML does not mark it
+    assert package.effectively_disabled(inner)
+    result = convert(package, FINANCE_OPTIONS)
+    assert "\\Finance\\LoadGL_v1" not in {c.location for c in result.children}
+    assert report(result, "left out")[0] == (
+        "Package\\Post\\Legacy",
+        "disabled in the package, and the 1 executable(s) inside it",
+    )
+
+
+def test_children_locations_servers_and_parameters() -> None:
+    warehouse = convert(read_package(WAREHOUSE), WAREHOUSE_OPTIONS)
+    children = {c.name: c for c in warehouse.children}
+    assert children["LoadCustomers"].preferred_server == "sqlnode1"  # Data Source=SQLNODE1 of the job task
+    assert children["LoadOrders"].parameters == {"$Package::BatchSize(Int32)": "5000"}  # a constant variable
+    assert children["BuildSalesCube"].location == "\\SSISDB\\ETL\\Warehouse\\BuildSalesCube.dtsx"
+    assert "LoadSuppliers" not in children  # Old load is disabled
+    assert warehouse.servers == (("sqlnode1", 1),)  # the servers the tasks name, when --server is not given
+    flagged = report(warehouse, "flagged")
+    run_date = next(i for i in warehouse.report if i.became == "$Package::RunDate <- User::RunDate")
+    assert run_date.status == "flagged" and "computed by the expression `(DT_WSTR, 30) GETDATE()`" in run_date.note
+    assert any("`@[User::BatchSize] > 0`" in note for _s, note in flagged)
+    assert any("chose all_success" in note for ssis, note in flagged if ssis == "Package\\Build cube")
+    finance = {c.name: c for c in convert(read_package(FINANCE), FINANCE_OPTIONS).children}
+    assert (finance["CloseMonth"].location_key, finance["CloseMonth"].location) == (
+        "file_path",
+        "C:\\packages\\Finance\\CloseMonth.dtsx",
+    )
+    assert (finance["LoadGL"].location_key, finance["LoadGL"].preferred_server) == ("msdb_path", "sqlnode3")
+    assert finance["Finance.Reconcile"].preferred_server == "sqlnode1_fin"  # SQLNODE1\FIN
+
+
+def test_not_converted_tasks_are_reported_with_why_and_become_failing_placeholders() -> None:
+    result = convert(read_package(WAREHOUSE), WAREHOUSE_OPTIONS)
+    not_converted = dict(report(result, "not converted"))
+    assert set(not_converted) == {"Package\\Notify failure", "Package\\Rebuild indexes", "Package\\Retry files"}
+    assert "its 1 task(s) inside are not converted" in not_converted["Package\\Retry files"]
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_ssis_lb.imported import SsisPlaceholderOperator
+
+    task = next(t for t in result.tasks if t.task_id == "rebuild_indexes")
+    operator = SsisPlaceholderOperator(
+        task_id=task.task_id,
+        ssis_task=task.ssis,
+        ssis_type=task.ssis_type,
+        reason=task.reason,
+        what_to_do=task.what_to_do,
+    )
+    with pytest.raises(AirflowFailException, match=r"Script task 'Package\\\\Rebuild indexes'.*What to do: rewrite"):
+        operator.execute({})
+
+
+@pytest.mark.parametrize(
+    ("edges", "rule", "flagged"),
+    [
+        ([(Outcome.SUCCESS, True)], "all_success", False),
+        ([(Outcome.FAILURE, True), (Outcome.FAILURE, True)], "all_failed", False),
+        ([(Outcome.COMPLETION, True)], "all_done", False),
+        ([(Outcome.SUCCESS, False), (Outcome.SUCCESS, False)], "one_success", False),
+        ([(Outcome.FAILURE, False)], "one_failed", False),
+        ([(Outcome.COMPLETION, False)], "one_done", False),
+        ([(Outcome.SUCCESS, True), (Outcome.COMPLETION, True)], "all_success", True),
+        ([(Outcome.SUCCESS, True), (Outcome.FAILURE, True)], "one_failed", True),
+        ([(Outcome.SUCCESS, False), (Outcome.FAILURE, False)], "one_done", True),
+        ([(Outcome.SUCCESS, True), (Outcome.SUCCESS, False)], "all_success", True),
+    ],
+)
+def test_trigger_rules(edges: list[tuple[Outcome, bool]], rule: str, flagged: bool) -> None:
+    choice = choose_rule([Edge(f"t{i}", value, logical_and) for i, (value, logical_and) in enumerate(edges)])
+    assert choice.rule == rule and (choice.flag is not None) == flagged
+
+
+def test_names_and_locations() -> None:
+    assert default_conn_id("SQLNODE1\\ETL") == "sqlnode1_etl"
+    assert default_conn_id("sql-02.contoso.com,1433") == "sql_02_contoso_com_1433"
+    assert classify_location("\\SSISDB\\ETL\\W\\A.dtsx") == "catalog_path"
+    assert classify_location("\\\\fs\\packages\\A.dtsx") == "file_path"
+    assert classify_location("\\Finance\\LoadGL") == "msdb_path"
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def run_cli(tmp_path: Path, package: Path, *args: str) -> int:
+    return cli.main(["import-parent", str(package), "--output-dir", str(tmp_path), *args])
+
+
+WAREHOUSE_ARGS = (
+    "--conn-map",
+    "Staging=sqlnode2",
+    "--catalog-folder",
+    "ETL",
+    "--project",
+    "Warehouse",
+    "--job-package",
+    "LoadCustomers=\\SSISDB\\ETL\\Warehouse\\LoadCustomers.dtsx",
+    "--server",
+    "sqlnode1:4",
+    "--server",
+    "sqlnode2",
+)
+CHILD_KEYS = {"name", "job_name", "catalog_path", "file_path", "msdb_path", "preferred_server", "parameters"}
+
+
+def check_manifest_yaml(text: str) -> dict[str, Any]:
+    """The manifest's schema at the YAML level, file_path/msdb_path/preferred_server included."""
+    data = yaml.safe_load(text)
+    conn_ids = [s["conn_id"] for s in data["servers"]]
+    assert all(isinstance(s["capacity"], int) and s["capacity"] >= 1 for s in data["servers"])
+    for child in data["children"]:
+        assert set(child) <= CHILD_KEYS, child
+        locations = [k for k in ("catalog_path", "file_path", "msdb_path") if k in child]
+        assert len(locations) == 1, child
+        value = child[locations[0]]
+        if locations[0] == "catalog_path":
+            assert CATALOG_PATH.fullmatch(value)
+        elif locations[0] == "file_path":
+            assert re.fullmatch(r"([A-Za-z]:\\|\\\\)[^\"]+\.dtsx", value, re.IGNORECASE)
+        else:
+            assert value.startswith("\\") and not value.upper().startswith("\\SSISDB\\")
+        assert child.get("preferred_server", conn_ids[0]) in conn_ids
+        assert "parameters" not in child or locations[0] == "catalog_path"
+    return data
+
+
+def test_cli_writes_manifest_dag_and_prints_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(tmp_path, WAREHOUSE, *WAREHOUSE_ARGS) == 0
+    table = capsys.readouterr().out
+    assert "11 converted, 6 flagged, 3 not converted, 1 left out" in table
+    assert re.search(r"left out\s+Package\\Load facts\\Old load\s+Execute Package", table)
+    data = check_manifest_yaml((tmp_path / "warehouse_parent.yaml").read_text())
+    assert data["servers"] == [{"conn_id": "sqlnode1", "capacity": 4}, {"conn_id": "sqlnode2", "capacity": 1}]
+    assert data["children"][1]["parameters"] == {"$Package::BatchSize(Int32)": "5000"}
+    source = (tmp_path / "warehouse_parent.py").read_text()
+    assert "Generated by `ssis-lb import-parent` from warehouse_2016.dtsx" in source
+    compile(source, "warehouse_parent.py", "exec")
+    assert run_cli(tmp_path, WAREHOUSE, *WAREHOUSE_ARGS, "--json", "--force") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["counts"] == {"converted": 11, "flagged": 6, "not converted": 3, "left out": 1}
+    assert {"status", "ssis", "ssis_type", "became", "note"} == set(printed["items"][0])
+
+
+def test_cli_element_layout_manifest_schema(tmp_path: Path) -> None:
+    args = ("--job-package", "Finance.Reconcile=\\SSISDB\\Finance\\Close\\Reconcile.dtsx")
+    assert run_cli(tmp_path, FINANCE, *args) == 0
+    data = check_manifest_yaml((tmp_path / "finance_parent.yaml").read_text())
+    assert [(c["name"], c.get("preferred_server")) for c in data["children"]] == [
+        ("CloseMonth", None),
+        ("LoadGL", "sqlnode3"),
+        ("Finance.Reconcile", "sqlnode1_fin"),
+        ("Publish", "sqlnode3"),
+    ]
+    compile((tmp_path / "finance_parent.py").read_text(), "finance_parent.py", "exec")
+
+
+def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "warehouse_parent.py").write_text("# mine\n")
+    assert run_cli(tmp_path, WAREHOUSE, *WAREHOUSE_ARGS) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse_parent.py"]
+    assert (tmp_path / "warehouse_parent.py").read_text() == "# mine\n"
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+MINIMAL = """<?xml version="1.0"?>
+<DTS:Executable xmlns:DTS="www.microsoft.com/SqlServer/Dts" DTS:refId="Package" DTS:ExecutableType="Microsoft.Package"
+  DTS:ObjectName="P" DTS:DTSID="{{00000000-0000-4000-8000-000000000001}}"{extra}>
+  <DTS:Property DTS:Name="PackageFormatVersion">{version}</DTS:Property>
+  <DTS:Executables>{tasks}</DTS:Executables>
+  <DTS:PrecedenceConstraints>{constraints}</DTS:PrecedenceConstraints>
+</DTS:Executable>
+"""
+JOB_TASK = (
+    '<DTS:Executable DTS:refId="Package\\{name}" DTS:ExecutableType="Microsoft.DbMaintenanceExecuteAgentJobTask" '
+    'DTS:ObjectName="{name}" DTS:DTSID="{{00000000-0000-4000-8000-00000000001{n}}}"><DTS:ObjectData>'
+    '<SQLTask:SqlTaskData SQLTask:AgentJobID="{name}" xmlns:SQLTask="www.microsoft.com/sqlserver/dts/tasks/sqltask"/>'
+    "</DTS:ObjectData></DTS:Executable>"
+)
+BOMB = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<DTS:Executable xmlns:DTS="www.microsoft.com/SqlServer/Dts">&lol2;</DTS:Executable>
+"""
+EXTERNAL = """<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<DTS:Executable xmlns:DTS="www.microsoft.com/SqlServer/Dts">&secret;</DTS:Executable>
+"""
+
+
+def package(version: int = 8, tasks: str = "", constraints: str = "", extra: str = "") -> str:
+    return MINIMAL.format(version=version, tasks=tasks, constraints=constraints, extra=extra)
+
+
+def one_job(name: str = "A", n: int = 1) -> str:
+    return JOB_TASK.format(name=name, n=n)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hello, world", "not an SSIS package: not well-formed XML"),
+        ('<?xml version="1.0"?><Project xmlns="x"/>', "not an SSIS package: the root element is <Project>"),
+        (BOMB, "refused: the XML declares a DTD or entities"),
+        (EXTERNAL, "refused: the XML declares a DTD or entities"),
+        (package(extra=' DTS:PackageType="6"'), "another package type: a maintenance plan (PackageType 6)"),
+        (package().replace("Microsoft.Package", "Microsoft.ExecuteSQLTask"), "another kind of file"),
+        (package(version=5), "PackageFormatVersion 5 is not supported"),
+        (package().replace("PackageFormatVersion", "Other"), "it has no PackageFormatVersion property"),
+        (
+            package(
+                tasks=one_job(),
+                constraints='<DTS:PrecedenceConstraint DTS:refId="Package.PrecedenceConstraints[C]" '
+                'DTS:From="Package\\A" DTS:To="Package\\Gone"/>',
+            ),
+            "precedence constraint 'Package.PrecedenceConstraints[C]' points at 'Package\\\\Gone', "
+            "which is not in the package",
+        ),
+    ],
+)
+def test_bad_packages(text: str, message: str) -> None:
+    with pytest.raises(PackageError) as raised:
+        parse_package(text.encode(), "bad.dtsx")
+    assert str(raised.value).startswith("bad.dtsx: ") and message in str(raised.value)
+
+
+def test_missing_references_are_listed_together() -> None:
+    no_package = (
+        '<DTS:Executable DTS:refId="Package\\Run" DTS:ExecutableType="Microsoft.ExecutePackageTask" '
+        'DTS:ObjectName="Run" DTS:DTSID="{00000000-0000-4000-8000-000000000020}"><DTS:ObjectData><ExecutePackageTask>'
+        "<UseProjectReference>True</UseProjectReference></ExecutePackageTask></DTS:ObjectData></DTS:Executable>"
+    )
+    parsed = parse_package(package(tasks=one_job("A", 1) + no_package).encode(), "p.dtsx")
+    with pytest.raises(ImportProblem) as raised:
+        convert(parsed, ImportOptions(servers=(("s1", 1),)))
+    assert raised.value.problems == [
+        "Package\\A: which package does Agent job 'A' run? The parent package does not say: pass --job-package "
+        "'A=\\SSISDB\\<folder>\\<project>\\<package>.dtsx' (or a file or msdb path)",
+        "Package\\Run: the Execute Package task names no package",
+    ]
+
+
+def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bomb = tmp_path / "in" / "bomb.dtsx"
+    bomb.parent.mkdir()
+    bomb.write_text(BOMB)
+    out = tmp_path / "out"
+    assert run_cli(out, bomb) == 2
+    assert "refused" in capsys.readouterr().err and not out.exists()
+    assert run_cli(out, WAREHOUSE) == 2  # no --catalog-folder/--project, no --job-package
+    err = capsys.readouterr().err
+    assert "pass --catalog-folder and --project" in err and "nothing was written" in err and not out.exists()
