@@ -34,6 +34,16 @@ def _server(text: str) -> tuple[str, int]:
     return conn_id.strip(), int(capacity or 1)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = commands.add_parser(
         "import-parent",
@@ -80,6 +90,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="JOB=PATH",
         help="the package an Agent job runs (\\SSISDB\\..., a .dtsx file path or an msdb path)",
     )
+    cmd.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=10.0,
+        help="seconds between the children's checks of msdb (default 10)",
+    )
     cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     cmd.add_argument("--force", action="store_true", help="overwrite existing output files")
 
@@ -109,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
             f"ssis-lb: {', '.join(existing)} exist(s); pass --force to overwrite\nnothing was written", file=sys.stderr
         )
         return EXIT_INVALID
-    texts = {manifest_path: render_manifest(result, dag_path.name), dag_path: render_dag(result, manifest_path.name)}
+    texts = {
+        manifest_path: render_manifest(result, dag_path.name),
+        dag_path: render_dag(result, manifest_path.name, poll_interval=args.poll_interval),
+    }
     out.mkdir(parents=True, exist_ok=True)
     for path, text in texts.items():  # each file whole or not at all
         partial = path.with_name(path.name + ".partial")

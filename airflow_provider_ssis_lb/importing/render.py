@@ -69,7 +69,9 @@ class _Names:
         return name
 
 
-def render_dag(result: ParentImport, manifest_file: str, generated_at: dt.datetime | None = None) -> str:
+def render_dag(
+    result: ParentImport, manifest_file: str, *, poll_interval: float = 10.0, generated_at: dt.datetime | None = None
+) -> str:
     package = result.package
     when = (generated_at or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     kinds = {t.kind for t in result.tasks}
@@ -97,7 +99,12 @@ def render_dag(result: ParentImport, manifest_file: str, generated_at: dt.dateti
     imports.append(f"from airflow_provider_ssis_lb.imported import {', '.join(sorted(helpers))}")
     imports.append("from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator")
     out += sorted(imports)
-    out += ["", f"MANIFEST = Path(__file__).with_name({manifest_file!r})", "POLL_INTERVAL = 10.0", ""]
+    out += [
+        "",
+        f"MANIFEST = Path(__file__).with_name({manifest_file!r})",
+        f"POLL_INTERVAL = {float(poll_interval)!r}  # seconds between checks of msdb",
+        "",
+    ]
     dag_args = [f"dag_id={result.dag_id!r}", "schedule=None", "catchup=False"]
     if result.max_active_tasks:
         dag_args.append(f"max_active_tasks={result.max_active_tasks}")
