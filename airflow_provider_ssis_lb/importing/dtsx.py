@@ -388,7 +388,7 @@ class _Reader:
         dtsid = (self.value(element, "DTSID") or "").upper()
         key = self.key(element, parent, dtsid)
         if key in self.executables:
-            raise PackageError(f"{self.source}: two executables share the key {key!r}")
+            raise PackageError(f"{self.source}: two executables share the key '{key}'")
         kind: TaskKind = "other" if parent is None else task_kind(executable_type)
         node = Executable(
             key=key,
@@ -465,22 +465,22 @@ class _Reader:
             for end in (constraint.source, constraint.target):
                 if end not in self.executables:
                     problems.append(
-                        f"precedence constraint {constraint.key!r} points at {end!r}, which is not in the package"
+                        f"precedence constraint '{constraint.key}' points at '{end}', which is not in the package"
                     )
                 elif self.executables[end].parent != constraint.container:
                     problems.append(
-                        f"precedence constraint {constraint.key!r} joins {end!r}, which is not in container "
-                        f"{constraint.container!r}"
+                        f"precedence constraint '{constraint.key}' joins '{end}', which is not in container "
+                        f"'{constraint.container}'"
                     )
         if problems:
             raise PackageError(f"{self.source}: missing references:\n  " + "\n  ".join(problems))
 
     def constraint(self, key: str, container: str, source: str, target: str, get: dict[str, str | None]) -> None:
-        value = _int(get.get("Value"), 0, f"constraint {key!r} Value", self.source)
-        eval_op = _int(get.get("EvalOp"), 1, f"constraint {key!r} EvalOp", self.source)
+        value = _int(get.get("Value"), 0, f"constraint '{key}' Value", self.source)
+        eval_op = _int(get.get("EvalOp"), 1, f"constraint '{key}' EvalOp", self.source)
         if value not in tuple(Outcome) or eval_op not in tuple(EvalOp):
             raise PackageError(
-                f"{self.source}: precedence constraint {key!r}: Value {value} / EvalOp {eval_op} unknown"
+                f"{self.source}: precedence constraint '{key}': Value {value} / EvalOp {eval_op} unknown"
             )
         self.constraints.append(
             Constraint(
@@ -515,7 +515,7 @@ class _AttributeReader(_Reader):
             ref = _attr(element, "refId") or "?"
             source, target = _attr(element, "From"), _attr(element, "To")
             if not source or not target:
-                raise PackageError(f"{self.source}: precedence constraint {ref!r} lacks DTS:From or DTS:To")
+                raise PackageError(f"{self.source}: precedence constraint '{ref}' lacks DTS:From or DTS:To")
             names = ("Value", "LogicalAnd", "EvalOp", "Expression")
             self.constraint(ref, key, source, target, {n: _attr(element, n) for n in names})
 
@@ -542,6 +542,6 @@ class _ElementReader(_Reader):
                 is_from = _flag(_attr(end, "IsFrom"))
                 ends[is_from] = by_dtsid.get(idref, f"{key}\\{idref}")
             if True not in ends or False not in ends:
-                raise PackageError(f"{self.source}: precedence constraint {ref!r} lacks its from or to executable")
+                raise PackageError(f"{self.source}: precedence constraint '{ref}' lacks its from or to executable")
             names = ("Value", "LogicalAnd", "EvalOp", "Expression")
             self.constraint(ref, key, ends[True], ends[False], {n: self.value(element, n) for n in names})

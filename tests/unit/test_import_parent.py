@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from airflow_provider_ssis_lb import cli
+from airflow_provider_ssis_lb.imported import child_servers
+from airflow_provider_ssis_lb.importing import dtsx
 from airflow_provider_ssis_lb.importing.dtsx import Outcome, PackageError, parse_package, read_package
 from airflow_provider_ssis_lb.importing.graph import Edge, choose_rule
 from airflow_provider_ssis_lb.importing.parent import (
@@ -165,8 +167,13 @@ def test_not_converted_tasks_are_reported_with_why_and_become_failing_placeholde
         reason=task.reason,
         what_to_do=task.what_to_do,
     )
-    with pytest.raises(AirflowFailException, match=r"Script task 'Package\\\\Rebuild indexes'.*What to do: rewrite"):
+    with pytest.raises(AirflowFailException) as raised:
         operator.execute({})
+    assert str(raised.value) == (
+        "placeholder for SSIS Script task 'Package\\\\Rebuild indexes', not converted by ssis-lb import-parent: "
+        "a Script task is .NET code that only SSIS runs. What to do: rewrite it as a Python task, or move it into a "
+        "child package, then replace this task in the DAG file."
+    )
 
 
 @pytest.mark.parametrize(
@@ -275,7 +282,7 @@ def test_cli_element_layout_manifest_schema(tmp_path: Path) -> None:
 def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "warehouse_parent.py").write_text("# mine\n")
     assert run_cli(tmp_path, WAREHOUSE, *WAREHOUSE_ARGS) == 2
-    assert "pass --force" in capsys.readouterr().err
+    assert f"{tmp_path / 'warehouse_parent.py'} exist(s); pass --force to overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["warehouse_parent.py"]
     assert (tmp_path / "warehouse_parent.py").read_text() == "# mine\n"
 
@@ -314,32 +321,144 @@ def one_job(name: str = "A", n: int = 1) -> str:
     return JOB_TASK.format(name=name, n=n)
 
 
+ELEMENT = """<?xml version="1.0"?>
+<DTS:Executable xmlns:DTS="www.microsoft.com/SqlServer/Dts" DTS:ExecutableType="SSIS.Package.2">
+<DTS:Property DTS:Name="PackageFormatVersion">3</DTS:Property>
+<DTS:Property DTS:Name="DTSID">{{R}}</DTS:Property>
+<DTS:Executable DTS:ExecutableType="SSIS.ExecutePackageTask.2">{inner}</DTS:Executable>
+{constraint}
+</DTS:Executable>
+"""
+CONSTRAINT = '<DTS:PrecedenceConstraint DTS:refId="Package.PrecedenceConstraints[C]" {ends}/>'
+SEQUENCE = (
+    '<DTS:Executable DTS:refId="Package\\S" DTS:ExecutableType="STOCK:SEQUENCE" DTS:ObjectName="S"><DTS:Executables>'
+    '<DTS:Executable DTS:refId="Package\\S\\B" DTS:ExecutableType="Microsoft.ScriptTask" DTS:ObjectName="B"/>'
+    "</DTS:Executables></DTS:Executable>"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("hello, world", "not an SSIS package: not well-formed XML"),
-        ('<?xml version="1.0"?><Project xmlns="x"/>', "not an SSIS package: the root element is <Project>"),
-        (BOMB, "refused: the XML declares a DTD or entities"),
-        (EXTERNAL, "refused: the XML declares a DTD or entities"),
-        (package(extra=' DTS:PackageType="6"'), "another package type: a maintenance plan (PackageType 6)"),
-        (package().replace("Microsoft.Package", "Microsoft.ExecuteSQLTask"), "another kind of file"),
-        (package(version=5), "PackageFormatVersion 5 is not supported"),
-        (package().replace("PackageFormatVersion", "Other"), "it has no PackageFormatVersion property"),
+        ("hello, world", "bad.dtsx: not an SSIS package: not well-formed XML (syntax error: line 1, column 0)"),
+        (
+            '<?xml version="1.0"?><Project xmlns="x"/>',
+            "bad.dtsx: not an SSIS package: the root element is <Project>, a package's is <DTS:Executable> in "
+            "namespace www.microsoft.com/SqlServer/Dts",
+        ),
+        (
+            BOMB,
+            "bad.dtsx: refused: the XML declares a DTD or entities (DTDForbidden); a package saved by SSIS never does",
+        ),
+        (
+            EXTERNAL,
+            "bad.dtsx: refused: the XML declares a DTD or entities (DTDForbidden); a package saved by SSIS never does",
+        ),
+        (
+            package(extra=' DTS:PackageType="6"'),
+            "bad.dtsx: another package type: a maintenance plan (PackageType 6), not a parent package",
+        ),
+        (
+            package().replace("Microsoft.Package", "Microsoft.ExecuteSQLTask"),
+            "bad.dtsx: another kind of file: its root executable is 'Microsoft.ExecuteSQLTask', not a package",
+        ),
+        (
+            package(version=5),
+            "bad.dtsx: PackageFormatVersion 5 is not supported (2 and 3: SQL Server 2005/2008; 6: 2012/2014; "
+            "8: 2016 and later)",
+        ),
+        (
+            package().replace("PackageFormatVersion", "Other"),
+            "bad.dtsx: not an SSIS package: it has no PackageFormatVersion property",
+        ),
+        (
+            package(
+                tasks=one_job(), constraints=CONSTRAINT.format(ends='DTS:From="Package\\A" DTS:To="Package\\Gone"')
+            ),
+            "bad.dtsx: missing references:\n  precedence constraint 'Package.PrecedenceConstraints[C]' points at "
+            "'Package\\Gone', which is not in the package",
+        ),
+        (
+            package(
+                tasks=one_job() + SEQUENCE,
+                constraints=CONSTRAINT.format(ends='DTS:From="Package\\A" DTS:To="Package\\S\\B"'),
+            ),
+            "bad.dtsx: missing references:\n  precedence constraint 'Package.PrecedenceConstraints[C]' joins "
+            "'Package\\S\\B', which is not in container 'Package'",
+        ),
+        (
+            package(tasks=one_job(), constraints=CONSTRAINT.format(ends='DTS:From="Package\\A"')),
+            "bad.dtsx: precedence constraint 'Package.PrecedenceConstraints[C]' lacks DTS:From or DTS:To",
+        ),
         (
             package(
                 tasks=one_job(),
-                constraints='<DTS:PrecedenceConstraint DTS:refId="Package.PrecedenceConstraints[C]" '
-                'DTS:From="Package\\A" DTS:To="Package\\Gone"/>',
+                constraints=CONSTRAINT.format(ends='DTS:From="Package\\A" DTS:To="Package\\A" DTS:Value="7"'),
             ),
-            "precedence constraint 'Package.PrecedenceConstraints[C]' points at 'Package\\\\Gone', "
-            "which is not in the package",
+            "bad.dtsx: precedence constraint 'Package.PrecedenceConstraints[C]': Value 7 / EvalOp 1 unknown",
+        ),
+        (package(tasks=one_job() + one_job()), "bad.dtsx: two executables share the key 'Package\\A'"),
+        (
+            package(tasks=one_job().replace("DTS:refId", "DTS:x")),
+            "bad.dtsx: an executable has no DTS:refId (under Package)",
+        ),
+        (
+            package(extra=' DTS:MaxConcurrentExecutables="x"'),
+            "bad.dtsx: MaxConcurrentExecutables is 'x', not a number",
+        ),
+        (ELEMENT.format(inner="", constraint=""), "bad.dtsx: an executable has no DTSID property (under {R})"),
+        (
+            ELEMENT.format(
+                inner='<DTS:Property DTS:Name="DTSID">{T}</DTS:Property>',
+                constraint='<DTS:PrecedenceConstraint><DTS:Property DTS:Name="DTSID">{C}</DTS:Property>'
+                '<DTS:Executable IDREF="{T}" DTS:IsFrom="-1"/></DTS:PrecedenceConstraint>',
+            ),
+            "bad.dtsx: precedence constraint '{R}\\{C}' lacks its from or to executable",
         ),
     ],
 )
 def test_bad_packages(text: str, message: str) -> None:
     with pytest.raises(PackageError) as raised:
         parse_package(text.encode(), "bad.dtsx")
-    assert str(raised.value).startswith("bad.dtsx: ") and message in str(raised.value)
+    assert str(raised.value) == message
+
+
+def test_unreadable_and_oversized_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PackageError) as raised:
+        read_package(tmp_path / "gone.dtsx")
+    assert str(raised.value) == f"{tmp_path / 'gone.dtsx'}: cannot read the file: No such file or directory"
+    monkeypatch.setattr(dtsx, "MAX_BYTES", 100)
+    with pytest.raises(PackageError) as raised:
+        read_package(WAREHOUSE)
+    size = WAREHOUSE.stat().st_size
+    assert str(raised.value) == f"{WAREHOUSE}: {size} bytes is too large for a package (at most 100)"
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        (["--server", ":3"], "argument --server: ':3' is not CONN_ID[:CAPACITY]"),
+        (["--server", "s1:0"], "argument --server: 's1:0': the capacity must be a number from 1 to 1000"),
+        (["--conn-map", "Staging"], "argument --conn-map: 'Staging' is not NAME=VALUE"),
+        (["--poll-interval", "0"], "argument --poll-interval: '0' is not a number of seconds from 0 to 3600"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_cli(tmp_path, WAREHOUSE, *argument)
+    assert exited.value.code == 2 and message in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_child_servers_names_an_unknown_child(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "servers: [{conn_id: a, capacity: 2}, {conn_id: b}]\nchildren:\n"
+        "  - {name: X, catalog_path: '\\SSISDB\\F\\P\\X.dtsx', servers: [b]}\n"
+    )
+    assert child_servers(manifest, "X") == [{"conn_id": "b", "capacity": 1}]
+    with pytest.raises(ValueError) as raised:
+        child_servers(manifest, "Y")
+    assert str(raised.value) == f"{manifest}: no child 'Y' (children: X)"
 
 
 def test_missing_references_are_listed_together() -> None:
@@ -351,6 +470,7 @@ def test_missing_references_are_listed_together() -> None:
     parsed = parse_package(package(tasks=one_job("A", 1) + no_package).encode(), "p.dtsx")
     with pytest.raises(ImportProblem) as raised:
         convert(parsed, ImportOptions(servers=(("s1", 1),)))
+    assert str(raised.value).startswith("p.dtsx: cannot import:\n  Package\\A: which package")
     assert raised.value.problems == [
         "Package\\A: which package does Agent job 'A' run? The parent package does not say: pass --job-package "
         "'A=\\SSISDB\\<folder>\\<project>\\<package>.dtsx' (or a file or msdb path)",
@@ -367,4 +487,8 @@ def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "refused" in capsys.readouterr().err and not out.exists()
     assert run_cli(out, WAREHOUSE) == 2  # no --catalog-folder/--project, no --job-package
     err = capsys.readouterr().err
-    assert "pass --catalog-folder and --project" in err and "nothing was written" in err and not out.exists()
+    assert (
+        "Package\\Load facts\\Load Orders: runs 'LoadOrders.dtsx' of its own project: pass --catalog-folder and "
+        "--project (where the project is deployed in SSISDB)"
+    ) in err
+    assert "nothing was written" in err and not out.exists()
