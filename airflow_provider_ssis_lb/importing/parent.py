@@ -448,7 +448,7 @@ class _Converter:
         for key, notes in self.flow.notes.items():
             node = self.package.executables[key]
             for text in notes:
-                self.item("flagged", node, "kept", text)
+                self.item("flagged", node, "as noted", text)
 
     def servers(self) -> tuple[tuple[str, int], ...]:
         servers = self.options.servers or tuple((conn_id, 1) for conn_id in self.pool_servers)

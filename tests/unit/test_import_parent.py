@@ -492,3 +492,26 @@ def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
         "--project (where the project is deployed in SSISDB)"
     ) in err
     assert "nothing was written" in err and not out.exists()
+
+
+def test_the_report_in_the_migration_guide_is_what_the_command_prints() -> None:
+    from airflow_provider_ssis_lb.importing.render import report_table
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "migration.md").read_text(encoding="utf-8")
+    pasted = re.search(r"```\n(tests/data/parents/warehouse_2016\.dtsx: .*?)\n```", guide, re.DOTALL)
+    assert pasted, "docs/migration.md holds the report of warehouse_2016.dtsx"
+    package = read_package(WAREHOUSE)
+    package.path = "tests/data/parents/warehouse_2016.dtsx"
+    options = ImportOptions(**{**vars(WAREHOUSE_OPTIONS), "servers": (("sqlnode1", 4), ("sqlnode2", 2))})
+    printed = report_table(convert(package, options), "dags/warehouse_parent.yaml", "dags/warehouse_parent.py")
+    assert "\n".join(line.rstrip() for line in printed.splitlines()) == pasted.group(1)
+
+
+def test_an_original_server_outside_the_pool_is_dropped_and_said() -> None:
+    options = ImportOptions(**{**vars(WAREHOUSE_OPTIONS), "servers": (("sqlnode2", 2),)})
+    result = convert(read_package(WAREHOUSE), options)
+    assert next(c for c in result.children if c.name == "LoadCustomers").preferred_server is None
+    assert report(result, "flagged")[-1] == (
+        "LoadCustomers",
+        "its original server 'sqlnode1' is not in the pool (--server); dropped",
+    )
