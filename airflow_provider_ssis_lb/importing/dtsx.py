@@ -157,6 +157,8 @@ class Package:
         """A connection manager by DTSID or, as tasks may store it, by name."""
         if not ref:
             return None
+        if ref.startswith("Package.ConnectionManagers[") and ref.endswith("]"):  # a refId
+            ref = ref[len("Package.ConnectionManagers[") : -1]
         found = self.connections.get(ref.upper())
         return found or next((c for c in self.connections.values() if c.name.lower() == ref.lower()), None)
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -160,7 +161,9 @@ def server_of(connection_string: str) -> str | None:
 
 
 def identifier(name: str) -> str:
-    return re.sub(r"\W+", "_", name).strip("_").lower() or "task"
+    """An Airflow task or group id from an SSIS name: ASCII letters, digits and ``_`` only, at most 100."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()  # é -> e
+    return re.sub(r"\W+", "_", ascii_name, flags=re.ASCII).strip("_").lower()[:100] or "task"
 
 
 def classify_location(location: str) -> Location:
@@ -418,6 +421,10 @@ class _Converter:
         for key, (upstream, choice) in self.flow.dependencies().items():
             by_key[key].upstream = upstream
             by_key[key].trigger_rule = choice.rule
+        cycle = _cycle(by_key)
+        if cycle:
+            path = " -> ".join(self.flow.display(k) for k in cycle)
+            self.problems.append(f"the precedence constraints form a cycle: {path}")
         self.flag_notes()
         for key, event in self.package.event_handlers:
             self.report.append(
@@ -485,6 +492,30 @@ class _Converter:
 def convert(package: Package, options: ImportOptions | None = None) -> ParentImport:
     """The manifest children, DAG tasks and report of a parent package; raises ``ImportProblem``."""
     return _Converter(package, options or ImportOptions()).convert()
+
+
+def _cycle(tasks: dict[str, Task]) -> list[str]:
+    """A cycle of upstream links (SSIS refuses to run one; Airflow would refuse the DAG), or []."""
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(key: str, path: list[str]) -> list[str]:
+        state[key] = 1
+        for upstream in sorted(tasks[key].upstream):
+            if state.get(upstream) == 1:
+                return [*path[path.index(upstream) :], key, upstream] if upstream in path else [key, upstream]
+            if upstream not in state:
+                found = visit(upstream, [*path, key])
+                if found:
+                    return found
+        state[key] = 2
+        return []
+
+    for key in tasks:
+        if key not in state:
+            found = visit(key, [])
+            if found:
+                return found
+    return []
 
 
 def _unique(name: str, used: set[str]) -> str:

@@ -6,14 +6,13 @@ import dataclasses
 import datetime as dt
 import json
 import keyword
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..reporting import text_table
-from .parent import ParentImport, Task
+from .parent import ParentImport, Task, identifier
 
 STATUS_ORDER = ("converted", "flagged", "not converted", "left out")
 
@@ -59,7 +58,7 @@ class _Names:
         self.used: set[str] = set()
 
     def take(self, text: str) -> str:
-        base = re.sub(r"\W+", "_", text).strip("_").lower() or "task"
+        base = identifier(text)
         if base[0].isdigit() or keyword.iskeyword(base):
             base = f"t_{base}"
         name, n = base, 2

@@ -515,3 +515,22 @@ def test_an_original_server_outside_the_pool_is_dropped_and_said() -> None:
         "LoadCustomers",
         "its original server 'sqlnode1' is not in the pool (--server); dropped",
     )
+
+
+def test_a_cycle_of_constraints_is_refused() -> None:
+    ends = [('DTS:From="Package\\A" DTS:To="Package\\B"', "C1"), ('DTS:From="Package\\B" DTS:To="Package\\A"', "C2")]
+    constraints = "".join(CONSTRAINT.format(ends=e).replace("[C]", f"[{n}]") for e, n in ends)
+    parsed = parse_package(package(tasks=one_job("A", 1) + one_job("B", 2), constraints=constraints).encode(), "p.dtsx")
+    options = ImportOptions(
+        servers=(("s1", 1),), job_packages={"A": "\\SSISDB\\F\\P\\A.dtsx", "B": "\\SSISDB\\F\\P\\B.dtsx"}
+    )
+    with pytest.raises(ImportProblem) as raised:
+        convert(parsed, options)
+    assert raised.value.problems == ["the precedence constraints form a cycle: Package\\A -> Package\\B -> Package\\A"]
+
+
+def test_task_ids_are_ascii() -> None:
+    from airflow_provider_ssis_lb.importing.parent import identifier
+
+    assert identifier("Écriture des données (étape 2)") == "ecriture_des_donnees_etape_2"
+    assert identifier("Загрузка") == "task"
