@@ -42,7 +42,7 @@ def choose_rule(edges: list[Edge]) -> RuleChoice:
     """The trigger rule for a target's constraints. A mix no single Airflow rule expresses is flagged with
     what was chosen: the stricter reading for AND, ``one_done`` for OR."""
     kinds = {e.value for e in edges}
-    ands = {e.logical_and for e in edges}
+    ands = {e.logical_and for e in edges} if len(edges) > 1 else {True}  # AND or OR matters from two on
     flag = None
     logical_and = True if len(ands) > 1 else ands.pop()
     if len(ands) > 1:

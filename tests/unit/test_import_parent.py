@@ -183,8 +183,9 @@ def test_not_converted_tasks_are_reported_with_why_and_become_failing_placeholde
         ([(Outcome.FAILURE, True), (Outcome.FAILURE, True)], "all_failed", False),
         ([(Outcome.COMPLETION, True)], "all_done", False),
         ([(Outcome.SUCCESS, False), (Outcome.SUCCESS, False)], "one_success", False),
-        ([(Outcome.FAILURE, False)], "one_failed", False),
-        ([(Outcome.COMPLETION, False)], "one_done", False),
+        ([(Outcome.FAILURE, False), (Outcome.FAILURE, False)], "one_failed", False),
+        ([(Outcome.COMPLETION, False), (Outcome.COMPLETION, False)], "one_done", False),
+        ([(Outcome.FAILURE, False)], "all_failed", False),  # one constraint: AND and OR are the same
         ([(Outcome.SUCCESS, True), (Outcome.COMPLETION, True)], "all_success", True),
         ([(Outcome.SUCCESS, True), (Outcome.FAILURE, True)], "one_failed", True),
         ([(Outcome.SUCCESS, False), (Outcome.FAILURE, False)], "one_done", True),
@@ -534,3 +535,85 @@ def test_task_ids_are_ascii() -> None:
 
     assert identifier("Écriture des données (étape 2)") == "ecriture_des_donnees_etape_2"
     assert identifier("Загрузка") == "task"
+
+
+BINDINGS = """<?xml version="1.0"?>
+<DTS:Executable xmlns:DTS="www.microsoft.com/SqlServer/Dts" DTS:refId="Package" DTS:ExecutableType="Microsoft.Package"
+  DTS:ObjectName="P" DTS:DTSID="{00000000-0000-4000-8000-000000000001}">
+  <DTS:Property DTS:Name="PackageFormatVersion">6</DTS:Property>
+  <DTS:ConnectionManagers>
+    <DTS:ConnectionManager DTS:refId="Package.ConnectionManagers[Child.dtsx]" DTS:CreationName="FILE"
+      DTS:DTSID="{00000000-0000-4000-8000-0000000000C1}" DTS:ObjectName="Child.dtsx">
+      <DTS:PropertyExpressions><DTS:PropertyExpression DTS:Name="ConnectionString">@[User::Dir]</DTS:PropertyExpression>
+      </DTS:PropertyExpressions>
+      <DTS:ObjectData><DTS:ConnectionManager DTS:ConnectionString="\\\\fs\\packages\\Child.dtsx"/></DTS:ObjectData>
+    </DTS:ConnectionManager>
+  </DTS:ConnectionManagers>
+  <DTS:PackageParameters>
+    <DTS:PackageParameter DTS:CreationName="" DTS:DataType="8" DTS:ObjectName="Region">
+      <DTS:Property DTS:DataType="8" DTS:Name="ParameterValue">EU</DTS:Property>
+    </DTS:PackageParameter>
+  </DTS:PackageParameters>
+  <DTS:Variables>
+    <DTS:Variable DTS:Namespace="User" DTS:ObjectName="Full"><DTS:VariableValue DTS:DataType="11">-1</DTS:VariableValue>
+    </DTS:Variable>
+  </DTS:Variables>
+  <DTS:Executables>
+    <DTS:Executable DTS:refId="Package\\File child" DTS:ExecutableType="SSIS.ExecutePackageTask.3"
+      DTS:ObjectName="File child">
+      <DTS:ObjectData><ExecutePackageTask><Connection>{00000000-0000-4000-8000-0000000000C1}</Connection>
+        <ParameterAssignment><ParameterName>Full</ParameterName>
+          <BindedVariableOrParameterName>User::Full</BindedVariableOrParameterName></ParameterAssignment>
+      </ExecutePackageTask></DTS:ObjectData>
+    </DTS:Executable>
+    <DTS:Executable DTS:refId="Package\\Project child" DTS:ExecutableType="SSIS.ExecutePackageTask.3"
+      DTS:ObjectName="Project child">
+      <DTS:ObjectData><ExecutePackageTask><UseProjectReference>True</UseProjectReference><PackageName>Load.dtsx</PackageName>
+        <ParameterAssignment><ParameterName>Full</ParameterName>
+          <BindedVariableOrParameterName>User::Full</BindedVariableOrParameterName></ParameterAssignment>
+        <ParameterAssignment><ParameterName>Region</ParameterName>
+          <BindedVariableOrParameterName>$Package::Region</BindedVariableOrParameterName></ParameterAssignment>
+        <ParameterAssignment><ParameterName>Batch</ParameterName>
+          <BindedVariableOrParameterName>$Project::Batch</BindedVariableOrParameterName></ParameterAssignment>
+        <ParameterAssignment><ParameterName>Gone</ParameterName>
+          <BindedVariableOrParameterName>User::Gone</BindedVariableOrParameterName></ParameterAssignment>
+      </ExecutePackageTask></DTS:ObjectData>
+    </DTS:Executable>
+  </DTS:Executables>
+  <DTS:PrecedenceConstraints>
+    <DTS:PrecedenceConstraint DTS:refId="Package.PrecedenceConstraints[C]" DTS:From="Package\\File child"
+      DTS:To="Package\\Project child" DTS:EvalOp="0" DTS:Expression="@[User::Full]" DTS:Value="1"/>
+  </DTS:PrecedenceConstraints>
+</DTS:Executable>
+"""
+
+
+def test_parameter_bindings_file_children_and_expression_only_constraints() -> None:
+    options = ImportOptions(servers=(("s1", 1),), catalog_folder="ETL", project="Sales")
+    result = convert(parse_package(BINDINGS.encode(), "b.dtsx"), options)
+    children = {c.name: c for c in result.children}
+    assert (children["Child"].location_key, children["Child"].location) == ("file_path", "\\\\fs\\packages\\Child.dtsx")
+    assert children["Child"].parameters == {}  # /Par is for catalog packages
+    assert children["Load"].parameters == {"$Package::Full(Boolean)": "True"}
+    not_passed = {i.became: i.note for i in result.report if i.ssis_type == "parameter binding"}
+    assert set(not_passed) == {
+        "$Package::Full <- User::Full",
+        "$Package::Region <- $Package::Region",
+        "$Package::Batch <- $Project::Batch",
+        "$Package::Gone <- User::Gone",
+    }
+    assert "set the value with the child's set_values (dtexec /SET)" in not_passed["$Package::Full <- User::Full"]
+    assert (
+        "a parent package parameter (default 'EU') is set per execution"
+        in not_passed["$Package::Region <- $Package::Region"]
+    )
+    assert "a project parameter's value lives in the project" in not_passed["$Package::Batch <- $Project::Batch"]
+    assert "the variable is not in the package" in not_passed["$Package::Gone <- User::Gone"]
+    flagged = report(result, "flagged")
+    assert ("Package\\File child", "the path of 'Child.dtsx' is set by an expression; kept its saved value") in flagged
+    assert (
+        "Package\\Project child",
+        "constraint from Package\\File child has an expression `@[User::Full]`: an expression-only constraint "
+        "becomes a Completion constraint",
+    ) in flagged
+    assert graph(result)["project_child"] == ("child", "all_done", {"file_child"})
