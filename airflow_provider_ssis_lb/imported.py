@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from .manifest import Manifest, load_manifest
+from .manifest import ChildPackage, Manifest, load_manifest
 
 
 @functools.lru_cache(maxsize=32)
@@ -18,16 +18,27 @@ def _manifest(path: str, mtime_ns: int) -> Manifest:
     return load_manifest(path)
 
 
-def child_servers(manifest: str | Path, child: str) -> list[dict[str, Any]]:
-    """The servers (``conn_id``, ``capacity``) ``child`` of the manifest may run on, for
-    ``SqlAgentRunJobOperator(servers=...)``. The manifest is read once per change of the file; an invalid
-    manifest or an unknown child is a DAG import error naming it."""
+def _child(manifest: str | Path, child: str) -> tuple[Manifest, ChildPackage]:
     path = Path(manifest)
     parsed = _manifest(str(path), path.stat().st_mtime_ns)
     found = next((c for c in parsed.children if c.name == child), None)
     if found is None:
         raise ValueError(f"{path}: no child {child!r} (children: {', '.join(c.name for c in parsed.children)})")
+    return parsed, found
+
+
+def child_servers(manifest: str | Path, child: str) -> list[dict[str, Any]]:
+    """The servers (``conn_id``, ``capacity``) ``child`` of the manifest may run on, for
+    ``SqlAgentRunJobOperator(servers=...)``. The manifest is read once per change of the file; an invalid
+    manifest or an unknown child is a DAG import error naming it."""
+    parsed, found = _child(manifest, child)
     return [{"conn_id": s.conn_id, "capacity": s.capacity} for s in parsed.servers if s.conn_id in found.servers]
+
+
+def child_preferred_server(manifest: str | Path, child: str) -> str | None:
+    """The child's ``preferred_server`` in the manifest (None when it has none), for
+    ``SqlAgentRunJobOperator(preferred_server=...)``."""
+    return getattr(_child(manifest, child)[1], "preferred_server", None)
 
 
 class SsisPlaceholderOperator(BaseOperator):

@@ -95,6 +95,7 @@ def render_dag(
     if "empty" in kinds:
         imports.append("from airflow.providers.standard.operators.empty import EmptyOperator")
     helpers = ["child_servers"] + (["SsisPlaceholderOperator"] if "placeholder" in kinds else [])
+    helpers += ["child_preferred_server"] if any(c.preferred_server for c in result.children) else []
     imports.append(f"from airflow_provider_ssis_lb.imported import {', '.join(sorted(helpers))}")
     imports.append("from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator")
     out += sorted(imports)
@@ -111,6 +112,7 @@ def render_dag(
     out.append(f"# {result.max_active_note}")
     out.append("# schedule: the parent ran from its own Agent job's schedule; set the same here.")
     out.append(f"with DAG({', '.join(dag_args)}) as dag:")
+    with_preferred = {c.name for c in result.children if c.preferred_server}
     names = _Names()
     variables: dict[str, str] = {}
 
@@ -118,7 +120,8 @@ def render_dag(
         for item in _in_document_order(result, group):
             if isinstance(item, Task):
                 variables[item.key] = names.take(item.task_id if group is None else f"{item.task_id}")
-                out.extend(indent + line for line in _task_lines(item, variables[item.key]))
+                preferred = item.child in with_preferred
+                out.extend(indent + line for line in _task_lines(item, variables[item.key], preferred))
             else:
                 variable = names.take(item.group_id)
                 out.append(f"{indent}with TaskGroup(group_id={item.group_id!r}, tooltip={item.ssis!r}) as {variable}:")
@@ -142,7 +145,7 @@ def _in_document_order(result: ParentImport, group: str | None) -> list[Any]:
     return sorted(items, key=lambda item: order[item.key])
 
 
-def _task_lines(task: Task, variable: str) -> list[str]:
+def _task_lines(task: Task, variable: str, preferred: bool) -> list[str]:
     rule = [f"trigger_rule={task.trigger_rule!r}"] if task.trigger_rule != "all_success" else []
     doc = f"doc_md={f'SSIS {task.ssis_type} task `{task.ssis}`'!r}"
     if task.kind == "child":
@@ -150,6 +153,7 @@ def _task_lines(task: Task, variable: str) -> list[str]:
             f"task_id={task.task_id!r}",
             f"job_name={task.child!r}",
             f"servers=child_servers(MANIFEST, {task.child!r})",
+            *([f"preferred_server=child_preferred_server(MANIFEST, {task.child!r})"] if preferred else []),
             "deferrable=True",
             "poll_interval=POLL_INTERVAL",
             *rule,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from airflow_provider_ssis_lb import cli
-from airflow_provider_ssis_lb.imported import child_servers
+from airflow_provider_ssis_lb.imported import child_preferred_server, child_servers
 from airflow_provider_ssis_lb.importing import dtsx
 from airflow_provider_ssis_lb.importing.dtsx import Outcome, PackageError, parse_package, read_package
 from airflow_provider_ssis_lb.importing.graph import Edge, choose_rule
@@ -457,6 +457,7 @@ def test_child_servers_names_an_unknown_child(tmp_path: Path) -> None:
         "  - {name: X, catalog_path: '\\SSISDB\\F\\P\\X.dtsx', servers: [b]}\n"
     )
     assert child_servers(manifest, "X") == [{"conn_id": "b", "capacity": 1}]
+    assert child_preferred_server(manifest, "X") is None
     with pytest.raises(ValueError) as raised:
         child_servers(manifest, "Y")
     assert str(raised.value) == f"{manifest}: no child 'Y' (children: X)"
