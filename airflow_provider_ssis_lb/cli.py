@@ -1,5 +1,6 @@
 """``ssis-lb``: the provider's command line. ``ssis-lb deploy MANIFEST [--dry-run]`` sets up the child
-packages' Agent jobs on every server of the manifest (docs/manifest.md).
+packages' Agent jobs on every server of the manifest (docs/manifest.md); ``ssis-lb import-parent PARENT.dtsx``
+turns an SSIS parent package into a manifest and a DAG (docs/migration.md).
 
 Connection ids are resolved as Airflow's own ``airflow connections get`` resolves them: the secrets backend
 of ``[secrets] backend`` if one is configured, then ``AIRFLOW_CONN_<ID>`` environment variables, then the
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from .deploy import deploy, format_results
+from .importing import command as import_parent
 from .manifest import ManifestError, load_manifest
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy_cmd.add_argument("manifest", help="the manifest file (YAML, see docs/manifest.md)")
     deploy_cmd.add_argument("--dry-run", action="store_true", help="print the differences per server, change nothing")
+    import_parent.add_parser(commands)
     return parser
 
 
@@ -60,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import-parent":
+        return import_parent.run(args)
     try:
         manifest = load_manifest(args.manifest)
     except ManifestError as exc:

@@ -1,0 +1,1 @@
+"""Importers: an SSIS parent package (.dtsx) into a manifest and a load-balanced DAG (docs/migration.md)."""
