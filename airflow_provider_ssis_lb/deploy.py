@@ -27,6 +27,7 @@ from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
 from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
 from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
+from .secret_refs import SecretError, SecretLookup, airflow_variable, resolve_child
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,13 @@ NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Executi
 GENERATED_PARAMETERS = ("$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::SYNCHRONIZED(Boolean)")
 MAX_STEP_NAME = 128  # sysjobsteps.step_name sysname
 _TRAILING_BACKSLASHES = re.compile(r"\\+$")
-_PAR = re.compile(r'(/Par "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
+# A /Par or /SET option: its quoted name (or property path), then its value, plain or quoted
+_PAR = re.compile(r'(/(?:Par|SET) "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
 # One option of a command in the form ``isserver_command`` writes (SSMS's form); a command that is not a
 # sequence of these was edited by hand, and where its values are cannot be told: it is masked whole.
 _GENERATED_OPTION = re.compile(
-    r' *(?:/(?:ISSERVER|SERVER) "\\".*?\\""|/ENVREFERENCE \d+|/CALLERINFO SQLAGENT|/REPORTING \w+|/X86|'
-    + _PAR.pattern
-    + r")(?= |$)",
+    r' *(?:/(?:ISSERVER|SERVER|FILE|SQL) "\\".*?\\""|/ENVREFERENCE \d+|/CALLERINFO SQLAGENT|/REPORTING \w+|/X86|'
+    r"/CHECKPOINTING OFF|" + _PAR.pattern + r")(?= |$)",
     re.IGNORECASE,
 )
 
@@ -63,6 +64,15 @@ def quoted(value: str) -> str:
     """
     value = _TRAILING_BACKSLASHES.sub(lambda m: m.group(0) * 2, value)
     return '"\\"' + value + '\\""'
+
+
+def _value_options(option: str, values: Iterable[PackageParameter], mask: bool) -> list[str]:
+    """``/Par "\\"name\\"";value`` (or ``/SET``) per value; a sensitive one as ``MASK`` when ``mask``."""
+    parts = []
+    for parameter in values:
+        value = MASK if mask and parameter.sensitive else parameter.value
+        parts.append(f"{option} {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
+    return parts
 
 
 def isserver_command(
@@ -81,9 +91,7 @@ def isserver_command(
     parts = [f"/ISSERVER {quoted(catalog_path)}", f"/SERVER {quoted(server)}"]
     if environment_reference is not None:
         parts.append(f"/ENVREFERENCE {environment_reference}")
-    for parameter in parameters:
-        value = MASK if mask and parameter.sensitive else parameter.value
-        parts.append(f"/Par {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
+    parts += _value_options("/Par", parameters, mask)
     parts += [
         f"/Par {quoted(GENERATED_PARAMETERS[0])};{logging_level}",
         f"/Par {quoted(GENERATED_PARAMETERS[1])};True",
@@ -91,6 +99,44 @@ def isserver_command(
         "/REPORTING E",
     ]
     return " ".join(parts)
+
+
+def file_command(file_path: str, *, set_values: Iterable[PackageParameter] = (), mask: bool = False) -> str:
+    """A package file (package deployment model), as SSMS scripts the step:
+    ``/FILE "\\"C:\\p\\pkg.dtsx\\"" [/SET ...] /CHECKPOINTING OFF /REPORTING E``. dtexec runs the package
+    in its own process and returns when it ends, so the job's outcome is the package's."""
+    return " ".join([f"/FILE {quoted(file_path)}", *_value_options("/SET", set_values, mask), *_PACKAGE_TAIL])
+
+
+def msdb_command(
+    msdb_path: str, server: str, *, set_values: Iterable[PackageParameter] = (), mask: bool = False
+) -> str:
+    """A package in the msdb package store of ``server`` (its @@SERVERNAME), as SSMS scripts the step:
+    ``/SQL "\\"\\Folder\\pkg\\"" /SERVER "\\"srv\\"" [/SET ...] /CHECKPOINTING OFF /REPORTING E``."""
+    options = _value_options("/SET", set_values, mask)
+    return " ".join([f"/SQL {quoted(msdb_path)}", f"/SERVER {quoted(server)}", *options, *_PACKAGE_TAIL])
+
+
+_PACKAGE_TAIL = ("/CHECKPOINTING OFF", "/REPORTING E")
+
+
+def package_command(
+    child: ChildPackage, conn_id: str, server_name: str, *, logging_level: int = 1, mask: bool = False
+) -> str:
+    """The step command that runs ``child``'s package on the server ``conn_id`` (@@SERVERNAME ``server_name``)."""
+    if child.file_path:
+        return file_command(child.file_path, set_values=child.set_values, mask=mask)
+    if child.msdb_path:
+        return msdb_command(child.msdb_path, server_name, set_values=child.set_values, mask=mask)
+    assert child.catalog_path is not None
+    return isserver_command(
+        child.catalog_path,
+        server_name,
+        environment_reference=child.environment_reference_on(conn_id),
+        parameters=child.parameters,
+        logging_level=logging_level,
+        mask=mask,
+    )
 
 
 def mask_command(command: str, sensitive: Iterable[str]) -> str:
@@ -134,7 +180,7 @@ def step_name(catalog_path: str) -> str:
 def job_description(manifest: Manifest, child: ChildPackage) -> str:
     """The description that marks the job as ours (``MANAGED_MARKER`` first)."""
     text = (
-        f"{MANAGED_MARKER} (manifest '{manifest.name}'): runs {child.catalog_path}. "
+        f"{MANAGED_MARKER} (manifest '{manifest.name}'): runs {child.package_path}. "
         "Changes made by hand are overwritten by the next deploy."
     )
     return text[:MAX_DESCRIPTION]
@@ -147,15 +193,9 @@ def is_managed(job: JobDefinition) -> bool:
 def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str) -> JobDefinition:
     """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given)."""
     defaults = manifest.job_defaults
-    command = isserver_command(
-        child.catalog_path,
-        server_name,
-        environment_reference=child.environment_reference_on(conn_id),
-        parameters=child.parameters,
-        logging_level=defaults.logging_level,
-    )
+    command = package_command(child, conn_id, server_name, logging_level=defaults.logging_level)
     step = JobStepDefinition(
-        step_name=step_name(child.catalog_path),
+        step_name=step_name(child.package_path),
         subsystem="SSIS",
         command=command,
         retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
@@ -276,13 +316,24 @@ class ServerResult:
         )
 
     def missing_messages(self) -> list[str]:
-        """One line per child whose catalog path this server's SSIS catalog lacks."""
+        """One line per child whose package this server's SSIS catalog (or msdb package store) lacks."""
         where = f"server '{self.server_name}' (conn_id '{self.conn_id}')"
         return [
-            f"child '{m.child}': catalog_path '{m.catalog_path}' is not in the SSIS catalog of {where}; "
-            + (f"did you mean '{m.closest}'?" if m.closest else "deploy its project there or fix catalog_path")
+            f"child '{m.child}': {m.source} '{m.catalog_path}' is not in the {_STORES[m.source]} of {where}; "
+            + (f"did you mean '{m.closest}'?" if m.closest else f"{_REMEDIES[m.source]} or fix {m.source}")
             for m in self.missing
         ]
+
+    def missing_headline(self) -> str:
+        """``1 catalog path(s) not in its SSIS catalog`` (and/or the msdb package store's count)."""
+        counts = [(source, sum(1 for m in self.missing if m.source == source)) for source in _STORES]
+        return " and ".join(
+            f"{n} {source.replace('_', ' ')}(s) not in its {_STORES[source]}" for source, n in counts if n
+        )
+
+
+_STORES = {"catalog_path": "SSIS catalog", "msdb_path": "msdb package store"}
+_REMEDIES = {"catalog_path": "deploy its project there", "msdb_path": "import the package there (dtutil /SQL)"}
 
 
 def deploy(
@@ -290,21 +341,29 @@ def deploy(
     *,
     dry_run: bool = False,
     hook_factory: Callable[[str], SqlAgentHook] = SqlAgentHook,
+    secrets: SecretLookup = airflow_variable,
 ) -> list[ServerResult]:
     """Deploy every server of the manifest (through its ``deploy_conn_id`` when given), one after another;
-    an unreachable server does not stop the others."""
+    an unreachable server does not stop the others. ``secrets`` reads ``{secret: NAME}`` references."""
     return [
-        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id))
+        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id), secrets=secrets)
         for s in manifest.servers
     ]
 
 
-def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:
+def deploy_server(
+    manifest: Manifest,
+    conn_id: str,
+    *,
+    dry_run: bool,
+    hook: SqlAgentHook,
+    secrets: SecretLookup = airflow_variable,
+) -> ServerResult:
     result = ServerResult(conn_id)
     children = manifest.children_on(conn_id)
     try:
         result.server_name = hook.server_name()
-        check_catalog(result, children, hook.catalog_packages())
+        check_packages(result, children, hook)
         if result.missing:
             log.error("deploy: server '%s': %s", conn_id, "; ".join(result.missing_messages()))
             return result
@@ -319,24 +378,55 @@ def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlA
         return result
     for child in children:
         try:
+            child = resolve_child(child, secrets)
             result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
+        except SecretError as exc:
+            result.changes.append(JobChange(child.job_name, "error", (str(exc),)))
         except SqlAgentError as exc:
             result.changes.append(JobChange(child.job_name, "error", (exc.cause,)))
     return result
 
 
-def check_catalog(result: ServerResult, children: Sequence[ChildPackage], listing: CatalogListing) -> None:
+def check_packages(result: ServerResult, children: Sequence[ChildPackage], hook: SqlAgentHook) -> None:
+    """Look every child's package up where it lives: catalog paths in SSISDB, msdb paths in msdb's package
+    store. A package file cannot be seen from T-SQL: the report says so instead of guessing."""
+    in_catalog = [c for c in children if c.catalog_path]
+    in_msdb = [c for c in children if c.msdb_path]
+    files = [c.file_path for c in children if c.file_path]
+    if in_catalog:
+        check_catalog(result, in_catalog, hook.catalog_packages())
+    if in_msdb:
+        check_catalog(
+            result, in_msdb, hook.msdb_packages(), what="msdb paths", store="msdb", shown="the packages it may read"
+        )
+    if files:
+        result.warnings.append(
+            f"NOTE: package files not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): "
+            f"T-SQL cannot see the server's file system; {', '.join(sorted(set(files)))} must exist there "
+            "(readable by the account the step runs as), or dtexec fails the step"
+        )
+
+
+def check_catalog(
+    result: ServerResult,
+    children: Sequence[ChildPackage],
+    listing: CatalogListing,
+    *,
+    what: str = "catalog paths",
+    store: str = "SSISDB",
+    shown: str = "the projects it may read",
+) -> None:
     """Record in ``result`` the children whose catalog path the server lacks. When the login cannot see the
     whole catalog (SSISDB filters its views by permission), a path it does not see may still exist: the check
     is then skipped for those paths with a warning, not failed."""
     missing = missing_packages(children, listing.paths)
     if not missing or listing.complete:
-        result.missing = missing
+        result.missing += missing
         return
-    why = listing.unreadable or "the login is not sysadmin, and SSISDB shows it only the projects it may read"
+    why = listing.unreadable or f"the login is not sysadmin, and {store} shows it only {shown}"
     paths = ", ".join(sorted({m.catalog_path for m in missing}))
     warning = (
-        f"WARNING: catalog paths not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
+        f"WARNING: {what} not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
         f"not seen: {paths}. Deploy with a sysadmin login (deploy_conn_id) to check them"
     )
     log.warning("deploy: %s", warning)
@@ -364,7 +454,7 @@ def _deploy_job(
     manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, hook: SqlAgentHook, dry_run: bool
 ) -> JobChange:
     desired = desired_job(manifest, child, conn_id, server_name)
-    sensitive = [p.name for p in child.parameters if p.sensitive]
+    sensitive = [p.name for p in child.parameters + child.set_values if p.sensitive]
     current = hook.read_job_definition(desired.job_name)
     if current is None:
         warning = proxy_warning(desired, hook)
@@ -384,7 +474,7 @@ def _deploy_job(
     plan = diff_job(current, desired)
     if not plan:
         return JobChange(desired.job_name, "unchanged")
-    public = [p.name for p in child.parameters if not p.sensitive] + list(GENERATED_PARAMETERS)
+    public = [p.name for p in child.parameters + child.set_values if not p.sensitive] + list(GENERATED_PARAMETERS)
     details = tuple(describe_plan(plan, current, sensitive, public))
     if not dry_run:
         apply_plan(hook, desired.job_name, plan)
@@ -418,7 +508,7 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
             continue
         if result.missing:
             nothing = "a deploy would change no job there" if dry_run else "no job was created or changed there"
-            lines.append(f"{label}: ERROR: {len(result.missing)} catalog path(s) not in its SSIS catalog; {nothing}")
+            lines.append(f"{label}: ERROR: {result.missing_headline()}; {nothing}")
             lines += [f"  ! {message}" for message in result.missing_messages()]
             continue
         counts = [

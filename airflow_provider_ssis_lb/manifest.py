@@ -26,6 +26,18 @@ MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
 PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
+# dtexec /FILE: a package file by an absolute Windows path (drive letter or UNC share), and /SQL: a package in
+# the msdb package store by its folder path (docs/manifest.md, "Packages outside the SSIS catalog").
+_WINDOWS_NAME = r'[^\\/:*?"<>|]+'
+FILE_PATH = re.compile(
+    rf"(?:[A-Za-z]:|\\\\{_WINDOWS_NAME}\\{_WINDOWS_NAME})(?:\\{_WINDOWS_NAME})*\\{_WINDOWS_NAME}\.dtsx", re.I
+)
+MSDB_PATH = re.compile(r'(?:\\[^\\"]+)+')
+# dtexec /SET: \Package<.Container...>.Variables[Namespace::Name].Properties[Value] (or .Value, or any property)
+SET_PATH = re.compile(r'\\Package(?:[.\\][^";\s]+)?', re.IGNORECASE)
+SET_FORM = "\\Package.Variables[User::Name].Properties[Value]"
+SOURCES = ("catalog_path", "file_path", "msdb_path")
+CATALOG_ONLY = ("parameters", "environment_reference")
 _TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Characters no text that reaches a job step may hold. Control characters: a NUL ends the command for any
@@ -56,6 +68,7 @@ class PackageParameter:
     name: str
     value: str
     sensitive: bool = False
+    secret: str | None = None  # an Airflow Variable holding the value, read by deploy (then value is "")
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,7 @@ class ChildPackage:
     """A child package and the Agent job that runs it."""
 
     name: str
-    catalog_path: str
+    catalog_path: str | None  # exactly one of catalog_path, file_path and msdb_path is set
     servers: tuple[str, ...]
     job_name: str
     parameters: tuple[PackageParameter, ...] = ()
@@ -100,6 +113,19 @@ class ChildPackage:
     retry_attempts: int | None = None
     retry_interval: int | None = None
     proxy: str | None = None
+    file_path: str | None = None  # dtexec /FILE
+    msdb_path: str | None = None  # dtexec /SQL (the msdb package store), \\Folder\\Package
+    set_values: tuple[PackageParameter, ...] = ()  # dtexec /SET, for file and msdb packages
+    preferred_server: str | None = None  # one of servers: where the child runs when it has room
+
+    @property
+    def source(self) -> str:
+        """Where the package lives: ``catalog_path``, ``file_path`` or ``msdb_path`` (the manifest key)."""
+        return "file_path" if self.file_path else "msdb_path" if self.msdb_path else "catalog_path"
+
+    @property
+    def package_path(self) -> str:
+        return self.catalog_path or self.file_path or self.msdb_path or ""
 
     def environment_reference_on(self, conn_id: str) -> int | None:
         """The ``/ENVREFERENCE`` id on that server (reference ids are per SSIS catalog)."""
@@ -174,8 +200,8 @@ def register_secrets(manifest: Manifest) -> None:
     from airflow.sdk.log import mask_secret  # Airflow's masker; imported here so parsing stays light
 
     for child in manifest.children:
-        for parameter in child.parameters:
-            if parameter.sensitive:
+        for parameter in child.parameters + child.set_values:
+            if parameter.sensitive and parameter.value:
                 mask_secret(parameter.value)  # no name: a name would limit masking to "password"-like names
 
 
@@ -396,34 +422,41 @@ class _Checker:
     def child(self, where: _Field, conn_ids: tuple[str, ...]) -> ChildPackage | None:
         keys = (
             "name",
-            "catalog_path",
+            *SOURCES,
             "job_name",
             "parameters",
             "environment_reference",
+            "set_values",
             "servers",
+            "preferred_server",
             "retry_attempts",
             "retry_interval",
             "proxy",
         )
         try:
-            fields = self.mapping(where, keys, ("name", "catalog_path"))
+            fields = self.mapping(where, keys, ("name",))
         except _Invalid:
             return None
         errors_before = len(self.found)
         name = self.optional(fields, "name", self.job_name)
         job_name = self.optional(fields, "job_name", self.job_name) or name
-        path = self.optional(fields, "catalog_path", self.catalog_path)
+        source = self.package_source(where, fields)
+        path = self.optional(fields, source, getattr(self, source)) if source else None
         parameters = self.optional(fields, "parameters", self.parameters) or ()
         reference = self.optional(fields, "environment_reference", self.environment_reference, conn_ids)
+        set_values = self.optional(fields, "set_values", self.parameters, SET_PATH, SET_FORM) or ()
         servers = self.optional(fields, "servers", self.child_servers, conn_ids)
+        preferred = self.optional(fields, "preferred_server", self.text)
+        if preferred is not None and preferred not in (servers or conn_ids):
+            self.fail(fields["preferred_server"], f"'{preferred}' is not one of the child's servers")
         retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
         retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
         proxy = self.optional(fields, "proxy", self.text)
-        if len(self.found) > errors_before or name is None or path is None:
+        if len(self.found) > errors_before or name is None or path is None or source is None:
             return None
         return ChildPackage(
             name=name,
-            catalog_path=path,
+            catalog_path=path if source == "catalog_path" else None,
             servers=servers or conn_ids,
             job_name=job_name,
             parameters=parameters,
@@ -431,7 +464,37 @@ class _Checker:
             retry_attempts=retry_attempts,
             retry_interval=retry_interval,
             proxy=proxy,
+            file_path=path if source == "file_path" else None,
+            msdb_path=path if source == "msdb_path" else None,
+            set_values=set_values,
+            preferred_server=preferred,
         )
+
+    def package_source(self, where: _Field, fields: dict[str, _Field]) -> str | None:
+        """The one package source key the child gives, after checking the options that go with it: /Par and
+        /ENVREFERENCE are dtexec options of /ISSERVER only, /SET is for the package deployment model."""
+        given = [key for key in SOURCES if key in fields]
+        if len(given) != 1:
+            problem = "gives none" if not given else f"gives {' and '.join(given)}"
+            self.fail(where, f"a child needs exactly one of catalog_path, file_path or msdb_path ({problem})")
+            return None
+        source = given[0]
+        if source == "catalog_path":
+            if "set_values" in fields:
+                self.fail(
+                    fields["set_values"],
+                    "is for file_path and msdb_path packages (dtexec /SET); a catalog package takes 'parameters'",
+                )
+            return source
+        for key in CATALOG_ONLY:
+            if key in fields:
+                option = "/Par" if key == "parameters" else "/ENVREFERENCE"
+                self.fail(
+                    fields[key],
+                    f"is for catalog_path packages only (dtexec takes {option} only with /ISSERVER); "
+                    f"a {source} package takes 'set_values' (dtexec /SET)",
+                )
+        return source
 
     def job_name(self, where: _Field) -> str:
         value = self.text(where)
@@ -445,15 +508,38 @@ class _Checker:
             raise self.fail(where, "must look like \\SSISDB\\<folder>\\<project>\\<package>.dtsx")
         return value
 
-    def parameters(self, where: _Field) -> tuple[PackageParameter, ...]:
+    def file_path(self, where: _Field) -> str:
+        value = self.safe(where, self.scalar(where, str).strip())
+        if not FILE_PATH.fullmatch(value) or len(value) > 400:
+            raise self.fail(
+                where,
+                "must be a Windows path to a .dtsx file, C:\\<folder>\\<package>.dtsx or "
+                "\\\\<server>\\<share>\\<package>.dtsx (dtexec /FILE)",
+            )
+        return value
+
+    def msdb_path(self, where: _Field) -> str:
+        value = self.safe(where, self.scalar(where, str).strip())
+        parts = value.split("\\")[1:]
+        if not MSDB_PATH.fullmatch(value) or any(len(p) > 128 or p != p.strip() for p in parts) or len(value) > 400:
+            raise self.fail(where, "must look like \\<folder>\\<package> (dtexec /SQL, the msdb package store)")
+        if value.lower().endswith(".dtsx"):
+            raise self.fail(where, "names a package in msdb, stored without '.dtsx': drop the extension")
+        return value
+
+    def parameters(
+        self, where: _Field, pattern: re.Pattern[str] = PARAMETER_NAME, form: str = PARAMETER_FORM
+    ) -> tuple[PackageParameter, ...]:
+        """``/Par`` values (name -> value), or with ``SET_PATH`` the ``/SET`` values (property path -> value)."""
+        what = "parameter name" if pattern is PARAMETER_NAME else "/SET property path"
         if not isinstance(where.node, yaml.MappingNode):
-            raise self.fail(where, "must be a mapping of parameter name to value")
+            raise self.fail(where, f"must be a mapping of {what} to value")
         parameters: list[PackageParameter] = []
         for key_node, value_node in where.node.value:
             name = str(key_node.value)
             at = _Field(value_node, f"{where.path}.{name}")
-            if not PARAMETER_NAME.fullmatch(name) or _FORBIDDEN.search(name):
-                self.fail(_Field(key_node, at.path), f"is not a dtexec parameter name ({PARAMETER_FORM})")
+            if not pattern.fullmatch(name) or _FORBIDDEN.search(name):
+                self.fail(_Field(key_node, at.path), f"is not a dtexec {what} ({form})")
                 continue
             if name in {p.name for p in parameters}:
                 self.fail(_Field(key_node, at.path), "is given twice")
@@ -468,10 +554,12 @@ class _Checker:
         sensitive = False
         value_field = where
         if isinstance(where.node, yaml.MappingNode):
-            fields = self.mapping(where, ("value", "sensitive"), ("value",))
-            if "value" not in fields:
-                raise _Invalid()
+            fields = self.mapping(where, ("value", "secret", "sensitive"))
+            if ("value" in fields) == ("secret" in fields):
+                raise self.fail(where, "needs exactly one of 'value' and 'secret'")
             sensitive = bool(self.optional(fields, "sensitive", self.scalar, bool))
+            if "secret" in fields:  # an Airflow Variable's name; its value is read by deploy, always sensitive
+                return PackageParameter(name, "", True, self.text(fields["secret"], max_length=250))
             value_field = fields["value"]
         if not isinstance(value_field.node, yaml.ScalarNode) or value_field.node.tag.endswith(":null"):
             raise self.fail(value_field, "must be a text, number or boolean value")

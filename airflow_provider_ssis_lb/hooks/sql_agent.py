@@ -582,6 +582,37 @@ class SqlAgentHook(BaseHook):
         )
         return CatalogListing(paths, bool(member and member[0]["member"]))
 
+    def msdb_packages(self) -> CatalogListing:
+        """Every package path in the server's msdb package store (``\\Folder\\Sub\\Package``, dtexec /SQL's form):
+        ``msdb.dbo.sysssispackages`` and its folders ``sysssispackagefolders`` (nested by ``parentfolderid``,
+        the root folder's name empty). A login refused there (229) gets an empty, unreadable listing."""
+        with self.session() as s:
+            try:
+                folders = s.query("SELECT folderid, parentfolderid, foldername FROM msdb.dbo.sysssispackagefolders")[0]
+                packages = s.query("SELECT name, folderid FROM msdb.dbo.sysssispackages")[0]
+            except SqlAgentError as exc:
+                if exc.number not in _CATALOG_REFUSALS:
+                    raise
+                return CatalogListing((), False, f"msdb refused this login (error {exc.number})")
+            member = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin') AS member")[0]
+        parents = {str(f["folderid"]).lower(): f for f in folders}
+
+        def folder_path(folder_id: Any) -> str:
+            parts: list[str] = []
+            seen: set[str] = set()
+            key = str(folder_id).lower() if folder_id is not None else None
+            while key is not None and key in parents and key not in seen:
+                seen.add(key)
+                folder = parents[key]
+                if folder["foldername"]:
+                    parts.append(str(folder["foldername"]))
+                parent = folder["parentfolderid"]
+                key = str(parent).lower() if parent is not None else None
+            return "".join(f"\\{p}" for p in reversed(parts))
+
+        paths = tuple(f"{folder_path(p['folderid'])}\\{p['name']}" for p in packages)
+        return CatalogListing(paths, bool(member and member[0]["member"]))
+
     def read_job_definition(self, job_name: str) -> JobDefinition | None:
         """The job's settings, steps and whether it targets the local server; None when it does not exist."""
         with self.session(job_name) as s:
