@@ -26,8 +26,8 @@ from typing import Any
 from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
 from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
-from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
-from .secret_refs import SecretError, SecretLookup, airflow_variable, resolve_child
+from .manifest import NOTIFY_LEVELS, STEP_ACTIONS, ChildPackage, Manifest, ManifestStep, PackageParameter
+from .secret_refs import PLACEHOLDER, SecretError, SecretLookup, airflow_variable, resolve_child
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +178,12 @@ def step_name(catalog_path: str) -> str:
 
 
 def job_description(manifest: Manifest, child: ChildPackage) -> str:
-    """The description that marks the job as ours (``MANAGED_MARKER`` first)."""
-    text = (
-        f"{MANAGED_MARKER} (manifest '{manifest.name}'): runs {child.package_path}. "
-        "Changes made by hand are overwritten by the next deploy."
-    )
+    """The description that marks the job as ours (``MANAGED_MARKER`` first), then the child's own
+    ``description`` (an imported job's) or what the job runs."""
+    head = f"{MANAGED_MARKER} (manifest '{manifest.name}'): "
+    if child.description is not None:
+        return (head + child.description)[:MAX_DESCRIPTION]
+    text = head + f"runs {child.package_path}. Changes made by hand are overwritten by the next deploy."
     return text[:MAX_DESCRIPTION]
 
 
@@ -190,28 +191,61 @@ def is_managed(job: JobDefinition) -> bool:
     return job.description.startswith(MANAGED_MARKER)
 
 
-def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str) -> JobDefinition:
-    """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given)."""
+def desired_job(
+    manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, *, marked: bool = True
+) -> JobDefinition:
+    """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given).
+    ``marked`` False: the description as the child gives it, without the ownership mark (to compare with a
+    job ssis-lb does not manage, docs/manifest.md "Adopting existing jobs")."""
     defaults = manifest.job_defaults
-    command = package_command(child, conn_id, server_name, logging_level=defaults.logging_level)
-    step = JobStepDefinition(
-        step_name=step_name(child.package_path),
-        subsystem="SSIS",
-        command=command,
-        retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
-        retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
-        proxy_name=child.proxy or defaults.proxy,
-    )
+    if child.steps:
+        steps = tuple(step_definition(step) for step in child.steps)
+    else:
+        logging_level = defaults.logging_level if child.logging_level is None else child.logging_level
+        steps = (
+            JobStepDefinition(
+                step_name=child.step_name or step_name(child.package_path),
+                subsystem="SSIS",
+                command=package_command(child, conn_id, server_name, logging_level=logging_level),
+                retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
+                retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
+                proxy_name=child.proxy or defaults.proxy,
+            ),
+        )
+    notes = child.notifications or {}
     return JobDefinition(
         job_name=child.job_name,
-        description=job_description(manifest, child),
-        category_name=defaults.category,
-        owner_login_name=defaults.owner,
-        enabled=defaults.enabled,
-        notify_level_eventlog=NOTIFY_LEVELS[defaults.notify_eventlog],
-        notify_level_email=NOTIFY_LEVELS[defaults.notify_email],
-        notify_email_operator_name=defaults.notify_email_operator,
-        steps=(step,),
+        description=job_description(manifest, child) if marked else (child.description or ""),
+        category_name=child.category or defaults.category,
+        owner_login_name=child.owner or defaults.owner,
+        enabled=defaults.enabled if child.enabled is None else child.enabled,
+        notify_level_eventlog=NOTIFY_LEVELS[notes.get("notify_eventlog", defaults.notify_eventlog)],
+        notify_level_email=NOTIFY_LEVELS[notes.get("notify_email", defaults.notify_email)],
+        notify_email_operator_name=notes.get("notify_email_operator", defaults.notify_email_operator),
+        steps=steps,
+    )
+
+
+def step_definition(step: ManifestStep) -> JobStepDefinition:
+    """A ``steps`` entry as sp_add_jobstep takes it (a step number to go to is action 4 with that step id)."""
+
+    def action(value: str | int) -> tuple[int, int]:
+        return (4, value) if isinstance(value, int) else (STEP_ACTIONS[value], 0)
+
+    on_success, success_step = action(step.on_success)
+    on_fail, fail_step = action(step.on_failure)
+    return JobStepDefinition(
+        step_name=step.name,
+        subsystem=step.subsystem,
+        command=step.command,
+        on_success_action=on_success,
+        on_fail_action=on_fail,
+        retry_attempts=step.retry_attempts,
+        retry_interval=step.retry_interval,
+        proxy_name=step.proxy,
+        database_name=step.database_name,
+        on_success_step_id=success_step,
+        on_fail_step_id=fail_step,
     )
 
 
@@ -231,6 +265,7 @@ class JobPlan:
 
 _JOB_FIELDS = ("description", "category_name", "enabled", "notify_level_eventlog", "notify_level_email")
 _OPTIONAL_JOB_FIELDS = ("owner_login_name", "notify_email_operator_name")  # compared only when the manifest sets them
+_OPTIONAL_STEP_FIELDS = ("proxy_name", "database_name")
 
 
 def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
@@ -244,8 +279,9 @@ def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
         step_changes = {
             f.name: getattr(want_step, f.name)
             for f in dataclasses.fields(JobStepDefinition)
-            if getattr(have_step, f.name) != getattr(want_step, f.name)
-            and not (f.name == "proxy_name" and want_step.proxy_name is None)  # compared only when set
+            if f.name != "proxy_id"  # read only
+            and getattr(have_step, f.name) != getattr(want_step, f.name)
+            and not (f.name in _OPTIONAL_STEP_FIELDS and getattr(want_step, f.name) is None)  # compared when set
         }
         if step_changes:
             updates[step_id] = step_changes
@@ -292,7 +328,7 @@ class JobChange:
     """What happened (or, in a dry run, would happen) to one child's job on one server."""
 
     job_name: str
-    action: str  # "create" | "update" | "unchanged" | "conflict" | "error"
+    action: str  # "create" | "update" | "unchanged" | "unmanaged" | "adopt" | "conflict" | "error"
     details: tuple[str, ...] = ()
 
 
@@ -300,11 +336,15 @@ class JobChange:
 class ServerResult:
     conn_id: str
     server_name: str | None = None
-    created_category: str | None = None  # the category the deploy created (or would create)
+    created_categories: list[str] = field(default_factory=list)  # created (or, in a dry run, to create)
     changes: list[JobChange] = field(default_factory=list)
     error: str | None = None  # the server could not be deployed at all
     missing: list[MissingPackage] = field(default_factory=list)  # not in its SSIS catalog: nothing deployed
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def created_category(self) -> str | None:
+        return self.created_categories[0] if self.created_categories else None
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
@@ -342,11 +382,15 @@ def deploy(
     dry_run: bool = False,
     hook_factory: Callable[[str], SqlAgentHook] = SqlAgentHook,
     secrets: SecretLookup = airflow_variable,
+    adopt: bool = False,
 ) -> list[ServerResult]:
     """Deploy every server of the manifest (through its ``deploy_conn_id`` when given), one after another;
-    an unreachable server does not stop the others. ``secrets`` reads ``{secret: NAME}`` references."""
+    an unreachable server does not stop the others. ``secrets`` reads ``{secret: NAME}`` references;
+    ``adopt`` takes over the manifest's jobs that ssis-lb does not manage yet (docs/manifest.md)."""
     return [
-        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id), secrets=secrets)
+        deploy_server(
+            manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id), secrets=secrets, adopt=adopt
+        )
         for s in manifest.servers
     ]
 
@@ -358,6 +402,7 @@ def deploy_server(
     dry_run: bool,
     hook: SqlAgentHook,
     secrets: SecretLookup = airflow_variable,
+    adopt: bool = False,
 ) -> ServerResult:
     result = ServerResult(conn_id)
     children = manifest.children_on(conn_id)
@@ -367,19 +412,25 @@ def deploy_server(
         if result.missing:
             log.error("deploy: server '%s': %s", conn_id, "; ".join(result.missing_messages()))
             return result
-        category = manifest.job_defaults.category
-        if not hook.has_job_category(category):
-            if not dry_run:
-                hook.add_job_category(category)
-            result.created_category = category
+        categories = {manifest.job_defaults.category.lower(): manifest.job_defaults.category}
+        for child in children:
+            if child.category:
+                categories.setdefault(child.category.lower(), child.category)
+        for category in categories.values():
+            if not hook.has_job_category(category):
+                if not dry_run:
+                    hook.add_job_category(category)
+                result.created_categories.append(category)
     except SqlAgentError as exc:
         result.error = str(exc)
         log.error("deploy: server '%s': %s", conn_id, exc)
         return result
     for child in children:
         try:
-            child = resolve_child(child, secrets)
-            result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
+            resolved = resolve_child(child, secrets)
+            hidden = {i for i, step in enumerate(child.steps, start=1) if PLACEHOLDER.search(step.command)}
+            change = _deploy_job(manifest, resolved, conn_id, result.server_name, hook, dry_run, adopt, hidden)
+            result.changes.append(change)
         except SecretError as exc:
             result.changes.append(JobChange(child.job_name, "error", (str(exc),)))
         except SqlAgentError as exc:
@@ -450,11 +501,26 @@ def proxy_warning(job: JobDefinition, hook: SqlAgentHook) -> str | None:
     )
 
 
+NOT_MANAGED = (
+    f"a job of this name exists and is not managed by ssis-lb (its description does not start with '{MANAGED_MARKER}')"
+)
+
+
 def _deploy_job(
-    manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, hook: SqlAgentHook, dry_run: bool
+    manifest: Manifest,
+    child: ChildPackage,
+    conn_id: str,
+    server_name: str,
+    hook: SqlAgentHook,
+    dry_run: bool,
+    adopt: bool = False,
+    hidden_steps: set[int] | None = None,
 ) -> JobChange:
+    """Create, update, adopt or leave the child's job. ``hidden_steps``: the steps whose commands hold
+    secrets (their commands are never shown)."""
     desired = desired_job(manifest, child, conn_id, server_name)
     sensitive = [p.name for p in child.parameters + child.set_values if p.sensitive]
+    hidden = hidden_steps or set()
     current = hook.read_job_definition(desired.job_name)
     if current is None:
         warning = proxy_warning(desired, hook)
@@ -462,23 +528,49 @@ def _deploy_job(
             log.warning("deploy: server '%s', job '%s': %s", conn_id, desired.job_name, warning)
         if not dry_run:
             hook.add_job(desired)
-        step = desired.steps[0]
-        created = f"step '{step.step_name}' ({step.subsystem}): " + mask_command(step.command, sensitive)
-        return JobChange(desired.job_name, "create", (created, warning) if warning else (created,))
-    if not is_managed(current):
-        reason = (
-            f"a job of this name exists and is not managed by ssis-lb (its description does not start with "
-            f"'{MANAGED_MARKER}'); left unchanged"
+        created = tuple(
+            f"step '{step.step_name}' ({step.subsystem}): "
+            + (masked_secret(step.command) if i in hidden else mask_command(step.command, sensitive))
+            for i, step in enumerate(desired.steps, start=1)
         )
-        return JobChange(desired.job_name, "conflict", (reason,))
+        return JobChange(desired.job_name, "create", (*created, warning) if warning else created)
+    public = [p.name for p in child.parameters + child.set_values if not p.sensitive] + list(GENERATED_PARAMETERS)
+    if not is_managed(current):
+        if child.description is None and not adopt:
+            return JobChange(desired.job_name, "conflict", (f"{NOT_MANAGED}; left unchanged",))
+        as_it_is = diff_job(current, desired_job(manifest, child, conn_id, server_name, marked=False))
+        if not as_it_is and not adopt:
+            return JobChange(desired.job_name, "unmanaged", (f"{NOT_MANAGED}; it matches the manifest",))
+        if not adopt:
+            details = _plan_lines(as_it_is, current, sensitive, public, hidden)
+            return JobChange(desired.job_name, "conflict", (f"{NOT_MANAGED} and differs; left unchanged", *details))
     plan = diff_job(current, desired)
     if not plan:
         return JobChange(desired.job_name, "unchanged")
-    public = [p.name for p in child.parameters + child.set_values if not p.sensitive] + list(GENERATED_PARAMETERS)
-    details = tuple(describe_plan(plan, current, sensitive, public))
+    details = tuple(_plan_lines(plan, current, sensitive, public, hidden))
     if not dry_run:
         apply_plan(hook, desired.job_name, plan)
-    return JobChange(desired.job_name, "update", details)
+    return JobChange(desired.job_name, "update" if is_managed(current) else "adopt", details)
+
+
+def masked_secret(command: str) -> str:
+    return f"{MASK} (a command holding a secret, {len(command)} characters)"
+
+
+def _plan_lines(
+    plan: JobPlan, current: JobDefinition, sensitive: list[str], public: list[str], hidden: set[int]
+) -> list[str]:
+    """``describe_plan``, with the commands of the steps that hold secrets masked, old and new."""
+    if not hidden:
+        return describe_plan(plan, current, sensitive, public)
+    lines = describe_plan(dataclasses.replace(plan, step_updates={}), current, sensitive, public)
+    for step_id, changes in plan.step_updates.items():
+        masked = {k: (MASK if k == "command" and step_id in hidden else v) for k, v in changes.items()}
+        before = current.steps[step_id - 1]
+        for name, value in masked.items():
+            old = MASK if name == "command" and step_id in hidden else getattr(before, name)
+            lines.append(f"step {step_id} {name}: {old!r} -> {value!r}")
+    return lines
 
 
 def apply_plan(hook: SqlAgentHook, job_name: str, plan: JobPlan) -> None:
@@ -494,7 +586,7 @@ def apply_plan(hook: SqlAgentHook, job_name: str, plan: JobPlan) -> None:
         hook.add_job_server(job_name)
 
 
-_SIGNS = {"create": "+", "update": "~", "conflict": "!", "error": "!"}
+_SIGNS = {"create": "+", "update": "~", "adopt": "~", "unmanaged": "=", "conflict": "!", "error": "!"}
 
 
 def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
@@ -516,13 +608,16 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
             f"{result.count('update')} {verbs[1]}",
             f"{result.count('unchanged')} unchanged",
         ]
+        if result.count("adopt"):
+            counts.append(f"{result.count('adopt')} {'to adopt' if dry_run else 'adopted'}")
+        if result.count("unmanaged"):
+            counts.append(f"{result.count('unmanaged')} not managed (matching; deploy --adopt takes them over)")
         problems = result.count("conflict") + result.count("error")
         if problems:
             counts.append(f"{problems} failed")
         lines.append(f"{label}: {', '.join(counts)}")
         lines += [f"  {warning}" for warning in result.warnings]
-        if result.created_category:
-            lines.append(f"  + category '{result.created_category}'")
+        lines += [f"  + category '{category}'" for category in result.created_categories]
         for change in result.changes:
             if change.action == "unchanged":
                 continue

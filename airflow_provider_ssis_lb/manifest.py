@@ -37,6 +37,33 @@ MSDB_PATH = re.compile(r'(?:\\[^\\"]+)+')
 SET_PATH = re.compile(r'\\Package(?:[.\\][^";\s]+)?', re.IGNORECASE)
 SET_FORM = "\\Package.Variables[User::Name].Properties[Value]"
 SOURCES = ("catalog_path", "file_path", "msdb_path")
+PACKAGE_ONLY = (
+    "parameters",
+    "environment_reference",
+    "set_values",
+    "step_name",
+    "logging_level",
+    "retry_attempts",
+    "retry_interval",
+    "proxy",
+)  # a child with ``steps`` gives these per step, or not at all
+STEP_ACTIONS = {"quit_with_success": 1, "quit_with_failure": 2, "go_to_next_step": 3}  # else a step number: 4
+SUBSYSTEMS = (
+    "TSQL",
+    "CmdExec",
+    "SSIS",
+    "PowerShell",
+    "ActiveScripting",
+    "Distribution",
+    "Snapshot",
+    "LogReader",
+    "Merge",
+    "QueueReader",
+    "ANALYSISQUERY",
+    "ANALYSISCOMMAND",
+)  # sp_add_jobstep @subsystem
+MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
+# A step command may hold line breaks and tabs (T-SQL batches, scripts); no other control character.
 CATALOG_ONLY = ("parameters", "environment_reference")
 _TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -51,6 +78,8 @@ _LOOK_ALIKES = (
     "\u2e42\uff3c\ufe68\u2216\u29f5\u29f9"
 )
 _FORBIDDEN = re.compile(f"[{re.escape(_CONTROL + _LOOK_ALIKES)}]")
+# A ``steps`` command (a T-SQL batch, a script) may hold line breaks and tabs; no other control character.
+_STEP_FORBIDDEN = re.compile(f"[{re.escape(_CONTROL.replace(chr(9), '').replace(chr(10), '').replace(chr(13), ''))}]")
 
 
 class ManifestError(ValueError):
@@ -101,6 +130,23 @@ class JobDefaults:
 
 
 @dataclass(frozen=True)
+class ManifestStep:
+    """One step of a child given as ``steps`` (an Agent job that is not one package: T-SQL, CmdExec,
+    several steps), kept as sp_add_jobstep takes it. ``on_success`` / ``on_failure``: an action of
+    ``STEP_ACTIONS`` or a step number to go to. ``command`` may hold ``${secret:NAME}`` placeholders."""
+
+    name: str
+    subsystem: str
+    command: str
+    database_name: str | None = None
+    proxy: str | None = None
+    retry_attempts: int = 0
+    retry_interval: int = 0
+    on_success: str | int = "quit_with_success"
+    on_failure: str | int = "quit_with_failure"
+
+
+@dataclass(frozen=True)
 class ChildPackage:
     """A child package and the Agent job that runs it."""
 
@@ -117,10 +163,22 @@ class ChildPackage:
     msdb_path: str | None = None  # dtexec /SQL (the msdb package store), \\Folder\\Package
     set_values: tuple[PackageParameter, ...] = ()  # dtexec /SET, for file and msdb packages
     preferred_server: str | None = None  # one of servers: where the child runs when it has room
+    # An existing job's settings, kept by ssis-lb import-jobs (None: job_defaults' value / the generated one)
+    description: str | None = None
+    owner: str | None = None
+    category: str | None = None
+    enabled: bool | None = None
+    notifications: dict[str, Any] | None = None  # notify_eventlog, notify_email, notify_email_operator
+    step_name: str | None = None
+    logging_level: int | None = None
+    steps: tuple[ManifestStep, ...] = ()  # instead of a package source: the job's own steps
 
     @property
     def source(self) -> str:
-        """Where the package lives: ``catalog_path``, ``file_path`` or ``msdb_path`` (the manifest key)."""
+        """Where the package lives: ``catalog_path``, ``file_path`` or ``msdb_path`` (the manifest key), or
+        ``steps`` for a child given as its job's steps."""
+        if self.steps:
+            return "steps"
         return "file_path" if self.file_path else "msdb_path" if self.msdb_path else "catalog_path"
 
     @property
@@ -432,6 +490,14 @@ class _Checker:
             "retry_attempts",
             "retry_interval",
             "proxy",
+            "description",
+            "owner",
+            "category",
+            "enabled",
+            "notifications",
+            "step_name",
+            "logging_level",
+            "steps",
         )
         try:
             fields = self.mapping(where, keys, ("name",))
@@ -441,7 +507,13 @@ class _Checker:
         name = self.optional(fields, "name", self.job_name)
         job_name = self.optional(fields, "job_name", self.job_name) or name
         source = self.package_source(where, fields)
-        path = self.optional(fields, source, getattr(self, source)) if source else None
+        path = self.optional(fields, source, getattr(self, source)) if source in SOURCES else None
+        steps = self.optional(fields, "steps", self.steps) or ()
+        if source == "steps":
+            path = ""
+        description = self.optional(fields, "description", self.description)
+        notifications = self.notifications(fields["notifications"]) if "notifications" in fields else {}
+        notifications = {k: v for k, v in notifications.items() if v is not None}
         parameters = self.optional(fields, "parameters", self.parameters) or ()
         reference = self.optional(fields, "environment_reference", self.environment_reference, conn_ids)
         set_values = self.optional(fields, "set_values", self.parameters, SET_PATH, SET_FORM) or ()
@@ -452,6 +524,13 @@ class _Checker:
         retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
         retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
         proxy = self.optional(fields, "proxy", self.text)
+        job = {
+            "owner": self.optional(fields, "owner", self.text),
+            "category": self.optional(fields, "category", self.text),
+            "enabled": self.optional(fields, "enabled", self.scalar, bool),
+            "step_name": self.optional(fields, "step_name", self.text),
+            "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
+        }
         if len(self.found) > errors_before or name is None or path is None or source is None:
             return None
         return ChildPackage(
@@ -468,17 +547,26 @@ class _Checker:
             msdb_path=path if source == "msdb_path" else None,
             set_values=set_values,
             preferred_server=preferred,
+            description=description,
+            notifications=notifications or None,
+            steps=steps,
+            **job,
         )
 
     def package_source(self, where: _Field, fields: dict[str, _Field]) -> str | None:
         """The one package source key the child gives, after checking the options that go with it: /Par and
         /ENVREFERENCE are dtexec options of /ISSERVER only, /SET is for the package deployment model."""
-        given = [key for key in SOURCES if key in fields]
+        given = [key for key in (*SOURCES, "steps") if key in fields]
         if len(given) != 1:
             problem = "gives none" if not given else f"gives {' and '.join(given)}"
-            self.fail(where, f"a child needs exactly one of catalog_path, file_path or msdb_path ({problem})")
+            self.fail(where, f"a child needs exactly one of catalog_path, file_path, msdb_path or steps ({problem})")
             return None
         source = given[0]
+        if source == "steps":
+            for key in PACKAGE_ONLY:
+                if key in fields:
+                    self.fail(fields[key], "is for package children; a child with 'steps' sets it per step")
+            return source
         if source == "catalog_path":
             if "set_values" in fields:
                 self.fail(
@@ -495,6 +583,85 @@ class _Checker:
                     f"a {source} package takes 'set_values' (dtexec /SET)",
                 )
         return source
+
+    def steps(self, where: _Field) -> tuple[ManifestStep, ...]:
+        keys = (
+            "name",
+            "subsystem",
+            "command",
+            "database_name",
+            "proxy",
+            "retry_attempts",
+            "retry_interval",
+            "on_success",
+            "on_failure",
+        )
+        steps: list[ManifestStep] = []
+        items = self.sequence(where)
+        for item in items:
+            try:
+                fields = self.mapping(item, keys, ("name", "subsystem", "command"))
+            except _Invalid:
+                continue
+            errors_before = len(self.found)
+            values = {
+                "name": self.optional(fields, "name", self.text),
+                "subsystem": self.optional(fields, "subsystem", self.subsystem),
+                "command": self.optional(fields, "command", self.step_command),
+                "database_name": self.optional(fields, "database_name", self.text),
+                "proxy": self.optional(fields, "proxy", self.text),
+                "retry_attempts": self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY) or 0,
+                "retry_interval": self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY) or 0,
+                "on_success": self.optional(fields, "on_success", self.step_action, len(items)),
+                "on_failure": self.optional(fields, "on_failure", self.step_action, len(items)),
+            }
+            if len(self.found) == errors_before and None not in (
+                values["name"],
+                values["subsystem"],
+                values["command"],
+            ):
+                given = {k: v for k, v in values.items() if v is not None}
+                steps.append(ManifestStep(**given))
+        if len(steps) < len(items):
+            raise _Invalid()
+        return tuple(steps)
+
+    def description(self, where: _Field) -> str:
+        """A job description as it is (not stripped; line breaks and tabs allowed), at most 512 characters."""
+        value = self.scalar(where, str)
+        bad = _STEP_FORBIDDEN.search(value)
+        if bad:
+            raise self.fail(
+                where, f"must not contain a control character other than a line break or tab (U+{ord(bad.group()):04X})"
+            )
+        if len(value) > MAX_DESCRIPTION:
+            raise self.fail(where, f"must be at most {MAX_DESCRIPTION} characters")
+        return value
+
+    def subsystem(self, where: _Field) -> str:
+        value = self.scalar(where, str)
+        known = {s.lower(): s for s in SUBSYSTEMS}
+        if value.lower() not in known:
+            raise self.fail(where, f"must be one of {', '.join(SUBSYSTEMS)}, got {value!r}")
+        return value
+
+    def step_command(self, where: _Field) -> str:
+        value = self.scalar(where, str)
+        bad = _STEP_FORBIDDEN.search(value) or re.search(f"[{re.escape(_LOOK_ALIKES)}]", value)
+        if bad:
+            raise self.fail(
+                where,
+                f"must not contain a control character other than a line break or tab, nor a "
+                f"look-alike of '\"' or '\\' (U+{ord(bad.group()):04X})",
+            )
+        if not value.strip():
+            raise self.fail(where, "must not be empty")
+        return value
+
+    def step_action(self, where: _Field, count: int) -> str | int:
+        if isinstance(where.node, yaml.ScalarNode) and where.node.tag.endswith(":int"):
+            return self.integer(where, 1, count)
+        return self.choice(where, STEP_ACTIONS)
 
     def job_name(self, where: _Field) -> str:
         value = self.text(where)

@@ -50,7 +50,7 @@ def checked(name: str, value: str, *, in_quotes: bool) -> str:
 
 
 def resolve_child(child: ChildPackage, lookup: SecretLookup) -> ChildPackage:
-    """``child`` with every ``{secret: ...}`` value filled in from ``lookup``."""
+    """``child`` with every ``{secret: ...}`` value and ``${secret:NAME}`` placeholder filled in from ``lookup``."""
 
     def fill(values: tuple[PackageParameter, ...]) -> tuple[PackageParameter, ...]:
         return tuple(
@@ -58,9 +58,15 @@ def resolve_child(child: ChildPackage, lookup: SecretLookup) -> ChildPackage:
             for p in values
         )
 
-    if not any(p.secret for p in child.parameters + child.set_values):
+    steps = tuple(
+        dataclasses.replace(step, command=resolve_text(step.command, lookup))
+        if PLACEHOLDER.search(step.command)
+        else step
+        for step in child.steps
+    )
+    if steps == child.steps and not any(p.secret for p in child.parameters + child.set_values):
         return child
-    return dataclasses.replace(child, parameters=fill(child.parameters), set_values=fill(child.set_values))
+    return dataclasses.replace(child, parameters=fill(child.parameters), set_values=fill(child.set_values), steps=steps)
 
 
 def resolve_text(text: str, lookup: SecretLookup) -> str:

@@ -86,7 +86,8 @@ def test_every_error_is_reported_in_line_order() -> None:
         "manifest.yaml line 23: children[1].servers[0]: unknown server 'sqlnode9' (not in servers: sqlnode1, sqlnode2)",
         "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, file_path, "
         "msdb_path, job_name, parameters, environment_reference, set_values, servers, preferred_server, "
-        "retry_attempts, retry_interval, proxy)",
+        "retry_attempts, retry_interval, proxy, description, owner, category, enabled, notifications, step_name, "
+        "logging_level, steps)",
     ]
 
 
@@ -140,7 +141,7 @@ def test_missing_sections_and_fields() -> None:
     ]
     assert errors_of("servers: []\nchildren:\n  - name: A\n") == [
         "manifest.yaml line 1: servers: must not be empty",
-        "manifest.yaml line 3: children[0]: a child needs exactly one of catalog_path, file_path or msdb_path "
+        "manifest.yaml line 3: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
         "(gives none)",
     ]
 

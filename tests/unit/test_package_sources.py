@@ -18,13 +18,13 @@ SET = "\\Package.Variables[User::Region].Properties[Value]"
     [
         pytest.param(
             "    retry_attempts: 1\n",
-            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path or msdb_path "
+            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
             "(gives none)",
             id="no-source",
         ),
         pytest.param(
             "    catalog_path: \\SSISDB\\f\\p\\A.dtsx\n    file_path: C:\\p\\A.dtsx\n",
-            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path or msdb_path "
+            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
             "(gives catalog_path and file_path)",
             id="two-sources",
         ),
