@@ -155,7 +155,8 @@ def test_the_report_names_kinds_servers_differences_and_secrets_but_no_value(imp
     text = out.read_text()
     for shown in (text, table, json.dumps(report)):
         assert PASSWORD not in shown and CMD_PASSWORD not in shown
-    assert "\nExport_imp      impa_reader               file_path     differs on impb_reader (left out there)\n" in table
+    row = "Export_imp      impa_reader               file_path     differs on impb_reader (left out there)"
+    assert f"\n{row}\n" in table
     assert "  differs on impb_reader: retry_attempts: 0 here, 3 there" in table
     assert "$Package::DbPassword:\n      secret: ssis_lb_loadorders_imp_package_dbpassword" in text
     assert "-P ${secret:ssis_lb_cleanup_imp_step_2_secret}" in text

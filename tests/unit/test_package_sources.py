@@ -18,14 +18,14 @@ SET = "\\Package.Variables[User::Region].Properties[Value]"
     [
         pytest.param(
             "    retry_attempts: 1\n",
-            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
-            "(gives none)",
+            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or "
+            "steps (gives none)",
             id="no-source",
         ),
         pytest.param(
             "    catalog_path: \\SSISDB\\f\\p\\A.dtsx\n    file_path: C:\\p\\A.dtsx\n",
-            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
-            "(gives catalog_path and file_path)",
+            "manifest.yaml line 5: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or "
+            "steps (gives catalog_path and file_path)",
             id="two-sources",
         ),
         pytest.param(
@@ -84,6 +84,35 @@ SET = "\\Package.Variables[User::Region].Properties[Value]"
             "    file_path: C:\\p\\A.dtsx\n    servers: [a]\n    preferred_server: b\n",
             "manifest.yaml line 8: children[0].preferred_server: 'b' is not one of the child's servers",
             id="preferred-server",
+        ),
+        pytest.param(
+            "    steps: [{name: s, subsystem: TSQL, command: SELECT 1}]\n    proxy: P\n",
+            "manifest.yaml line 7: children[0].proxy: is for package children; a child with 'steps' sets it per step",
+            id="steps-with-package-key",
+        ),
+        pytest.param(
+            '    steps: [{name: s, subsystem: TSQL, command: "SELECT 1\\x00"}]\n',
+            "manifest.yaml line 6: children[0].steps[0].command: must not contain a control character other than a "
+            "line break or tab, nor a look-alike of '\"' or '\\' (U+0000)",
+            id="step-command-control",
+        ),
+        pytest.param(
+            "    steps: [{name: s, subsystem: Perl, command: x}]\n",
+            "manifest.yaml line 6: children[0].steps[0].subsystem: must be one of TSQL, CmdExec, SSIS, PowerShell, "
+            "ActiveScripting, Distribution, Snapshot, LogReader, Merge, QueueReader, ANALYSISQUERY, ANALYSISCOMMAND, "
+            "got 'Perl'",
+            id="step-subsystem",
+        ),
+        pytest.param(
+            "    steps: [{name: s, subsystem: tsql, command: x, on_success: 3}]\n",
+            "manifest.yaml line 6: children[0].steps[0].on_success: must be between 1 and 1, got 3",
+            id="step-goto-range",
+        ),
+        pytest.param(
+            '    file_path: C:\\p\\A.dtsx\n    description: "a\\x07b"\n',
+            "manifest.yaml line 7: children[0].description: must not contain a control character other than a line "
+            "break or tab (U+0007)",
+            id="description-control",
         ),
     ],
 )
