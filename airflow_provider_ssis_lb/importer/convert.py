@@ -178,7 +178,7 @@ def unkept_settings(job: JobDefinition, extras: dict[str, Any]) -> list[str]:
             ("database_user_name", None),
             ("os_run_priority", 0),
         ):
-            if more.get(key) not in (default, ""):
+            if more.get(key, default) not in (default, ""):
                 notes.append(f"step {number} {key} {more[key]!r} is not kept")
     if not job.targeted:
         notes.append("it has no target server: deploy would target the local server (sp_add_jobserver)")

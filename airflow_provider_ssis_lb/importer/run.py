@@ -116,6 +116,9 @@ def import_jobs(
     return result
 
 
+_CHECK_PREFIX = re.compile(r"^check\.yaml line \d+: children\[0\]\.?")
+
+
 def _checked(job: ImportedJob, result: ImportResult) -> ImportedJob | None:
     """``job`` if its child deploys back to the same job; else its ``steps`` form; None if neither reads."""
     attempts = [job] if job.kind == "steps" else [job, steps_form(job)]
@@ -125,7 +128,8 @@ def _checked(job: ImportedJob, result: ImportResult) -> ImportedJob | None:
         except ManifestError as exc:
             if attempt.kind != "steps":
                 continue
-            result.rejected.setdefault(job.job.job_name, {})[job.conn_id] = "; ".join(exc.errors)
+            why = "; ".join(_CHECK_PREFIX.sub("", error) for error in exc.errors)
+            result.rejected.setdefault(job.job.job_name, {})[job.conn_id] = why
             return None
         if changes and attempt.kind != "steps":
             continue

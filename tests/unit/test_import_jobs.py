@@ -4,9 +4,11 @@ over several servers with its differences, the LIKE filter, and deploy's view of
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
+from airflow_provider_ssis_lb import cli
 from airflow_provider_ssis_lb.deploy import (
     MANAGED_MARKER,
     ServerResult,
@@ -15,11 +17,13 @@ from airflow_provider_ssis_lb.deploy import (
     format_results,
     isserver_command,
 )
+from airflow_provider_ssis_lb.exceptions import ServerUnreachableError
 from airflow_provider_ssis_lb.hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition
 from airflow_provider_ssis_lb.importer.convert import convert
 from airflow_provider_ssis_lb.importer.dtexec import DtexecSyntaxError, parse, split_arguments
 from airflow_provider_ssis_lb.importer.merge import merge
-from airflow_provider_ssis_lb.importer.run import like
+from airflow_provider_ssis_lb.importer.report import format_json, format_table
+from airflow_provider_ssis_lb.importer.run import import_jobs, like
 from airflow_provider_ssis_lb.manifest import PackageParameter, parse_manifest
 
 CATALOG = "\\SSISDB\\ETL\\Sales\\Load.dtsx"
@@ -196,3 +200,65 @@ def test_deploy_leaves_an_unmanaged_job_alone_reporting_a_match_or_the_differenc
         "enabled: False -> True",
     )
     assert isinstance(adopted, ServerResult) and not adopted.failed
+
+
+class ReadHook:
+    """The SqlAgentHook reads import_jobs makes (a seam): a server down, or one answering from ``jobs``."""
+
+    def __init__(self, conn_id: str, jobs: dict[str, JobDefinition]) -> None:
+        self.conn_id, self.jobs = conn_id, jobs
+
+    def server_name(self) -> str:
+        if not self.jobs:
+            raise ServerUnreachableError(self.conn_id, None, "connection refused", conn_id=self.conn_id)
+        return self.conn_id.upper()
+
+    def job_names(self, category: str | None = None) -> list[str]:
+        return list(self.jobs)
+
+    def read_job_definition(self, name: str) -> JobDefinition:
+        return self.jobs[name]
+
+    def job_extras(self, name: str) -> dict:
+        schedules = [{"name": "Nightly", "enabled": True, "description": "Occurs every day at 01:00:00."}]
+        return {"schedules": schedules if name == "Load" else [], "steps": [{"output_file_name": "C:\\log.txt"}]}
+
+
+def test_import_reports_servers_down_untargeted_jobs_unreadable_commands_and_schedules() -> None:
+    jobs = {
+        "Load": job(ssis(isserver_command(CATALOG, "UP")), targeted=False),
+        "Bad": dataclasses.replace(job(JobStepDefinition("t", "TSQL", "SELECT 1\x00")), job_name="Bad"),
+    }
+    result = import_jobs(
+        ["up", "down"], hook_factory=lambda conn_id: ReadHook(conn_id, jobs if conn_id == "up" else {})
+    )
+    assert [(s.conn_id, s.jobs, s.error) for s in result.servers] == [
+        ("up", 2, None),
+        ("down", 0, "SQL Server Agent server 'down': connection refused"),
+    ]
+    assert result.rejected == {
+        "Bad": {
+            "up": "steps[0].command: must not contain a control character "
+            "other than a line break or tab, nor a look-alike of '\"' or '\\' (U+0000)"
+        }
+    }
+    [load] = result.merged
+    assert load.kept[0].kind == "steps" and result.drift == {
+        "Load": {"up": ["target the local server (sp_add_jobserver)"]}
+    }
+    table = format_table(result, "out.yaml")
+    for line in (
+        "  down (?): ERROR: SQL Server Agent server 'down': connection refused",
+        "  not kept: it has no target server: deploy would target the local server (sp_add_jobserver)",
+        "  not kept: step 1 output_file_name 'C:\\\\log.txt' is not kept",
+        "  a deploy would change it on up: target the local server (sp_add_jobserver)",
+        "  schedule on up: Nightly (enabled) Occurs every day at 01:00:00.",
+        "not imported: Bad on up: steps[0].command: must not contain a control character other than a line break",
+    ):
+        assert line in table, line
+    assert json.loads(format_json(result, "out.yaml"))["jobs"][0]["kind"] == "steps"
+
+
+def test_a_bad_deploy_conn_id_is_refused(tmp_path, capsys) -> None:
+    assert cli.main(["import-jobs", "a", "--out", str(tmp_path / "m.yaml"), "--deploy-conn-id", "a"]) == 2
+    assert capsys.readouterr().err == "ssis-lb: --deploy-conn-id needs CONN_ID=ADMIN_CONN_ID, got 'a'\n"
