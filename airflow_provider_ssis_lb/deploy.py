@@ -183,7 +183,8 @@ def job_description(manifest: Manifest, child: ChildPackage) -> str:
     head = f"{MANAGED_MARKER} (manifest '{manifest.name}'): "
     if child.description is not None:
         return (head + child.description)[:MAX_DESCRIPTION]
-    text = head + f"runs {child.package_path}. Changes made by hand are overwritten by the next deploy."
+    runs = child.package_path or f"{len(child.steps)} step(s)"
+    text = head + f"runs {runs}. Changes made by hand are overwritten by the next deploy."
     return text[:MAX_DESCRIPTION]
 
 
