@@ -213,16 +213,15 @@ def desired_job(
                 proxy_name=child.proxy or defaults.proxy,
             ),
         )
-    notes = child.notifications or {}
     return JobDefinition(
         job_name=child.job_name,
         description=job_description(manifest, child) if marked else (child.description or ""),
         category_name=child.category or defaults.category,
         owner_login_name=child.owner or defaults.owner,
         enabled=defaults.enabled if child.enabled is None else child.enabled,
-        notify_level_eventlog=NOTIFY_LEVELS[notes.get("notify_eventlog", defaults.notify_eventlog)],
-        notify_level_email=NOTIFY_LEVELS[notes.get("notify_email", defaults.notify_email)],
-        notify_email_operator_name=notes.get("notify_email_operator", defaults.notify_email_operator),
+        notify_level_eventlog=NOTIFY_LEVELS[child.notify_eventlog or defaults.notify_eventlog],
+        notify_level_email=NOTIFY_LEVELS[child.notify_email or defaults.notify_email],
+        notify_email_operator_name=child.notify_email_operator or defaults.notify_email_operator,
         steps=steps,
     )
 

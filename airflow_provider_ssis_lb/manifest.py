@@ -168,7 +168,9 @@ class ChildPackage:
     owner: str | None = None
     category: str | None = None
     enabled: bool | None = None
-    notifications: dict[str, Any] | None = None  # notify_eventlog, notify_email, notify_email_operator
+    notify_eventlog: str | None = None  # the child's notifications: levels of NOTIFY_LEVELS, the operator
+    notify_email: str | None = None
+    notify_email_operator: str | None = None
     step_name: str | None = None
     logging_level: int | None = None
     steps: tuple[ManifestStep, ...] = ()  # instead of a package source: the job's own steps
@@ -513,7 +515,6 @@ class _Checker:
             path = ""
         description = self.optional(fields, "description", self.description)
         notifications = self.notifications(fields["notifications"]) if "notifications" in fields else {}
-        notifications = {k: v for k, v in notifications.items() if v is not None}
         parameters = self.optional(fields, "parameters", self.parameters) or ()
         reference = self.optional(fields, "environment_reference", self.environment_reference, conn_ids)
         set_values = self.optional(fields, "set_values", self.parameters, SET_PATH, SET_FORM) or ()
@@ -548,7 +549,7 @@ class _Checker:
             set_values=set_values,
             preferred_server=preferred,
             description=description,
-            notifications=notifications or None,
+            **notifications,
             steps=steps,
             **job,
         )
