@@ -5,12 +5,14 @@ For each server: the job each child should have there (``desired_job``), the job
 the msdb calls that remove it. A second deploy of the same manifest changes nothing.
 
 Before any job of a server is created or changed, every child's ``catalog_path`` is looked up in that
-server's SSIS catalog (``check_catalog``): a server where one is missing gets no change at all, and the
-report names each child, the path and the nearest existing path.
+server's SSIS catalog and every ``msdb_path`` in its msdb package store (``check_packages``): a server where
+one is missing gets no change at all, and the report names each child, the path and the nearest existing
+path. A ``file_path`` cannot be seen from T-SQL: the report says so.
 
 Only jobs whose description starts with ``MANAGED_MARKER`` are ours to change; a job of the same name
-without it is reported as a conflict and left alone. Sensitive parameter values are masked in every
-line this module produces.
+without it is left alone: reported as not managed when it equals the child as it is (an imported job), else
+as a conflict, unless ``adopt`` takes it over. Sensitive values, and step commands holding secrets, are
+masked in every line this module produces.
 """
 
 from __future__ import annotations
@@ -26,14 +28,21 @@ from typing import Any
 from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
 from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
-from .manifest import NOTIFY_LEVELS, STEP_ACTIONS, ChildPackage, Manifest, ManifestStep, PackageParameter
+from .manifest import (
+    MAX_DESCRIPTION,
+    NOTIFY_LEVELS,
+    STEP_ACTIONS,
+    ChildPackage,
+    Manifest,
+    ManifestStep,
+    PackageParameter,
+)
 from .secret_refs import PLACEHOLDER, SecretError, SecretLookup, airflow_variable, resolve_child
 
 log = logging.getLogger(__name__)
 
 MANAGED_MARKER = "Managed by ssis-lb"
 MASK = "********"
-MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
 _PLAIN_VALUE = re.compile(r"[\w.:+-]+")
 # What SQL Server Agent writes in the step's history (observed; see docs/permissions.md, section 7).
 NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Execution job steps without a proxy account."

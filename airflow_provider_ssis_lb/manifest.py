@@ -63,7 +63,6 @@ SUBSYSTEMS = (
     "ANALYSISCOMMAND",
 )  # sp_add_jobstep @subsystem
 MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
-# A step command may hold line breaks and tabs (T-SQL batches, scripts); no other control character.
 CATALOG_ONLY = ("parameters", "environment_reference")
 _TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

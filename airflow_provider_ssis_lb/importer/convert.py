@@ -72,6 +72,12 @@ def convert(
     imported = ImportedJob(conn_id, server_name, job, {**fields, **job_settings(job)}, kind, finder, why or None)
     imported.schedules, imported.extras = extras.get("schedules", []), extras
     imported.notes = unkept_settings(job, extras)
+    marked = _MARKED.fullmatch(job.description)
+    if marked:
+        imported.notes.append(
+            f"already managed by ssis-lb (manifest '{marked['manifest']}'): give the manifest that name (--name) "
+            "or deploy rewrites the description"
+        )
     return imported
 
 
