@@ -1,7 +1,9 @@
-"""Which children's catalog paths a server's SSIS catalog lacks, and the existing path each was likely meant to be.
+"""Which children's packages a server lacks, and the existing path each was likely meant to be.
 
-Pure (no I/O): ``deploy.py`` reads the catalog through ``SqlAgentHook.catalog_packages`` and asks here. SSISDB
-compares folder, project and package names case-insensitively (its default collation), and so does this.
+Pure (no I/O): ``deploy.py`` reads the SSIS catalog through ``SqlAgentHook.catalog_packages`` (``catalog_path``
+children) and the msdb package store through ``SqlAgentHook.msdb_packages`` (``msdb_path`` children) and asks
+here. SSISDB compares folder, project and package names case-insensitively (its default collation), and so
+does this; msdb's default collation is case-insensitive too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ class MissingPackage:
     """A child whose catalog path the server's catalog does not list."""
 
     child: str
-    catalog_path: str
+    catalog_path: str  # the child's package path (its catalog_path, or its msdb_path when source says so)
     closest: str | None  # the existing path it most likely means, or None when none is near
+    source: str = "catalog_path"  # the manifest key: catalog_path | msdb_path
 
 
 def path_key(path: str) -> tuple[str, ...]:
@@ -51,11 +54,11 @@ def closest_path(path: str, existing: Iterable[str]) -> str | None:
 
 
 def missing_packages(children: Iterable[ChildPackage], existing: Iterable[str]) -> list[MissingPackage]:
-    """The children whose catalog_path is not among ``existing``, each with its closest existing path."""
+    """The children whose package path is not among ``existing``, each with its closest existing path."""
     existing = list(existing)
     keys = {path_key(p) for p in existing}
     return [
-        MissingPackage(child.name, child.catalog_path, closest_path(child.catalog_path, existing))
+        MissingPackage(child.name, child.package_path, closest_path(child.package_path, existing), child.source)
         for child in children
-        if path_key(child.catalog_path) not in keys
+        if path_key(child.package_path) not in keys
     ]

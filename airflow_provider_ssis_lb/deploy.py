@@ -5,12 +5,14 @@ For each server: the job each child should have there (``desired_job``), the job
 the msdb calls that remove it. A second deploy of the same manifest changes nothing.
 
 Before any job of a server is created or changed, every child's ``catalog_path`` is looked up in that
-server's SSIS catalog (``check_catalog``): a server where one is missing gets no change at all, and the
-report names each child, the path and the nearest existing path.
+server's SSIS catalog and every ``msdb_path`` in its msdb package store (``check_packages``): a server where
+one is missing gets no change at all, and the report names each child, the path and the nearest existing
+path. A ``file_path`` cannot be seen from T-SQL: the report says so.
 
 Only jobs whose description starts with ``MANAGED_MARKER`` are ours to change; a job of the same name
-without it is reported as a conflict and left alone. Sensitive parameter values are masked in every
-line this module produces.
+without it is left alone: reported as not managed when it equals the child as it is (an imported job), else
+as a conflict, unless ``adopt`` takes it over. Sensitive values, and step commands holding secrets, are
+masked in every line this module produces.
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ from typing import Any
 from .catalog_check import MissingPackage, missing_packages
 from .exceptions import SqlAgentError
 from .hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition, SqlAgentHook
-from .manifest import NOTIFY_LEVELS, ChildPackage, Manifest, PackageParameter
+from .manifest import (
+    MAX_DESCRIPTION,
+    NOTIFY_LEVELS,
+    STEP_ACTIONS,
+    ChildPackage,
+    Manifest,
+    ManifestStep,
+    PackageParameter,
+)
+from .secret_refs import PLACEHOLDER, SecretError, SecretLookup, airflow_variable, resolve_child
 
 log = logging.getLogger(__name__)
 
 MANAGED_MARKER = "Managed by ssis-lb"
 MASK = "********"
-MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
 _PLAIN_VALUE = re.compile(r"[\w.:+-]+")
 # What SQL Server Agent writes in the step's history (observed; see docs/permissions.md, section 7).
 NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Execution job steps without a proxy account."
@@ -41,13 +51,13 @@ NO_PROXY_MESSAGE = "Non-SysAdmins have been denied permission to run DTS Executi
 GENERATED_PARAMETERS = ("$ServerOption::LOGGING_LEVEL(Int16)", "$ServerOption::SYNCHRONIZED(Boolean)")
 MAX_STEP_NAME = 128  # sysjobsteps.step_name sysname
 _TRAILING_BACKSLASHES = re.compile(r"\\+$")
-_PAR = re.compile(r'(/Par "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
+# A /Par or /SET option: its quoted name (or property path), then its value, plain or quoted
+_PAR = re.compile(r'(/(?:Par|SET) "\\"(?P<name>.*?)\\"";)(?P<value>"\\".*?\\""|\S+)', re.IGNORECASE)
 # One option of a command in the form ``isserver_command`` writes (SSMS's form); a command that is not a
 # sequence of these was edited by hand, and where its values are cannot be told: it is masked whole.
 _GENERATED_OPTION = re.compile(
-    r' *(?:/(?:ISSERVER|SERVER) "\\".*?\\""|/ENVREFERENCE \d+|/CALLERINFO SQLAGENT|/REPORTING \w+|/X86|'
-    + _PAR.pattern
-    + r")(?= |$)",
+    r' *(?:/(?:ISSERVER|SERVER|FILE|SQL) "\\".*?\\""|/ENVREFERENCE \d+|/CALLERINFO SQLAGENT|/REPORTING \w+|/X86|'
+    r"/CHECKPOINTING OFF|" + _PAR.pattern + r")(?= |$)",
     re.IGNORECASE,
 )
 
@@ -63,6 +73,15 @@ def quoted(value: str) -> str:
     """
     value = _TRAILING_BACKSLASHES.sub(lambda m: m.group(0) * 2, value)
     return '"\\"' + value + '\\""'
+
+
+def _value_options(option: str, values: Iterable[PackageParameter], mask: bool) -> list[str]:
+    """``/Par "\\"name\\"";value`` (or ``/SET``) per value; a sensitive one as ``MASK`` when ``mask``."""
+    parts = []
+    for parameter in values:
+        value = MASK if mask and parameter.sensitive else parameter.value
+        parts.append(f"{option} {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
+    return parts
 
 
 def isserver_command(
@@ -81,9 +100,7 @@ def isserver_command(
     parts = [f"/ISSERVER {quoted(catalog_path)}", f"/SERVER {quoted(server)}"]
     if environment_reference is not None:
         parts.append(f"/ENVREFERENCE {environment_reference}")
-    for parameter in parameters:
-        value = MASK if mask and parameter.sensitive else parameter.value
-        parts.append(f"/Par {quoted(parameter.name)};{value if _PLAIN_VALUE.fullmatch(value) else quoted(value)}")
+    parts += _value_options("/Par", parameters, mask)
     parts += [
         f"/Par {quoted(GENERATED_PARAMETERS[0])};{logging_level}",
         f"/Par {quoted(GENERATED_PARAMETERS[1])};True",
@@ -91,6 +108,44 @@ def isserver_command(
         "/REPORTING E",
     ]
     return " ".join(parts)
+
+
+def file_command(file_path: str, *, set_values: Iterable[PackageParameter] = (), mask: bool = False) -> str:
+    """A package file (package deployment model), as SSMS scripts the step:
+    ``/FILE "\\"C:\\p\\pkg.dtsx\\"" [/SET ...] /CHECKPOINTING OFF /REPORTING E``. dtexec runs the package
+    in its own process and returns when it ends, so the job's outcome is the package's."""
+    return " ".join([f"/FILE {quoted(file_path)}", *_value_options("/SET", set_values, mask), *_PACKAGE_TAIL])
+
+
+def msdb_command(
+    msdb_path: str, server: str, *, set_values: Iterable[PackageParameter] = (), mask: bool = False
+) -> str:
+    """A package in the msdb package store of ``server`` (its @@SERVERNAME), as SSMS scripts the step:
+    ``/SQL "\\"\\Folder\\pkg\\"" /SERVER "\\"srv\\"" [/SET ...] /CHECKPOINTING OFF /REPORTING E``."""
+    options = _value_options("/SET", set_values, mask)
+    return " ".join([f"/SQL {quoted(msdb_path)}", f"/SERVER {quoted(server)}", *options, *_PACKAGE_TAIL])
+
+
+_PACKAGE_TAIL = ("/CHECKPOINTING OFF", "/REPORTING E")
+
+
+def package_command(
+    child: ChildPackage, conn_id: str, server_name: str, *, logging_level: int = 1, mask: bool = False
+) -> str:
+    """The step command that runs ``child``'s package on the server ``conn_id`` (@@SERVERNAME ``server_name``)."""
+    if child.file_path:
+        return file_command(child.file_path, set_values=child.set_values, mask=mask)
+    if child.msdb_path:
+        return msdb_command(child.msdb_path, server_name, set_values=child.set_values, mask=mask)
+    assert child.catalog_path is not None
+    return isserver_command(
+        child.catalog_path,
+        server_name,
+        environment_reference=child.environment_reference_on(conn_id),
+        parameters=child.parameters,
+        logging_level=logging_level,
+        mask=mask,
+    )
 
 
 def mask_command(command: str, sensitive: Iterable[str]) -> str:
@@ -132,11 +187,13 @@ def step_name(catalog_path: str) -> str:
 
 
 def job_description(manifest: Manifest, child: ChildPackage) -> str:
-    """The description that marks the job as ours (``MANAGED_MARKER`` first)."""
-    text = (
-        f"{MANAGED_MARKER} (manifest '{manifest.name}'): runs {child.catalog_path}. "
-        "Changes made by hand are overwritten by the next deploy."
-    )
+    """The description that marks the job as ours (``MANAGED_MARKER`` first), then the child's own
+    ``description`` (an imported job's) or what the job runs."""
+    head = f"{MANAGED_MARKER} (manifest '{manifest.name}'): "
+    if child.description is not None:
+        return (head + child.description)[:MAX_DESCRIPTION]
+    runs = child.package_path or f"{len(child.steps)} step(s)"
+    text = head + f"runs {runs}. Changes made by hand are overwritten by the next deploy."
     return text[:MAX_DESCRIPTION]
 
 
@@ -144,34 +201,60 @@ def is_managed(job: JobDefinition) -> bool:
     return job.description.startswith(MANAGED_MARKER)
 
 
-def desired_job(manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str) -> JobDefinition:
-    """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given)."""
+def desired_job(
+    manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, *, marked: bool = True
+) -> JobDefinition:
+    """The Agent job ``child`` should have on the server ``conn_id`` (whose @@SERVERNAME is given).
+    ``marked`` False: the description as the child gives it, without the ownership mark (to compare with a
+    job ssis-lb does not manage, docs/manifest.md "Adopting existing jobs")."""
     defaults = manifest.job_defaults
-    command = isserver_command(
-        child.catalog_path,
-        server_name,
-        environment_reference=child.environment_reference_on(conn_id),
-        parameters=child.parameters,
-        logging_level=defaults.logging_level,
-    )
-    step = JobStepDefinition(
-        step_name=step_name(child.catalog_path),
-        subsystem="SSIS",
-        command=command,
-        retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
-        retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
-        proxy_name=child.proxy or defaults.proxy,
-    )
+    if child.steps:
+        steps = tuple(step_definition(step) for step in child.steps)
+    else:
+        logging_level = defaults.logging_level if child.logging_level is None else child.logging_level
+        steps = (
+            JobStepDefinition(
+                step_name=child.step_name or step_name(child.package_path),
+                subsystem="SSIS",
+                command=package_command(child, conn_id, server_name, logging_level=logging_level),
+                retry_attempts=defaults.retry_attempts if child.retry_attempts is None else child.retry_attempts,
+                retry_interval=defaults.retry_interval if child.retry_interval is None else child.retry_interval,
+                proxy_name=child.proxy or defaults.proxy,
+            ),
+        )
     return JobDefinition(
         job_name=child.job_name,
-        description=job_description(manifest, child),
-        category_name=defaults.category,
-        owner_login_name=defaults.owner,
-        enabled=defaults.enabled,
-        notify_level_eventlog=NOTIFY_LEVELS[defaults.notify_eventlog],
-        notify_level_email=NOTIFY_LEVELS[defaults.notify_email],
-        notify_email_operator_name=defaults.notify_email_operator,
-        steps=(step,),
+        description=job_description(manifest, child) if marked else (child.description or ""),
+        category_name=child.category or defaults.category,
+        owner_login_name=child.owner or defaults.owner,
+        enabled=defaults.enabled if child.enabled is None else child.enabled,
+        notify_level_eventlog=NOTIFY_LEVELS[child.notify_eventlog or defaults.notify_eventlog],
+        notify_level_email=NOTIFY_LEVELS[child.notify_email or defaults.notify_email],
+        notify_email_operator_name=child.notify_email_operator or defaults.notify_email_operator,
+        steps=steps,
+    )
+
+
+def step_definition(step: ManifestStep) -> JobStepDefinition:
+    """A ``steps`` entry as sp_add_jobstep takes it (a step number to go to is action 4 with that step id)."""
+
+    def action(value: str | int) -> tuple[int, int]:
+        return (4, value) if isinstance(value, int) else (STEP_ACTIONS[value], 0)
+
+    on_success, success_step = action(step.on_success)
+    on_fail, fail_step = action(step.on_failure)
+    return JobStepDefinition(
+        step_name=step.name,
+        subsystem=step.subsystem,
+        command=step.command,
+        on_success_action=on_success,
+        on_fail_action=on_fail,
+        retry_attempts=step.retry_attempts,
+        retry_interval=step.retry_interval,
+        proxy_name=step.proxy,
+        database_name=step.database_name,
+        on_success_step_id=success_step,
+        on_fail_step_id=fail_step,
     )
 
 
@@ -191,6 +274,7 @@ class JobPlan:
 
 _JOB_FIELDS = ("description", "category_name", "enabled", "notify_level_eventlog", "notify_level_email")
 _OPTIONAL_JOB_FIELDS = ("owner_login_name", "notify_email_operator_name")  # compared only when the manifest sets them
+_OPTIONAL_STEP_FIELDS = ("proxy_name", "database_name")
 
 
 def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
@@ -204,8 +288,9 @@ def diff_job(current: JobDefinition, desired: JobDefinition) -> JobPlan:
         step_changes = {
             f.name: getattr(want_step, f.name)
             for f in dataclasses.fields(JobStepDefinition)
-            if getattr(have_step, f.name) != getattr(want_step, f.name)
-            and not (f.name == "proxy_name" and want_step.proxy_name is None)  # compared only when set
+            if f.name != "proxy_id"  # read only
+            and getattr(have_step, f.name) != getattr(want_step, f.name)
+            and not (f.name in _OPTIONAL_STEP_FIELDS and getattr(want_step, f.name) is None)  # compared when set
         }
         if step_changes:
             updates[step_id] = step_changes
@@ -252,7 +337,7 @@ class JobChange:
     """What happened (or, in a dry run, would happen) to one child's job on one server."""
 
     job_name: str
-    action: str  # "create" | "update" | "unchanged" | "conflict" | "error"
+    action: str  # "create" | "update" | "unchanged" | "unmanaged" | "adopt" | "conflict" | "error"
     details: tuple[str, ...] = ()
 
 
@@ -260,11 +345,15 @@ class JobChange:
 class ServerResult:
     conn_id: str
     server_name: str | None = None
-    created_category: str | None = None  # the category the deploy created (or would create)
+    created_categories: list[str] = field(default_factory=list)  # created (or, in a dry run, to create)
     changes: list[JobChange] = field(default_factory=list)
     error: str | None = None  # the server could not be deployed at all
     missing: list[MissingPackage] = field(default_factory=list)  # not in its SSIS catalog: nothing deployed
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def created_category(self) -> str | None:
+        return self.created_categories[0] if self.created_categories else None
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
@@ -276,13 +365,24 @@ class ServerResult:
         )
 
     def missing_messages(self) -> list[str]:
-        """One line per child whose catalog path this server's SSIS catalog lacks."""
+        """One line per child whose package this server's SSIS catalog (or msdb package store) lacks."""
         where = f"server '{self.server_name}' (conn_id '{self.conn_id}')"
         return [
-            f"child '{m.child}': catalog_path '{m.catalog_path}' is not in the SSIS catalog of {where}; "
-            + (f"did you mean '{m.closest}'?" if m.closest else "deploy its project there or fix catalog_path")
+            f"child '{m.child}': {m.source} '{m.catalog_path}' is not in the {_STORES[m.source]} of {where}; "
+            + (f"did you mean '{m.closest}'?" if m.closest else f"{_REMEDIES[m.source]} or fix {m.source}")
             for m in self.missing
         ]
+
+    def missing_headline(self) -> str:
+        """``1 catalog path(s) not in its SSIS catalog`` (and/or the msdb package store's count)."""
+        counts = [(source, sum(1 for m in self.missing if m.source == source)) for source in _STORES]
+        return " and ".join(
+            f"{n} {source.replace('_', ' ')}(s) not in its {_STORES[source]}" for source, n in counts if n
+        )
+
+
+_STORES = {"catalog_path": "SSIS catalog", "msdb_path": "msdb package store"}
+_REMEDIES = {"catalog_path": "deploy its project there", "msdb_path": "import the package there (dtutil /SQL)"}
 
 
 def deploy(
@@ -290,53 +390,103 @@ def deploy(
     *,
     dry_run: bool = False,
     hook_factory: Callable[[str], SqlAgentHook] = SqlAgentHook,
+    secrets: SecretLookup = airflow_variable,
+    adopt: bool = False,
 ) -> list[ServerResult]:
     """Deploy every server of the manifest (through its ``deploy_conn_id`` when given), one after another;
-    an unreachable server does not stop the others."""
+    an unreachable server does not stop the others. ``secrets`` reads ``{secret: NAME}`` references;
+    ``adopt`` takes over the manifest's jobs that ssis-lb does not manage yet (docs/manifest.md)."""
     return [
-        deploy_server(manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id))
+        deploy_server(
+            manifest, s.conn_id, dry_run=dry_run, hook=hook_factory(s.setup_conn_id), secrets=secrets, adopt=adopt
+        )
         for s in manifest.servers
     ]
 
 
-def deploy_server(manifest: Manifest, conn_id: str, *, dry_run: bool, hook: SqlAgentHook) -> ServerResult:
+def deploy_server(
+    manifest: Manifest,
+    conn_id: str,
+    *,
+    dry_run: bool,
+    hook: SqlAgentHook,
+    secrets: SecretLookup = airflow_variable,
+    adopt: bool = False,
+) -> ServerResult:
     result = ServerResult(conn_id)
     children = manifest.children_on(conn_id)
     try:
         result.server_name = hook.server_name()
-        check_catalog(result, children, hook.catalog_packages())
+        check_packages(result, children, hook)
         if result.missing:
             log.error("deploy: server '%s': %s", conn_id, "; ".join(result.missing_messages()))
             return result
-        category = manifest.job_defaults.category
-        if not hook.has_job_category(category):
-            if not dry_run:
-                hook.add_job_category(category)
-            result.created_category = category
+        categories = {manifest.job_defaults.category.lower(): manifest.job_defaults.category}
+        for child in children:
+            if child.category:
+                categories.setdefault(child.category.lower(), child.category)
+        for category in categories.values():
+            if not hook.has_job_category(category):
+                if not dry_run:
+                    hook.add_job_category(category)
+                result.created_categories.append(category)
     except SqlAgentError as exc:
         result.error = str(exc)
         log.error("deploy: server '%s': %s", conn_id, exc)
         return result
     for child in children:
         try:
-            result.changes.append(_deploy_job(manifest, child, conn_id, result.server_name, hook, dry_run))
+            resolved = resolve_child(child, secrets)
+            hidden = {i for i, step in enumerate(child.steps, start=1) if PLACEHOLDER.search(step.command)}
+            change = _deploy_job(manifest, resolved, conn_id, result.server_name, hook, dry_run, adopt, hidden)
+            result.changes.append(change)
+        except SecretError as exc:
+            result.changes.append(JobChange(child.job_name, "error", (str(exc),)))
         except SqlAgentError as exc:
             result.changes.append(JobChange(child.job_name, "error", (exc.cause,)))
     return result
 
 
-def check_catalog(result: ServerResult, children: Sequence[ChildPackage], listing: CatalogListing) -> None:
+def check_packages(result: ServerResult, children: Sequence[ChildPackage], hook: SqlAgentHook) -> None:
+    """Look every child's package up where it lives: catalog paths in SSISDB, msdb paths in msdb's package
+    store. A package file cannot be seen from T-SQL: the report says so instead of guessing."""
+    in_catalog = [c for c in children if c.catalog_path]
+    in_msdb = [c for c in children if c.msdb_path]
+    files = [c.file_path for c in children if c.file_path]
+    if in_catalog:
+        check_catalog(result, in_catalog, hook.catalog_packages())
+    if in_msdb:
+        check_catalog(
+            result, in_msdb, hook.msdb_packages(), what="msdb paths", store="msdb", shown="the packages it may read"
+        )
+    if files:
+        result.warnings.append(
+            f"NOTE: package files not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): "
+            f"T-SQL cannot see the server's file system; {', '.join(sorted(set(files)))} must exist there "
+            "(readable by the account the step runs as), or dtexec fails the step"
+        )
+
+
+def check_catalog(
+    result: ServerResult,
+    children: Sequence[ChildPackage],
+    listing: CatalogListing,
+    *,
+    what: str = "catalog paths",
+    store: str = "SSISDB",
+    shown: str = "the projects it may read",
+) -> None:
     """Record in ``result`` the children whose catalog path the server lacks. When the login cannot see the
     whole catalog (SSISDB filters its views by permission), a path it does not see may still exist: the check
     is then skipped for those paths with a warning, not failed."""
     missing = missing_packages(children, listing.paths)
     if not missing or listing.complete:
-        result.missing = missing
+        result.missing += missing
         return
-    why = listing.unreadable or "the login is not sysadmin, and SSISDB shows it only the projects it may read"
+    why = listing.unreadable or f"the login is not sysadmin, and {store} shows it only {shown}"
     paths = ", ".join(sorted({m.catalog_path for m in missing}))
     warning = (
-        f"WARNING: catalog paths not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
+        f"WARNING: {what} not checked on server '{result.server_name}' (conn_id '{result.conn_id}'): {why}; "
         f"not seen: {paths}. Deploy with a sysadmin login (deploy_conn_id) to check them"
     )
     log.warning("deploy: %s", warning)
@@ -360,11 +510,26 @@ def proxy_warning(job: JobDefinition, hook: SqlAgentHook) -> str | None:
     )
 
 
+NOT_MANAGED = (
+    f"a job of this name exists and is not managed by ssis-lb (its description does not start with '{MANAGED_MARKER}')"
+)
+
+
 def _deploy_job(
-    manifest: Manifest, child: ChildPackage, conn_id: str, server_name: str, hook: SqlAgentHook, dry_run: bool
+    manifest: Manifest,
+    child: ChildPackage,
+    conn_id: str,
+    server_name: str,
+    hook: SqlAgentHook,
+    dry_run: bool,
+    adopt: bool = False,
+    hidden_steps: set[int] | None = None,
 ) -> JobChange:
+    """Create, update, adopt or leave the child's job. ``hidden_steps``: the steps whose commands hold
+    secrets (their commands are never shown)."""
     desired = desired_job(manifest, child, conn_id, server_name)
-    sensitive = [p.name for p in child.parameters if p.sensitive]
+    sensitive = [p.name for p in child.parameters + child.set_values if p.sensitive]
+    hidden = hidden_steps or set()
     current = hook.read_job_definition(desired.job_name)
     if current is None:
         warning = proxy_warning(desired, hook)
@@ -372,23 +537,49 @@ def _deploy_job(
             log.warning("deploy: server '%s', job '%s': %s", conn_id, desired.job_name, warning)
         if not dry_run:
             hook.add_job(desired)
-        step = desired.steps[0]
-        created = f"step '{step.step_name}' ({step.subsystem}): " + mask_command(step.command, sensitive)
-        return JobChange(desired.job_name, "create", (created, warning) if warning else (created,))
-    if not is_managed(current):
-        reason = (
-            f"a job of this name exists and is not managed by ssis-lb (its description does not start with "
-            f"'{MANAGED_MARKER}'); left unchanged"
+        created = tuple(
+            f"step '{step.step_name}' ({step.subsystem}): "
+            + (masked_secret(step.command) if i in hidden else mask_command(step.command, sensitive))
+            for i, step in enumerate(desired.steps, start=1)
         )
-        return JobChange(desired.job_name, "conflict", (reason,))
+        return JobChange(desired.job_name, "create", (*created, warning) if warning else created)
+    public = [p.name for p in child.parameters + child.set_values if not p.sensitive] + list(GENERATED_PARAMETERS)
+    if not is_managed(current):
+        if child.description is None and not adopt:
+            return JobChange(desired.job_name, "conflict", (f"{NOT_MANAGED}; left unchanged",))
+        as_it_is = diff_job(current, desired_job(manifest, child, conn_id, server_name, marked=False))
+        if not as_it_is and not adopt:
+            return JobChange(desired.job_name, "unmanaged", (f"{NOT_MANAGED}; it matches the manifest",))
+        if not adopt:
+            details = _plan_lines(as_it_is, current, sensitive, public, hidden)
+            return JobChange(desired.job_name, "conflict", (f"{NOT_MANAGED} and differs; left unchanged", *details))
     plan = diff_job(current, desired)
     if not plan:
         return JobChange(desired.job_name, "unchanged")
-    public = [p.name for p in child.parameters if not p.sensitive] + list(GENERATED_PARAMETERS)
-    details = tuple(describe_plan(plan, current, sensitive, public))
+    details = tuple(_plan_lines(plan, current, sensitive, public, hidden))
     if not dry_run:
         apply_plan(hook, desired.job_name, plan)
-    return JobChange(desired.job_name, "update", details)
+    return JobChange(desired.job_name, "update" if is_managed(current) else "adopt", details)
+
+
+def masked_secret(command: str) -> str:
+    return f"{MASK} (a command holding a secret, {len(command)} characters)"
+
+
+def _plan_lines(
+    plan: JobPlan, current: JobDefinition, sensitive: list[str], public: list[str], hidden: set[int]
+) -> list[str]:
+    """``describe_plan``, with the commands of the steps that hold secrets masked, old and new."""
+    if not hidden:
+        return describe_plan(plan, current, sensitive, public)
+    lines = describe_plan(dataclasses.replace(plan, step_updates={}), current, sensitive, public)
+    for step_id, changes in plan.step_updates.items():
+        masked = {k: (MASK if k == "command" and step_id in hidden else v) for k, v in changes.items()}
+        before = current.steps[step_id - 1]
+        for name, value in masked.items():
+            old = MASK if name == "command" and step_id in hidden else getattr(before, name)
+            lines.append(f"step {step_id} {name}: {old!r} -> {value!r}")
+    return lines
 
 
 def apply_plan(hook: SqlAgentHook, job_name: str, plan: JobPlan) -> None:
@@ -404,7 +595,7 @@ def apply_plan(hook: SqlAgentHook, job_name: str, plan: JobPlan) -> None:
         hook.add_job_server(job_name)
 
 
-_SIGNS = {"create": "+", "update": "~", "conflict": "!", "error": "!"}
+_SIGNS = {"create": "+", "update": "~", "adopt": "~", "unmanaged": "=", "conflict": "!", "error": "!"}
 
 
 def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
@@ -418,7 +609,7 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
             continue
         if result.missing:
             nothing = "a deploy would change no job there" if dry_run else "no job was created or changed there"
-            lines.append(f"{label}: ERROR: {len(result.missing)} catalog path(s) not in its SSIS catalog; {nothing}")
+            lines.append(f"{label}: ERROR: {result.missing_headline()}; {nothing}")
             lines += [f"  ! {message}" for message in result.missing_messages()]
             continue
         counts = [
@@ -426,13 +617,16 @@ def format_results(results: Sequence[ServerResult], *, dry_run: bool) -> str:
             f"{result.count('update')} {verbs[1]}",
             f"{result.count('unchanged')} unchanged",
         ]
+        if result.count("adopt"):
+            counts.append(f"{result.count('adopt')} {'to adopt' if dry_run else 'adopted'}")
+        if result.count("unmanaged"):
+            counts.append(f"{result.count('unmanaged')} not managed (matching; deploy --adopt takes them over)")
         problems = result.count("conflict") + result.count("error")
         if problems:
             counts.append(f"{problems} failed")
         lines.append(f"{label}: {', '.join(counts)}")
         lines += [f"  {warning}" for warning in result.warnings]
-        if result.created_category:
-            lines.append(f"  + category '{result.created_category}'")
+        lines += [f"  + category '{category}'" for category in result.created_categories]
         for change in result.changes:
             if change.action == "unchanged":
                 continue

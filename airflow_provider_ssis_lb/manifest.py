@@ -26,6 +26,44 @@ MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
 PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
+# dtexec /FILE: a package file by an absolute Windows path (drive letter or UNC share), and /SQL: a package in
+# the msdb package store by its folder path (docs/manifest.md, "Packages outside the SSIS catalog").
+_WINDOWS_NAME = r'[^\\/:*?"<>|]+'
+FILE_PATH = re.compile(
+    rf"(?:[A-Za-z]:|\\\\{_WINDOWS_NAME}\\{_WINDOWS_NAME})(?:\\{_WINDOWS_NAME})*\\{_WINDOWS_NAME}\.dtsx", re.I
+)
+MSDB_PATH = re.compile(r'(?:\\[^\\"]+)+')
+# dtexec /SET: \Package<.Container...>.Variables[Namespace::Name].Properties[Value] (or .Value, or any property)
+SET_PATH = re.compile(r'\\Package(?:[.\\][^";\s]+)?', re.IGNORECASE)
+SET_FORM = "\\Package.Variables[User::Name].Properties[Value]"
+SOURCES = ("catalog_path", "file_path", "msdb_path")
+PACKAGE_ONLY = (
+    "parameters",
+    "environment_reference",
+    "set_values",
+    "step_name",
+    "logging_level",
+    "retry_attempts",
+    "retry_interval",
+    "proxy",
+)  # a child with ``steps`` gives these per step, or not at all
+STEP_ACTIONS = {"quit_with_success": 1, "quit_with_failure": 2, "go_to_next_step": 3}  # else a step number: 4
+SUBSYSTEMS = (
+    "TSQL",
+    "CmdExec",
+    "SSIS",
+    "PowerShell",
+    "ActiveScripting",
+    "Distribution",
+    "Snapshot",
+    "LogReader",
+    "Merge",
+    "QueueReader",
+    "ANALYSISQUERY",
+    "ANALYSISCOMMAND",
+)  # sp_add_jobstep @subsystem
+MAX_DESCRIPTION = 512  # sysjobs.description nvarchar(512)
+CATALOG_ONLY = ("parameters", "environment_reference")
 _TAGS = {bool: "a boolean (true or false)", int: "an integer", str: "a text", float: "a number"}
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Characters no text that reaches a job step may hold. Control characters: a NUL ends the command for any
@@ -39,6 +77,8 @@ _LOOK_ALIKES = (
     "\u2e42\uff3c\ufe68\u2216\u29f5\u29f9"
 )
 _FORBIDDEN = re.compile(f"[{re.escape(_CONTROL + _LOOK_ALIKES)}]")
+# A ``steps`` command (a T-SQL batch, a script) may hold line breaks and tabs; no other control character.
+_STEP_FORBIDDEN = re.compile(f"[{re.escape(_CONTROL.replace(chr(9), '').replace(chr(10), '').replace(chr(13), ''))}]")
 
 
 class ManifestError(ValueError):
@@ -56,6 +96,7 @@ class PackageParameter:
     name: str
     value: str
     sensitive: bool = False
+    secret: str | None = None  # an Airflow Variable holding the value, read by deploy (then value is "")
 
 
 @dataclass(frozen=True)
@@ -88,11 +129,28 @@ class JobDefaults:
 
 
 @dataclass(frozen=True)
+class ManifestStep:
+    """One step of a child given as ``steps`` (an Agent job that is not one package: T-SQL, CmdExec,
+    several steps), kept as sp_add_jobstep takes it. ``on_success`` / ``on_failure``: an action of
+    ``STEP_ACTIONS`` or a step number to go to. ``command`` may hold ``${secret:NAME}`` placeholders."""
+
+    name: str
+    subsystem: str
+    command: str
+    database_name: str | None = None
+    proxy: str | None = None
+    retry_attempts: int = 0
+    retry_interval: int = 0
+    on_success: str | int = "quit_with_success"
+    on_failure: str | int = "quit_with_failure"
+
+
+@dataclass(frozen=True)
 class ChildPackage:
     """A child package and the Agent job that runs it."""
 
     name: str
-    catalog_path: str
+    catalog_path: str | None  # exactly one of catalog_path, file_path and msdb_path is set
     servers: tuple[str, ...]
     job_name: str
     parameters: tuple[PackageParameter, ...] = ()
@@ -100,6 +158,33 @@ class ChildPackage:
     retry_attempts: int | None = None
     retry_interval: int | None = None
     proxy: str | None = None
+    file_path: str | None = None  # dtexec /FILE
+    msdb_path: str | None = None  # dtexec /SQL (the msdb package store), \\Folder\\Package
+    set_values: tuple[PackageParameter, ...] = ()  # dtexec /SET, for file and msdb packages
+    preferred_server: str | None = None  # one of servers: where the child runs when it has room
+    # An existing job's settings, kept by ssis-lb import-jobs (None: job_defaults' value / the generated one)
+    description: str | None = None
+    owner: str | None = None
+    category: str | None = None
+    enabled: bool | None = None
+    notify_eventlog: str | None = None  # the child's notifications: levels of NOTIFY_LEVELS, the operator
+    notify_email: str | None = None
+    notify_email_operator: str | None = None
+    step_name: str | None = None
+    logging_level: int | None = None
+    steps: tuple[ManifestStep, ...] = ()  # instead of a package source: the job's own steps
+
+    @property
+    def source(self) -> str:
+        """Where the package lives: ``catalog_path``, ``file_path`` or ``msdb_path`` (the manifest key), or
+        ``steps`` for a child given as its job's steps."""
+        if self.steps:
+            return "steps"
+        return "file_path" if self.file_path else "msdb_path" if self.msdb_path else "catalog_path"
+
+    @property
+    def package_path(self) -> str:
+        return self.catalog_path or self.file_path or self.msdb_path or ""
 
     def environment_reference_on(self, conn_id: str) -> int | None:
         """The ``/ENVREFERENCE`` id on that server (reference ids are per SSIS catalog)."""
@@ -174,8 +259,8 @@ def register_secrets(manifest: Manifest) -> None:
     from airflow.sdk.log import mask_secret  # Airflow's masker; imported here so parsing stays light
 
     for child in manifest.children:
-        for parameter in child.parameters:
-            if parameter.sensitive:
+        for parameter in child.parameters + child.set_values:
+            if parameter.sensitive and parameter.value:
                 mask_secret(parameter.value)  # no name: a name would limit masking to "password"-like names
 
 
@@ -396,34 +481,61 @@ class _Checker:
     def child(self, where: _Field, conn_ids: tuple[str, ...]) -> ChildPackage | None:
         keys = (
             "name",
-            "catalog_path",
+            *SOURCES,
             "job_name",
             "parameters",
             "environment_reference",
+            "set_values",
             "servers",
+            "preferred_server",
             "retry_attempts",
             "retry_interval",
             "proxy",
+            "description",
+            "owner",
+            "category",
+            "enabled",
+            "notifications",
+            "step_name",
+            "logging_level",
+            "steps",
         )
         try:
-            fields = self.mapping(where, keys, ("name", "catalog_path"))
+            fields = self.mapping(where, keys, ("name",))
         except _Invalid:
             return None
         errors_before = len(self.found)
         name = self.optional(fields, "name", self.job_name)
         job_name = self.optional(fields, "job_name", self.job_name) or name
-        path = self.optional(fields, "catalog_path", self.catalog_path)
+        source = self.package_source(where, fields)
+        path = self.optional(fields, source, getattr(self, source)) if source in SOURCES else None
+        steps = self.optional(fields, "steps", self.steps) or ()
+        if source == "steps":
+            path = ""
+        description = self.optional(fields, "description", self.description)
+        notifications = self.notifications(fields["notifications"]) if "notifications" in fields else {}
         parameters = self.optional(fields, "parameters", self.parameters) or ()
         reference = self.optional(fields, "environment_reference", self.environment_reference, conn_ids)
+        set_values = self.optional(fields, "set_values", self.parameters, SET_PATH, SET_FORM) or ()
         servers = self.optional(fields, "servers", self.child_servers, conn_ids)
+        preferred = self.optional(fields, "preferred_server", self.text)
+        if preferred is not None and preferred not in (servers or conn_ids):
+            self.fail(fields["preferred_server"], f"'{preferred}' is not one of the child's servers")
         retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
         retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
         proxy = self.optional(fields, "proxy", self.text)
-        if len(self.found) > errors_before or name is None or path is None:
+        job = {
+            "owner": self.optional(fields, "owner", self.text),
+            "category": self.optional(fields, "category", self.text),
+            "enabled": self.optional(fields, "enabled", self.scalar, bool),
+            "step_name": self.optional(fields, "step_name", self.text),
+            "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
+        }
+        if len(self.found) > errors_before or name is None or path is None or source is None:
             return None
         return ChildPackage(
             name=name,
-            catalog_path=path,
+            catalog_path=path if source == "catalog_path" else None,
             servers=servers or conn_ids,
             job_name=job_name,
             parameters=parameters,
@@ -431,7 +543,125 @@ class _Checker:
             retry_attempts=retry_attempts,
             retry_interval=retry_interval,
             proxy=proxy,
+            file_path=path if source == "file_path" else None,
+            msdb_path=path if source == "msdb_path" else None,
+            set_values=set_values,
+            preferred_server=preferred,
+            description=description,
+            **notifications,
+            steps=steps,
+            **job,
         )
+
+    def package_source(self, where: _Field, fields: dict[str, _Field]) -> str | None:
+        """The one package source key the child gives, after checking the options that go with it: /Par and
+        /ENVREFERENCE are dtexec options of /ISSERVER only, /SET is for the package deployment model."""
+        given = [key for key in (*SOURCES, "steps") if key in fields]
+        if len(given) != 1:
+            problem = "gives none" if not given else f"gives {' and '.join(given)}"
+            self.fail(where, f"a child needs exactly one of catalog_path, file_path, msdb_path or steps ({problem})")
+            return None
+        source = given[0]
+        if source == "steps":
+            for key in PACKAGE_ONLY:
+                if key in fields:
+                    self.fail(fields[key], "is for package children; a child with 'steps' sets it per step")
+            return source
+        if source == "catalog_path":
+            if "set_values" in fields:
+                self.fail(
+                    fields["set_values"],
+                    "is for file_path and msdb_path packages (dtexec /SET); a catalog package takes 'parameters'",
+                )
+            return source
+        for key in CATALOG_ONLY:
+            if key in fields:
+                option = "/Par" if key == "parameters" else "/ENVREFERENCE"
+                self.fail(
+                    fields[key],
+                    f"is for catalog_path packages only (dtexec takes {option} only with /ISSERVER); "
+                    f"a {source} package takes 'set_values' (dtexec /SET)",
+                )
+        return source
+
+    def steps(self, where: _Field) -> tuple[ManifestStep, ...]:
+        keys = (
+            "name",
+            "subsystem",
+            "command",
+            "database_name",
+            "proxy",
+            "retry_attempts",
+            "retry_interval",
+            "on_success",
+            "on_failure",
+        )
+        steps: list[ManifestStep] = []
+        items = self.sequence(where)
+        for item in items:
+            try:
+                fields = self.mapping(item, keys, ("name", "subsystem", "command"))
+            except _Invalid:
+                continue
+            errors_before = len(self.found)
+            values = {
+                "name": self.optional(fields, "name", self.text),
+                "subsystem": self.optional(fields, "subsystem", self.subsystem),
+                "command": self.optional(fields, "command", self.step_command),
+                "database_name": self.optional(fields, "database_name", self.text),
+                "proxy": self.optional(fields, "proxy", self.text),
+                "retry_attempts": self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY) or 0,
+                "retry_interval": self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY) or 0,
+                "on_success": self.optional(fields, "on_success", self.step_action, len(items)),
+                "on_failure": self.optional(fields, "on_failure", self.step_action, len(items)),
+            }
+            if len(self.found) == errors_before and None not in (
+                values["name"],
+                values["subsystem"],
+                values["command"],
+            ):
+                given = {k: v for k, v in values.items() if v is not None}
+                steps.append(ManifestStep(**given))
+        if len(steps) < len(items):
+            raise _Invalid()
+        return tuple(steps)
+
+    def description(self, where: _Field) -> str:
+        """A job description as it is (not stripped; line breaks and tabs allowed), at most 512 characters."""
+        value = self.scalar(where, str)
+        bad = _STEP_FORBIDDEN.search(value)
+        if bad:
+            raise self.fail(
+                where, f"must not contain a control character other than a line break or tab (U+{ord(bad.group()):04X})"
+            )
+        if len(value) > MAX_DESCRIPTION:
+            raise self.fail(where, f"must be at most {MAX_DESCRIPTION} characters")
+        return value
+
+    def subsystem(self, where: _Field) -> str:
+        value = self.scalar(where, str)
+        known = {s.lower(): s for s in SUBSYSTEMS}
+        if value.lower() not in known:
+            raise self.fail(where, f"must be one of {', '.join(SUBSYSTEMS)}, got {value!r}")
+        return value
+
+    def step_command(self, where: _Field) -> str:
+        value = self.scalar(where, str)
+        bad = _STEP_FORBIDDEN.search(value) or re.search(f"[{re.escape(_LOOK_ALIKES)}]", value)
+        if bad:
+            raise self.fail(
+                where,
+                f"must not contain a control character other than a line break or tab, nor a "
+                f"look-alike of '\"' or '\\' (U+{ord(bad.group()):04X})",
+            )
+        if not value.strip():
+            raise self.fail(where, "must not be empty")
+        return value
+
+    def step_action(self, where: _Field, count: int) -> str | int:
+        if isinstance(where.node, yaml.ScalarNode) and where.node.tag.endswith(":int"):
+            return self.integer(where, 1, count)
+        return self.choice(where, STEP_ACTIONS)
 
     def job_name(self, where: _Field) -> str:
         value = self.text(where)
@@ -445,15 +675,38 @@ class _Checker:
             raise self.fail(where, "must look like \\SSISDB\\<folder>\\<project>\\<package>.dtsx")
         return value
 
-    def parameters(self, where: _Field) -> tuple[PackageParameter, ...]:
+    def file_path(self, where: _Field) -> str:
+        value = self.safe(where, self.scalar(where, str).strip())
+        if not FILE_PATH.fullmatch(value) or len(value) > 400:
+            raise self.fail(
+                where,
+                "must be a Windows path to a .dtsx file, C:\\<folder>\\<package>.dtsx or "
+                "\\\\<server>\\<share>\\<package>.dtsx (dtexec /FILE)",
+            )
+        return value
+
+    def msdb_path(self, where: _Field) -> str:
+        value = self.safe(where, self.scalar(where, str).strip())
+        parts = value.split("\\")[1:]
+        if not MSDB_PATH.fullmatch(value) or any(len(p) > 128 or p != p.strip() for p in parts) or len(value) > 400:
+            raise self.fail(where, "must look like \\<folder>\\<package> (dtexec /SQL, the msdb package store)")
+        if value.lower().endswith(".dtsx"):
+            raise self.fail(where, "names a package in msdb, stored without '.dtsx': drop the extension")
+        return value
+
+    def parameters(
+        self, where: _Field, pattern: re.Pattern[str] = PARAMETER_NAME, form: str = PARAMETER_FORM
+    ) -> tuple[PackageParameter, ...]:
+        """``/Par`` values (name -> value), or with ``SET_PATH`` the ``/SET`` values (property path -> value)."""
+        what = "parameter name" if pattern is PARAMETER_NAME else "/SET property path"
         if not isinstance(where.node, yaml.MappingNode):
-            raise self.fail(where, "must be a mapping of parameter name to value")
+            raise self.fail(where, f"must be a mapping of {what} to value")
         parameters: list[PackageParameter] = []
         for key_node, value_node in where.node.value:
             name = str(key_node.value)
             at = _Field(value_node, f"{where.path}.{name}")
-            if not PARAMETER_NAME.fullmatch(name) or _FORBIDDEN.search(name):
-                self.fail(_Field(key_node, at.path), f"is not a dtexec parameter name ({PARAMETER_FORM})")
+            if not pattern.fullmatch(name) or _FORBIDDEN.search(name):
+                self.fail(_Field(key_node, at.path), f"is not a dtexec {what} ({form})")
                 continue
             if name in {p.name for p in parameters}:
                 self.fail(_Field(key_node, at.path), "is given twice")
@@ -468,10 +721,12 @@ class _Checker:
         sensitive = False
         value_field = where
         if isinstance(where.node, yaml.MappingNode):
-            fields = self.mapping(where, ("value", "sensitive"), ("value",))
-            if "value" not in fields:
-                raise _Invalid()
+            fields = self.mapping(where, ("value", "secret", "sensitive"))
+            if ("value" in fields) == ("secret" in fields):
+                raise self.fail(where, "needs exactly one of 'value' and 'secret'")
             sensitive = bool(self.optional(fields, "sensitive", self.scalar, bool))
+            if "secret" in fields:  # an Airflow Variable's name; its value is read by deploy, always sensitive
+                return PackageParameter(name, "", True, self.text(fields["secret"], max_length=250))
             value_field = fields["value"]
         if not isinstance(value_field.node, yaml.ScalarNode) or value_field.node.tag.endswith(":null"):
             raise self.fail(value_field, "must be a text, number or boolean value")

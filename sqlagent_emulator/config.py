@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .agent.model import JobSpec, PackageSpec, StepSpec
+from .agent.packagestore import split_msdb_path
 from .agent.retention import DEFAULT_MAX_ROWS, DEFAULT_MAX_ROWS_PER_JOB, NO_MAXIMUM, limits_problem
 from .sql.engine import Login
 from .tds.tls import ENCRYPTION_MODES, EncryptionMode
@@ -41,6 +43,8 @@ _SERVER_KEYS = {
     "certificate",
     "private_key",
     "allow_cmdexec",
+    "package_files",
+    "msdb_packages",
 }
 _LOGIN_KEYS = {"name", "password", "password_env", "roles"}
 _PACKAGE_KEYS = {
@@ -84,6 +88,8 @@ class ServerConfig:
     logins: tuple[Login, ...] = field(default_factory=tuple)
     jobs: tuple[JobSpec, ...] = ()  # created at start when missing (the file's [[jobs]] and the server's own)
     packages: tuple[PackageSpec, ...] = ()  # what the emulated SSIS catalog can run
+    package_files: tuple[PackageSpec, ...] = ()  # .dtsx files on this server's disk (dtexec /FILE)
+    msdb_packages: tuple[PackageSpec, ...] = ()  # this server's msdb package store (dtexec /SQL)
     agent_running: bool = True  # start SQL Server Agent with the server
     agent_minute_seconds: float = 60.0  # length of Agent's "minute" (retry_interval), shorter for tests
     jobhistory_max_rows: int = DEFAULT_MAX_ROWS  # Agent's job history limits (agent/retention.py); -1: none
@@ -189,7 +195,27 @@ def parse_server(
         certificate=certificate,
         private_key=private_key,
         allow_cmdexec=_typed(entry, "allow_cmdexec", bool, where, default=False),
+        package_files=_stored_packages(entry, "package_files", where),
+        msdb_packages=_stored_packages(entry, "msdb_packages", where),
     )
+
+
+_FILE_PATH = re.compile(r'(?:[A-Za-z]:|\\\\[^\\/:*?"<>|]+\\[^\\/:*?"<>|]+)(?:\\[^\\/:*?"<>|]+)+\.dtsx', re.I)
+
+
+def _stored_packages(entry: dict[str, Any], key: str, where: str) -> tuple[PackageSpec, ...]:
+    """A server's package files (Windows paths to .dtsx files) or msdb packages (\\<folder>\\<package>)."""
+    items = _typed(entry, key, list, where, default=[])
+    packages = tuple(_parse_package(p, f"{where}: {key}[{i}]", catalog=False) for i, p in enumerate(items))
+    for i, package in enumerate(packages):
+        if key == "package_files" and not _FILE_PATH.fullmatch(package.path):
+            raise ConfigError(f"{where}: {key}[{i}]: path must be a Windows path to a .dtsx file, got {package.path!r}")
+        if key == "msdb_packages":
+            try:
+                split_msdb_path(package.path)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key}[{i}]: {exc}") from None
+    return packages
 
 
 def _positive(entry: dict[str, Any], key: str, where: str, default: float | None) -> float | None:
@@ -238,7 +264,7 @@ def _check_keys(entry: Any, allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
 
 
-def _parse_package(entry: dict[str, Any], where: str) -> PackageSpec:
+def _parse_package(entry: dict[str, Any], where: str, *, catalog: bool = True) -> PackageSpec:
     _check_keys(entry, _PACKAGE_KEYS, where)
     outcome = _typed(entry, "outcome", str, where, default="success")
     if outcome not in ("success", "failure"):
@@ -263,7 +289,8 @@ def _parse_package(entry: dict[str, Any], where: str) -> PackageSpec:
     if package.checkpoints and not package.tasks:
         raise ConfigError(f"{where}: checkpoints need the package's tasks (a checkpoint records completed tasks)")
     try:
-        package.parts  # noqa: B018 - validates the catalog path
+        if catalog:
+            package.parts  # noqa: B018 - validates the catalog path
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return package

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from .agent.catalogobjects import publish_packages
 from .agent.logins import login_name
+from .agent.packagestore import publish_msdb_packages
 from .agent.permissions import check_table_select, database_principals
 from .agent.procedures import register_agent_procedures
 from .agent.retention import HistoryLimits
@@ -100,6 +101,8 @@ class EmulatedServer:
             cpus=config.cpus,
             spids=self._spids,
             packages={p.path: p for p in config.packages},
+            package_files={p.path: p for p in config.package_files},
+            msdb_packages={p.path: p for p in config.msdb_packages},
             minute_seconds=config.agent_minute_seconds,
             allow_cmdexec=config.allow_cmdexec,
             find_login=self.engine.find_login,
@@ -109,6 +112,7 @@ class EmulatedServer:
         await self.run(register_agent_procedures, self.engine.procedures, self.agent)
         await self.run(ensure_jobs, self.engine, config.jobs)
         await self.run(publish_packages, self.engine, config.packages)
+        await self.run(publish_msdb_packages, self.engine, config.msdb_packages)
 
     async def listen(self) -> None:
         """Accept connections on the configured port (or the one picked the first time, for restarts)."""

@@ -78,11 +78,17 @@ TEST_PACKAGES = (
         checkpoints=True,
     ),
 )
+# Packages outside the catalog (package deployment model): a .dtsx file on the server's disk (dtexec /FILE)
+# and a package in its msdb package store (dtexec /SQL).
+TEST_PACKAGE_FILES = (PackageSpec("C:\\packages\\FileQuick.dtsx", duration=0.2),)
+TEST_MSDB_PACKAGES = (PackageSpec("\\Tests\\MsdbQuick", duration=0.2),)
 
 
 def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) -> ServerConfig:
     """A test server; CmdExec steps off (as by default) unless ``allow_cmdexec=True``."""
     overrides.setdefault("packages", TEST_PACKAGES)
+    overrides.setdefault("package_files", TEST_PACKAGE_FILES)
+    overrides.setdefault("msdb_packages", TEST_MSDB_PACKAGES)
     return ServerConfig(
         name=name,
         cpus=cpus,
@@ -95,6 +101,8 @@ def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) 
             # The same without SSISDB: the catalog views hide the runs' SSIS messages from it.
             Login("agent_operator_only", OPERATOR_PASSWORD, frozenset({"SQLAgentOperatorRole"})),
             Login("agent_user", OPERATOR_PASSWORD, frozenset({"SQLAgentUserRole"})),
+            # Reads every job and changes none of others' (ssis-lb import-jobs needs no more).
+            Login("agent_reader", OPERATOR_PASSWORD, frozenset({"SQLAgentReaderRole"})),
         ),
     )
 

@@ -114,6 +114,10 @@ class JobStepDefinition:
     retry_attempts: int = 0
     retry_interval: int = 0  # minutes
     proxy_name: str | None = None  # the Agent proxy the step runs as; None: the Agent service account
+    database_name: str | None = None  # a T-SQL step's database; None: not set (compared only when set)
+    on_success_step_id: int = 0  # the step to go to when on_success_action is 4
+    on_fail_step_id: int = 0
+    proxy_id: int | None = None  # read only: the proxy's id, when this login may not read its name (sysproxies)
 
 
 @dataclass(frozen=True)
@@ -385,10 +389,11 @@ class SqlAgentHook(BaseHook):
         with self.session(label) as s:
             return s.job(job_name, job_id)
 
-    def job_names(self) -> list[str]:
-        """Every job name this login may see (sp_help_job without arguments), for "did you mean"."""
+    def job_names(self, category: str | None = None) -> list[str]:
+        """Every job name this login may see (sp_help_job without arguments: all jobs for SQLAgentReaderRole and
+        up), for "did you mean" and imports; only those of one category with ``category``."""
         with self.session() as s:
-            sets = s.call("sp_help_job", {})
+            sets = s.call("sp_help_job", {"category_name": category} if category else {})
         return [str(r["name"]) for r in (sets[0] if sets else [])]
 
     def running_job_count(self) -> int:
@@ -588,6 +593,37 @@ class SqlAgentHook(BaseHook):
         )
         return CatalogListing(paths, bool(member and member[0]["member"]))
 
+    def msdb_packages(self) -> CatalogListing:
+        """Every package path in the server's msdb package store (``\\Folder\\Sub\\Package``, dtexec /SQL's form):
+        ``msdb.dbo.sysssispackages`` and its folders ``sysssispackagefolders`` (nested by ``parentfolderid``,
+        the root folder's name empty). A login refused there (229) gets an empty, unreadable listing."""
+        with self.session() as s:
+            try:
+                folders = s.query("SELECT folderid, parentfolderid, foldername FROM msdb.dbo.sysssispackagefolders")[0]
+                packages = s.query("SELECT name, folderid FROM msdb.dbo.sysssispackages")[0]
+            except SqlAgentError as exc:
+                if exc.number not in _CATALOG_REFUSALS:
+                    raise
+                return CatalogListing((), False, f"msdb refused this login (error {exc.number})")
+            member = s.query("SELECT IS_SRVROLEMEMBER(N'sysadmin') AS member")[0]
+        parents = {str(f["folderid"]).lower(): f for f in folders}
+
+        def folder_path(folder_id: Any) -> str:
+            parts: list[str] = []
+            seen: set[str] = set()
+            key = str(folder_id).lower() if folder_id is not None else None
+            while key is not None and key in parents and key not in seen:
+                seen.add(key)
+                folder = parents[key]
+                if folder["foldername"]:
+                    parts.append(str(folder["foldername"]))
+                parent = folder["parentfolderid"]
+                key = str(parent).lower() if parent is not None else None
+            return "".join(f"\\{p}" for p in reversed(parts))
+
+        paths = tuple(f"{folder_path(p['folderid'])}\\{p['name']}" for p in packages)
+        return CatalogListing(paths, bool(member and member[0]["member"]))
+
     def read_job_definition(self, job_name: str) -> JobDefinition | None:
         """The job's settings, steps and whether it targets the local server; None when it does not exist."""
         with self.session(job_name) as s:
@@ -599,13 +635,7 @@ class SqlAgentHook(BaseHook):
                 return None
             job = sets[0][0]
             step_sets = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
-            proxies = {  # sysproxies is sysadmin-only, as setting jobs up is
-                int(r["proxy_id"]): str(
-                    s.query("SELECT name FROM msdb.dbo.sysproxies WHERE proxy_id = ?", (r["proxy_id"],))[0][0]["name"]
-                )
-                for r in (step_sets[0] if step_sets else [])
-                if r.get("proxy_id") is not None
-            }
+            proxies = self._proxy_names(s, step_sets[0] if step_sets else [])
         steps = tuple(
             JobStepDefinition(
                 step_name=str(r["step_name"]),
@@ -616,6 +646,10 @@ class SqlAgentHook(BaseHook):
                 retry_attempts=int(r["retry_attempts"]),
                 retry_interval=int(r["retry_interval"]),
                 proxy_name=proxies.get(int(r["proxy_id"])) if r.get("proxy_id") is not None else None,
+                database_name=None if r.get("database_name") is None else str(r["database_name"]),
+                on_success_step_id=int(r.get("on_success_step_id") or 0),
+                on_fail_step_id=int(r.get("on_fail_step_id") or 0),
+                proxy_id=None if r.get("proxy_id") is None else int(r["proxy_id"]),
             )
             for r in sorted(step_sets[0] if step_sets else [], key=lambda r: int(r["step_id"]))
         )
@@ -632,6 +666,54 @@ class SqlAgentHook(BaseHook):
             steps=steps,
             targeted=int(job["has_target"] or 0) > 0,
         )
+
+    @staticmethod
+    def _proxy_names(s: AgentSession, steps: list[Row]) -> dict[int, str]:
+        """Proxy id -> name for the steps' proxies. sysproxies is sysadmin-only, as setting jobs up is; a login
+        refused there (229: e.g. SQLAgentReaderRole, enough to read jobs) gets no names, only the ids."""
+        names: dict[int, str] = {}
+        for proxy_id in sorted({int(r["proxy_id"]) for r in steps if r.get("proxy_id") is not None}):
+            try:
+                rows = s.query("SELECT name FROM msdb.dbo.sysproxies WHERE proxy_id = ?", (proxy_id,))[0]
+            except AgentPermissionError:
+                return {}
+            if rows:
+                names[proxy_id] = str(rows[0]["name"])
+        return names
+
+    def job_extras(self, job_name: str) -> dict[str, Any]:
+        """What ``read_job_definition`` leaves out and an import must report: the job's start step,
+        net send / pager notifications and automatic deletion, its schedules (``sp_help_job`` aspect
+        SCHEDULES) and, per step, settings deploy does not manage."""
+        with self.session(job_name) as s:
+            job = s.call("sp_help_job", {"job_name": job_name, "job_aspect": "JOB"})[0][0]
+            schedules = s.call("sp_help_job", {"job_name": job_name, "job_aspect": "SCHEDULES"})
+            steps = s.call("sp_help_jobstep", {"job_name": job_name}) if int(job["has_step"] or 0) else []
+        return {
+            "start_step_id": int(job.get("start_step_id") or 1),
+            "notify_level_netsend": int(job.get("notify_level_netsend") or 0),
+            "notify_level_page": int(job.get("notify_level_page") or 0),
+            "delete_level": int(job.get("delete_level") or 0),
+            "schedules": [
+                {
+                    "name": str(r["schedule_name"]),
+                    "enabled": bool(r["enabled"]),
+                    "description": str(r.get("schedule_description") or ""),
+                }
+                for r in (schedules[0] if schedules else [])
+            ],
+            "steps": [
+                {
+                    "output_file_name": r.get("output_file_name"),
+                    "flags": int(r.get("flags") or 0),
+                    "cmdexec_success_code": int(r.get("cmdexec_success_code") or 0),
+                    "database_user_name": r.get("database_user_name"),
+                    "os_run_priority": int(r.get("os_run_priority") or 0),
+                    "server": r.get("server"),
+                }
+                for r in sorted(steps[0] if steps else [], key=lambda r: int(r["step_id"]))
+            ],
+        }
 
     def has_job_category(self, name: str) -> bool:
         with self.session() as s:
@@ -1100,7 +1182,13 @@ def _job_params(job: JobDefinition | dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_params(step: JobStepDefinition) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(step).items() if not (k == "proxy_name" and v is None)}
+    """sp_add_jobstep arguments: unset optional ones left out (the procedure's defaults), no read-only id."""
+    optional = {"proxy_name": None, "database_name": None, "on_success_step_id": 0, "on_fail_step_id": 0}
+    return {
+        k: v
+        for k, v in dataclasses.asdict(step).items()
+        if k != "proxy_id" and not (k in optional and v == optional[k])
+    }
 
 
 def _iso(value: Any) -> str:

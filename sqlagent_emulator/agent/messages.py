@@ -97,3 +97,23 @@ def ssis_step(
         f"Started:  {_clock(started)}  Finished: {_clock(finished)}  Elapsed:  {elapsed:.3f} seconds.  "
         f"{result}  " + _step_tail(succeeded, retried)
     )
+
+
+def stored_package_step(
+    body: str,
+    started: dt.datetime,
+    finished: dt.datetime,
+    result: str,
+    succeeded: bool,
+    retried: int | None = None,
+    run_as: str = AGENT_SERVICE_ACCOUNT,
+) -> str:
+    """A /FILE or /SQL step (package deployment model): dtexec's banner, its output, then Agent's closing
+    sentences. ``result`` is dtexec's last line ("The package executed successfully.", "... could not be
+    loaded.", ...)."""
+    elapsed = (finished - started).total_seconds()
+    return (
+        f"Executed as user: {run_as}. {SSIS_BANNER}    Started:  {_clock(started)}  {body}  "
+        f"Started:  {_clock(started)}  Finished: {_clock(finished)}  Elapsed:  {elapsed:.3f} seconds.  "
+        f"{result}  " + _step_tail(succeeded, retried)
+    )

@@ -10,7 +10,8 @@ SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRol
 - Changing or deleting a job: its owner or sysadmin (14525); Operator may only enable/disable any job.
 - Starting or stopping: its owner, Operator or sysadmin (14393).
 - Job activity (sp_help_jobactivity) of other owners' jobs: sysadmin only.
-- msdb.dbo.syssessions and the proxy tables (sysproxies, sysproxysubsystem, sysproxylogin): sysadmin only.
+- msdb.dbo.syssessions, the proxy tables (sysproxies, sysproxysubsystem, sysproxylogin) and the package
+  store (sysssispackages, sysssispackagefolders): sysadmin only.
 - Proxies (create, grant, use in a step): see ``proxies``.
 - Database principals (sp_getapplock's @DbPrincipal): a login with an Agent role is a user of msdb,
   named as the login, and a member of its role and of the roles it includes (msdb nests them:
@@ -142,6 +143,10 @@ SYSADMIN_ONLY_TABLES = frozenset(
         ("msdb", "dbo", "sysproxies"),
         ("msdb", "dbo", "sysproxysubsystem"),
         ("msdb", "dbo", "sysproxylogin"),
+        # the msdb package store: SQL Server also lets its db_ssisadmin, db_ssisltduser and db_ssisoperator
+        # roles read it, through procedures; those roles are not emulated (docs/emulator.md)
+        ("msdb", "dbo", "sysssispackages"),
+        ("msdb", "dbo", "sysssispackagefolders"),
     }
 )
 

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ class Agent:
         cpus: int,
         spids: Iterator[int],
         packages: Mapping[str, PackageSpec] | None = None,
+        package_files: Mapping[str, PackageSpec] | None = None,
+        msdb_packages: Mapping[str, PackageSpec] | None = None,
         minute_seconds: float = 60.0,
         allow_cmdexec: bool = False,
         find_login: Callable[[str], Login | None],
@@ -58,6 +61,9 @@ class Agent:
         self.server_name = engine.server_name
         self.store = AgentStore(engine)
         self.packages = {p.path.lower(): p for p in (packages or {}).values()}
+        self.package_files = {p.path.lower(): p for p in (package_files or {}).values()}
+        self.msdb_packages = {p.path.lower(): p for p in (msdb_packages or {}).values()}
+        self.package_runs: Counter[tuple[str, str]] = Counter()
         self.minute_seconds = minute_seconds
         self.history_limits = history_limits if history_limits is not None else HistoryLimits()
         self.allow_cmdexec = allow_cmdexec

@@ -8,6 +8,7 @@ Column names, types and order follow Microsoft's pages (docs/agent-reference.md,
 - https://learn.microsoft.com/en-us/sql/integration-services/system-views/catalog-event-messages
 - .../catalog-folders-ssisdb-database, .../catalog-projects-ssisdb-database, .../catalog-packages-ssisdb-database
 - the proxy tables sysproxies, sysproxysubsystem, sysproxylogin (proxies.py)
+- the msdb package store, sysssispackages and sysssispackagefolders (packagestore.py)
 
 SSISDB's data lives in ``internal.*`` tables behind the filtered ``catalog.*`` views (catalogviews.py).
 
@@ -175,6 +176,36 @@ TABLES: tuple[tuple[str, str, str], ...] = (
         """proxy_id INT NOT NULL,
         sid VARBINARY(85) NULL,
         flags INT NOT NULL""",
+    ),
+    (
+        "msdb",
+        "dbo.sysssispackagefolders",
+        # RD/system-tables/dbo-sysssispackagefolders-transact-sql (the msdb package store, packagestore.py)
+        f"""folderid UNIQUEIDENTIFIER NOT NULL PRIMARY KEY,
+        parentfolderid UNIQUEIDENTIFIER NULL,
+        foldername {SYSNAME} NOT NULL""",
+    ),
+    (
+        "msdb",
+        "dbo.sysssispackages",
+        # RD/system-tables/dbo-sysssispackages-transact-sql; packagedata is image there, varbinary(max) here
+        f"""name {SYSNAME} NOT NULL,
+        id UNIQUEIDENTIFIER NOT NULL,
+        description NVARCHAR(1024) NULL,
+        createdate DATETIME NOT NULL,
+        folderid UNIQUEIDENTIFIER NOT NULL,
+        ownersid VARBINARY(85) NOT NULL,
+        packagedata VARBINARY(MAX) NULL,
+        packageformat INT NOT NULL,
+        packagetype SMALLINT NOT NULL,
+        vermajor INT NOT NULL,
+        verminor INT NOT NULL,
+        verbuild INT NOT NULL,
+        vercomments NVARCHAR(1024) NULL,
+        verid UNIQUEIDENTIFIER NOT NULL,
+        isencrypted BIT NOT NULL,
+        readrolesid VARBINARY(85) NULL,
+        writerolesid VARBINARY(85) NULL""",
     ),
     (
         "master",

@@ -18,6 +18,7 @@ from ..sql.results import SqlError, StatementResult
 from ..sql.waiting import wait_pending
 from . import messages
 from .model import ExecutionState, MessageType, PackageSpec, RunStatus
+from .packagerun import run_stored_package, stored_package
 from .store import AgentStore, StepRow
 
 _DETACHED: set[asyncio.Future[Any]] = set()  # catalog executions running after their step returned
@@ -50,6 +51,9 @@ class StepHost(Protocol):
 
     store: AgentStore
     packages: Mapping[str, PackageSpec]
+    package_files: Mapping[str, PackageSpec]
+    msdb_packages: Mapping[str, PackageSpec]
+    package_runs: Counter[tuple[str, str]]  # runs of file and msdb packages on this server (fail_first)
     server_name: str
     checkpoints: dict[str, tuple[str, ...]]  # the server's own checkpoint files (package path -> tasks done)
 
@@ -159,9 +163,13 @@ def parse_isserver(command: str) -> tuple[str | None, bool]:
 async def run_ssis(host: StepHost, step: StepRow, stop: asyncio.Event, ctx: RunContext) -> StepOutcome:
     """Run a catalog package as dtexec /ISSERVER does: create and start an execution, then (when
     $ServerOption::SYNCHRONIZED is True, as SSMS scripts it) wait for it to end."""
+    path, synchronized = parse_isserver(step.command)
+    stored = stored_package(step.command) if path is None else None
+    if stored is not None:  # dtexec /FILE or /SQL: the package deployment model
+        ran = await run_stored_package(host, stop, ctx.retried, ctx.run_as, *stored)
+        return canceled() if ran is None else StepOutcome(*ran)
     started = host.store.engine.now()
     retried, run_as = ctx.retried, ctx.run_as
-    path, synchronized = parse_isserver(step.command)
     spec = host.packages.get(path.lower()) if path else None
     if spec is None:
         failure = (

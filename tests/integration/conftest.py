@@ -63,11 +63,12 @@ def _connection(
 @pytest.fixture(scope="session")
 def airflow_connections(sql_server: SqlServerTarget) -> Iterator[dict[str, str]]:
     """Environment connections ``sa_*``, ``agent_op_*`` (Operator and ssis_logreader) and ``agent_oponly_*``
-    (Operator alone), each ``*_mssql`` and ``*_odbc``."""
+    (Operator alone), ``agent_reader_*`` (SQLAgentReaderRole), each ``*_mssql`` and ``*_odbc``."""
     logins = {
         "sa": (sql_server.user, sql_server.password),
         "agent_op": ("agent_operator", OPERATOR_PASSWORD),
         "agent_oponly": ("agent_operator_only", OPERATOR_PASSWORD),
+        "agent_reader": ("agent_reader", OPERATOR_PASSWORD),
     }
     names = {}
     for prefix, (user, password) in logins.items():

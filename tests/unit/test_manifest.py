@@ -84,8 +84,10 @@ def test_every_error_is_reported_in_line_order() -> None:
         "manifest.yaml line 11: job_defaults.notifications.eventlog: must be one of never, on_success, "
         "on_failure, always, got 'sometimes'",
         "manifest.yaml line 23: children[1].servers[0]: unknown server 'sqlnode9' (not in servers: sqlnode1, sqlnode2)",
-        "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, job_name, "
-        "parameters, environment_reference, servers, retry_attempts, retry_interval, proxy)",
+        "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, file_path, "
+        "msdb_path, job_name, parameters, environment_reference, set_values, servers, preferred_server, "
+        "retry_attempts, retry_interval, proxy, description, owner, category, enabled, notifications, step_name, "
+        "logging_level, steps)",
     ]
 
 
@@ -139,7 +141,8 @@ def test_missing_sections_and_fields() -> None:
     ]
     assert errors_of("servers: []\nchildren:\n  - name: A\n") == [
         "manifest.yaml line 1: servers: must not be empty",
-        "manifest.yaml line 3: children[0]: missing field 'catalog_path'",
+        "manifest.yaml line 3: children[0]: a child needs exactly one of catalog_path, file_path, msdb_path or steps "
+        "(gives none)",
     ]
 
 
