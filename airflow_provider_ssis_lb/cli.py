@@ -113,8 +113,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _import_jobs(args: argparse.Namespace) -> int:
-    from .importer.report import format_json, format_table
-    from .importer.run import import_jobs
+    from .importing.jobs.report import format_json, format_table
+    from .importing.jobs.run import import_jobs
 
     pairs = [item.partition("=") for item in args.deploy_conn_id]
     bad = [

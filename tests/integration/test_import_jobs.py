@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_ssis_lb import cli
 from airflow_provider_ssis_lb.deploy import MANAGED_MARKER, deploy, file_command, isserver_command, msdb_command
 from airflow_provider_ssis_lb.hooks.sql_agent import JobDefinition, JobStepDefinition, SqlAgentHook
-from airflow_provider_ssis_lb.importer.run import import_jobs
+from airflow_provider_ssis_lb.importing.jobs.run import import_jobs
 from airflow_provider_ssis_lb.manifest import ManifestServer, PackageParameter, load_manifest
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client

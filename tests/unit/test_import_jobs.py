@@ -19,11 +19,11 @@ from airflow_provider_ssis_lb.deploy import (
 )
 from airflow_provider_ssis_lb.exceptions import ServerUnreachableError
 from airflow_provider_ssis_lb.hooks.sql_agent import CatalogListing, JobDefinition, JobStepDefinition
-from airflow_provider_ssis_lb.importer.convert import convert
-from airflow_provider_ssis_lb.importer.dtexec import DtexecSyntaxError, parse, split_arguments
-from airflow_provider_ssis_lb.importer.merge import merge
-from airflow_provider_ssis_lb.importer.report import format_json, format_table
-from airflow_provider_ssis_lb.importer.run import import_jobs, like
+from airflow_provider_ssis_lb.importing.jobs.convert import convert
+from airflow_provider_ssis_lb.importing.jobs.dtexec import DtexecSyntaxError, parse, split_arguments
+from airflow_provider_ssis_lb.importing.jobs.merge import merge
+from airflow_provider_ssis_lb.importing.jobs.report import format_json, format_table
+from airflow_provider_ssis_lb.importing.jobs.run import import_jobs, like
 from airflow_provider_ssis_lb.manifest import PackageParameter, parse_manifest
 
 CATALOG = "\\SSISDB\\ETL\\Sales\\Load.dtsx"

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from ..deploy import describe_plan, desired_job, diff_job
-from ..exceptions import SqlAgentError
-from ..hooks.sql_agent import SqlAgentHook
-from ..manifest import ManifestError, parse_manifest
-from ..secret_refs import resolve_child
+from ...deploy import describe_plan, desired_job, diff_job
+from ...exceptions import SqlAgentError
+from ...hooks.sql_agent import SqlAgentHook
+from ...manifest import ManifestError, parse_manifest
+from ...secret_refs import resolve_child
 from .convert import ImportedJob, convert
 from .merge import MergedJob, merge
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..deploy import GENERATED_PARAMETERS, MANAGED_MARKER, step_name
-from ..hooks.sql_agent import JobDefinition
-from ..manifest import NOTIFY_LEVELS
+from ...deploy import GENERATED_PARAMETERS, MANAGED_MARKER, step_name
+from ...hooks.sql_agent import JobDefinition
+from ...manifest import NOTIFY_LEVELS
 from .dtexec import DtexecSyntaxError, parse
 from .secrets import SENSITIVE_NAME, SecretFinder
 
