@@ -35,9 +35,8 @@ def test_imported_parent_deploys_to_a_fresh_pool_and_runs(airflow_db: str, tmp_p
             connection = _connection("mssql", target, login.name, login.password)
             os.environ[f"AIRFLOW_CONN_{config.name}"] = json.dumps(connection)
         try:
-            # Main's manifest does not know preferred_server yet (issue 22's manifest branch adds it): the Agent
-            # job task's server is mapped outside the pool, so the importer leaves it out and says so.
-            args = (*WAREHOUSE_ARGS, "--server-map", "SQLNODE1=sqlnode_legacy", "--poll-interval", "0.5")
+            # The Agent job task's server (SQLNODE1) stays its child's preferred_server.
+            args = (*WAREHOUSE_ARGS, "--poll-interval", "0.5")
             assert cli.main(["import-parent", str(WAREHOUSE), "--output-dir", str(tmp_path), *args]) == 0
             assert cli.main(["deploy", str(tmp_path / "warehouse_parent.yaml")]) == 0
 
