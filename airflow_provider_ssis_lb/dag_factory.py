@@ -22,8 +22,10 @@ from .reporting import report_children
 
 
 def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
-    """``expand_kwargs`` of the child task, in plan order: each job with the servers it may run on."""
+    """``expand_kwargs`` of the child task, in plan order: each job with the servers it may run on, its
+    preferred server and where its retries run (the manifest's ``preferred_server``, ``retry_on_same_server``)."""
     children = {c.job_name: c for c in manifest.children}
+    defaults = manifest.job_defaults
     return [
         {
             "job_name": job_name,
@@ -32,6 +34,8 @@ def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
                 for s in manifest.servers
                 if s.conn_id in children[job_name].servers
             ],
+            "preferred_server": children[job_name].preferred_server,
+            "retry_on_same_server": children[job_name].retry_on_same_server or defaults.retry_on_same_server,
         }
         for job_name in order
     ]

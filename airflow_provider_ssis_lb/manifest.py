@@ -23,6 +23,7 @@ from .balancing import PoolServer, ServerPool
 DEFAULT_CATEGORY = "SSIS-LB managed"
 NOTIFY_LEVELS = {"never": 0, "on_success": 1, "on_failure": 2, "always": 3}  # sp_add_job @notify_level_*
 MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
+SAME_SERVER = {"never": 0, "prefer": 1, "require": 2}  # retry_on_same_server (lifecycle.SAME_SERVER_CHOICES)
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
 PARAMETER_NAME = re.compile(r"(\$(Package|Project|ServerOption)::)?[^\s\"';$()\\]+(\([A-Za-z0-9]+\))?")
 PARAMETER_FORM = "[$Package::|$Project::|$ServerOption::]name[(Type)]"
@@ -126,6 +127,7 @@ class JobDefaults:
     retry_interval: int = 0
     logging_level: int = 1
     proxy: str | None = None  # Agent proxy the SSIS step runs as (sp_add_jobstep @proxy_name)
+    retry_on_same_server: str | None = None  # the children's SqlAgentRunJobOperator(retry_on_same_server=)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class ChildPackage:
     msdb_path: str | None = None  # dtexec /SQL (the msdb package store), \\Folder\\Package
     set_values: tuple[PackageParameter, ...] = ()  # dtexec /SET, for file and msdb packages
     preferred_server: str | None = None  # one of servers: where the child runs when it has room
+    retry_on_same_server: str | None = None  # never | prefer | require (SSIS checkpoints); None: job_defaults'
     # An existing job's settings, kept by ssis-lb import-jobs (None: job_defaults' value / the generated one)
     description: str | None = None
     owner: str | None = None
@@ -427,6 +430,7 @@ class _Checker:
             "retry_interval",
             "logging_level",
             "proxy",
+            "retry_on_same_server",
         )
         try:
             fields = self.mapping(where, keys)
@@ -440,6 +444,7 @@ class _Checker:
             "retry_interval": self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY),
             "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
             "proxy": self.optional(fields, "proxy", self.text),
+            "retry_on_same_server": self.optional(fields, "retry_on_same_server", self.choice, SAME_SERVER),
         }
         if "notifications" in fields:
             values.update(self.notifications(fields["notifications"]))
@@ -488,6 +493,7 @@ class _Checker:
             "set_values",
             "servers",
             "preferred_server",
+            "retry_on_same_server",
             "retry_attempts",
             "retry_interval",
             "proxy",
@@ -524,6 +530,7 @@ class _Checker:
         retry_attempts = self.optional(fields, "retry_attempts", self.integer, 0, MAX_RETRY)
         retry_interval = self.optional(fields, "retry_interval", self.integer, 0, MAX_RETRY)
         proxy = self.optional(fields, "proxy", self.text)
+        same_server = self.optional(fields, "retry_on_same_server", self.choice, SAME_SERVER)
         job = {
             "owner": self.optional(fields, "owner", self.text),
             "category": self.optional(fields, "category", self.text),
@@ -547,6 +554,7 @@ class _Checker:
             msdb_path=path if source == "msdb_path" else None,
             set_values=set_values,
             preferred_server=preferred,
+            retry_on_same_server=same_server,
             description=description,
             **notifications,
             steps=steps,

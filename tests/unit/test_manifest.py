@@ -86,8 +86,8 @@ def test_every_error_is_reported_in_line_order() -> None:
         "manifest.yaml line 23: children[1].servers[0]: unknown server 'sqlnode9' (not in servers: sqlnode1, sqlnode2)",
         "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, file_path, "
         "msdb_path, job_name, parameters, environment_reference, set_values, servers, preferred_server, "
-        "retry_attempts, retry_interval, proxy, description, owner, category, enabled, notifications, step_name, "
-        "logging_level, steps)",
+        "retry_on_same_server, retry_attempts, retry_interval, proxy, description, owner, category, enabled, "
+        "notifications, step_name, logging_level, steps)",
     ]
 
 
@@ -159,3 +159,33 @@ def test_load_manifest_reads_the_file_and_names_it(tmp_path: Path) -> None:
     assert load_manifest(path).name == "fleet"  # default: the file's stem
     with pytest.raises(ManifestError, match="missing.yaml: cannot read the manifest"):
         load_manifest(tmp_path / "missing.yaml")
+
+
+RETRIES = r"""
+servers:
+  - {conn_id: sql1, capacity: 2}
+  - {conn_id: sql2}
+job_defaults:
+  retry_on_same_server: prefer
+children:
+  - {name: LoadOrders, catalog_path: \SSISDB\ETL\Sales\LoadOrders.dtsx, preferred_server: sql2}
+  - {name: LoadFacts, catalog_path: \SSISDB\ETL\Sales\LoadFacts.dtsx, retry_on_same_server: require}
+"""
+
+
+def test_where_children_start_and_retry_reaches_the_parent_dags_children() -> None:
+    from airflow_provider_ssis_lb.dag_factory import child_kwargs
+
+    manifest = parse_manifest(RETRIES)
+    kwargs = {k["job_name"]: k for k in child_kwargs(manifest, ["LoadFacts", "LoadOrders"])}
+    assert (kwargs["LoadOrders"]["preferred_server"], kwargs["LoadOrders"]["retry_on_same_server"]) == (
+        "sql2",
+        "prefer",
+    )
+    assert (kwargs["LoadFacts"]["preferred_server"], kwargs["LoadFacts"]["retry_on_same_server"]) == (None, "require")
+
+
+def test_an_unknown_retry_on_same_server_is_refused() -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(RETRIES.replace("retry_on_same_server: require", "retry_on_same_server: always"))
+    assert "children[1].retry_on_same_server: must be one of never, prefer, require, got 'always'" in str(caught.value)
