@@ -1,7 +1,7 @@
 """``ssis-lb import-jobs`` through the real stack: jobs on two emulated servers (one job differing), read with a
 SQLAgentReaderRole login over TCP, written as a manifest and a report; ``deploy --dry-run`` of that manifest
 against the same servers changes nothing; ``--adopt`` takes the jobs over; a deploy to a fresh server creates
-equal jobs."""
+equal jobs, and an imported child runs there with ``dag.test()``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client
 from tests.conftest import OPERATOR_PASSWORD, SqlServerTarget, emulator_config
 from tests.integration.conftest import _connection
+from tests.integration.test_operator import run_dag
 
 SERVERS = ("IMPA", "IMPB", "IMPC")  # IMPC: the fresh server
 PASSWORD = "Pa55!word"
@@ -222,3 +223,6 @@ def test_the_imported_manifest_makes_equal_jobs_on_a_fresh_server(imported) -> N
         assert dataclasses.replace(after, description="", steps=()) == dataclasses.replace(
             before, description="", steps=()
         )
+    # and the imported child runs there, through the operator (dag.test())
+    result = run_dag(conn_id="impc_sa", job_name="LoadOrders_imp")
+    assert result.state == "success" and result.xcom()["server"] == "IMPC"
