@@ -352,7 +352,10 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
 
     def _event(self, status: str, message: str = "") -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
+        freed = {"freed_at": time.time()} if status == "free" else {}  # the hand-off metric starts here
+        return TriggerEvent(
+            {"status": status, "deadline": self.deadline} | ({"message": message} if message else {}) | freed
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()

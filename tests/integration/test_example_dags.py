@@ -30,10 +30,16 @@ DEMO = Path(__file__).resolve().parents[2] / "demo" / "servers.toml"
 
 
 @contextlib.contextmanager
-def running_demo_servers(role: str) -> Iterator[dict[str, str]]:
-    """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them as a login with ``role``."""
+def running_demo_servers(role: str, durations: dict[str, float] | None = None) -> Iterator[dict[str, str]]:
+    """The demo's three servers with 0.3 s packages (or ``durations`` by package file name, such as
+    ``LoadOrders.dtsx``), and connections sqlnode1..3 to them as a login with ``role``."""
+    durations = durations or {}
+
+    def duration(package: Any) -> float:
+        return durations.get(package.path.rsplit("\\", 1)[-1], 0.3)
+
     configs = [
-        dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=0.3) for p in c.packages))
+        dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=duration(p)) for p in c.packages))
         for c in load_config(DEMO, demo_passwords({}))  # passwords made per run, as the demo makes them
     ]
     with EmulatorController(configs) as controller:
