@@ -2,7 +2,8 @@
 StatsD and OpenLineage settings of tests/integration/test_observability.py); print each task's state as JSON.
 
 ``--no-openlineage`` makes OpenLineage unimportable first (the provider without the extra);
-``--break-lineage JOB`` makes building that job's lineage fail (lineage must never fail a child).
+``--break-lineage JOB`` makes building that job's lineage fail (lineage must never fail a child);
+``--task TASK`` runs that task alone.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-openlineage", action="store_true")
     parser.add_argument("--break-lineage", default=None)
+    parser.add_argument("--task", default=None, help="run only this task of the DAG")
     args = parser.parse_args()
     if args.no_openlineage:
         sys.meta_path.insert(0, _Unimportable())
@@ -51,6 +53,8 @@ def main() -> None:
     from tests.integration.dagrun import test_dag_run
     from tests.integration.observed_dag import dag
 
+    if args.task:
+        dag = dag.partial_subset(task_ids=[args.task], include_upstream=False)
     facets = {task.task_id: repr(task.get_openlineage_facets_on_start()) for task in dag.tasks}
     dag_run = test_dag_run(dag)
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
