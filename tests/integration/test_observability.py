@@ -22,6 +22,12 @@ from tests.integration.test_example_dags import running_demo_servers
 from tests.metrics_listener import StatsdListener
 
 ROOT = Path(__file__).resolve().parents[2]
+# LoadOrders outlasts the tasks before `waits_for_a_slot`. LoadShipments always fails, counted per server:
+# its demo setting (fail once in the fleet) is counted per emulator process, so it hangs on the tests before.
+PACKAGES = {
+    "LoadOrders.dtsx": {"duration": 3.0},
+    "LoadShipments.dtsx": {"outcome": "failure", "fail_first_scope": "server"},
+}
 
 
 @dataclass
@@ -84,7 +90,7 @@ def run_observed(tmp: Path, *args: str) -> tuple[dict[str, Any], StatsdListener,
 
 @pytest.fixture(scope="module")
 def observed(airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
-    with running_demo_servers("SQLAgentOperatorRole", {"LoadOrders.dtsx": 3.0}) as conn_ids:
+    with running_demo_servers("SQLAgentOperatorRole", PACKAGES) as conn_ids:
         ports = {
             conn_id: json.loads(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"])["port"] for conn_id in conn_ids.values()
         }
@@ -110,7 +116,8 @@ def test_a_pooled_run_sends_the_fleet_metrics_through_airflow_stats(observed: Ob
     assert observed.count("ssis_lb.admission.skipped.full") == 1
     assert observed.count("ssis_lb.admission.skipped.unreachable") == 1  # sqlnode_down, skipped by `fails`
     # per server gauges
-    assert observed.values("ssis_lb.server.capacity.sqlnode2", "g") == [1.0, 1.0]
+    # sqlnode2's capacity: at its two admissions and when the waiting child's trigger read the pool
+    assert observed.values("ssis_lb.server.capacity.sqlnode2", "g") == [1.0, 1.0, 1.0]
     assert 1.0 in observed.values("ssis_lb.server.running.sqlnode2", "g")  # LoadOrders, when it was full
     assert observed.values("ssis_lb.server.reachable.sqlnode_down", "g") == [0.0]
     assert set(observed.values("ssis_lb.server.reachable.sqlnode1", "g")) == {1.0}
