@@ -30,6 +30,7 @@ ADMISSIONS = {  # Admission.kind -> metric name
     "none_eligible": "none_eligible",
     "unsure": "unsure",
 }
+SKIP_REASONS = ("unreachable", "unreadable", "full", "job_missing", "job_disabled", "job_running", "cannot_run")
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., None])
 _pending = threading.local()  # the time a capacity wait saw a slot free, until this process's next admission

@@ -4,8 +4,10 @@ a real UDP listener; the monitor's over its fake session (tests/unit/test_monito
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from airflow.sdk._shared.observability.metrics import stats
@@ -156,3 +158,17 @@ def test_a_broken_metrics_backend_never_reaches_the_caller(monkeypatch: pytest.M
 def test_a_connection_id_becomes_one_part_of_a_metric_name() -> None:
     assert metrics.stat_part("sql.node-1") == "sql_node-1"
     assert metrics.stat_part("Ünï cöde/x") == "_n__c_de_x"
+
+
+def test_every_metric_name_is_documented() -> None:
+    """Each name the module sends (its fixed part up to a placeholder) and each value of its placeholders
+    that is not a conn id has a place in docs/operators.md ("Metrics")."""
+    source = Path(metrics.__file__).read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operators.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Metrics") : doc.index("## OpenLineage")]
+    fixed = {m.split("{")[0].rstrip(".") for m in re.findall(r'f"\{PREFIX\}\.([\w.{}()]+)', source)}
+    assert len(fixed) >= 12
+    for name in fixed:
+        assert f"`ssis_lb.{name}" in section, name
+    for value in (*metrics.ADMISSIONS.values(), *metrics.SKIP_REASONS, *metrics.OUTCOMES):
+        assert f"`{value}`" in section or f"`ssis_lb.admission.{value}`" in section, value
