@@ -61,7 +61,13 @@ def stat_part(value: str) -> str:
 
 
 def _tags(conn_id: str | None = None, **extra: str) -> dict[str, str]:
-    return ({"server": conn_id} if conn_id else {}) | extra
+    """Tags whose values keep to ``[A-Za-z0-9_.-]``: a space, comma or equals sign would break a tagged
+    StatsD line."""
+    tags = ({"server": conn_id} if conn_id else {}) | extra
+    return {
+        key: "".join(c if c.isalnum() and c.isascii() or c in "_.-" else "_" for c in value)
+        for key, value in tags.items()
+    }
 
 
 def reason_of(reading: ServerReading) -> str | None:
@@ -106,7 +112,7 @@ def admitted(admission: Admission, job: str) -> None:
     """One admission attempt: its kind, each server skipped and why, the servers' loads, and the hand-off
     time when this start follows a capacity wait that saw a slot free."""
     stats = _stats()
-    stats.incr(f"{PREFIX}.admission.{ADMISSIONS.get(admission.kind, admission.kind)}", tags={"job": job})
+    stats.incr(f"{PREFIX}.admission.{ADMISSIONS.get(admission.kind, admission.kind)}", tags=_tags(job=job))
     chosen = admission.chosen.server if admission.chosen is not None and admission.kind == "started" else None
     for reading in admission.readings:
         reason = None if reading.server == chosen else reason_of(reading)
@@ -116,7 +122,7 @@ def admitted(admission: Admission, job: str) -> None:
     freed_at = getattr(_pending, "freed_at", None)
     _pending.freed_at = None
     if admission.kind == "started" and freed_at is not None:
-        stats.timing(f"{PREFIX}.handoff", max(0.0, (time.time() - freed_at) * 1000.0), tags={"job": job})
+        stats.timing(f"{PREFIX}.handoff", max(0.0, (time.time() - freed_at) * 1000.0), tags=_tags(job=job))
 
 
 @_safe

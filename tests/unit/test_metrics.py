@@ -4,6 +4,7 @@ a real UDP listener; the monitor's over its fake session (tests/unit/test_monito
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -26,11 +27,14 @@ A, B, C, D, E = (PoolServer(name, 2) for name in ("node.a", "b", "c", "d", "e"))
 STARTED = JobRun("node.a", "SQLA", "JOB-1", "LoadOrders", "2024-05-01T00:10:00.000", 41)
 
 
-@pytest.fixture
-def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatsdListener]:
-    """Airflow's Stats configured as ``[metrics] statsd_on`` makes it, sending to a listener on 127.0.0.1."""
+@pytest.fixture(params=[False])
+def statsd(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[StatsdListener]:
+    """Airflow's Stats configured as ``[metrics] statsd_on`` makes it, sending to a listener on 127.0.0.1
+    (with the tags in InfluxDB form when the parameter is True)."""
     listener = StatsdListener()
-    for key, value in {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(listener.port)}.items():
+    settings = {"STATSD_ON": "True", "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(listener.port)}
+    settings["STATSD_INFLUXDB_ENABLED"] = str(request.param)
+    for key, value in settings.items():
         monkeypatch.setenv(f"AIRFLOW__METRICS__{key}", value)
     saved = stats._factory, stats._backend, stats._export_legacy_names
     stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
@@ -172,3 +176,17 @@ def test_every_metric_name_is_documented() -> None:
         assert f"`ssis_lb.{name}" in section, name
     for value in (*metrics.ADMISSIONS.values(), *metrics.SKIP_REASONS, *metrics.OUTCOMES):
         assert f"`{value}`" in section or f"`ssis_lb.admission.{value}`" in section, value
+
+
+@pytest.mark.parametrize("statsd", [True], indirect=True)
+def test_tags_name_the_server_and_the_job_where_statsd_carries_them(statsd: StatsdListener) -> None:
+    metrics.outcome(dataclasses.replace(STARTED, job_name="Load Orders, daily"), "failed")
+    metrics.lock_waited("node.a", "ssis_lb/admission", 0.5, granted=True)
+    ends = time.monotonic() + 5
+    while len(statsd.lines) < 3 and time.monotonic() < ends:
+        time.sleep(0.01)
+    assert sorted(statsd.lines) == [
+        "airflow.ssis_lb.lock.wait.admission,server=node.a,lock=admission:500.000000|ms",
+        "airflow.ssis_lb.outcome.failed,server=node.a,job=Load_Orders__daily:1|c",
+        "airflow.ssis_lb.server.outcome.failed.node_a,server=node.a,job=Load_Orders__daily:1|c",
+    ]
