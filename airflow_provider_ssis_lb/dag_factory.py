@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import DAG, TriggerRule, task
 
-from .manifest import Manifest, load_manifest
+from .manifest import LINEAGE_KEYS, Manifest, load_manifest
 from .operators.sql_agent import SqlAgentRunJobOperator
 from .operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
 from .planning import plan_from_history
@@ -36,6 +36,7 @@ def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
             ],
             "preferred_server": children[job_name].preferred_server,
             "retry_on_same_server": children[job_name].retry_on_same_server or defaults.retry_on_same_server,
+            **{key: list(getattr(children[job_name], key)) for key in LINEAGE_KEYS if getattr(children[job_name], key)},
         }
         for job_name in order
     ]

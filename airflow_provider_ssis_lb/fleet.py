@@ -32,6 +32,7 @@ from typing import Literal
 
 from airflow.providers.common.compat.sdk import conf
 
+from . import metrics
 from .balancing import Affinity, PoolServer, ServerPool, ServerReading, choose_server
 from .bounded import ServerNotAnswering, bounded_calls
 from .exceptions import (
@@ -185,6 +186,14 @@ class Fleet:
         step_name: str | None,
         on_intent: Callable[[JobRun], None],
         affinity: Affinity | None = None,
+    ) -> Admission:
+        """Choose a server and start the job there, under the locks (module docstring); counted (metrics.py)."""
+        admission = self._admit(position, step_name, on_intent, affinity)
+        metrics.admitted(admission, self.label)
+        return admission
+
+    def _admit(
+        self, position: int, step_name: str | None, on_intent: Callable[[JobRun], None], affinity: Affinity | None
     ) -> Admission:
         """Choose a server and start the job there, under the locks (module docstring).
 

@@ -18,10 +18,12 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
+from . import lineage
 from .balancing import PoolServer, ServerPool
 
 DEFAULT_CATEGORY = "SSIS-LB managed"
 NOTIFY_LEVELS = {"never": 0, "on_success": 1, "on_failure": 2, "always": 3}  # sp_add_job @notify_level_*
+LINEAGE_KEYS = ("inputs", "outputs")  # a child's tables, for OpenLineage (lineage.py)
 MAX_RETRY = 9999  # sp_add_jobstep's bound for retry_attempts and retry_interval
 SAME_SERVER = {"never": 0, "prefer": 1, "require": 2}  # retry_on_same_server (lifecycle.SAME_SERVER_CHOICES)
 CATALOG_PATH = re.compile(r"\\SSISDB\\([^\\\"]+)\\([^\\\"]+)\\([^\\\"]+\.dtsx)", re.IGNORECASE)
@@ -176,6 +178,9 @@ class ChildPackage:
     step_name: str | None = None
     logging_level: int | None = None
     steps: tuple[ManifestStep, ...] = ()  # instead of a package source: the job's own steps
+    # OpenLineage datasets (lineage.py): tables the child reads and writes
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -505,6 +510,7 @@ class _Checker:
             "step_name",
             "logging_level",
             "steps",
+            *LINEAGE_KEYS,
         )
         try:
             fields = self.mapping(where, keys, ("name",))
@@ -538,6 +544,7 @@ class _Checker:
             "step_name": self.optional(fields, "step_name", self.text),
             "logging_level": self.optional(fields, "logging_level", self.integer, 0, 4),
         }
+        inputs, outputs = (self.optional(fields, key, self.lineage_tables) or () for key in LINEAGE_KEYS)
         if len(self.found) > errors_before or name is None or path is None or source is None:
             return None
         return ChildPackage(
@@ -559,6 +566,8 @@ class _Checker:
             **notifications,
             steps=steps,
             **job,
+            inputs=inputs,
+            outputs=outputs,
         )
 
     def package_source(self, where: _Field, fields: dict[str, _Field]) -> str | None:
@@ -670,6 +679,22 @@ class _Checker:
         if isinstance(where.node, yaml.ScalarNode) and where.node.tag.endswith(":int"):
             return self.integer(where, 1, count)
         return self.choice(where, STEP_ACTIONS)
+
+    def lineage_tables(self, where: _Field) -> tuple[str, ...]:
+        """``inputs`` / ``outputs``: tables for OpenLineage, ``database.schema.table`` or
+        ``mssql://host:port/database.schema.table``."""
+        tables: list[str] = []
+        for item in self.sequence(where):
+            try:
+                value = self.text(item, max_length=1000)
+                lineage.tables(where.path, [value])
+            except _Invalid:
+                continue
+            except ValueError:
+                self.fail(item, "is not a table: give database.schema.table or mssql://host:port/database.schema.table")
+                continue
+            tables.append(value)
+        return tuple(tables)
 
     def job_name(self, where: _Field) -> str:
         value = self.text(where)

@@ -31,8 +31,9 @@ from typing import Literal
 
 from airflow.providers.common.compat.sdk import conf
 
+from . import metrics
 from .bounded import bounded_call
-from .exceptions import SqlAgentError, TransientConnectionError
+from .exceptions import ServerUnreachableError, SqlAgentError, TransientConnectionError
 from .hooks.sql_agent import AgentSession, Outcome, SqlAgentHook, Tick
 from .runs import JobRun
 
@@ -141,12 +142,15 @@ class ServerPoller:
         self.watchers: dict[int, Watcher] = {}
         self.session: AgentSession | None = None
         self.task: asyncio.Task[None] | None = None
+        self.connected_before = False  # a later connection is a reconnect (metrics)
 
     def _read(self) -> Tick:
         """In the server's thread: (re)connect if needed, then one round trip."""
         if self.session is None:
             self.session = self.hook.open_session()
             self.stats.connections_opened += 1
+            metrics.monitor_connected(self.conn_id, reconnect=self.connected_before)
+            self.connected_before = True
         self.stats.round_trips += 1
         runs = [w.run for w in list(self.watchers.values()) if w.run is not None]
         return self.session.watch_tick(since_date(iter(runs)), history=bool(runs))  # load watchers: no history
@@ -164,6 +168,7 @@ class ServerPoller:
                         exc = SqlAgentError(self.conn_id, None, f"the fleet monitor's read failed: {exc!r}")
                     failures += 1
                     self.stats.failures += 1
+                    metrics.monitor_failed(self.conn_id, unreachable=isinstance(exc, ServerUnreachableError))
                     self._drop()
                     delay = min(MAX_BACKOFF_SECONDS, self.tick * 2 ** min(failures, 6))
                     if not isinstance(exc, TransientConnectionError | TimeoutError):
@@ -178,6 +183,7 @@ class ServerPoller:
                         watcher.offer(sight(watcher.run, tick, outcomes))
                     took = asyncio.get_running_loop().time() - began
                     self.stats.read_seconds += took
+                    metrics.monitor_tick(self.conn_id, took, len(tick.executing))
                     delay = max(0.0, self.tick - took)  # ticks at a fixed rate: a slow read does not add a tick
                 await asyncio.sleep(delay)
         finally:

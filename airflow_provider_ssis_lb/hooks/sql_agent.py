@@ -23,6 +23,7 @@ from typing import Any, Literal
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from .. import metrics
 from ..bounded import bounded_calls
 from ..exceptions import (
     AdmissionLockError,
@@ -1062,13 +1063,14 @@ class AgentSession:
     def lock(self, resource: str, timeout: float) -> None:
         """sp_getapplock in msdb, Exclusive, owned by this session: released by ``unlock`` or when the
         connection closes, so a starter that dies never leaves it held."""
-        timeout = self.lock_wait(timeout)
+        timeout, began = self.lock_wait(timeout), time.monotonic()
         sets = self.query(
             "DECLARE @result int; EXEC @result = msdb.dbo.sp_getapplock @Resource = ?, @LockMode = 'Exclusive', "
             "@LockOwner = 'Session', @LockTimeout = ?, @DbPrincipal = 'public'; SELECT @result AS result",
             (resource, max(0, int(timeout * 1000))),
         )
         code = int(sets[-1][0]["result"])
+        metrics.lock_waited(self.hook.conn_id, resource, time.monotonic() - began, granted=code >= 0)
         if code < 0:
             raise AdmissionLockError(
                 self.hook._server,

@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
 from airflow.sdk.log import redact
 
+from .. import lineage, metrics
 from ..balancing import Affinity, PoolServer, ServerPool, ServerReading, Strategy
 from ..exceptions import (
     AgentRestartedError,
@@ -116,6 +117,9 @@ class SqlAgentRunJobOperator(BaseOperator):
     :param same_server_wait: seconds ``"prefer"`` waits for a slot on the failed try's server (default 300).
     :param preferred_server: in a pool, the conn id to start on whenever it has a free slot (the
         manifest's ``preferred_server``); the strategy chooses when it is full or down.
+    :param inputs: tables the child reads, for OpenLineage: ``database.schema.table`` (on the server the
+        child runs on) or ``mssql://host:port/database.schema.table`` (docs/manifest.md).
+    :param outputs: tables the child writes, in the same form.
     """
 
     template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "servers", "step_name")
@@ -140,6 +144,8 @@ class SqlAgentRunJobOperator(BaseOperator):
         retry_on_same_server: str | None = None,
         same_server_wait: float = 300.0,
         preferred_server: str | None = None,
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -186,6 +192,8 @@ class SqlAgentRunJobOperator(BaseOperator):
                 raise ValueError(f"preferred_server {preferred_server!r} is not in the pool ({', '.join(names)})")
         self.preferred_server = preferred_server
         self._active_run: JobRun | None = None  # the run this process waits for and owns, for on_kill
+        self.inputs, self.outputs = lineage.tables("inputs", inputs), lineage.tables("outputs", outputs)
+        self._outcome: lineage.Delivered | None = None  # the outcome this task delivered, for OpenLineage
 
     @cached_property
     def hook(self) -> SqlAgentHook:
@@ -264,9 +272,11 @@ class SqlAgentRunJobOperator(BaseOperator):
             if state is None:  # a try was already told
                 raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, "its outcome was unknown"))
             ledger.deliver("unknown")
+            self._delivered(run, "unknown")
             raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, state.note), conn_id=run.conn_id)
         if decision.action is Action.FAIL_ABANDONED:
             ledger.deliver("abandoned")
+            self._delivered(run, "abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         if decision.action is Action.WAIT_PREVIOUS:
             self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
@@ -301,6 +311,7 @@ class SqlAgentRunJobOperator(BaseOperator):
                 self.log.info("connection '%s' of the earlier run is no longer defined: starting afresh", run.conn_id)
                 return RunState(RunProgress.UNKNOWN, note="its connection is no longer defined")
             ledger.deliver("unknown")
+            self._delivered(run, "unknown")
             raise OutcomeUnknownError(
                 run.server, run.job_name, _unknown(record, f"connection '{run.conn_id}' is no longer defined")
             ) from exc
@@ -484,6 +495,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         if event.get("status") == "error":  # a server of the pool is misconfigured (connection, login)
             raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
         self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
+        metrics.slot_freed(event)
         return self._start_on_pool(context, RunLedger.from_context(context), deadline, plan)
 
     def _settle_intent(self, hook: SqlAgentHook, run: JobRun, record: RunRecord, state: RunState) -> RunState:
@@ -665,16 +677,19 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise SqlAgentError(run.server, run.job_name, _event_cause(event))
         if status == "unknown":
             ledger.deliver("unknown")
+            self._delivered(run, "unknown")
             raise OutcomeUnknownError(
                 run.server, run.job_name, f"{_event_cause(event)}; Clear the task to run it again"
             )
         result = self._event_result(run, event)
         if result is None:
             ledger.deliver("abandoned")
+            self._delivered(run, "abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
         failed = result.failed_step
         ledger.deliver(result.outcome, {"id": failed.step_id, "name": failed.step_name} if failed else None)
+        self._delivered(run, result.outcome, result)
         if not result.succeeded:
             raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
         return summarize(result, attached=not owned)
@@ -699,6 +714,7 @@ class SqlAgentRunJobOperator(BaseOperator):
     def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
         stopped = owned and self.stop_on_kill and self._stop(run)
         ledger.deliver("timeout")
+        self._delivered(run, "timeout")
         what = "the run was stopped" if stopped else "the run was left running"
         limits = f"timeout={self.timeout} s" + (
             f" or execution_timeout={self.execution_timeout}" if self.execution_timeout else ""
@@ -724,6 +740,22 @@ class SqlAgentRunJobOperator(BaseOperator):
         run = self._active_run
         if run is not None and self.stop_on_kill:
             self._stop(run)
+
+    # ------------------------------------------------------------------ observability (metrics.py, lineage.py)
+
+    def _delivered(self, run: JobRun, kind: str, result: RunResult | None = None) -> None:
+        """An outcome reaches the task: count it, and keep it for the OpenLineage completion event."""
+        self._outcome = lineage.Delivered(run, kind, result)
+        metrics.outcome(run, kind)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        return lineage.on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        return lineage.on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return lineage.on_complete(self, task_instance)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypedDict
 from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from .. import metrics
 from ..balancing import PoolServer, ServerReading, Strategy, choose_server, parse_strategy
 from ..bounded import ServerNotAnswering, bounded_call
 from ..exceptions import ServerMisconfiguredError, ServerUnreachableError, SqlAgentError, TransientConnectionError
@@ -349,10 +350,15 @@ class SqlAgentCapacityTrigger(BaseTrigger):
             except ServerNotAnswering as exc:
                 return unreadable(server, str(exc))
 
-        return list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
+        readings = list(await asyncio.gather(*(one(PoolServer(s["conn_id"], s["capacity"])) for s in self.servers)))
+        metrics.server_readings(readings)  # a waiting child keeps the servers' gauges fresh
+        return readings
 
     def _event(self, status: str, message: str = "") -> TriggerEvent:
-        return TriggerEvent({"status": status, "deadline": self.deadline} | ({"message": message} if message else {}))
+        freed = {"freed_at": time.time()} if status == "free" else {}  # the hand-off metric starts here
+        return TriggerEvent(
+            {"status": status, "deadline": self.deadline} | ({"message": message} if message else {}) | freed
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self._wait()

@@ -30,10 +30,17 @@ DEMO = Path(__file__).resolve().parents[2] / "demo" / "servers.toml"
 
 
 @contextlib.contextmanager
-def running_demo_servers(role: str) -> Iterator[dict[str, str]]:
-    """The demo's three servers with 0.3 s packages, and connections sqlnode1..3 to them as a login with ``role``."""
+def running_demo_servers(role: str, packages: dict[str, dict[str, Any]] | None = None) -> Iterator[dict[str, str]]:
+    """The demo's three servers with 0.3 s packages (``packages``: other settings by package file name, such
+    as ``{"LoadOrders.dtsx": {"duration": 3.0}}``), and connections sqlnode1..3 to them as a login with ``role``."""
+
+    def changed(package: Any) -> Any:
+        return dataclasses.replace(
+            package, **{"duration": 0.3} | (packages or {}).get(package.path.rsplit("\\", 1)[-1], {})
+        )
+
     configs = [
-        dataclasses.replace(c, packages=tuple(dataclasses.replace(p, duration=0.3) for p in c.packages))
+        dataclasses.replace(c, packages=tuple(changed(p) for p in c.packages))
         for c in load_config(DEMO, demo_passwords({}))  # passwords made per run, as the demo makes them
     ]
     with EmulatorController(configs) as controller:

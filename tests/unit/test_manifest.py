@@ -87,7 +87,7 @@ def test_every_error_is_reported_in_line_order() -> None:
         "manifest.yaml line 25: children[1].colour: unknown field (expected one of: name, catalog_path, file_path, "
         "msdb_path, job_name, parameters, environment_reference, set_values, servers, preferred_server, "
         "retry_on_same_server, retry_attempts, retry_interval, proxy, description, owner, category, enabled, "
-        "notifications, step_name, logging_level, steps)",
+        "notifications, step_name, logging_level, steps, inputs, outputs)",
     ]
 
 
