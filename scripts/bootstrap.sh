@@ -106,6 +106,10 @@ if [[ "$want_stamp" != "$have_stamp" || "${BOOTSTRAP_FORCE:-0}" == 1 ]]; then
     }
     run_pip install -q --upgrade pip
     run_pip install -q -e '.[test]'
+    # setuptools leaves <package>.egg-info in the repo root; the editable install does not need it, and with
+    # the repo root on sys.path (tests, DAG runs started from here) the project's plugin and provider would
+    # be found twice, which keeps the OpenLineage listener from emitting task events.
+    rm -rf "$REPO_ROOT"/*.egg-info
     echo "$want_stamp" >"$STAMP"
     say "done (pip output in .venv/bootstrap-pip.log)"
 fi

@@ -91,6 +91,8 @@ def run_observed(tmp: Path, *args: str) -> tuple[dict[str, Any], StatsdListener,
 
 @pytest.fixture(scope="module")
 def observed(airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    stale = sorted(p.name for p in ROOT.glob("*.egg-info"))
+    assert not stale, f"remove {stale} from the repo root (scripts/bootstrap.sh does): the project is found twice"
     with running_demo_servers("SQLAgentOperatorRole", PACKAGES) as conn_ids:
         ports = {
             conn_id: json.loads(os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"])["port"] for conn_id in conn_ids.values()
