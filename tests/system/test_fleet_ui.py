@@ -8,10 +8,10 @@ import datetime as dt
 import re
 import time
 from collections.abc import Iterator
-from urllib.parse import quote
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
