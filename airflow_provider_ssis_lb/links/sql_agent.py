@@ -57,7 +57,7 @@ def started_run(ti_key: Any) -> JobRun | None:
 
 
 class SqlAgentRunLink(BaseOperatorLink):
-    """"SQL Agent run": the fleet page focused on the run this task started (its server, job and history)."""
+    """ "SQL Agent run": the fleet page focused on the run this task started (its server, job and history)."""
 
     name = "SQL Agent run"
 
@@ -67,7 +67,7 @@ class SqlAgentRunLink(BaseOperatorLink):
 
 
 class SqlAgentChildrenLink(BaseOperatorLink):
-    """"Children of this run": the DAG run's Gantt of its SQL Agent children."""
+    """ "Children of this run": the DAG run's Gantt of its SQL Agent children."""
 
     name = "Children of this run"
 

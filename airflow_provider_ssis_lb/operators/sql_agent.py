@@ -28,9 +28,9 @@ from ..exceptions import (
 )
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
-from ..links.sql_agent import SqlAgentChildrenLink, SqlAgentRunLink
 from ..ledger import RunLedger, RunRecord
 from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
+from ..links.sql_agent import SqlAgentChildrenLink, SqlAgentRunLink
 from ..missing_job import advice as missing_job_advice
 from ..missing_job import missing_everywhere
 from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where

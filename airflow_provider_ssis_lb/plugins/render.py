@@ -31,7 +31,7 @@ vertical-align:top}th{background:#f4f6f8}.muted{color:#666}.bad{color:#c62828;fo
 .ok{color:#2e7d32;font-weight:600}.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#eceff1}
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:10px;height:10px;
 margin-right:4px}svg text{font:12px system-ui,sans-serif}tr:target{background:#fff8e1}
-nav.window a{margin-right:10px}nav.window b{margin-right:10px}rect.focused{stroke:#000;stroke-width:2}
+nav.window a{margin-right:10px}nav.window b{margin-right:10px}rect.focused{stroke:#0d47a1;stroke-width:3}
 tr.focused{background:#e3f2fd}#focus{border:1px solid #90caf9;padding:6px 10px;margin:10px 0;background:#f5fbff}
 """
 # Inside the UI's iframe (sandboxed without allow-top-navigation), a task link asks the UI's own window to
@@ -131,7 +131,8 @@ def _focus(focus: dict[str, Any] | None) -> str:
         return f'<section id="focus"><b>{where}</b> {missing}.</section>'
     job = escape(focus["job"] or focus["job_id"])
     rows = "".join(
-        f'<tr class="{"focused" if r["focused"] else ""}"><td>{escape(r["server_start"] or "-")}</td>'
+        f'<tr class="{"focused" if r["focused"] else ""}"><td>{escape(r["conn_id"])}</td>'
+        f"<td>{escape(r['server_start'] or '-')}</td>"
         f"<td>{_duration(r.get('duration_seconds'))}</td><td>{escape(r['outcome'])}</td>"
         f"<td>{escape(r.get('failed_step') or '')}</td><td>{_who(r['started_by'])}</td></tr>"
         for r in focus["runs"]
@@ -143,7 +144,7 @@ def _focus(focus: dict[str, Any] | None) -> str:
     )
     return (
         f'<section id="focus"><h2>Job {job} on {where}</h2><p class="muted">{note}</p>'
-        "<table><tr><th>started (server time)</th><th>duration</th><th>outcome</th><th>failed step</th>"
+        "<table><tr><th>server</th><th>started (server time)</th><th>duration</th><th>outcome</th><th>failed step</th>"
         f"<th>started by</th></tr>{rows}</table></section>"
     )
 
@@ -303,6 +304,16 @@ def _seconds(bar: dict[str, Any]) -> int | None:
     return None
 
 
+def _bar_text(bar: dict[str, Any], x0: float, x1: float, baseline: float) -> str:
+    """The job's name on its bar, when the bar is wide enough to hold some of it (else the hover says it)."""
+    room = int((x1 - x0 - 8) / 7)  # about 7 px a character at 12 px
+    if room < 4:
+        return ""
+    name = str(bar.get("label") or bar["job"])
+    text = name if len(name) <= room else name[: room - 1] + "…"
+    return f'<text x="{x0 + 4:.1f}" y="{baseline}" fill="#fff" pointer-events="none">{escape(text)}</text>'
+
+
 def _ticks(start: dt.datetime, span: float, label: int, width: int) -> list[str]:
     """Seven time labels; the first and last aligned inside the chart so neither is cut off."""
     ticks = []
@@ -346,14 +357,15 @@ def _gantt(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime, prefix: 
             number += 1
             anchor = f"{prefix}-{number}"
             x0 = x(bar["start"])
-            x1 = max(x(bar["end"] or bar["start"]), x0 + 3)
+            x1 = max(x(bar["end"] or bar["start"]), x0 + (6 if bar.get("focused") else 3))
             who = bar.get("label") or bar.get("child") or (bar.get("started_by") or {}).get("label") or ""
             focused = " focused" if bar.get("focused") else ""
             parts.append(
                 f'<a href="#{anchor}"><rect class="bar{focused}" data-job="{escape(bar["job"])}"'
                 f' data-outcome="{escape(bar["outcome"])}" data-slot="{row + 1}"'
                 f' x="{x0:.1f}" y="{y + 3}" width="{x1 - x0:.1f}" height="{row_h - 6}" rx="3"'
-                f' fill="{COLOURS.get(bar["outcome"], "#90a4ae")}"><title>{escape(_tip(bar, who))}</title></rect></a>'
+                f' fill="{COLOURS.get(bar["outcome"], "#90a4ae")}"><title>{escape(_tip(bar, who))}</title></rect>'
+                f"{_bar_text(bar, x0, x1, y + row_h - 9)}</a>"
             )
             cell = _who(bar["started_by"]) if bar.get("started_by") else escape(who)
             colour = COLOURS.get(bar["outcome"], "#555")

@@ -26,7 +26,7 @@ AGENT_HIDDEN = (
     "not visible to this login while the server is idle: reading Agent's state needs VIEW SERVER STATE "
     "(docs/fleet-ui.md); jobs still start and run"
 )
-MIN_WINDOW = dt.timedelta(minutes=10)  # the narrowest window "fit to activity" zooms to
+MIN_WINDOW = dt.timedelta(minutes=2)  # the narrowest window "fit to activity" zooms to
 WINDOW_CHOICES = (0.25, 1, 3, 6)  # hours offered by the page's window control, next to "fit"
 
 
@@ -200,18 +200,34 @@ def _step_details(outcome: JobOutcome) -> dict[str, Any]:
 
 
 def _focus(focus: Focus | None, servers: list[dict[str, Any]], lanes: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The focused server and job: the job's runs on that server (newest first), the task's own run marked."""
+    """The focused server and job: the job's runs there, and those of the job of the same name on the other
+    servers (a pool deploys a child's job to each; its id differs per server), newest first; the task's own
+    run marked."""
     if focus is None:
         return None
-    lane = next((lane for lane in lanes if lane["conn_id"] == focus.conn_id), None)
     server = next((s for s in servers if s["conn_id"] == focus.conn_id), None)
-    runs = []
-    for bar in lane["bars"] if lane else []:
-        if (bar.get("job_id") or "").upper() == focus.job_id.upper():
-            bar["focused"] = focus.is_task(bar["started_by"])
-            runs.append(bar)
-    runs.sort(key=lambda b: b["start"], reverse=True)
-    job = next((b["job"] for b in runs), None)
+    here = [
+        dict(bar, conn_id=lane["conn_id"])
+        for lane in lanes
+        if lane["conn_id"] == focus.conn_id
+        for bar in lane["bars"]
+        if (bar.get("job_id") or "").upper() == focus.job_id.upper()
+    ]
+    job = next((b["job"] for b in here), None)
+    elsewhere = [
+        dict(bar, conn_id=lane["conn_id"])
+        for lane in lanes
+        if lane["conn_id"] != focus.conn_id and job is not None
+        for bar in lane["bars"]
+        if bar.get("job_id") and bar["job"] == job
+    ]
+    runs = sorted(here + elsewhere, key=lambda b: b["start"], reverse=True)
+    for bar in runs:
+        bar["focused"] = bar["conn_id"] == focus.conn_id and focus.is_task(bar["started_by"])
+    marked = {(b["conn_id"], b["start"], b["job"]) for b in runs if b["focused"]}
+    for lane in lanes:  # the chart marks the task's run too
+        for bar in lane["bars"]:
+            bar["focused"] = (lane["conn_id"], bar["start"], bar["job"]) in marked
     return {
         "conn_id": focus.conn_id,
         "server": server["server"] if server else None,
@@ -219,7 +235,7 @@ def _focus(focus: Focus | None, servers: list[dict[str, Any]], lanes: list[dict[
         "job_id": focus.job_id,
         "job": job,
         "runs": runs,
-        "found": any(b["focused"] for b in runs),
+        "found": bool(marked),
     }
 
 
@@ -234,7 +250,7 @@ def _window_start(
     else:
         starts = [dt.datetime.fromisoformat(b["start"]) for lane in lanes for b in lane["bars"]]
         first = max(min(starts, default=now), earliest)
-        start = min(first - max((now - first) * 0.05, dt.timedelta(seconds=30)), now - MIN_WINDOW)
+        start = min(first - max((now - first) * 0.03, dt.timedelta(seconds=5)), now - MIN_WINDOW)
     mine = [dt.datetime.fromisoformat(b["start"]) for b in (focused or {}).get("runs", []) if b.get("focused")]
     if mine:
         start = min(start, min(mine) - dt.timedelta(seconds=30))

@@ -20,7 +20,14 @@ from airflow_provider_ssis_lb.plugins.mapping import JobTaskMap, TaskLink
 from airflow_provider_ssis_lb.plugins.readings import ServerReading, SharedReadings
 from airflow_provider_ssis_lb.plugins.render import COLOURS, fleet_page, run_page
 from airflow_provider_ssis_lb.plugins.steps import failed_step, step_range
-from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL, OUTSIDE_LABEL, Focus, fleet_view, run_view
+from airflow_provider_ssis_lb.plugins.views import (
+    HIDDEN_LABEL,
+    MIN_WINDOW,
+    OUTSIDE_LABEL,
+    Focus,
+    fleet_view,
+    run_view,
+)
 from airflow_provider_ssis_lb.runs import JobRun, RunStatus
 
 JOB = "8C2A1A52-0000-4000-8000-000000000001"
@@ -346,7 +353,7 @@ def test_the_timeline_fits_the_activity_shown_unless_a_window_is_chosen() -> Non
     start = dt.datetime.fromisoformat(fit["timeline"]["start"])
     assert fit["timeline"]["fit"] and READ_AT - dt.timedelta(minutes=22) < start < READ_AT - dt.timedelta(minutes=20)
     quiet = fleet_view([_reading((), ())], JobTaskMap([]), set(), hours=None, now=READ_AT, ui_root="")
-    assert dt.datetime.fromisoformat(quiet["timeline"]["start"]) == READ_AT - dt.timedelta(minutes=10)
+    assert dt.datetime.fromisoformat(quiet["timeline"]["start"]) == READ_AT - MIN_WINDOW
     chosen = fleet_view([reading], JobTaskMap([]), set(), hours=0.25, now=READ_AT, ui_root="")
     assert chosen["timeline"]["lanes"][0]["bars"] == []  # both runs ended before the last 15 minutes
     html = fleet_page(chosen, params={"hours": "0.25", "refresh": "0"})
@@ -359,12 +366,18 @@ def test_a_focused_run_shows_its_server_and_its_jobs_history_and_stays_in_the_wi
     older = _outcome(8, at(7, 0, 0))  # the job's previous run on the server, started outside Airflow
     ran = JobOutcome(JOB, "LoadOrders", 9, at(8, 0, 1), 60, RunStatus.FAILED, FAILED_AT_2)
     focus = Focus("a", JOB.lower(), "dag", "run1", "child", 3)
-    view = fleet_view(
-        [_reading((), (older, ran))], JobTaskMap([mine]), {"dag"}, hours=1, now=READ_AT, ui_root="", focus=focus
-    )
+    other_id = "8C2A1A52-0000-4000-8000-0000000000BB"  # the same job on server b has an id of its own
+    on_b = JobOutcome(other_id, "LoadOrders", 3, at(9, 0, 0), 60, RunStatus.SUCCEEDED, "The job succeeded.")
+    b = ServerReading(PoolServer("b", 1), READ_AT, AgentSnapshot("SRVB", NOW, "answers", (), (on_b,)))
+    readings = [_reading((), (older, ran)), b]
+    view = fleet_view(readings, JobTaskMap([mine]), {"dag"}, hours=1, now=READ_AT, ui_root="", focus=focus)
     shown = view["focus"]
     assert shown["found"] and shown["server"] == "SRV" and shown["job"] == "LoadOrders"
-    assert [(r["focused"], r["started_by"]["kind"]) for r in shown["runs"]] == [(True, "airflow"), (False, "outside")]
+    assert [(r["conn_id"], r["focused"], r["started_by"]["kind"]) for r in shown["runs"]] == [
+        ("b", False, "outside"),
+        ("a", True, "airflow"),
+        ("a", False, "outside"),
+    ]
     assert dt.datetime.fromisoformat(view["timeline"]["start"]) < dt.datetime(
         2026, 5, 4, 6, 0, 1, tzinfo=dt.timezone.utc
     )
