@@ -99,7 +99,7 @@ class RunLedger:
         if record is not None:
             record.delivered, record.outcome, record.failed_step = True, outcome, failed_step
             self._write()
-            self._note_outcome(record.run, outcome)
+            self._note_outcome(record.run, outcome, failed_step)
 
     def tries(self) -> list[dict[str, Any]]:
         """The runs this task's tries started (``TRIES_KEY``), oldest first; [] without a store."""
@@ -117,11 +117,11 @@ class RunLedger:
         tries.append({"try_number": self.try_number, "run": run.to_dict(), "recorded_at": now, "outcome": None})
         self.store.set(TRIES_KEY, tries[-MAX_TRIES_KEPT:])
 
-    def _note_outcome(self, run: dict[str, Any], outcome: Delivered) -> None:
+    def _note_outcome(self, run: dict[str, Any], outcome: Delivered, failed_step: dict[str, Any] | None) -> None:
         tries = self.tries()
         for entry in tries:
-            if entry.get("run") == run and entry.get("outcome") != outcome:
-                entry["outcome"] = outcome
+            if entry.get("run") == run and (entry.get("outcome"), entry.get("failed_step")) != (outcome, failed_step):
+                entry["outcome"], entry["failed_step"] = outcome, failed_step
                 self.store.set(TRIES_KEY, tries)
                 return
 

@@ -62,6 +62,7 @@ class TaskLink:
     try_number: int | None = None  # the try that started the run
     latest: bool = True  # the handle of the task's latest try (XCom); False: an earlier try's (state store)
     delivered: str | None = None  # the outcome that try received, as the task state store noted it
+    delivered_step: str | None = None  # the step it failed at, as noted there ("step 2 'Load facts'")
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -338,9 +339,10 @@ def _earlier_tries(
             handle = JobRun.from_dict(entry["run"])
             try_number = entry.get("try_number") if isinstance(entry.get("try_number"), int) else None
             delivered = entry.get("outcome") if isinstance(entry.get("outcome"), str) else None
+            step = _step_label(entry.get("failed_step"))
             same = current.get((key, _identity(handle)))
             if same is not None:  # the latest try's run: the XCom handle, with what the store adds
-                current[(key, _identity(handle))] = _with_delivered(same, delivered)
+                current[(key, _identity(handle))] = dataclasses.replace(same, delivered=delivered, delivered_step=step)
                 continue
             recorded = entry.get("recorded_at")
             found.append(
@@ -354,6 +356,7 @@ def _earlier_tries(
                     try_number=try_number,
                     latest=False,
                     delivered=delivered,
+                    delivered_step=step,
                 )
             )
     for index, link in enumerate(latest):
@@ -361,8 +364,11 @@ def _earlier_tries(
     return found
 
 
-def _with_delivered(link: TaskLink, delivered: str | None) -> TaskLink:
-    return link if delivered is None else dataclasses.replace(link, delivered=delivered)
+def _step_label(value: Any) -> str | None:
+    """The failed step the operator noted (``{"id", "name"}``) as the pages write it; None if not one."""
+    if not isinstance(value, dict) or not isinstance(value.get("id"), int) or not isinstance(value.get("name"), str):
+        return None
+    return f"step {value['id']} '{value['name']}'"
 
 
 def _identity(handle: JobRun) -> tuple[str, str, int, str]:

@@ -392,6 +392,7 @@ def _try(link: TaskLink, reading: ServerReading | None, jobs: JobTaskMap, ui_roo
     elif link.delivered in ("failed", "canceled", "succeeded", "abandoned", "timeout"):
         start_local = dt.datetime.fromisoformat(link.handle.requested_at)  # when it was requested: the run's
         entry.update(outcome=link.delivered, message="(its history was not in the server's last reading)")
+        entry["failed_step"] = link.delivered_step
     elif link.unfinished:
         entry["outcome"] = "waiting"
         start_local = dt.datetime.fromisoformat(link.handle.requested_at)

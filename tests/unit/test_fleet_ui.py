@@ -326,10 +326,13 @@ def test_a_failed_child_and_its_retry_are_both_shown_newest_first_with_the_faile
 def test_a_failed_child_is_drawn_even_before_its_server_is_read() -> None:
     """No summary (it raised) and no reading yet: its outcome as the task state store noted it, drawn from its
     request time, never "unknown" with no start."""
-    failed = dataclasses.replace(_link(0, baseline=1, state="failed"), try_number=1, delivered="failed")
+    failed = dataclasses.replace(
+        _link(0, baseline=1, state="failed"), try_number=1, delivered="failed", delivered_step="step 2 'Load facts'"
+    )
     pending = ServerReading(PoolServer("a", 2), READ_AT, None, pending=True)
     [entry] = run_view("dag", "run1", [failed], [pending], now=READ_AT, ui_root="")["tries"]
     assert entry["outcome"] == "failed" and entry["server_start"] == "2026-05-04T11:59:00"
+    assert entry["failed_step"] == "step 2 'Load facts'"
     assert 'data-outcome="failed"' in run_page(run_view("dag", "run1", [failed], [pending], now=READ_AT, ui_root=""))
 
 
@@ -466,7 +469,7 @@ def test_the_ledger_keeps_each_started_run_of_each_try_with_its_outcome() -> Non
     first.save("starting", run1)
     first.save("started", run1)
     first.save("started", run1)  # saved again (e.g. re-attached): still one entry
-    first.deliver("failed")
+    first.deliver("failed", {"id": 2, "name": "Load facts"})
     second = RunLedger(store, SimpleNamespace(try_number=2, max_tries=1))
     second.save("waiting", run2, owned=False)
     second.save("started", run2, owned=False)  # attached to someone else's run: not this task's
@@ -479,6 +482,7 @@ def test_the_ledger_keeps_each_started_run_of_each_try_with_its_outcome() -> Non
         (2, run2.to_dict(), "succeeded"),
     ]
     assert all(dt.datetime.fromisoformat(t["recorded_at"]).tzinfo for t in tries)
+    assert [t["failed_step"] for t in tries] == [{"id": 2, "name": "Load facts"}, None]
     assert RunLedger(None).tries() == []
 
 
