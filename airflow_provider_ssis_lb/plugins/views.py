@@ -42,12 +42,18 @@ class Focus:
     map_index: int = -1
 
     def is_task(self, who: dict[str, Any]) -> bool:
-        return who.get("kind") == "airflow" and (
-            who.get("dag_id"),
-            who.get("run_id"),
-            who.get("task_id"),
-            who.get("map_index"),
-        ) == (self.dag_id, self.run_id, self.task_id, self.map_index)
+        """Whether the run was started by the task's latest try (the one whose handle the link was built from)."""
+        return (
+            who.get("kind") == "airflow"
+            and bool(who.get("latest"))
+            and (
+                who.get("dag_id"),
+                who.get("run_id"),
+                who.get("task_id"),
+                who.get("map_index"),
+            )
+            == (self.dag_id, self.run_id, self.task_id, self.map_index)
+        )
 
 
 def ti_url(ui_root: str, link: TaskLink) -> str:
@@ -75,6 +81,7 @@ def _who(link: TaskLink | None, readable: Collection[str], ui_root: str) -> dict
         "map_index": link.map_index,
         "child": child,
         "try_number": link.try_number,
+        "latest": link.latest,  # False: an earlier try's run (its handle from the task state store)
         "url": ti_url(ui_root, link),
     }
 

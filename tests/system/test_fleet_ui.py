@@ -107,7 +107,8 @@ def _fleet_page(stack: SystemStack, failure_shot: str) -> Iterator[Page]:
         try:
             _login(page, stack)
             page.get_by_role("link", name="SQL Agent fleet").first.click()
-            page.wait_for_url("**/plugin/sql-agent-fleet")
+            # the UI then mirrors its frame's page in its own address: /plugin/sql-agent-fleet/ssis-lb/fleet
+            page.wait_for_url(re.compile(r"/plugin/sql-agent-fleet(/ssis-lb/fleet)?$"))
             yield page
         except Exception:
             _shot(page, failure_shot)

@@ -366,19 +366,22 @@ def test_the_timeline_fits_the_activity_shown_unless_a_window_is_chosen() -> Non
 
 def test_a_focused_run_shows_its_server_and_its_jobs_history_and_stays_in_the_window() -> None:
     mine = _link(3, baseline=8, state="failed", requested="08:00:00")
-    older = _outcome(8, at(7, 0, 0))  # the job's previous run on the server, started outside Airflow
+    first = dataclasses.replace(_link(3, baseline=7, state="failed", requested="07:30:00"), latest=False, try_number=1)
+    tried = JobOutcome(JOB, "LoadOrders", 8, at(7, 30, 1), 60, RunStatus.FAILED, FAILED_AT_2)  # the task's try 1
+    older = _outcome(6, at(7, 0, 0))  # the job's previous run on the server, started outside Airflow
     ran = JobOutcome(JOB, "LoadOrders", 9, at(8, 0, 1), 60, RunStatus.FAILED, FAILED_AT_2)
     focus = Focus("a", JOB.lower(), "dag", "run1", "child", 3)
     other_id = "8C2A1A52-0000-4000-8000-0000000000BB"  # the same job on server b has an id of its own
     on_b = JobOutcome(other_id, "LoadOrders", 3, at(9, 0, 0), 60, RunStatus.SUCCEEDED, "The job succeeded.")
     b = ServerReading(PoolServer("b", 1), READ_AT, AgentSnapshot("SRVB", NOW, "answers", (), (on_b,)))
-    readings = [_reading((), (older, ran)), b]
-    view = fleet_view(readings, JobTaskMap([mine]), {"dag"}, hours=1, now=READ_AT, ui_root="", focus=focus)
+    readings = [_reading((), (older, tried, ran)), b]
+    view = fleet_view(readings, JobTaskMap([mine, first]), {"dag"}, hours=1, now=READ_AT, ui_root="", focus=focus)
     shown = view["focus"]
     assert shown["found"] and shown["server"] == "SRV" and shown["job"] == "LoadOrders"
     assert [(r["conn_id"], r["focused"], r["started_by"]["kind"]) for r in shown["runs"]] == [
         ("b", False, "outside"),
         ("a", True, "airflow"),
+        ("a", False, "airflow"),  # the task's earlier try: its run, not the one the link is about
         ("a", False, "outside"),
     ]
     assert dt.datetime.fromisoformat(view["timeline"]["start"]) < dt.datetime(
