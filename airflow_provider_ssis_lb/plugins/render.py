@@ -219,7 +219,7 @@ def run_page(view: dict[str, Any], refresh: int = 10, params: dict[str, Any] | N
         return _page(title, body, refresh)
     start, end = min(starts), max(ends + starts)
     margin = max((end - start) * 0.02, dt.timedelta(seconds=1))
-    bars = [dict(t, label=_try_label(t), started_by={}) for t in tries]
+    bars = [dict(t, label=_try_label(t), started_by={}, anchor=f"try-{n}") for n, t in enumerate(tries, 1)]
     lanes = [
         Lane(conn, [b for b in bars if b["conn_id"] == conn], view["capacity"].get(conn, 1)) for conn in view["lanes"]
     ]
@@ -240,7 +240,7 @@ def _tries_table(view: dict[str, Any], params: dict[str, Any]) -> str:
     for n, t in enumerate(view["tries"], 1):
         colour = COLOURS.get(t["outcome"], "#555")
         rows.append(
-            f'<tr id="child-{n}" data-job="{escape(t["job"])}" data-child="{escape(t["child"])}"'
+            f'<tr id="try-{n}" data-job="{escape(t["job"])}" data-child="{escape(t["child"])}"'
             f' data-try="{t["try_number"] or ""}" data-outcome="{escape(t["outcome"])}">'
             f"<td>{escape(t['conn_id'])}</td><td>{escape(t['job'])}</td>"
             f'<td><a data-ui href="{escape(t["url"])}">{escape(t["child"])}</a></td>'
@@ -355,7 +355,7 @@ def _gantt(lanes: Sequence[Lane], start: dt.datetime, end: dt.datetime, prefix: 
         for row, bar in placed:
             y = top + row * row_h
             number += 1
-            anchor = f"{prefix}-{number}"
+            anchor = bar.get("anchor") or f"{prefix}-{number}"
             x0 = x(bar["start"])
             x1 = max(x(bar["end"] or bar["start"]), x0 + (6 if bar.get("focused") else 3))
             who = bar.get("label") or bar.get("child") or (bar.get("started_by") or {}).get("label") or ""

@@ -321,6 +321,10 @@ def test_a_failed_child_and_its_retry_are_both_shown_newest_first_with_the_faile
     table = html.split('id="child-table"', 1)[1]
     assert table.index('data-try="2"') < table.index('data-try="1"') and "step 2 &#x27;Load facts&#x27;" in table
     assert "order=oldest" in table  # the header sorts the other way
+    failed_bar = html.split('data-outcome="failed"', 1)[0].rsplit('<a href="#', 1)[1].split('"', 1)[0]
+    assert f'<tr id="{failed_bar}"' in table and table.split(f'<tr id="{failed_bar}"', 1)[1].startswith(
+        ' data-job="LoadOrders" data-child="LoadOrders0" data-try="1"'
+    )  # a bar's click lands on its own try's row
 
 
 def test_a_failed_child_is_drawn_even_before_its_server_is_read() -> None:
