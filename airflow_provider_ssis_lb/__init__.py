@@ -25,6 +25,10 @@ def get_provider_info() -> dict:
         "operators": [_modules("operators", "sql_agent_jobs")],
         "sensors": [_modules("sensors")],
         "triggers": [_modules("triggers")],
+        "extra-links": [
+            "airflow_provider_ssis_lb.links.sql_agent.SqlAgentRunLink",
+            "airflow_provider_ssis_lb.links.sql_agent.SqlAgentChildrenLink",
+        ],
         "config": {
             "ssis_lb": {
                 "description": "SSIS load balancing over SQL Server Agent.",

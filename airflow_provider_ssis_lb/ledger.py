@@ -2,11 +2,16 @@
 
 Kept per (DAG run, task, map index) by Airflow, it survives retries (XCom of an earlier try does
 not). A user Clear is told apart from a retry by ``ti.max_tries``, which a Clear raises.
+
+Next to it, ``TRIES_KEY`` lists the runs the task's tries started (handle, try number, when, and the outcome
+delivered), so the fleet pages can link an earlier try's run to its task after a retry or a Clear replaced
+the task's XCom (docs/fleet-ui.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import TYPE_CHECKING, Any, Literal
 
 from .runs import JobRun
@@ -16,6 +21,8 @@ if TYPE_CHECKING:
 
 STATE_KEY = "sql_agent_run"
 PLAN_KEY = "sql_agent_plan"  # how this try starts (step, server): kept across its deferrals
+TRIES_KEY = "sql_agent_tries"  # the runs this task's tries started, oldest first
+MAX_TRIES_KEPT = 20
 Phase = Literal["waiting", "starting", "started"]
 Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started", "unknown"]
 
@@ -82,6 +89,8 @@ class RunLedger:
             phase, run.to_dict(), self.max_tries, self.clear_number, self.try_number, owned, deadline=deadline
         )
         self._write()
+        if phase == "started" and owned:
+            self._remember_try(run)
 
     def deliver(self, outcome: Delivered, failed_step: dict[str, Any] | None = None) -> None:
         """Note that this outcome reached the task, so a retry does not deliver it again (and where it
@@ -90,6 +99,31 @@ class RunLedger:
         if record is not None:
             record.delivered, record.outcome, record.failed_step = True, outcome, failed_step
             self._write()
+            self._note_outcome(record.run, outcome, failed_step)
+
+    def tries(self) -> list[dict[str, Any]]:
+        """The runs this task's tries started (``TRIES_KEY``), oldest first; [] without a store."""
+        value = self.store.get(TRIES_KEY) if self.enabled else None
+        return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+    def _remember_try(self, run: JobRun) -> None:
+        """Add the run this try started, once (the same run saved again is not a new entry)."""
+        if not self.enabled:
+            return
+        tries = self.tries()
+        if any(entry.get("run") == run.to_dict() for entry in tries):
+            return
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        tries.append({"try_number": self.try_number, "run": run.to_dict(), "recorded_at": now, "outcome": None})
+        self.store.set(TRIES_KEY, tries[-MAX_TRIES_KEPT:])
+
+    def _note_outcome(self, run: dict[str, Any], outcome: Delivered, failed_step: dict[str, Any] | None) -> None:
+        tries = self.tries()
+        for entry in tries:
+            if entry.get("run") == run and (entry.get("outcome"), entry.get("failed_step")) != (outcome, failed_step):
+                entry["outcome"], entry["failed_step"] = outcome, failed_step
+                self.store.set(TRIES_KEY, tries)
+                return
 
     def save_plan(self, plan: dict[str, Any]) -> None:
         """Keep how this try starts, for its resumes: ``dag.test()`` resumes a deferred task with the

@@ -162,6 +162,16 @@ class JobOutcome:
     duration_seconds: int
     status: RunStatus
     message: str
+    steps: tuple[StepOutcome, ...] = ()  # the run's step rows, in order (empty when msdb kept none)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One step row of a finished run (sysjobhistory, step_id > 0)."""
+
+    step_id: int
+    name: str
+    status: RunStatus
 
 
 AgentState = Literal["answers", "stopped", "unknown"]
@@ -946,30 +956,40 @@ class AgentSession:
         ]
 
     def outcomes_since(self, since: dt.datetime) -> list[JobOutcome]:
-        """Job outcome rows (step 0) of every job this login may see, of runs that ended at or after ``since``."""
+        """Job outcome rows (step 0) of every job this login may see, of runs that ended at or after ``since``,
+        each with its step rows (those of its job between the job's previous outcome row and it)."""
         day = since.date() - dt.timedelta(days=1)  # a run that ends after ``since`` may have begun the day before
         sets = self.call(
             "sp_help_jobhistory",
-            {"step_id": 0, "start_run_date": day.year * 10000 + day.month * 100 + day.day, "mode": "FULL"},
+            {"start_run_date": day.year * 10000 + day.month * 100 + day.day, "mode": "FULL"},
         )
+        rows = sorted(sets[0] if sets else [], key=lambda r: int(r["instance_id"]))
+        pending: dict[str, list[tuple[dt.datetime, StepOutcome]]] = {}  # job id -> steps since its last outcome
         found = []
-        for r in sets[0] if sets else []:
+        for r in rows:
+            job_id = str(r["job_id"]).upper()
+            if int(r["step_id"]) != 0:
+                step = StepOutcome(int(r["step_id"]), str(r["step_name"] or ""), RunStatus(int(r["run_status"])))
+                pending.setdefault(job_id, []).append((_row_started(r), step))
+                continue
             started = _row_started(r)
+            steps = tuple(step for at, step in pending.pop(job_id, ()) if at >= started)  # not an abandoned run's
             duration = decode_run_duration(r["run_duration"])
             if started + dt.timedelta(seconds=duration + 1) < since:  # msdb keeps whole seconds
                 continue
             found.append(
                 JobOutcome(
-                    job_id=str(r["job_id"]).upper(),
+                    job_id=job_id,
                     name=str(r["job_name"]),
                     instance_id=int(r["instance_id"]),
                     started=started,
                     duration_seconds=duration,
                     status=RunStatus(int(r["run_status"])),
                     message=str(r["message"] or ""),
+                    steps=steps,
                 )
             )
-        return sorted(found, key=lambda o: o.instance_id)
+        return found
 
     def agent_state(self, jobs_executing: bool) -> AgentState:
         """'answers' when a job executes (only a running Agent executes jobs) or sys.dm_server_services says

@@ -31,6 +31,7 @@ from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
 from ..ledger import RunLedger, RunRecord
 from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
+from ..links.sql_agent import SqlAgentChildrenLink, SqlAgentRunLink
 from ..missing_job import advice as missing_job_advice
 from ..missing_job import missing_everywhere
 from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
@@ -124,6 +125,8 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("job_name", "job_id", "conn_id", "servers", "step_name")
     ui_color = "#e8d5f0"
+    # built from the run handle pushed before waiting or deferring; empty when no run was started
+    operator_extra_links = (SqlAgentRunLink(), SqlAgentChildrenLink())
 
     def __init__(
         self,

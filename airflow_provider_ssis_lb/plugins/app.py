@@ -11,26 +11,27 @@ may manage connections (``is_authorized_connection("PUT")``), others see its cat
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from .fleet_config import configured_fleet
 from .mapping import JobTaskMap, TaskLink, load_links
 from .readings import HISTORY, SharedReadings
 from .render import fleet_page, run_page
-from .views import fleet_view, run_view
+from .views import Focus, fleet_view, run_view
 
 READINGS = SharedReadings()  # one per API server process: all viewers share its readings
 
 app = FastAPI(title="SSIS load balancing: SQL Agent fleet", docs_url=None, redoc_url=None, openapi_url=None)
 
-Hours = Annotated[float, Query(gt=0, le=HISTORY.total_seconds() / 3600)]
+Hours = Annotated[float | None, Query(gt=0, le=HISTORY.total_seconds() / 3600)]  # None: fit to activity
+Order = Literal["newest", "oldest"]
 Refresh = Annotated[int, Query(ge=0, le=3600)]
 
 
@@ -70,43 +71,79 @@ def _recent_links(session: Any) -> list[TaskLink]:
     return load_links(session, since=_now() - HISTORY - dt.timedelta(days=1))
 
 
-def _fleet(readable: set[str], session: Any, hours: float, full_errors: bool) -> dict[str, Any]:
+def _fleet(
+    readable: set[str], session: Any, hours: float | None, full_errors: bool, focus: Focus | None = None
+) -> dict[str, Any]:
     readings = READINGS.get(configured_fleet())
     links = _recent_links(session)
     return fleet_view(
-        readings, JobTaskMap(links), readable, hours=hours, now=_now(), ui_root=_ui_root(), full_errors=full_errors
+        readings,
+        JobTaskMap(links),
+        readable,
+        hours=hours,
+        now=_now(),
+        ui_root=_ui_root(),
+        full_errors=full_errors,
+        focus=focus,
     )
 
 
-def _run(dag_id: str, run_id: str, session: Any) -> dict[str, Any]:
+def _run(dag_id: str, run_id: str, session: Any, order: str = "newest") -> dict[str, Any]:
     readings = READINGS.get(configured_fleet())
     links = load_links(session, dag_id=dag_id, run_id=run_id)
     others = _recent_links(session)  # runs that other tasks' handles claim first are not this run's
-    return run_view(dag_id, run_id, links, readings, now=_now(), ui_root=_ui_root(), others=others)
+    return run_view(
+        dag_id, run_id, links, readings, now=_now(), ui_root=_ui_root(), others=others, newest_first=order == "newest"
+    )
+
+
+def focus_of(
+    conn_id: str | None = None,
+    job_id: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    map_index: int = -1,
+) -> Focus | None:
+    """The run an operator's "SQL Agent run" link names (links.sql_agent.fleet_focus_query); None: no focus."""
+    if not conn_id or not job_id:
+        return None
+    return Focus(conn_id, job_id, dag_id, run_id, task_id, map_index)
+
+
+FocusDep = Annotated[Focus | None, Depends(focus_of)]
 
 
 @app.get("/fleet.json")
 def fleet_json(
-    readable: ReadableDags, full_errors: FullErrors, session: SessionDep, hours: Hours = 3
+    readable: ReadableDags, full_errors: FullErrors, session: SessionDep, focus: FocusDep, hours: Hours = None
 ) -> dict[str, Any]:
-    return _fleet(readable, session, hours, full_errors)
+    return _fleet(readable, session, hours, full_errors, focus)
 
 
 @app.get("/fleet", response_class=HTMLResponse)
 def fleet_html(
-    readable: ReadableDags, full_errors: FullErrors, session: SessionDep, hours: Hours = 3, refresh: Refresh = 10
+    request: Request,
+    readable: ReadableDags,
+    full_errors: FullErrors,
+    session: SessionDep,
+    focus: FocusDep,
+    hours: Hours = None,
+    refresh: Refresh = 10,
 ) -> str:
-    return fleet_page(_fleet(readable, session, hours, full_errors), refresh)
+    return fleet_page(_fleet(readable, session, hours, full_errors, focus), refresh, dict(request.query_params))
 
 
 _RUN_ACCESS = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]
 
 
 @app.get("/runs/{dag_id}/{run_id}.json", dependencies=_RUN_ACCESS)
-def run_json(dag_id: str, run_id: str, session: SessionDep) -> dict[str, Any]:
-    return _run(dag_id, run_id, session)
+def run_json(dag_id: str, run_id: str, session: SessionDep, order: Order = "newest") -> dict[str, Any]:
+    return _run(dag_id, run_id, session, order)
 
 
 @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=_RUN_ACCESS)
-def run_html(dag_id: str, run_id: str, session: SessionDep, refresh: Refresh = 10) -> str:
-    return run_page(_run(dag_id, run_id, session), refresh)
+def run_html(
+    request: Request, dag_id: str, run_id: str, session: SessionDep, refresh: Refresh = 10, order: Order = "newest"
+) -> str:
+    return run_page(_run(dag_id, run_id, session, order), refresh, dict(request.query_params))

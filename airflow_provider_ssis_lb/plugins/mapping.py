@@ -18,19 +18,24 @@ instance of a job at a time on a server, so:
   bound it. Of several such claims, the one pushed first: the starter pushes its handle right after
   sp_start_job, a copy of it can only come later.
 
-Anything else is labelled "outside Airflow". A retried task keeps only its latest try's handle in XCom, so
-runs of earlier tries show as unmatched too (docs/fleet-ui.md says so).
+Anything else is labelled "outside Airflow". XCom keeps only the latest try's handle (a new try clears the
+task's XCom); the handles of earlier tries come from the task state store (``ledger.TRIES_KEY``, written
+right after sp_start_job like the XCom), checked the same way, so an earlier try's run stays linked to its
+task, labelled with its try number.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, AgentSnapshot, JobOutcome, RunningJob
+from ..ledger import TRIES_KEY
 from ..reporting import XCOM_RUN_KEY
 from ..runs import JobRun
 from ..validation import job_guid
@@ -54,16 +59,24 @@ class TaskLink:
     handle: JobRun
     summary: dict[str, Any] | None = None  # the task's return value (reporting.summarize)
     pushed_at: dt.datetime | None = None  # when the handle was pushed to XCom (Airflow's clock)
+    try_number: int | None = None  # the try that started the run
+    latest: bool = True  # the handle of the task's latest try (XCom); False: an earlier try's (state store)
+    delivered: str | None = None  # the outcome that try received, as the task state store noted it
+    delivered_step: str | None = None  # the step it failed at, as noted there ("step 2 'Load facts'")
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.dag_id, self.run_id, self.task_id, self.map_index)
 
     @property
     def unfinished(self) -> bool:
-        return self.state in UNFINISHED_TI_STATES
+        return self.latest and self.state in UNFINISHED_TI_STATES
 
     @property
     def left_running(self) -> bool:
         """A child that started its run and succeeded without waiting for it (``wait_for_completion=False``
         returns the run handle), so the run may still be going."""
-        return self.state == "success" and self.summary == self.handle.to_dict()
+        return self.latest and self.state == "success" and self.summary == self.handle.to_dict()
 
 
 def _requested(link: TaskLink) -> dt.datetime | None:
@@ -194,13 +207,14 @@ def load_links(
     session: Any, *, since: Any = None, dag_id: str | None = None, run_id: str | None = None
 ) -> list[TaskLink]:
     """Every run handle in XCom (newer than ``since``, or of one DAG run), with its task instance's label,
-    state and summary. Unfiltered: callers hide the DAGs a user may not read."""
+    state, try number and summary, and the handles of earlier tries from the task state store. Unfiltered:
+    callers hide the DAGs a user may not read."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from sqlalchemy import and_, select
 
     query = (
-        select(XComModel, TaskInstance.rendered_map_index, TaskInstance.state)
+        select(XComModel, TaskInstance.rendered_map_index, TaskInstance.state, TaskInstance.try_number)
         .join(
             TaskInstance,
             and_(
@@ -219,51 +233,155 @@ def load_links(
     if run_id is not None:
         query = query.where(XComModel.run_id == run_id)
     rows = session.execute(query).all()
-    if not rows:
-        return []
-    summaries = {
+    summaries = _return_values(session, [row[0] for row in rows]) if rows else {}
+    links = []
+    for xcom, rendered, state, try_number in rows:
+        value = XComModel.deserialize_value(xcom)
+        key = (xcom.dag_id, xcom.run_id, xcom.task_id, xcom.map_index)
+        if not _usable(value, key, XCOM_RUN_KEY):
+            continue
+        links.append(
+            TaskLink(
+                *key,
+                _label(key, rendered),
+                _state(state),
+                JobRun.from_dict(value),
+                _summary(summaries.get(key)),
+                _aware(xcom.timestamp),
+                try_number=try_number,
+            )
+        )
+    return links + _earlier_tries(session, links, since=since, dag_id=dag_id, run_id=run_id)
+
+
+def _usable(value: Any, key: tuple[str, str, str, int], what: str) -> bool:
+    """Whether a handle passes ``handle_problem``; if not, a warning (one bad value cannot break the page)."""
+    problem = handle_problem(value)
+    if problem is not None:
+        log.warning("fleet view: skipped the %s of DAG %r (run %r, task %r, map index %s): %s", what, *key, problem)
+    return problem is None
+
+
+def _label(key: tuple[str, str, str, int], rendered: Any) -> str:
+    _dag, _run, task_id, map_index = key
+    return str(rendered or (task_id if map_index < 0 else f"{task_id}[{map_index}]"))
+
+
+def _state(state: Any) -> str | None:
+    return str(getattr(state, "value", state)) if state is not None else None
+
+
+def _return_values(session: Any, xcoms: list[Any]) -> dict[tuple[str, str, str, int], Any]:
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    return {
         (x.dag_id, x.run_id, x.task_id, x.map_index): XComModel.deserialize_value(x)
         for x in session.scalars(
             select(XComModel).where(
                 XComModel.key == "return_value",
-                XComModel.dag_run_id.in_({row[0].dag_run_id for row in rows}),
-                XComModel.task_id.in_({row[0].task_id for row in rows}),
+                XComModel.dag_run_id.in_({x.dag_run_id for x in xcoms}),
+                XComModel.task_id.in_({x.task_id for x in xcoms}),
             )
         )
     }
-    links = []
-    for xcom, rendered, state in rows:
-        value = XComModel.deserialize_value(xcom)
-        problem = handle_problem(value)
-        if problem is not None:  # skipped, so one bad value cannot break the page for everyone
-            log.warning(
-                "fleet view: skipped the %s XCom of DAG %r (run %r, task %r, map index %s): %s",
-                XCOM_RUN_KEY,
-                xcom.dag_id,
-                xcom.run_id,
-                xcom.task_id,
-                xcom.map_index,
-                problem,
-            )
-            continue
-        handle = JobRun.from_dict(value)
-        key = (xcom.dag_id, xcom.run_id, xcom.task_id, xcom.map_index)
-        summary = _summary(summaries.get(key))
-        child = rendered or (xcom.task_id if xcom.map_index < 0 else f"{xcom.task_id}[{xcom.map_index}]")
-        links.append(
-            TaskLink(
-                xcom.dag_id,
-                xcom.run_id,
-                xcom.task_id,
-                xcom.map_index,
-                str(child),
-                str(getattr(state, "value", state)) if state is not None else None,
-                handle,
-                summary,
-                _aware(xcom.timestamp),
-            )
+
+
+def _earlier_tries(
+    session: Any, latest: list[TaskLink], *, since: Any, dag_id: str | None, run_id: str | None
+) -> list[TaskLink]:
+    """The runs earlier tries started, from the task state store (``TRIES_KEY``), each checked like an XCom
+    handle; a run that is also the task's latest XCom handle is that link, not a second one."""
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from sqlalchemy import and_, select
+
+    store = TaskStateStoreModel
+    query = (
+        select(store.dag_id, store.run_id, store.task_id, store.map_index, store.value, TaskInstance.rendered_map_index)
+        .join(
+            TaskInstance,
+            and_(
+                TaskInstance.dag_id == store.dag_id,
+                TaskInstance.run_id == store.run_id,
+                TaskInstance.task_id == store.task_id,
+                TaskInstance.map_index == store.map_index,
+            ),
         )
-    return links
+        .where(store.key == TRIES_KEY)
+    )
+    if since is not None:
+        query = query.where(store.updated_at >= since)
+    if dag_id is not None:
+        query = query.where(store.dag_id == dag_id)
+    if run_id is not None:
+        query = query.where(store.run_id == run_id)
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    history = select(
+        TaskInstanceHistory.dag_id,
+        TaskInstanceHistory.run_id,
+        TaskInstanceHistory.task_id,
+        TaskInstanceHistory.map_index,
+        TaskInstanceHistory.try_number,
+        TaskInstanceHistory.state,
+    ).where(TaskInstanceHistory.run_id.in_({row.run_id for row in rows}))
+    states = {tuple(h[:5]): _state(h[5]) for h in session.execute(history).all()}
+    current = {(link.key, _identity(link.handle)): link for link in latest}
+    found = []
+    for row in rows:
+        key = (row.dag_id, row.run_id, row.task_id, row.map_index)
+        for entry in _entries(row.value):
+            if not _usable(entry.get("run"), key, f"{TRIES_KEY} entry (task state store)"):
+                continue
+            handle = JobRun.from_dict(entry["run"])
+            try_number = entry.get("try_number") if isinstance(entry.get("try_number"), int) else None
+            delivered = entry.get("outcome") if isinstance(entry.get("outcome"), str) else None
+            step = _step_label(entry.get("failed_step"))
+            same = current.get((key, _identity(handle)))
+            if same is not None:  # the latest try's run: the XCom handle, with what the store adds
+                current[(key, _identity(handle))] = dataclasses.replace(same, delivered=delivered, delivered_step=step)
+                continue
+            recorded = entry.get("recorded_at")
+            found.append(
+                TaskLink(
+                    *key,
+                    _label(key, row.rendered_map_index),
+                    states.get((*key, try_number)) if try_number is not None else None,
+                    handle,
+                    None,
+                    _aware(dt.datetime.fromisoformat(recorded)) if _is_iso(recorded) else None,
+                    try_number=try_number,
+                    latest=False,
+                    delivered=delivered,
+                    delivered_step=step,
+                )
+            )
+    for index, link in enumerate(latest):
+        latest[index] = current[(link.key, _identity(link.handle))]
+    return found
+
+
+def _step_label(value: Any) -> str | None:
+    """The failed step the operator noted (``{"id", "name"}``) as the pages write it; None if not one."""
+    if not isinstance(value, dict) or not isinstance(value.get("id"), int) or not isinstance(value.get("name"), str):
+        return None
+    return f"step {value['id']} '{value['name']}'"
+
+
+def _identity(handle: JobRun) -> tuple[str, str, int, str]:
+    return (handle.conn_id, handle.job_id.upper(), handle.baseline_instance_id, handle.requested_at)
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """The store's JSON text as a list of entries (anything else: none)."""
+    try:
+        entries = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return []
+    return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
 
 
 def _aware(value: Any) -> dt.datetime | None:

@@ -41,6 +41,7 @@ class ServerReading:
     error: str = ""
     error_category: str = ""  # what kind of failure, for viewers who may not see ``error`` (no host, no login)
     pending: bool = False  # no reading yet: the first one is under way ("reading...")
+    last_good: ServerReading | None = None  # unreachable now: its last successful reading (history lane)
 
     @property
     def reachable(self) -> bool:
@@ -174,6 +175,10 @@ class SharedReadings:
             failed = f"reading failed ({type(exc).__name__})"  # no text: it was not through _secret_free
             reading = ServerReading(server, dt.datetime.now(dt.timezone.utc), None, failed, "reading failed")
         with self._guard:
+            if reading.snapshot is None and server.conn_id in self._latest:
+                previous = self._latest[server.conn_id][1]
+                good = previous if previous.snapshot is not None else previous.last_good
+                reading = dataclasses.replace(reading, last_good=good)
             self._latest[server.conn_id] = (self.clock(), reading)
             del self._refreshing[server.conn_id]
         return reading

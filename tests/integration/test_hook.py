@@ -115,5 +115,6 @@ def test_fleet_snapshot_shows_running_jobs_and_finished_runs(airflow_connections
     assert snapshot.agent == "answers" and snapshot.now >= since
     [finished] = [o for o in snapshot.finished if o.name == quick]
     assert finished.instance_id == outcome and finished.status.name == "SUCCEEDED"
+    assert [(step.step_id, step.status.name) for step in finished.steps] == [(1, "SUCCEEDED")]  # its step rows
     assert finished.started >= since.replace(microsecond=0)
     assert wait_finished(hook, slow_run).state == "finished"

@@ -7,6 +7,7 @@ CeleryExecutor with two Celery workers and two triggerers, Redis as the broker.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from devstack.airflow import COMPONENTS, AirflowDeployment, distributed_components
 from devstack.api import AirflowApi
@@ -107,6 +110,24 @@ class SystemStack:
         folder = self.airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=child"
         files = (folder / f"map_index={map_index}").glob(f"attempt={try_number}.log.trigger.*.log")
         return {int(path.name.rsplit(".", 2)[-2]): path for path in files}
+
+    def plugin(self, path: str, **params: Any) -> httpx.Response:
+        """GET a page or JSON of the fleet plugin (``/ssis-lb/...``) as the admin, through the API server."""
+        return httpx.get(f"{self.airflow.url}{path}", params=params, headers=self.api._headers(), timeout=60)
+
+    def settled_fleet(self, after: dt.datetime | None = None) -> dict[str, Any]:
+        """fleet.json once every server has a reading (the API server's first ones may still be under way),
+        taken ``after`` that moment if given (the page serves the last reading, up to a few seconds old)."""
+        deadline = time.monotonic() + 60
+        while True:
+            view = self.plugin("/ssis-lb/fleet.json").json()
+            rows = view["servers"]
+            if not any(row["pending"] for row in rows) and (
+                after is None or all(dt.datetime.fromisoformat(row["read_at"]) >= after for row in rows)
+            ):
+                return view
+            assert time.monotonic() < deadline, view
+            time.sleep(0.5)
 
     def report(self) -> str:
         """The last lines of every component's log, and the states of the tests' runs."""

@@ -19,6 +19,15 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh); Playw
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
 
+UNTRANSLATED = re.compile(r"^(tabs\.\w+|noItemsFound|[a-z]+\.[a-z]+[A-Z]\w*)$")  # an i18n key shown as is
+
+
+def loaded(page: Page) -> None:
+    """The UI's texts are translated: a page shown before its translations load shows their keys
+    ("tabs.logs", "noItemsFound"), so a picture of it would be taken too early."""
+    expect(page.get_by_text(UNTRANSLATED)).to_have_count(0)
+
+
 def _shot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
@@ -47,6 +56,7 @@ def test_ui_shows_the_ssis_error_in_the_failed_childs_log(stack: SystemStack, mi
             page.wait_for_url(f"**/dags/{dag_id}")
             cell = page.locator(f'a[data-testid="grid-{run_id}-child"]')  # the run's cell of task "child"
             expect(cell).to_be_visible(timeout=30_000)  # the grid loads its runs through the API: slow on 2 busy cores
+            loaded(page)
             _shot(page, "2-grid")
             cell.click()
 
@@ -62,6 +72,7 @@ def test_ui_shows_the_ssis_error_in_the_failed_childs_log(stack: SystemStack, mi
                 re.compile(r"execution \d+ \(Data Flow Task\): Broken:Error: " + re.escape(BROKEN_ERROR))
             )
             expect(ssis_error.first).to_be_visible()
+            loaded(page)
             _shot(page, "3-failed-child-log")
         except Exception:
             _shot(page, "failure")

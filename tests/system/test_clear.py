@@ -5,25 +5,21 @@ from __future__ import annotations
 import pytest
 
 from .agent import FAILED, SUCCEEDED
+from .conftest import ClearedRun
 from .stack import DEFERRED_DAG, SystemStack
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 
-def test_clearing_a_failed_child_reruns_only_that_child(stack: SystemStack) -> None:
-    api = stack.api
-    run_id = stack.trigger(DEFERRED_DAG, "clear", ["SysClearOk", "SysClearFlaky"])
-    first = api.wait_for_run(DEFERRED_DAG, run_id, timeout=180, poll=1)
-    assert first["state"] == "failed"
-    ok, flaky = stack.child(DEFERRED_DAG, run_id, "SysClearOk"), stack.child(DEFERRED_DAG, run_id, "SysClearFlaky")
+def test_clearing_a_failed_child_reruns_only_that_child(stack: SystemStack, cleared_run: ClearedRun) -> None:
+    api, run_id = stack.api, cleared_run.run_id
+    assert cleared_run.first["state"] == "failed"
+    ok, flaky = cleared_run.first_children["SysClearOk"], cleared_run.first_children["SysClearFlaky"]
     assert (ok["state"], ok["try_number"]) == ("success", 1)
     assert (flaky["state"], flaky["try_number"]) == ("failed", 1)
-    assert [status for _server, status in stack.agent.outcomes("SysClearFlaky")] == [FAILED]
+    assert [status for _server, status in cleared_run.first_outcomes] == [FAILED]
 
-    api.clear(DEFERRED_DAG, run_id, "child", flaky["map_index"])  # with "Downstream", as the UI ticks it
-    second = api.wait_for_run(DEFERRED_DAG, run_id, timeout=180, poll=1)
-
-    assert second["state"] == "success"
+    assert cleared_run.second["state"] == "success"
     ok_after, flaky_after = (stack.child(DEFERRED_DAG, run_id, job) for job in ("SysClearOk", "SysClearFlaky"))
     assert (ok_after["state"], ok_after["try_number"]) == ("success", 1)
     assert (flaky_after["state"], flaky_after["try_number"]) == ("success", 2)

@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from .agent import FAILED, SUCCEEDED
+from .conftest import ClearedRun
 from .servers import OPERATOR_PASSWORD, SA_PASSWORD
-from .stack import DEFERRED_DAG, SystemStack
-from .test_browser import CHROMIUM, _shot
+from .stack import DEFERRED_DAG, FinishedRun, SystemStack
+from .test_browser import CHROMIUM, _shot, loaded
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
@@ -104,7 +107,8 @@ def _fleet_page(stack: SystemStack, failure_shot: str) -> Iterator[Page]:
         try:
             _login(page, stack)
             page.get_by_role("link", name="SQL Agent fleet").first.click()
-            page.wait_for_url("**/plugin/sql-agent-fleet")
+            # the UI then mirrors its frame's page in its own address: /plugin/sql-agent-fleet/ssis-lb/fleet
+            page.wait_for_url(re.compile(r"/plugin/sql-agent-fleet(/ssis-lb/fleet)?$"))
             yield page
         except Exception:
             _shot(page, failure_shot)
@@ -130,6 +134,10 @@ def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
         # the UI itself goes to the task instance (not the UI nested in the frame)
         page.wait_for_url(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}/tasks/child/mapped/*")
         expect(page.locator('iframe[title="SQL Agent fleet"]')).to_have_count(0)
+        # the page's content before its picture: the task's log (the operator's line), its texts translated
+        expect(page.get_by_text(f"started job '{job}' on server").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("link", name="Logs", exact=True)).to_be_visible()
+        loaded(page)
         _shot(page, "fleet-2-task-instance")
 
         page.goto(f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{going}")
@@ -151,18 +159,7 @@ def test_fleet_pages_in_the_ui(stack: SystemStack, going: str) -> None:
 
 
 def _settled(stack: SystemStack, after: dt.datetime | None = None) -> dict[str, Any]:
-    """fleet.json once every server has a reading (the API server's first ones may still be under way),
-    taken ``after`` that moment if given (the page serves the last reading, up to a few seconds old)."""
-    deadline = time.monotonic() + 60
-    while True:
-        view = _get(stack, "/ssis-lb/fleet.json", headers=stack.api._headers()).json()
-        rows = view["servers"]
-        if not any(row["pending"] for row in rows) and (
-            after is None or all(dt.datetime.fromisoformat(row["read_at"]) >= after for row in rows)
-        ):
-            return view
-        assert time.monotonic() < deadline, view
-        time.sleep(0.5)
+    return stack.settled_fleet(after)
 
 
 def test_the_fleet_page_opens_at_once_while_a_server_stalls(stack: SystemStack, going: str) -> None:
@@ -184,3 +181,99 @@ def test_the_fleet_page_opens_at_once_while_a_server_stalls(stack: SystemStack, 
             _shot(page, "fleet-4-stalled-server")
     finally:
         stack.emulator.control("normal", "SYSNODE2")
+
+
+LINKS = ("SQL Agent run", "Children of this run")
+FLAKY_STEP = "step 1 'Run Flaky.dtsx'"
+
+
+def _links(stack: SystemStack, run_id: str, job: str) -> dict[str, str | None]:
+    ti = stack.child(DEFERRED_DAG, run_id, job)
+    path = f"/api/v2/dags/{DEFERRED_DAG}/dagRuns/{run_id}/taskInstances/child/links"
+    return stack.api.request("GET", path, params={"map_index": ti["map_index"]})["extra_links"]
+
+
+def test_a_child_has_extra_links_once_it_started_a_run_and_none_before(
+    stack: SystemStack, mixed_run: FinishedRun
+) -> None:
+    """The serialized DAG names both links, so the API lists them for every child; one that started a run has
+    both URLs, one whose job exists nowhere (it started nothing) has neither: no dead link. (Airflow 3.3's
+    ``GET /tasks/{task_id}`` answers ``extra_links: []`` for every mapped task, so it is not asked.)"""
+    broken = _links(stack, mixed_run.run_id, "SysBroken")
+    ti = stack.child(DEFERRED_DAG, mixed_run.run_id, "SysBroken")
+    handle = stack.api.xcom(DEFERRED_DAG, mixed_run.run_id, "child", "sql_agent_run", ti["map_index"])
+    assert broken["SQL Agent run"] == (
+        f"{stack.airflow.url}/plugin/sql-agent-fleet/ssis-lb/fleet?conn_id={handle['conn_id']}"
+        f"&job_id={handle['job_id']}&dag_id={DEFERRED_DAG}&run_id={quote(mixed_run.run_id)}&task_id=child"
+        f"&map_index={ti['map_index']}"
+    ), broken
+    assert broken["Children of this run"] == (
+        f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{mixed_run.run_id}/plugin/sql-agent-children"
+    )
+    assert _links(stack, mixed_run.run_id, "SysNoSuchJob") == {name: None for name in LINKS}
+
+
+def test_the_run_view_shows_the_failed_child_and_after_the_clear_both_of_its_tries(
+    stack: SystemStack, cleared_run: ClearedRun
+) -> None:
+    """Before the Clear: the failed child drawn with its outcome, server, start and failed step (it has no
+    summary). After: its two tries, newest first; the fleet page links the first try to the task too."""
+    [(server, _)] = cleared_run.first_outcomes
+    failed = next(c for c in cleared_run.first_view["children"] if c["child"] == "SysClearFlaky")
+    assert (failed["outcome"], failed["conn_id"], failed["failed_step"]) == ("failed", server.lower(), FLAKY_STEP)
+    assert failed["start"] is not None and failed["steps"] == "step 1", failed
+
+    stack.settled_fleet(after=dt.datetime.now(dt.timezone.utc))
+    view = stack.plugin(f"/ssis-lb/runs/{DEFERRED_DAG}/{cleared_run.run_id}.json").json()
+    flaky = next(c for c in view["children"] if c["child"] == "SysClearFlaky")
+    agent = {status: server for server, status in stack.agent.outcomes("SysClearFlaky")}
+    assert [(t["try_number"], t["outcome"], t["server"]) for t in flaky["tries"]] == [
+        (2, "succeeded", agent[SUCCEEDED]),
+        (1, "failed", agent[FAILED]),
+    ], flaky["tries"]
+    assert flaky["tries"][1]["failed_step"] == FLAKY_STEP and flaky["tries"][0]["failed_step"] is None
+    starts = [t["start"] for t in view["tries"]]
+    assert None not in starts and starts == sorted(starts, reverse=True), view["tries"]
+
+    bars = [b for lane in stack.settled_fleet()["timeline"]["lanes"] for b in lane["bars"]]
+    [first] = [b for b in bars if b["job"] == "SysClearFlaky" and b["outcome"] == "failed"]
+    assert first["started_by"]["kind"] == "airflow", first  # not "started outside Airflow"
+    assert first["started_by"]["child"] == "SysClearFlaky (try 1)" and first["failed_step"] == FLAKY_STEP
+
+
+def test_a_childs_links_and_its_tries_in_the_ui(stack: SystemStack, cleared_run: ClearedRun) -> None:
+    """From the cleared child's task instance: "SQL Agent run" opens the fleet page focused on its run, and
+    "Children of this run" the DAG run's Gantt, whose table lists both tries and sorts by start."""
+    ti = stack.child(DEFERRED_DAG, cleared_run.run_id, "SysClearFlaky")
+    ti_url = f"{stack.airflow.url}/dags/{DEFERRED_DAG}/runs/{cleared_run.run_id}/tasks/child/mapped/{ti['map_index']}"
+    with _fleet_page(stack, "links-failure") as page:
+        page.goto(ti_url + "/details")  # the task instance's Details tab lists its extra links
+        run_link = page.get_by_role("link", name="SQL Agent run")
+        expect(run_link).to_be_visible(timeout=30_000)  # the page's content, loaded
+        expect(page.get_by_role("link", name="Children of this run")).to_be_visible()
+        loaded(page)
+        _shot(page, "links-1-task-instance")
+        run_link.click()
+        page.wait_for_url("**/plugin/sql-agent-fleet/ssis-lb/fleet?conn_id=*")
+        frame = page.frame_locator('iframe[title="SQL Agent fleet"]')
+        expect(frame.locator("#focus h2")).to_contain_text("SysClearFlaky")
+        focused = frame.locator("#focus tr.focused")
+        expect(focused).to_have_count(1)
+        expect(focused).to_contain_text("succeeded")
+        expect(frame.locator("#run-chart rect.bar.focused")).to_have_count(1)
+        _shot(page, "links-2-focused-fleet")
+
+        page.goto(ti_url + "/details")
+        page.get_by_role("link", name="Children of this run").click()
+        page.wait_for_url("**/plugin/sql-agent-children")
+        frame = page.frame_locator('iframe[title="SQL Agent children"]')
+        rows = frame.locator('#child-table tr[data-child="SysClearFlaky"]')
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_have_attribute("data-try", "2")
+        expect(rows.nth(1)).to_have_attribute("data-outcome", "failed")
+        expect(rows.nth(1).locator(".failed-step")).to_have_text(FLAKY_STEP)
+        expect(frame.locator('#child-chart rect.bar[data-outcome="failed"]')).to_have_count(1)
+        _shot(page, "links-3-children-tries")
+        frame.locator("#sort-start").click()  # oldest first
+        expect(frame.locator("#sort-start")).to_contain_text("oldest first")
+        expect(rows.nth(0)).to_have_attribute("data-try", "1")

@@ -6,16 +6,28 @@ import dataclasses
 import datetime as dt
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from airflow_provider_ssis_lb.balancing import PoolServer
-from airflow_provider_ssis_lb.hooks.sql_agent import AgentSnapshot, JobOutcome, RunningJob
+from airflow_provider_ssis_lb.hooks.sql_agent import AgentSnapshot, JobOutcome, RunningJob, StepOutcome
+from airflow_provider_ssis_lb.ledger import RunLedger
+from airflow_provider_ssis_lb.links import sql_agent as links
+from airflow_provider_ssis_lb.links.sql_agent import children_url, fleet_run_url
 from airflow_provider_ssis_lb.plugins.fleet_config import parse_fleet
 from airflow_provider_ssis_lb.plugins.mapping import JobTaskMap, TaskLink
 from airflow_provider_ssis_lb.plugins.readings import ServerReading, SharedReadings
-from airflow_provider_ssis_lb.plugins.render import fleet_page, run_page
-from airflow_provider_ssis_lb.plugins.views import HIDDEN_LABEL, OUTSIDE_LABEL, fleet_view, run_view
+from airflow_provider_ssis_lb.plugins.render import COLOURS, fleet_page, run_page
+from airflow_provider_ssis_lb.plugins.steps import failed_step, step_range
+from airflow_provider_ssis_lb.plugins.views import (
+    HIDDEN_LABEL,
+    MIN_WINDOW,
+    OUTSIDE_LABEL,
+    Focus,
+    fleet_view,
+    run_view,
+)
 from airflow_provider_ssis_lb.runs import JobRun, RunStatus
 
 JOB = "8C2A1A52-0000-4000-8000-000000000001"
@@ -261,3 +273,240 @@ def test_run_view_places_each_child_on_its_server() -> None:
     assert done["start"] == "2026-05-04T09:50:00+00:00"
     assert going["outcome"] == "running" and going["duration_seconds"] == 60
     assert 'data-outcome="running"' in run_page(view) and 'data-outcome="succeeded"' in run_page(view)
+
+
+def _steps(*rows: tuple[int, str, RunStatus]) -> tuple[StepOutcome, ...]:
+    return tuple(StepOutcome(step_id, name, status) for step_id, name, status in rows)
+
+
+FAILED_AT_2 = "The job failed.  The Job was invoked by User sa.  The last step to run was step 2 (Load facts)."
+
+
+def test_a_failed_child_and_its_retry_are_both_shown_newest_first_with_the_failed_step() -> None:
+    """The failed first try (its handle from the task state store) and the retry that succeeded (XCom and its
+    summary): two tries of one child, each with server, steps, duration, outcome and failed step."""
+    first = dataclasses.replace(
+        _link(0, baseline=1, state="failed", requested="11:00:00"), try_number=1, latest=False, delivered="failed"
+    )
+    failed = JobOutcome(
+        JOB, "LoadOrders", 4, at(11, 0, 1), 90, RunStatus.FAILED, FAILED_AT_2,
+        _steps((1, "Stage", RunStatus.SUCCEEDED), (2, "Load facts", RunStatus.FAILED)),
+    )  # fmt: skip
+    retry = dataclasses.replace(
+        _link(0, baseline=4, state="success", requested="11:10:00"),
+        try_number=2,
+        summary={
+            "started": "2026-05-04T11:10:01.000", "ended": "2026-05-04T11:12:01.000", "outcome": "succeeded",
+            "message": "ok", "steps": [{"id": 2, "name": "Load facts", "status": "succeeded"},
+                                       {"id": 3, "name": "Publish", "status": "succeeded"}],
+        },
+    )  # fmt: skip
+    view = run_view("dag", "run1", [retry, first], [_reading((), (failed,))], now=READ_AT, ui_root="")
+    [child] = view["children"]
+    assert [t["try_number"] for t in child["tries"]] == [2, 1] and child["outcome"] == "succeeded"
+    newest, oldest = view["tries"]
+    assert (newest["try_number"], newest["steps"], newest["failed_step"], newest["duration_seconds"]) == (
+        2, "steps 2-3", None, 120,
+    )  # fmt: skip
+    assert (oldest["outcome"], oldest["start"], oldest["duration_seconds"]) == (
+        "failed",
+        "2026-05-04T09:00:01+00:00",
+        90,
+    )
+    assert (oldest["steps"], oldest["failed_step"], oldest["conn_id"]) == ("steps 1-2", "step 2 'Load facts'", "a")
+    assert [t["try_number"] for t in run_view("dag", "run1", [retry, first], [_reading((), (failed,))],
+            now=READ_AT, ui_root="", newest_first=False)["tries"]] == [1, 2]  # fmt: skip
+    html = run_page(view)
+    assert html.count('class="bar') == 2 and 'data-outcome="failed"' in html and "LoadOrders0 (try 1)" in html
+    table = html.split('id="child-table"', 1)[1]
+    assert table.index('data-try="2"') < table.index('data-try="1"') and "step 2 &#x27;Load facts&#x27;" in table
+    assert "order=oldest" in table  # the header sorts the other way
+    failed_bar = html.split('data-outcome="failed"', 1)[0].rsplit('<a href="#', 1)[1].split('"', 1)[0]
+    assert f'<tr id="{failed_bar}"' in table and table.split(f'<tr id="{failed_bar}"', 1)[1].startswith(
+        ' data-job="LoadOrders" data-child="LoadOrders0" data-try="1"'
+    )  # a bar's click lands on its own try's row
+
+
+def test_a_failed_child_is_drawn_even_before_its_server_is_read() -> None:
+    """No summary (it raised) and no reading yet: its outcome as the task state store noted it, drawn from its
+    request time, never "unknown" with no start."""
+    failed = dataclasses.replace(
+        _link(0, baseline=1, state="failed"), try_number=1, delivered="failed", delivered_step="step 2 'Load facts'"
+    )
+    pending = ServerReading(PoolServer("a", 2), READ_AT, None, pending=True)
+    [entry] = run_view("dag", "run1", [failed], [pending], now=READ_AT, ui_root="")["tries"]
+    assert entry["outcome"] == "failed" and entry["server_start"] == "2026-05-04T11:59:00"
+    assert entry["failed_step"] == "step 2 'Load facts'"
+    assert 'data-outcome="failed"' in run_page(run_view("dag", "run1", [failed], [pending], now=READ_AT, ui_root=""))
+
+
+def test_an_earlier_try_stays_linked_to_its_task_on_the_fleet_page() -> None:
+    first = dataclasses.replace(_link(3, baseline=1, state="failed", requested="11:00:00"), try_number=1, latest=False)
+    retry = dataclasses.replace(_link(3, baseline=4, requested="11:59:00"), try_number=2)
+    failed = JobOutcome(JOB, "LoadOrders", 4, at(11, 0, 1), 90, RunStatus.FAILED, FAILED_AT_2)
+    view = fleet_view([_reading((), (failed,))], JobTaskMap([first, retry]), {"dag"}, hours=3, now=READ_AT, ui_root="")
+    [bar] = view["timeline"]["lanes"][0]["bars"]
+    assert (
+        bar["started_by"]["label"] == "dag / run1 / LoadOrders3 (try 1)" and bar["failed_step"] == "step 2 'Load facts'"
+    )
+    assert bar["started_by"]["url"] == "/dags/dag/runs/run1/tasks/child/mapped/3"
+    assert JobTaskMap([first]).for_running("a", _snap(), _running()) is None  # an earlier try runs nothing now
+
+
+def test_the_timeline_fits_the_activity_shown_unless_a_window_is_chosen() -> None:
+    done = _outcome(9, at(11, 40, 0))  # 09:40 UTC, 20 minutes before now
+    reading = _reading((), (done, _outcome(5, at(7, 0, 0))))  # and one 5 hours ago
+    fit = fleet_view([_reading((), (done,))], JobTaskMap([]), set(), hours=None, now=READ_AT, ui_root="")
+    start = dt.datetime.fromisoformat(fit["timeline"]["start"])
+    assert fit["timeline"]["fit"] and READ_AT - dt.timedelta(minutes=22) < start < READ_AT - dt.timedelta(minutes=20)
+    quiet = fleet_view([_reading((), ())], JobTaskMap([]), set(), hours=None, now=READ_AT, ui_root="")
+    assert dt.datetime.fromisoformat(quiet["timeline"]["start"]) == READ_AT - MIN_WINDOW
+    chosen = fleet_view([reading], JobTaskMap([]), set(), hours=0.25, now=READ_AT, ui_root="")
+    assert chosen["timeline"]["lanes"][0]["bars"] == []  # both runs ended before the last 15 minutes
+    html = fleet_page(chosen, params={"hours": "0.25", "refresh": "0"})
+    control = html.split('id="window"', 1)[1].split("</nav>", 1)[0]
+    assert "<b>15 min</b>" in control and 'href="?refresh=0"' in control and "hours=6" in control
+
+
+def test_a_focused_run_shows_its_server_and_its_jobs_history_and_stays_in_the_window() -> None:
+    mine = _link(3, baseline=8, state="failed", requested="08:00:00")
+    first = dataclasses.replace(_link(3, baseline=7, state="failed", requested="07:30:00"), latest=False, try_number=1)
+    tried = JobOutcome(JOB, "LoadOrders", 8, at(7, 30, 1), 60, RunStatus.FAILED, FAILED_AT_2)  # the task's try 1
+    older = _outcome(6, at(7, 0, 0))  # the job's previous run on the server, started outside Airflow
+    ran = JobOutcome(JOB, "LoadOrders", 9, at(8, 0, 1), 60, RunStatus.FAILED, FAILED_AT_2)
+    focus = Focus("a", JOB.lower(), "dag", "run1", "child", 3)
+    other_id = "8C2A1A52-0000-4000-8000-0000000000BB"  # the same job on server b has an id of its own
+    on_b = JobOutcome(other_id, "LoadOrders", 3, at(9, 0, 0), 60, RunStatus.SUCCEEDED, "The job succeeded.")
+    b = ServerReading(PoolServer("b", 1), READ_AT, AgentSnapshot("SRVB", NOW, "answers", (), (on_b,)))
+    readings = [_reading((), (older, tried, ran)), b]
+    view = fleet_view(readings, JobTaskMap([mine, first]), {"dag"}, hours=1, now=READ_AT, ui_root="", focus=focus)
+    shown = view["focus"]
+    assert shown["found"] and shown["server"] == "SRV" and shown["job"] == "LoadOrders"
+    assert [(r["conn_id"], r["focused"], r["started_by"]["kind"]) for r in shown["runs"]] == [
+        ("b", False, "outside"),
+        ("a", True, "airflow"),
+        ("a", False, "airflow"),  # the task's earlier try: its run, not the one the link is about
+        ("a", False, "outside"),
+    ]
+    assert dt.datetime.fromisoformat(view["timeline"]["start"]) < dt.datetime(
+        2026, 5, 4, 6, 0, 1, tzinfo=dt.timezone.utc
+    )
+    html = fleet_page(view)
+    assert 'id="focus"' in html and 'class="bar focused"' in html and "step 2 &#x27;Load facts&#x27;" in html
+    elsewhere = fleet_view([_reading((), ())], JobTaskMap([]), set(), hours=1, now=READ_AT, ui_root="",
+                           focus=Focus("nosuch", JOB))  # fmt: skip
+    assert "is not one of the fleet" in fleet_page(elsewhere)
+
+
+def test_each_server_has_a_row_per_slot_and_runs_over_capacity_get_their_own() -> None:
+    runs = tuple(_outcome(10 + n, at(11, 30, n)) for n in range(3))  # three at once on a server of two slots
+    view = fleet_view([_reading((), runs)], JobTaskMap([]), set(), hours=1, now=READ_AT, ui_root="")
+    html = fleet_page(view)
+    assert [f'data-slot="{n}"' in html for n in (1, 2, 3)] == [True] * 3
+    assert ">slot 1<" in html and ">slot 2<" in html and ">over capacity<" in html
+    idle = fleet_page(fleet_view([_reading((), ())], JobTaskMap([]), set(), hours=1, now=READ_AT, ui_root=""))
+    assert ">slot 2<" in idle and ">over capacity<" not in idle
+
+
+def test_hover_details_name_the_failed_step_and_the_last_axis_label_stays_inside() -> None:
+    failed = JobOutcome(JOB, "LoadOrders", 9, at(11, 40, 0), 75, RunStatus.FAILED, FAILED_AT_2)
+    html = fleet_page(fleet_view([_reading((), (failed,))], JobTaskMap([]), set(), hours=1, now=READ_AT, ui_root=""))
+    tip = html.split("<title>", 2)[2].split("</title>", 1)[0]
+    assert "outcome: failed" in tip and "failed at step 2 &#x27;Load facts&#x27;" in tip and "1m 15s" in tip
+    ticks = [t for t in html.split('<text class="tick"')[1:]]
+    assert 'text-anchor="start"' in ticks[0] and 'text-anchor="end"' in ticks[-1]
+
+
+def test_agent_state_hidden_from_the_login_reads_as_a_missing_permission_not_an_outage() -> None:
+    idle = ServerReading(PoolServer("a", 2), READ_AT, AgentSnapshot("SRV", NOW, "unknown", (), ()))
+    view = fleet_view([idle], JobTaskMap([]), set(), hours=1, now=READ_AT, ui_root="")
+    assert "VIEW SERVER STATE" in view["servers"][0]["agent_note"]
+    cell = fleet_page(view).split('<td class="agent">', 1)[1].split("</td>", 1)[0]
+    assert "needs VIEW SERVER STATE" in cell and "bad" not in cell and "unknown" not in cell
+    assert COLOURS["waiting"] != COLOURS["unknown"]
+
+
+def test_a_server_that_goes_down_keeps_its_history_lane() -> None:
+    up = [True]
+    done = _outcome(9, at(11, 40, 0))
+
+    def read(conn_id: str, history: dt.timedelta) -> AgentSnapshot:
+        if not up[0]:
+            raise OSError("server unreachable")
+        return AgentSnapshot("SRV", NOW, "answers", (), (done,))
+
+    readings = SharedReadings(read, ttl=0)
+    readings.get([PoolServer("a", 2)])
+    assert readings.join(5)
+    up[0] = False
+    readings.get([PoolServer("a", 2)])
+    assert readings.join(5)
+    [down] = readings.get([PoolServer("a", 2)])
+    assert readings.join(5)
+    assert not down.reachable and down.last_good is not None and down.last_good.snapshot is not None
+    view = fleet_view([down], JobTaskMap([]), set(), hours=6, now=dt.datetime.now(dt.timezone.utc), ui_root="")
+    assert view["servers"][0]["history_from"] and len(view["timeline"]["lanes"][0]["bars"]) == 1
+    assert "down; as read at" in fleet_page(view)
+
+
+def test_step_range_and_failed_step() -> None:
+    assert step_range(()) is None
+    assert step_range(_steps((3, "Publish", RunStatus.SUCCEEDED))) == "step 3"
+    assert failed_step("succeeded", (), FAILED_AT_2) is None
+    assert failed_step("failed", (), FAILED_AT_2) == "step 2 'Load facts'"  # from Agent's outcome message
+    assert failed_step("canceled", _steps((1, "Stage", RunStatus.CANCELED)), "stopped") is None
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: object, *, retention: object = None) -> None:
+        self.data[key] = value
+
+
+def test_the_ledger_keeps_each_started_run_of_each_try_with_its_outcome() -> None:
+    store = _Store()
+    run1 = JobRun("a", "SRV", JOB, "LoadOrders", "2026-05-04T11:00:00.000", 1)
+    run2 = dataclasses.replace(run1, requested_at="2026-05-04T11:10:00.000", baseline_instance_id=4)
+    first = RunLedger(store, SimpleNamespace(try_number=1, max_tries=1))
+    first.save("starting", run1)
+    first.save("started", run1)
+    first.save("started", run1)  # saved again (e.g. re-attached): still one entry
+    first.deliver("failed", {"id": 2, "name": "Load facts"})
+    second = RunLedger(store, SimpleNamespace(try_number=2, max_tries=1))
+    second.save("waiting", run2, owned=False)
+    second.save("started", run2, owned=False)  # attached to someone else's run: not this task's
+    assert [(t["try_number"], t["outcome"]) for t in second.tries()] == [(1, "failed")]
+    second.save("started", run2)
+    second.deliver("succeeded")
+    tries = second.tries()
+    assert [(t["try_number"], t["run"], t["outcome"]) for t in tries] == [
+        (1, run1.to_dict(), "failed"),
+        (2, run2.to_dict(), "succeeded"),
+    ]
+    assert all(dt.datetime.fromisoformat(t["recorded_at"]).tzinfo for t in tries)
+    assert [t["failed_step"] for t in tries] == [{"id": 2, "name": "Load facts"}, None]
+    assert RunLedger(None).tries() == []
+
+
+def test_extra_links_open_the_focused_fleet_page_and_the_runs_children_tab(monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = JobRun("sqlnode1", "SRV", JOB, "LoadOrders", "2026-05-04T11:00:00.000", 1)
+    key = SimpleNamespace(dag_id="nightly load", run_id="manual__1+2", task_id="child", map_index=3)
+    assert fleet_run_url("http://ui:8080/airflow", handle, key) == (
+        "http://ui:8080/airflow/plugin/sql-agent-fleet/airflow/ssis-lb/fleet?conn_id=sqlnode1"
+        f"&job_id={JOB}&dag_id=nightly+load&run_id=manual__1%2B2&task_id=child&map_index=3"
+    )
+    assert children_url("", key) == "/dags/nightly%20load/runs/manual__1%2B2/plugin/sql-agent-children"
+    pushed: dict[str, object] = {}
+    monkeypatch.setattr(links.XCom, "get_value", lambda *, ti_key, key: pushed.get(key))
+    run_link, children = links.SqlAgentRunLink(), links.SqlAgentChildrenLink()
+    assert run_link.get_link(None, ti_key=key) == children.get_link(None, ti_key=key) == ""  # nothing started
+    pushed["sql_agent_run"] = {"not": "a handle"}
+    assert run_link.get_link(None, ti_key=key) == ""
+    pushed["sql_agent_run"] = handle.to_dict()
+    assert "conn_id=sqlnode1" in run_link.get_link(None, ti_key=key)
+    assert children.get_link(None, ti_key=key).endswith("/plugin/sql-agent-children")
