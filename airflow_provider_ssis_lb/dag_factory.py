@@ -1,7 +1,8 @@
 """``build_parent_dag``: the load-balanced parent DAG of a manifest (docs/manifest.md).
 
-ensure_jobs (set the Agent jobs up) -> plan (longest expected first, from Agent history) -> child
-(one mapped task per child, on the least-loaded of *its* servers) -> run_summary (which child ran
+ensure_jobs (set the Agent jobs up) -> plan (longest expected first, from Agent history, with each
+server's learned speed; docs/benchmarks.md) -> child (one mapped task per child, on its planned server when
+that has a free slot, else on the least-loaded of *its* servers) -> run_summary (which child ran
 where, how long, with what result; fails when a child failed).
 """
 
@@ -17,15 +18,18 @@ from airflow.sdk import DAG, TriggerRule, task
 from .manifest import LINEAGE_KEYS, Manifest, load_manifest
 from .operators.sql_agent import SqlAgentRunJobOperator
 from .operators.sql_agent_jobs import SqlAgentEnsureJobsOperator
-from .planning import plan_from_history
+from .packing import Plan
+from .planning import plan_pool
 from .reporting import report_children
 
 
-def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
+def child_kwargs(manifest: Manifest, order: list[str], plan: Plan | None = None) -> list[dict[str, Any]]:
     """``expand_kwargs`` of the child task, in plan order: each job with the servers it may run on, its
-    preferred server and where its retries run (the manifest's ``preferred_server``, ``retry_on_same_server``)."""
+    preferred server (the manifest's ``preferred_server``, else the plan's; None: the strategy chooses) and
+    where its retries run (``retry_on_same_server``)."""
     children = {c.job_name: c for c in manifest.children}
     defaults = manifest.job_defaults
+    planned = {c.job_name: c.preferred_server for c in plan.children} if plan is not None else {}
     return [
         {
             "job_name": job_name,
@@ -34,12 +38,18 @@ def child_kwargs(manifest: Manifest, order: list[str]) -> list[dict[str, Any]]:
                 for s in manifest.servers
                 if s.conn_id in children[job_name].servers
             ],
-            "preferred_server": children[job_name].preferred_server,
+            "preferred_server": children[job_name].preferred_server or planned.get(job_name),
             "retry_on_same_server": children[job_name].retry_on_same_server or defaults.retry_on_same_server,
             **{key: list(getattr(children[job_name], key)) for key in LINEAGE_KEYS if getattr(children[job_name], key)},
         }
         for job_name in order
     ]
+
+
+def manifest_plan(manifest: Manifest, speed_aware: bool = True) -> Plan:
+    """The plan of the manifest's children on its servers, each child kept to its own servers."""
+    eligible = {c.job_name: c.servers for c in manifest.children}
+    return plan_pool(manifest.pool, list(eligible), eligible=eligible, speed_aware=speed_aware).plan
 
 
 def build_parent_dag(
@@ -80,8 +90,8 @@ def build_parent_dag(
         @task
         def plan() -> list[dict[str, Any]]:
             """Longest expected first, from each child's recent successful runs on the pool's servers."""
-            order = plan_from_history(parsed.pool, [c.job_name for c in parsed.children])
-            return child_kwargs(parsed, order)
+            planned = manifest_plan(parsed)
+            return child_kwargs(parsed, planned.order, planned)
 
         planned = plan()
         optional: dict[str, Any] = {"pool": airflow_pool} if airflow_pool else {}

@@ -1,32 +1,45 @@
-"""Planning order for a run of many children: longest expected first (LPT), from Agent history.
+"""Planning a run of many children from Agent history: the order to start them and, where it helps, the
+server each should prefer (``packing.py``), with each server's learned speed (``speeds.py``).
 
-Fed to ``.expand()``, the planned list keeps its order into execution (the scheduler queues mapped
-task instances by map index), so the long children start first and the short ones fill the gaps.
+Fed to ``.expand()`` / ``.expand_kwargs()``, the planned list keeps its order into execution (the scheduler
+queues mapped task instances by map index), so the long children start first and the short ones fill the
+gaps.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
-from .balancing import ServerPool, plan_children
+from .balancing import ServerPool, expected_duration, plan_children
 from .exceptions import JobNotFoundError, SqlAgentError
 from .hooks.sql_agent import SqlAgentHook
+from .packing import Plan, plan_children_on_slots
+from .speeds import History, SpeedFactor, expected_at_unit_speed, learn_speeds
 
 log = logging.getLogger(__name__)
+# The idle seconds between one child's end and the next start on its slot, as measured through Airflow
+# (docs/benchmarks.md, "With the fleet monitor"): the plan charges each child one.
+HANDOFF_SECONDS = 3.0
 
 
-def pool_durations(pool: ServerPool, child: str, limit: int = 10) -> list[int]:
-    """The child's recent successful run times on every reachable server of the pool."""
-    durations: list[int] = []
+def server_durations(pool: ServerPool, child: str, limit: int = 10) -> dict[str, list[int]]:
+    """The child's recent successful run times on each reachable server of the pool that has the job."""
+    durations: dict[str, list[int]] = {}
     for server in pool.servers:
         try:
-            durations += SqlAgentHook(server.conn_id).recent_durations(child, limit)
+            durations[server.conn_id] = SqlAgentHook(server.conn_id).recent_durations(child, limit)
         except JobNotFoundError:
             continue  # not deployed there: nothing to learn from that server
         except SqlAgentError as exc:
             log.warning("planning: no history of '%s' from %s: %s", child, server.conn_id, exc)
     return durations
+
+
+def pool_durations(pool: ServerPool, child: str, limit: int = 10) -> list[int]:
+    """The child's recent successful run times on every reachable server of the pool."""
+    return [d for per_server in server_durations(pool, child, limit).values() for d in per_server]
 
 
 def plan_from_history(servers: ServerPool | Sequence[object], children: Sequence[str], limit: int = 10) -> list[str]:
@@ -38,3 +51,59 @@ def plan_from_history(servers: ServerPool | Sequence[object], children: Sequence
         lambda child: pool_durations(pool, child, limit),
         on_error=lambda child, exc: log.warning("planning: %s: %s", child, exc),
     )
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """A plan and the speed factors it used."""
+
+    plan: Plan
+    speeds: dict[str, SpeedFactor]
+
+
+def plan_pool(
+    servers: ServerPool | Sequence[object],
+    children: Sequence[str],
+    *,
+    limit: int = 10,
+    speed_aware: bool = True,
+    eligible: Mapping[str, Collection[str]] | None = None,
+    handoff: float = HANDOFF_SECONDS,
+) -> PoolPlan:
+    """The plan for ``children`` on the pool, from each child's recent successful runs on each server
+    (``eligible``: job -> the conn ids it may run on). ``speed_aware`` learns each server's speed from the
+    same jobs on different servers; without it every server counts as equally fast."""
+    pool = ServerPool.of(servers)  # type: ignore[arg-type]
+    history: dict[str, dict[str, list[int]]] = {}
+    for child in children:
+        try:
+            history[child] = server_durations(pool, child, limit)
+        except Exception as exc:  # planning must not stop the run: unknown children simply go first
+            log.warning("planning: %s: %s", child, exc)
+            history[child] = {}
+    return plan_from_server_history(
+        pool, children, history, speed_aware=speed_aware, eligible=eligible, handoff=handoff
+    )
+
+
+def plan_from_server_history(
+    pool: ServerPool,
+    children: Sequence[str],
+    history: History,
+    *,
+    speed_aware: bool = True,
+    eligible: Mapping[str, Collection[str]] | None = None,
+    handoff: float = HANDOFF_SECONDS,
+) -> PoolPlan:
+    """``plan_pool`` once the history is read (no I/O): ``history`` is job -> conn id -> run times."""
+    names = [s.conn_id for s in pool.servers]
+    if speed_aware:
+        speeds = learn_speeds(history, names)
+        factors = {s: f.factor for s, f in speeds.items()}
+        expected = {c: expected_at_unit_speed(history.get(c, {}), factors) for c in children}
+    else:
+        speeds, factors = {s: SpeedFactor(s) for s in names}, {}
+        expected = {c: expected_duration(d for ds in history.get(c, {}).values() for d in ds) for c in children}
+    capacities = {s.conn_id: s.capacity for s in pool.servers}
+    plan = plan_children_on_slots(children, expected, capacities, speeds=factors, eligible=eligible, handoff=handoff)
+    return PoolPlan(plan, speeds)

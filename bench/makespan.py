@@ -40,8 +40,9 @@ STRATEGIES = {
     "lpt": "makespan_lpt",
     "lpt_headroom": "makespan_lpt_headroom",
     "lpt_triggers": "makespan_lpt_triggers",
+    "lpt_packed": "makespan_lpt_packed",
 }
-PLANNED = {"lpt", "lpt_headroom", "lpt_triggers"}
+PLANNED = {"lpt", "lpt_headroom", "lpt_triggers", "lpt_packed"}
 FLEET_POOL = "makespan_fleet"
 HEADROOM_POOL = "makespan_fleet_headroom"
 # Passwords made per run: the emulated servers listen on 127.0.0.1, which every local user can reach.

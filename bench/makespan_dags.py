@@ -13,7 +13,9 @@ Agent job of the same name on every server; the strategies differ only in how ch
   overloads one), so a server's slot is taken again as soon as its job ends, not once Airflow has
   finished the task whose job ended and scheduled the next one;
 - ``makespan_lpt_triggers``: planned, but no Airflow pool: every child starts at once and waits for a
-  free server in the triggerer.
+  free server in the triggerer;
+- ``makespan_lpt_packed``: through the fleet pool, in the order of ``plan_pool`` (LPT improved by moves
+  and swaps, speed-aware), each child with its planned server as ``preferred_server``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_ssis_lb.balancing import ServerPool
 from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
-from airflow_provider_ssis_lb.planning import plan_from_history
+from airflow_provider_ssis_lb.planning import plan_from_history, plan_pool
 
 SPEC = json.loads(Path(__file__).with_name("makespan_spec.json").read_text())
 CHILDREN: list[str] = SPEC["children"]
@@ -74,3 +76,14 @@ for dag_id, pool in PLANNED.items():
         SqlAgentRunJobOperator.partial(
             task_id="child", servers=POOL, pool=pool, map_index_template="{{ task.job_name }}", **COMMON
         ).expand(job_name=plan())
+
+with bench_dag("makespan_lpt_packed"):
+
+    @task(task_id="plan")
+    def packed_plan() -> list[dict[str, str | None]]:
+        plan = plan_pool(POOL, CHILDREN).plan
+        return [{"job_name": c.job_name, "preferred_server": c.preferred_server} for c in plan.children]
+
+    SqlAgentRunJobOperator.partial(
+        task_id="child", servers=POOL, pool=FLEET_POOL, map_index_template="{{ task.job_name }}", **COMMON
+    ).expand_kwargs(packed_plan())
