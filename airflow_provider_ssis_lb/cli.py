@@ -1,7 +1,8 @@
 """``ssis-lb``: the provider's command line. ``ssis-lb deploy MANIFEST [--dry-run] [--adopt]`` sets up the
 child packages' Agent jobs on every server of the manifest; ``ssis-lb import-jobs CONN_ID ... --out FILE``
 writes existing Agent jobs as a manifest (docs/manifest.md); ``ssis-lb import-parent PARENT.dtsx`` turns an
-SSIS parent package into a manifest and a DAG (docs/migration.md).
+SSIS parent package into a manifest and a DAG (docs/migration.md);
+``ssis-lb plan SOURCE`` prints the plan of a manifest's children without running anything (``plan_command``).
 
 Connection ids are resolved as Airflow's own ``airflow connections get`` resolves them: the secrets backend
 of ``[secrets] backend`` if one is configured, then ``AIRFLOW_CONN_<ID>`` environment variables, then the
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from . import plan_command
 from .deploy import deploy, format_results
 from .importing import command as import_parent
 from .manifest import ManifestError, load_manifest
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
     import_parent.add_parser(commands)
+    plan_command.add_command(commands)
     return parser
 
 
@@ -96,6 +99,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return import_parent.run(args)
     if args.command == "import-jobs":
         return _import_jobs(args)
+    if args.command == "plan":
+        return plan_command.run(args)
     try:
         manifest = load_manifest(args.manifest)
     except ManifestError as exc:

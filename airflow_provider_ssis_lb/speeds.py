@@ -6,9 +6,10 @@ more than one server, so a server that happens to get the long packages is not c
 
 1. each (job, server) cell is the median of that job's recent successful run times there (one slow run
    under a noisy neighbour does not move it);
-2. in log space, ``log(time) = job effect + server effect``; Tukey's median polish fits both by
-   alternating medians (robust: a job that behaves oddly on one server is one vote of many), and the
-   server effects are centred so that the median server is 1.0;
+2. a server's factor is the median, over the jobs it shares with other servers, of how much faster the
+   job ran there than on the job's other servers (each of those corrected by its own factor, so the
+   estimates are repeated until they settle); a job that behaves oddly on one server is one vote of many,
+   and the factors are centred so that the median server is 1.0;
 3. with little history the factor is shrunk towards 1.0: the log factor is multiplied by
    ``n / (n + PRIOR_JOBS)``, ``n`` being how many jobs compared that server with others. With 5 jobs a
    measured 2.0 becomes 1.41, with 45 it becomes 1.87.
@@ -22,8 +23,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PRIOR_JOBS = 5.0  # how many compared jobs count as much as the prior belief "every server is as fast"
-ROUNDS = 10  # median polish rounds at most; it settles in a few
-SETTLED = 1e-4  # log units: stop once no effect moves more than this
+ROUNDS = 60  # rounds at most; the estimates settle in a few dozen
+SETTLED = 1e-3  # log units: stop once no factor moves by more than 0.1 %
 
 History = Mapping[str, Mapping[str, Sequence[float]]]  # job -> conn id -> recent successful run times (s)
 
@@ -60,7 +61,7 @@ def learn_speeds(history: History, servers: Iterable[str], prior_jobs: float = P
     names = list(servers)
     logs = {job: {s: math.log(m) for s, m in row.items() if s in names} for job, row in cell_medians(history).items()}
     logs = {job: row for job, row in logs.items() if len(row) >= 2}  # only jobs seen on two servers compare
-    effect = _median_polish(logs, names)
+    effect = _server_effects(logs, names)
     evidence = {s: sum(1 for row in logs.values() if s in row) for s in names}
     result = {}
     for s in names:
@@ -74,30 +75,43 @@ def learn_speeds(history: History, servers: Iterable[str], prior_jobs: float = P
     return result
 
 
-def _median_polish(logs: Mapping[str, Mapping[str, float]], servers: Collection[str]) -> dict[str, float]:
-    """Server effects of the additive fit ``log time = job + server``, centred on the median server."""
-    server_effect = dict.fromkeys(servers, 0.0)
-    if not logs:
-        return server_effect
-    job_effect = dict.fromkeys(logs, 0.0)
-    columns: dict[str, list[tuple[str, float]]] = {}
-    for job, row in logs.items():
-        for s, v in row.items():
-            columns.setdefault(s, []).append((job, v))
+def _server_effects(logs: Mapping[str, Mapping[str, float]], servers: Collection[str]) -> dict[str, float]:
+    """Each server's log slowness, centred on the median server: the median over the jobs it shares of
+    ``log(time here) - mean of log(time there, corrected by that server's slowness)`` over the job's other
+    servers, repeated until it settles (every server's estimate leans on the others' current ones).
+
+    Leaving the server's own time out of the reference is what makes this exact on exact data: with the
+    server in its own reference (Tukey's median polish), a table as sparse as a pool's history settles on
+    factors squeezed towards 1.0 (2.3 instead of 2.5 between the slowest and the fastest of 20 servers)."""
+    effect = dict.fromkeys(servers, 0.0)
+    rows = [list(row.items()) for row in logs.values()]
+    cells: dict[str, list[tuple[int, float]]] = {}  # server -> (row, log time) of the jobs it ran
+    for index, row in enumerate(rows):
+        for s, v in row:
+            cells.setdefault(s, []).append((index, v))
+    if not cells:
+        return effect
     for _ in range(ROUNDS):
-        moved = 0.0
-        for job, row in logs.items():
-            new = statistics.median([v - server_effect[s] for s, v in row.items()])
-            moved, job_effect[job] = max(moved, abs(new - job_effect[job])), new
-        for s, column in columns.items():
-            new = statistics.median([v - job_effect[job] for job, v in column])
-            moved, server_effect[s] = max(moved, abs(new - server_effect[s])), new
-        centre = statistics.median([server_effect[s] for s in columns])
-        for s in columns:
-            server_effect[s] -= centre
+        corrected = [sum(v - effect[s] for s, v in row) for row in rows]  # each job's corrected total
+        proposed = {
+            s: _median([v - (corrected[i] - (v - effect[s])) / (len(rows[i]) - 1) for i, v in column])
+            for s, column in cells.items()
+        }
+        centre = _median(list(proposed.values()))
+        # halfway from the old estimate to the new one: with all servers updated at once, two servers
+        # would otherwise swap their estimates for ever
+        new = {s: (effect[s] + v - centre) / 2 for s, v in proposed.items()}
+        moved = max(abs(new[s] - effect[s]) for s in cells)
+        effect.update(new)
         if moved < SETTLED:
             break
-    return server_effect
+    return effect
+
+
+def _median(values: list[float]) -> float:
+    values.sort()
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def expected_at_unit_speed(per_server: Mapping[str, Sequence[float]], speeds: Mapping[str, float]) -> float | None:

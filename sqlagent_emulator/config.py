@@ -29,6 +29,7 @@ _SERVER_KEYS = {
     "name",
     "port",
     "cpus",
+    "speed",
     "utc_offset_minutes",
     "state_dir",
     "logins",
@@ -83,6 +84,7 @@ class ServerConfig:
     name: str
     port: int = 0
     cpus: int = 1
+    speed: float = 1.0  # ours, a test device: runs on this server take their duration / speed (docs/emulator.md)
     utc_offset_minutes: int = 0
     state_dir: str | None = None
     logins: tuple[Login, ...] = field(default_factory=tuple)
@@ -104,6 +106,9 @@ class ServerConfig:
     allow_cmdexec: bool = False
 
     def __post_init__(self) -> None:
+        speed = self.speed
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed < float("inf"):
+            raise ConfigError(f"server {self.name}: speed must be a positive number, got {self.speed!r}")
         check_history_limits(self.jobhistory_max_rows, self.jobhistory_max_rows_per_job, f"server {self.name}")
 
 
@@ -180,6 +185,7 @@ def parse_server(
         name=name,
         port=port,
         cpus=cpus,
+        speed=_speed(entry, where),
         utc_offset_minutes=_typed(entry, "utc_offset_minutes", int, where, default=0),
         state_dir=_typed(entry, "state_dir", str, where, default=None),
         logins=logins,
@@ -216,6 +222,13 @@ def _stored_packages(entry: dict[str, Any], key: str, where: str) -> tuple[Packa
             except ValueError as exc:
                 raise ConfigError(f"{where}: {key}[{i}]: {exc}") from None
     return packages
+
+
+def _speed(entry: dict[str, Any], where: str) -> float:
+    value = _typed(entry, "speed", (int, float), where, default=1.0)
+    if isinstance(value, bool) or not 0 < value < float("inf"):
+        raise ConfigError(f"{where}: speed must be a positive number (0.5: runs take twice as long), got {value!r}")
+    return float(value)
 
 
 def _positive(entry: dict[str, Any], key: str, where: str, default: float | None) -> float | None:

@@ -99,6 +99,7 @@ class EmulatedServer:
             self.run,
             asyncio.get_running_loop(),
             cpus=config.cpus,
+            speed=config.speed,
             spids=self._spids,
             packages={p.path: p for p in config.packages},
             package_files={p.path: p for p in config.package_files},

@@ -87,6 +87,13 @@ def _age(server: dict[str, Any]) -> str:
     return f'{_duration(server["age_seconds"])} ago<br><span class="muted">{escape(server["read_at"] or "")}</span>'
 
 
+def _speed(server: dict[str, Any]) -> str:
+    """The learned speed factor and how many jobs it compares (``speeds.py``)."""
+    jobs = server["speed_jobs"]
+    evidence = f"{jobs} job{'s' * (jobs != 1)} compared" if jobs else "no job compared"
+    return f'{server["speed"]:.2f}<br><span class="muted">{evidence}</span>'
+
+
 def _agent(server: dict[str, Any]) -> str:
     if server["agent"] == "answers":
         return '<span class="ok">answers</span>'
@@ -169,11 +176,12 @@ def fleet_page(view: dict[str, Any], refresh: int = 10, params: dict[str, Any] |
             f'<tr data-conn="{escape(s["conn_id"])}"><td><b>{escape(s["conn_id"])}</b><br>'
             f'<span class="muted">{escape(s["server"] or "")}</span></td><td>{state}</td>'
             f'<td class="agent">{_agent(s)}</td>'
-            f'<td class="load">{load}</td><td><ul>{jobs}</ul></td><td class="age">{_age(s)}</td></tr>'
+            f'<td class="load">{load}</td><td class="speed">{_speed(s)}</td><td><ul>{jobs}</ul></td>'
+            f'<td class="age">{_age(s)}</td></tr>'
         )
     table = (
         "<table id=servers><tr><th>server</th><th>reachability</th><th>Agent</th><th>running / capacity</th>"
-        f"<th>running jobs</th><th>read</th></tr>{''.join(rows)}</table>"
+        f"<th>speed</th><th>running jobs</th><th>read</th></tr>{''.join(rows)}</table>"
     )
     timeline = view["timeline"]
     start, end = dt.datetime.fromisoformat(timeline["start"]), dt.datetime.fromisoformat(timeline["end"])

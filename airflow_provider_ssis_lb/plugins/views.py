@@ -14,6 +14,8 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ..hooks.sql_agent import AgentSnapshot, JobOutcome
+from ..runs import RunStatus
+from ..speeds import SpeedFactor, learn_speeds
 from .mapping import JobTaskMap, TaskLink
 from .readings import HISTORY, ServerReading
 from .steps import failed_step, step_range, summary_steps
@@ -105,6 +107,7 @@ def fleet_view(
     ``OTHER_DAG_JOB``, with no job id, step or message. Without ``full_errors`` (a viewer who may not manage
     connections) an unreachable server shows its error's category and conn id, not the driver's text."""
     servers, lanes = [], []
+    speeds = server_speeds(readings)
     for reading in readings:
         snap = reading.snapshot
         row: dict[str, Any] = {
@@ -121,6 +124,8 @@ def fleet_view(
             "age_seconds": _whole(reading.age_seconds(now)),
             "history_from": None,  # set when the lane shows an earlier reading's history (server down now)
             "jobs": [],
+            "speed": round(speeds[reading.server.conn_id].factor, 2),  # as the plan learns it (speeds.py)
+            "speed_jobs": speeds[reading.server.conn_id].jobs,
         }
         bars: list[dict[str, Any]] = []
         if snap is not None:
@@ -262,6 +267,18 @@ def _window_start(
     if mine:
         start = min(start, min(mine) - dt.timedelta(seconds=30))
     return max(start, earliest)
+
+
+def server_speeds(readings: Sequence[ServerReading]) -> dict[str, SpeedFactor]:
+    """Each server's speed factor from the successful runs its reading shows (the same job on several
+    servers), learned as the plan learns it from Agent history (``speeds.learn_speeds``)."""
+    history: dict[str, dict[str, list[float]]] = {}
+    for reading in readings:
+        for outcome in reading.snapshot.finished if reading.snapshot is not None else ():
+            if outcome.status is RunStatus.SUCCEEDED:
+                runs = history.setdefault(outcome.name, {}).setdefault(reading.server.conn_id, [])
+                runs.append(outcome.duration_seconds)
+    return learn_speeds(history, [r.server.conn_id for r in readings])
 
 
 def _whole(seconds: float | None) -> int | None:

@@ -1,5 +1,6 @@
 """The contention model: a server has ``cpus`` job slots; with more jobs running than that, each
-progresses at ``cpus / running`` of full speed, so an overloaded server stretches every run.
+progresses at ``cpus / running`` of full speed, so an overloaded server stretches every run. A server's
+``speed`` (ours, a test device: 0.5 is a server twice as slow) scales every run on it on top of that.
 
 A run sleeps until its work is done or the load changes in a way that changes its speed (the Agent
 calls ``load_changed`` when a run starts, ends or waits between retries). While the server has no more
@@ -14,15 +15,16 @@ from collections.abc import Callable
 
 
 class Capacity:
-    def __init__(self, cpus: int, running: Callable[[], int]) -> None:
+    def __init__(self, cpus: int, running: Callable[[], int], rate: float = 1.0) -> None:
         self.cpus = cpus
+        self.rate = rate  # the server's ``speed`` setting: work done per second when it is not overloaded
         self._running = running
         self._last = 0  # the load when speeds were last handed out
         self._changed: asyncio.Event | None = None  # set (and replaced) when the speed of runs changes
 
     @property
     def speed(self) -> float:
-        return min(1.0, self.cpus / max(1, self._running()))
+        return min(1.0, self.cpus / max(1, self._running())) * self.rate
 
     def load_changed(self) -> None:
         """Called on the event loop after the running count changed: wake runs whose speed changed."""
@@ -33,7 +35,7 @@ class Capacity:
             self._changed = None
 
     async def work(self, seconds: float, stop: asyncio.Event) -> bool:
-        """Do ``seconds`` of full-speed work at the current speed; False if ``stop`` was set first."""
+        """Do ``seconds`` of work at speed 1.0 at the current speed; False if ``stop`` was set first."""
         loop = asyncio.get_running_loop()
         remaining = seconds
         stopped = loop.create_task(stop.wait())

@@ -47,6 +47,7 @@ class Agent:
         loop: asyncio.AbstractEventLoop,
         *,
         cpus: int,
+        speed: float = 1.0,
         spids: Iterator[int],
         packages: Mapping[str, PackageSpec] | None = None,
         package_files: Mapping[str, PackageSpec] | None = None,
@@ -76,7 +77,7 @@ class Agent:
         self._runs: dict[str, _Run] = {}
         self.checkpoints: dict[str, tuple[str, ...]] = {}  # this server's checkpoint files: package -> tasks done
         self._session_id: int | None = None
-        self.capacity = Capacity(cpus, self.executing_count)
+        self.capacity = Capacity(cpus, self.executing_count, speed)
 
     # ------------------------------------------------------------------ AgentControl (engine thread)
 
