@@ -9,7 +9,7 @@ seconds between a job's end and the next start there, docs/benchmarks.md).
    (with equal speeds: the least-loaded slot, the classic LPT).
 2. **Moves and swaps**: while moving one child from the slot that ends last to one of the slots that end
    first, or swapping one child of each, makes the later of the two end sooner, do the best such change.
-   It is kept only where it shortens the planned makespan.
+   It is kept only where it shortens the planned makespan, by 1 % at least.
 
 How a plan reaches execution: the children are listed in planned start order (``.expand_kwargs`` keeps
 it, and an Airflow pool of the fleet's capacity admits the next one as a slot frees), each with its planned
@@ -27,6 +27,10 @@ from dataclasses import dataclass
 LOCAL_SEARCH_PARTNERS = 4  # the slots that end first, tried against the one that ends last
 LOCAL_SEARCH_ROUNDS = 2000  # a bound only; each round shortens the later of two slots, so it stops anyway
 EPSILON = 1e-6
+# Moves are kept only when they shorten the planned makespan by this share at least: a smaller gain is within
+# the noise of real run times, and a pinned plan adapts to that noise less than least-loaded choice at start
+# (bench/simulate.py, 5,000 children on 50 servers: moves planned 0.15 % shorter and ran 0.26 % longer).
+MIN_GAIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def plan_children_on_slots(
     best, method = lpt, "lpt"
     if improve:
         moved = _local_search([list(q) for q in lpt], expected, slots, allowed, handoff)
-        if _makespan(moved, expected, slots, handoff) < lpt_span - EPSILON:
+        if _makespan(moved, expected, slots, handoff) < lpt_span * (1 - MIN_GAIN) - EPSILON:
             best, method = moved, "lpt + moves"
     pin = method != "lpt" or not equal_speeds
     return _timetable(best, expected, slots, handoff, method, pin, lpt_span, jobs)

@@ -118,7 +118,11 @@ def simulate(
     handoff: float = HANDOFF,
     startup: float = STARTUP,
     teardown: float = TEARDOWN,
+    jitter: float = 0.0,
+    seed: int = 0,
 ) -> Outcome:
+    """One run of ``workload`` under ``strategy``; each hand-off lasts ``handoff`` ± up to ``jitter`` seconds."""
+    rng = random.Random(seed)
     began = time.perf_counter()
     ordered = order_for(strategy, workload, handoff)
     planning_ms = (time.perf_counter() - began) * 1000
@@ -178,7 +182,8 @@ def simulate(
         if kind == "end":
             name, child = what.split("\n")
             running[name] -= 1
-            heapq.heappush(events, (now + handoff, next(sequence), "free", gate_of[child]))
+            pause = max(0.0, handoff + rng.uniform(-jitter, jitter)) if jitter else handoff
+            heapq.heappush(events, (now + pause, next(sequence), "free", gate_of[child]))
         else:  # the ended child's task is done: its pool slot frees, and waiting children look again
             room[what] += 1
             freed = True
@@ -283,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handoff", type=float, default=HANDOFF, help="idle seconds of a slot between two jobs")
     parser.add_argument("--startup", type=float, default=STARTUP, help="seconds from the run's start to 1st job")
     parser.add_argument("--teardown", type=float, default=TEARDOWN, help="seconds from the last job to the end")
+    parser.add_argument("--jitter", type=float, default=0.0, help="each hand-off varies by up to this, seconds")
     args = parser.parse_args(argv)
     workloads, strategies = args.workloads.split(","), args.strategies.split(",")
     if unknown := (set(workloads) - set(WORKLOADS)) | (set(strategies) - set(STRATEGIES)):
@@ -293,13 +299,15 @@ def main(argv: list[str] | None = None) -> int:
         slots = sum(s.capacity for s in workload.servers)
         print(
             f"{workload.name}: {slots} slots, total work {sum(workload.sizes.values()):.0f} s at speed 1.0; "
-            f"hand-off {args.handoff:g} s, start {args.startup:g} s, end {args.teardown:g} s; "
+            f"hand-off {args.handoff:g} s (± {args.jitter:g}), start {args.startup:g} s, end {args.teardown:g} s; "
             f"lower bound (uniform machines) {bound:.0f} s"
         )
         if len({s.speed for s in workload.servers}) > 1:
             print(f"learned speed factors: largest error {learned_error(workload):.1%} against the true ratios")
         outcomes = [
-            simulate(workload, s, handoff=args.handoff, startup=args.startup, teardown=args.teardown)
+            simulate(
+                workload, s, handoff=args.handoff, startup=args.startup, teardown=args.teardown, jitter=args.jitter
+            )
             for s in strategies
         ]
         print(table(workload, outcomes, bound))
