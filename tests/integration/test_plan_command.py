@@ -1,17 +1,22 @@
 """``ssis-lb plan`` through the real stack: two emulated servers, one set to run twice as fast (the emulator's
 ``speed``, a test device), the manifest's jobs deployed and run once on each; the plan learns the speeds from
-msdb's history and gives the long children to the fast server, for a manifest and for a DAG file."""
+msdb's history and gives the long children to the fast server, for a manifest and for a DAG file; the parent
+DAG built from the manifest then starts each child on its planned server."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import runpy
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+from sqlalchemy import select
 
 from airflow_provider_ssis_lb import cli
 from sqlagent_emulator.agent.model import PackageSpec
@@ -19,6 +24,7 @@ from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client, wait_until_idle
 from tests.conftest import SA_PASSWORD, SqlServerTarget, emulator_config
 from tests.integration.conftest import _connection
+from tests.integration.dagrun import test_dag_run
 
 SECONDS = {"Short": 2.0, "Middle": 3.0, "Long": 4.0}  # at speed 1.0; the fast server takes half
 PACKAGES = tuple(PackageSpec(f"\\SSISDB\\Tests\\Speed\\{name}.dtsx", duration=s) for name, s in SECONDS.items())
@@ -87,3 +93,23 @@ def test_plan_shows_learned_speeds_and_sends_long_children_to_the_fast_server(
     assert cli.main(["plan", str(dag_file)]) == 0
     assert capsys.readouterr().out.startswith("DAG speeds_parent: manifest 'speeds'")
     assert cli.main(["plan", str(tmp_path / "missing.yaml")]) == 2
+
+    # the parent DAG follows the plan: each child is handed its planned server, and starts there
+    dag_run = test_dag_run(runpy.run_path(str(dag_file))["dag"])
+    assert dag_run.state == "success"
+    with create_session() as session:
+        plan, summary = (
+            session.scalars(
+                select(XComModel.value).where(
+                    XComModel.dag_id == "speeds_parent",
+                    XComModel.run_id == dag_run.run_id,
+                    XComModel.task_id == task_id,
+                    XComModel.key == "return_value",
+                )
+            ).one()
+            for task_id in ("plan", "run_summary")
+        )
+    assert {kwargs["job_name"]: kwargs["preferred_server"] for kwargs in plan} == {
+        f"Speed.{name}": server for name, server in planned.items()
+    }
+    assert {row["server"] for row in summary} == {"FASTSRV"}, summary
