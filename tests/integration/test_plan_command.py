@@ -1,10 +1,11 @@
 """``ssis-lb plan`` through the real stack: two emulated servers, one set to run twice as fast (the emulator's
 ``speed``, a test device), the manifest's jobs deployed and run once on each; the plan learns the speeds from
 msdb's history and gives the long children to the fast server, for a manifest and for a DAG file; the parent
-DAG built from the manifest then starts each child on its planned server."""
+DAG built from the manifest then starts each child on its planned server, and the fleet page shows the speeds."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -19,6 +20,10 @@ from airflow.utils.session import create_session
 from sqlalchemy import select
 
 from airflow_provider_ssis_lb import cli
+from airflow_provider_ssis_lb.balancing import PoolServer
+from airflow_provider_ssis_lb.plugins.mapping import JobTaskMap
+from airflow_provider_ssis_lb.plugins.readings import HISTORY, ServerReading, read_with_hook
+from airflow_provider_ssis_lb.plugins.views import fleet_view
 from sqlagent_emulator.agent.model import PackageSpec
 from sqlagent_emulator.testing import EmulatorController
 from tests.agent_jobs import Client, wait_until_idle
@@ -84,6 +89,17 @@ def test_plan_shows_learned_speeds_and_sends_long_children_to_the_fast_server(
     assert 1.5 < measured["fastsrv"] / measured["slowsrv"] < 2.6, out  # 2x, in whole seconds of history
     planned = dict(re.findall(r"^\s+\d+\s+Speed\.(\w+)\s.*?\s(fastsrv|slowsrv)\s*$", out, re.M))
     assert planned.keys() == SECONDS.keys() and planned["Long"] == "fastsrv", out  # every child pinned
+
+    # the fleet page learns the same speeds from the servers' snapshots
+    now = dt.datetime.now(dt.timezone.utc)
+    readings = [
+        ServerReading(PoolServer(name.lower(), 3), now, read_with_hook(name.lower(), HISTORY)) for name in SPEEDS
+    ]
+    rows = {
+        row["conn_id"]: row
+        for row in fleet_view(readings, JobTaskMap([]), set(), hours=1, now=now, ui_root="")["servers"]
+    }
+    assert rows["fastsrv"]["speed_jobs"] == 3 and rows["fastsrv"]["speed"] > 1.0 > rows["slowsrv"]["speed"], rows
 
     dag_file = tmp_path / "speeds_dag.py"
     dag_file.write_text(
