@@ -1,6 +1,6 @@
 """How fast each server runs the same packages, learned from Agent history (no I/O here).
 
-A server's speed factor says how much work it does per second relative to the pool's median server: a job
+A server's speed factor says how much work it does per second relative to the median server: a job
 of ``p`` seconds at speed 1.0 takes ``p / factor`` seconds there. It is learned only from jobs that ran on
 more than one server, so a server that happens to get the long packages is not called slow:
 
@@ -9,7 +9,7 @@ more than one server, so a server that happens to get the long packages is not c
 2. a server's factor is the median, over the jobs it shares with other servers, of how much faster the
    job ran there than on the job's other servers (each of those corrected by its own factor, so the
    estimates are repeated until they settle); a job that behaves oddly on one server is one vote of many,
-   and the factors are centred so that the median server is 1.0;
+   and the factors are centred so that the median of the servers that compared is 1.0;
 3. with little history the factor is shrunk towards 1.0: the log factor is multiplied by
    ``n / (n + PRIOR_JOBS)``, ``n`` being how many jobs compared that server with others. With 5 jobs a
    measured 2.0 becomes 1.41, with 45 it becomes 1.87.
@@ -59,10 +59,14 @@ def cell_medians(history: History) -> dict[str, dict[str, float]]:
 def learn_speeds(history: History, servers: Iterable[str], prior_jobs: float = PRIOR_JOBS) -> dict[str, SpeedFactor]:
     """Every server's speed factor from ``history`` (servers with nothing to compare get 1.0)."""
     names = list(servers)
-    logs = {job: {s: math.log(m) for s, m in row.items() if s in names} for job, row in cell_medians(history).items()}
+    pool = set(names)
+    logs = {job: {s: math.log(m) for s, m in row.items() if s in pool} for job, row in cell_medians(history).items()}
     logs = {job: row for job, row in logs.items() if len(row) >= 2}  # only jobs seen on two servers compare
     effect = _server_effects(logs, names)
-    evidence = {s: sum(1 for row in logs.values() if s in row) for s in names}
+    evidence = dict.fromkeys(names, 0)
+    for row in logs.values():
+        for s in row:
+            evidence[s] += 1
     result = {}
     for s in names:
         n = evidence[s]
