@@ -18,11 +18,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from . import plan_command
 from .deploy import deploy, format_results
 from .importing import command as import_parent
+from .importing.jobs import command as import_jobs
 from .manifest import ManifestError, load_manifest
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
@@ -44,28 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take over the manifest's jobs that exist but are not managed by ssis-lb (e.g. imported ones)",
     )
-    import_cmd = commands.add_parser(
-        "import-jobs",
-        help="write existing Agent jobs of one or several servers as a manifest, with a report",
-        description="Read the Agent jobs of each server (SQLAgentReaderRole is enough) and write them as one "
-        "manifest: same-named jobs become one child with their servers; a job that differs between servers is "
-        "reported and left out where it differs. Nothing on the servers is changed.",
-    )
-    import_cmd.add_argument("conn_ids", nargs="+", metavar="CONN_ID", help="Airflow connection ids of the servers")
-    import_cmd.add_argument("--out", required=True, help="the manifest file to write")
-    import_cmd.add_argument(
-        "--match", help="job names to import, a T-SQL LIKE pattern (%%: any text, _: one character, [a-c]: a set)"
-    )
-    import_cmd.add_argument("--category", help="only the jobs of this Agent job category")
-    import_cmd.add_argument("--name", help="the manifest's name (default: the --out file name without .yaml)")
-    import_cmd.add_argument(
-        "--deploy-conn-id",
-        action="append",
-        default=[],
-        metavar="CONN_ID=ADMIN_CONN_ID",
-        help="write this deploy_conn_id for a server (a sysadmin connection for deploy)",
-    )
-    import_cmd.add_argument("--json", action="store_true", help="print the report as JSON")
+    import_jobs.add_parser(commands)
     import_parent.add_parser(commands)
     plan_command.add_command(commands)
     return parser
@@ -98,7 +77,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "import-parent":
         return import_parent.run(args)
     if args.command == "import-jobs":
-        return _import_jobs(args)
+        return import_jobs.run(args)
     if args.command == "plan":
         return plan_command.run(args)
     try:
@@ -115,41 +94,6 @@ def _main(argv: Sequence[str] | None) -> int:
         )
         return EXIT_FAILED
     return 0
-
-
-def _import_jobs(args: argparse.Namespace) -> int:
-    from .importing.jobs.report import format_json, format_table
-    from .importing.jobs.run import import_jobs
-
-    pairs = [item.partition("=") for item in args.deploy_conn_id]
-    bad = [
-        item
-        for item, (conn, sep, admin) in zip(args.deploy_conn_id, pairs, strict=True)
-        if not (conn and sep and admin)
-    ]
-    if bad:
-        print(f"ssis-lb: --deploy-conn-id needs CONN_ID=ADMIN_CONN_ID, got {bad[0]!r}", file=sys.stderr)
-        return EXIT_INVALID
-    out = Path(args.out)
-    result = import_jobs(
-        args.conn_ids,
-        match=args.match,
-        category=args.category,
-        name=args.name or out.stem,
-        deploy_conn_ids={conn: admin for conn, _sep, admin in pairs},
-    )
-    if not result.merged:
-        print("ssis-lb: no job matched; nothing written", file=sys.stderr)
-    else:
-        out.write_text(result.manifest_text, encoding="utf-8")
-    print(format_json(result, str(out)) if args.json else format_table(result, str(out)))
-    failed = [s.conn_id for s in result.servers if s.error]
-    if failed:
-        print(
-            f"ssis-lb: import failed on {len(failed)} of {len(result.servers)} server(s): {', '.join(failed)}",
-            file=sys.stderr,
-        )
-    return EXIT_FAILED if failed or not result.merged else 0
 
 
 if __name__ == "__main__":

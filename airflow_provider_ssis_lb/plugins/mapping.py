@@ -211,27 +211,12 @@ def load_links(
     callers hide the DAGs a user may not read."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
-    from sqlalchemy import and_, select
+    from sqlalchemy import select
 
-    query = (
-        select(XComModel, TaskInstance.rendered_map_index, TaskInstance.state, TaskInstance.try_number)
-        .join(
-            TaskInstance,
-            and_(
-                TaskInstance.dag_id == XComModel.dag_id,
-                TaskInstance.run_id == XComModel.run_id,
-                TaskInstance.task_id == XComModel.task_id,
-                TaskInstance.map_index == XComModel.map_index,
-            ),
-        )
-        .where(XComModel.key == XCOM_RUN_KEY)
+    query = select(XComModel, TaskInstance.rendered_map_index, TaskInstance.state, TaskInstance.try_number)
+    query = _of_task_instances(
+        query, XComModel, XComModel.key == XCOM_RUN_KEY, XComModel.timestamp, since, dag_id, run_id
     )
-    if since is not None:
-        query = query.where(XComModel.timestamp >= since)
-    if dag_id is not None:
-        query = query.where(XComModel.dag_id == dag_id)
-    if run_id is not None:
-        query = query.where(XComModel.run_id == run_id)
     rows = session.execute(query).all()
     summaries = _return_values(session, [row[0] for row in rows]) if rows else {}
     links = []
@@ -295,28 +280,13 @@ def _earlier_tries(
     from airflow.models.task_state_store import TaskStateStoreModel
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskinstancehistory import TaskInstanceHistory
-    from sqlalchemy import and_, select
+    from sqlalchemy import select
 
     store = TaskStateStoreModel
-    query = (
-        select(store.dag_id, store.run_id, store.task_id, store.map_index, store.value, TaskInstance.rendered_map_index)
-        .join(
-            TaskInstance,
-            and_(
-                TaskInstance.dag_id == store.dag_id,
-                TaskInstance.run_id == store.run_id,
-                TaskInstance.task_id == store.task_id,
-                TaskInstance.map_index == store.map_index,
-            ),
-        )
-        .where(store.key == TRIES_KEY)
+    query = select(
+        store.dag_id, store.run_id, store.task_id, store.map_index, store.value, TaskInstance.rendered_map_index
     )
-    if since is not None:
-        query = query.where(store.updated_at >= since)
-    if dag_id is not None:
-        query = query.where(store.dag_id == dag_id)
-    if run_id is not None:
-        query = query.where(store.run_id == run_id)
+    query = _of_task_instances(query, store, store.key == TRIES_KEY, store.updated_at, since, dag_id, run_id)
     rows = session.execute(query).all()
     if not rows:
         return []
@@ -388,3 +358,29 @@ def _aware(value: Any) -> dt.datetime | None:
     if not isinstance(value, dt.datetime):
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _of_task_instances(
+    query: Any, model: Any, key: Any, stamp: Any, since: dt.datetime | None, dag_id: str | None, run_id: str | None
+) -> Any:
+    """``query`` over ``model``'s rows of task instances (XCom or the task state store), joined with the task
+    instance, for one key, newer than ``since`` and of one DAG or DAG run when given."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import and_
+
+    query = query.join(
+        TaskInstance,
+        and_(
+            TaskInstance.dag_id == model.dag_id,
+            TaskInstance.run_id == model.run_id,
+            TaskInstance.task_id == model.task_id,
+            TaskInstance.map_index == model.map_index,
+        ),
+    ).where(key)
+    if since is not None:
+        query = query.where(stamp >= since)
+    if dag_id is not None:
+        query = query.where(model.dag_id == dag_id)
+    if run_id is not None:
+        query = query.where(model.run_id == run_id)
+    return query
