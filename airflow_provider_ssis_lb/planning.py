@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from .balancing import ServerPool, expected_duration, plan_children
-from .exceptions import JobNotFoundError, SqlAgentError
 from .hooks.sql_agent import SqlAgentHook
 from .packing import Plan, plan_children_on_slots
 from .speeds import History, SpeedFactor, expected_at_unit_speed, learn_speeds
@@ -24,31 +23,28 @@ log = logging.getLogger(__name__)
 HANDOFF_SECONDS = 3.0
 
 
-def server_durations(pool: ServerPool, child: str, limit: int = 10) -> dict[str, list[int]]:
-    """The child's recent successful run times on each reachable server of the pool that has the job."""
-    durations: dict[str, list[int]] = {}
+def pool_history(pool: ServerPool, children: Sequence[str], limit: int = 10) -> History:
+    """Each child's recent successful run times on each reachable server of the pool that has its job:
+    child -> conn id -> seconds. One session per server; a server that cannot be read is left out, logged."""
+    history: History = {child: {} for child in children}
     for server in pool.servers:
         try:
-            durations[server.conn_id] = SqlAgentHook(server.conn_id).recent_durations(child, limit)
-        except JobNotFoundError:
-            continue  # not deployed there: nothing to learn from that server
-        except SqlAgentError as exc:
-            log.warning("planning: no history of '%s' from %s: %s", child, server.conn_id, exc)
-    return durations
-
-
-def pool_durations(pool: ServerPool, child: str, limit: int = 10) -> list[int]:
-    """The child's recent successful run times on every reachable server of the pool."""
-    return [d for per_server in server_durations(pool, child, limit).values() for d in per_server]
+            per_job = SqlAgentHook(server.conn_id).recent_durations(children, limit)
+        except Exception as exc:  # planning must not stop the run: what is unknown simply goes first
+            log.warning("planning: no history from %s: %s", server.conn_id, exc)
+            continue
+        for child, durations in per_job.items():
+            history[child][server.conn_id] = durations
+    return history
 
 
 def plan_from_history(servers: ServerPool | Sequence[object], children: Sequence[str], limit: int = 10) -> list[str]:
     """``children`` ordered longest-expected-first from their history on the pool's servers; children
     never run before go first (their length is unknown, so they must not end up last)."""
-    pool = ServerPool.of(servers)  # type: ignore[arg-type]
+    history = pool_history(ServerPool.of(servers), children, limit)  # type: ignore[arg-type]
     return plan_children(
         children,
-        lambda child: pool_durations(pool, child, limit),
+        lambda child: [d for durations in history[child].values() for d in durations],
         on_error=lambda child, exc: log.warning("planning: %s: %s", child, exc),
     )
 
@@ -74,13 +70,7 @@ def plan_pool(
     (``eligible``: job -> the conn ids it may run on). ``speed_aware`` learns each server's speed from the
     same jobs on different servers; without it every server counts as equally fast."""
     pool = ServerPool.of(servers)  # type: ignore[arg-type]
-    history: dict[str, dict[str, list[int]]] = {}
-    for child in children:
-        try:
-            history[child] = server_durations(pool, child, limit)
-        except Exception as exc:  # planning must not stop the run: unknown children simply go first
-            log.warning("planning: %s: %s", child, exc)
-            history[child] = {}
+    history = pool_history(pool, children, limit)
     return plan_from_server_history(
         pool, children, history, speed_aware=speed_aware, eligible=eligible, handoff=handoff
     )
