@@ -29,7 +29,7 @@ from ..exceptions import (
 )
 from ..fleet import Fleet, describe, pool_label
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, JobInfo, RunState, SqlAgentHook
-from ..ledger import RunLedger, RunRecord
+from ..ledger import Delivered, RunLedger, RunRecord
 from ..lifecycle import Action, Decision, Options, Situation, Stored, decide, resolve_same_server
 from ..links.sql_agent import SqlAgentChildrenLink, SqlAgentRunLink
 from ..missing_job import advice as missing_job_advice
@@ -165,8 +165,9 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise ValueError("servers is empty: give at least one connection id")
         if isinstance(servers, str) and "{{" not in servers:
             raise ValueError(f"servers must be a list of connection ids or a ServerPool, not the string {servers!r}")
+        pool = None
         if servers is not None and not isinstance(servers, str):
-            ServerPool.of(servers, strategy)  # bad pools and strategies fail at parse time
+            pool = ServerPool.of(servers, strategy)  # bad pools and strategies fail at parse time
         elif strategy is not None:
             raise ValueError(
                 f"strategy={strategy!r} chooses among a pool, but no servers are given: "
@@ -189,8 +190,8 @@ class SqlAgentRunJobOperator(BaseOperator):
         self.same_server_wait = positive_seconds("same_server_wait", same_server_wait)
         if preferred_server is not None and servers is None:
             raise ValueError(f"preferred_server={preferred_server!r} chooses within a pool: give servers=[...]")
-        if preferred_server and not isinstance(servers, str) and servers is not None:
-            names = [s.conn_id for s in ServerPool.of(servers).servers]
+        if preferred_server and pool is not None:
+            names = [s.conn_id for s in pool.servers]
             if preferred_server not in names:
                 raise ValueError(f"preferred_server {preferred_server!r} is not in the pool ({', '.join(names)})")
         self.preferred_server = preferred_server
@@ -274,12 +275,10 @@ class SqlAgentRunJobOperator(BaseOperator):
         if decision.action is Action.FAIL_UNKNOWN:
             if state is None:  # a try was already told
                 raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, "its outcome was unknown"))
-            ledger.deliver("unknown")
-            self._delivered(run, "unknown")
+            self._deliver(ledger, run, "unknown")
             raise OutcomeUnknownError(run.server, run.job_name, _unknown(record, state.note), conn_id=run.conn_id)
         if decision.action is Action.FAIL_ABANDONED:
-            ledger.deliver("abandoned")
-            self._delivered(run, "abandoned")
+            self._deliver(ledger, run, "abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         if decision.action is Action.WAIT_PREVIOUS:
             self.log.info("the run started before the clear is still active; waiting for it to end: %s", where(run))
@@ -313,8 +312,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             if cleared:
                 self.log.info("connection '%s' of the earlier run is no longer defined: starting afresh", run.conn_id)
                 return RunState(RunProgress.UNKNOWN, note="its connection is no longer defined")
-            ledger.deliver("unknown")
-            self._delivered(run, "unknown")
+            self._deliver(ledger, run, "unknown")
             raise OutcomeUnknownError(
                 run.server, run.job_name, _unknown(record, f"connection '{run.conn_id}' is no longer defined")
             ) from exc
@@ -679,20 +677,16 @@ class SqlAgentRunJobOperator(BaseOperator):
         if status == "error":  # not an outcome: a retry re-attaches to the run
             raise SqlAgentError(run.server, run.job_name, _event_cause(event))
         if status == "unknown":
-            ledger.deliver("unknown")
-            self._delivered(run, "unknown")
+            self._deliver(ledger, run, "unknown")
             raise OutcomeUnknownError(
                 run.server, run.job_name, f"{_event_cause(event)}; Clear the task to run it again"
             )
         result = self._event_result(run, event)
         if result is None:
-            ledger.deliver("abandoned")
-            self._delivered(run, "abandoned")
+            self._deliver(ledger, run, "abandoned")
             raise AgentRestartedError(run.server, run.job_name, _ABANDONED)
         self.log.log(logging.INFO if result.succeeded else logging.ERROR, "%s", format_history(result))
-        failed = result.failed_step
-        ledger.deliver(result.outcome, {"id": failed.step_id, "name": failed.step_name} if failed else None)
-        self._delivered(run, result.outcome, result)
+        self._deliver(ledger, run, result.outcome, result)
         if not result.succeeded:
             raise JobRunFailedError(run.server, run.job_name, failure_cause(result))
         return summarize(result, attached=not owned)
@@ -716,8 +710,7 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     def _timed_out(self, ledger: RunLedger, run: JobRun, owned: bool) -> None:
         stopped = owned and self.stop_on_kill and self._stop(run)
-        ledger.deliver("timeout")
-        self._delivered(run, "timeout")
+        self._deliver(ledger, run, "timeout")
         what = "the run was stopped" if stopped else "the run was left running"
         limits = f"timeout={self.timeout} s" + (
             f" or execution_timeout={self.execution_timeout}" if self.execution_timeout else ""
@@ -746,8 +739,11 @@ class SqlAgentRunJobOperator(BaseOperator):
 
     # ------------------------------------------------------------------ observability (metrics.py, lineage.py)
 
-    def _delivered(self, run: JobRun, kind: str, result: RunResult | None = None) -> None:
-        """An outcome reaches the task: count it, and keep it for the OpenLineage completion event."""
+    def _deliver(self, ledger: RunLedger, run: JobRun, kind: Delivered, result: RunResult | None = None) -> None:
+        """An outcome reaches the task: note it in the ledger (with the failed step, so a retry may resume
+        there), count it, and keep it for the OpenLineage completion event."""
+        failed = result.failed_step if result is not None else None
+        ledger.deliver(kind, {"id": failed.step_id, "name": failed.step_name} if failed else None)
         self._outcome = lineage.Delivered(run, kind, result)
         metrics.outcome(run, kind)
 

@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_ssis_lb import lineage
 from airflow_provider_ssis_lb.dag_factory import child_kwargs
 from airflow_provider_ssis_lb.deploy import isserver_command
+from airflow_provider_ssis_lb.ledger import RunLedger
 from airflow_provider_ssis_lb.manifest import ManifestError, parse_manifest
 from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
 from airflow_provider_ssis_lb.runs import JobRun, RunResult, StepResult
@@ -114,7 +115,7 @@ def test_the_completion_event_gives_the_run_and_survives_unreadable_steps(
     ]
     result = RunResult(RUN, "failed", "2024-05-01T00:10:01", 6, "The job failed.", steps)
     task = operator(outputs=["Sales.dbo.Orders"])
-    task._delivered(RUN, "failed", result)
+    task._deliver(RunLedger(None), RUN, "failed", result)
 
     class TaskInstance:
         dag_id, run_id = "parent", "manual__2024-05-01T00:10:00+00:00"
@@ -142,7 +143,7 @@ def test_the_completion_event_gives_the_run_and_survives_unreadable_steps(
 
 def test_an_outcome_without_a_run_result_still_reports(closed_port_connection: int) -> None:
     task = operator()
-    task._delivered(RUN, "abandoned")
+    task._deliver(RunLedger(None), RUN, "abandoned")
     run = task.get_openlineage_facets_on_complete(None).run_facets[lineage.RUN_FACET]
     assert (run.outcome, run.started, run.failedStep, run.url) == ("abandoned", None, None, None)
 
