@@ -162,13 +162,6 @@ class Agent:
     # ------------------------------------------------------------------ one run
 
     def _launch(self, run: _Run, session_id: int) -> None:
-        """Agent picks the request up, unless the service stopped since it was made: a request Agent had not
-        picked up is lost with the service (SQL Server Agent keeps its queue in memory), so the job never runs
-        and a new start is allowed at once. Launching it anyway would run the job twice at once."""
-        with self._lock:
-            pending = self._runs.get(run.job.job_id) is run
-        if not pending or session_id != self._session_id:
-            return
         run.task = self._loop.create_task(self._execute(run, session_id), name=f"job {run.job.job_name}")
         self.capacity.load_changed()
 

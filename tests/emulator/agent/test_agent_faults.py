@@ -302,27 +302,3 @@ def test_a_checkpointed_package_restarts_from_its_checkpoint_only_on_its_own_ser
         "Load facts:Information: Task completed.",
         "Publish:Information: Task completed.",
     ]
-
-
-def test_a_start_agent_had_not_picked_up_is_lost_with_a_restart(own_server) -> None:
-    """sp_start_job queued a run, then Agent restarted before picking it up: the run never happens (a late
-    pickup would run the job beside the start that comes after the restart: two runs at once)."""
-    controller, target = own_server
-    agent = controller["FAULTY"].agent
-    with closing(sa_client(target)) as sa:
-        name = create_job(sa, [{"subsystem": "TSQL", "command": "SELECT 1"}])
-        job_id = str(sa.run("SELECT job_id FROM msdb.dbo.sysjobs WHERE name = ?", name)[0][0]).upper()
-
-        async def restart_before_pickup() -> bool:
-            from sqlagent_emulator.agent.model import RunningJob
-            from sqlagent_emulator.agent.runner import _Run
-
-            session = agent._session_id
-            run = agent._runs[job_id] = _Run(RunningJob(job_id, name, "sa", 1))  # requested, not picked up
-            await agent.restart()
-            agent._launch(run, session)  # the pickup comes after the restart
-            return run.task is None and job_id not in agent._runs
-
-        assert controller.call(restart_before_pickup())
-        time.sleep(0.3)
-        assert history(sa, name) == [] and job_status(sa, name)[0] == IDLE
