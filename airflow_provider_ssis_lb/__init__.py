@@ -75,6 +75,15 @@ def get_provider_info() -> dict:
                         "example": None,
                         "default": "True",
                     },
+                    "start_in_triggerer": {
+                        "description": "A deferrable child of a pool that waits for a free slot is started by its "
+                        "trigger, in the triggerer, and followed there to its end (docs/fleet.md). False: the "
+                        "trigger only says a slot may be free and the task resumes in a worker to start it.",
+                        "version_added": "0.4.0",
+                        "type": "boolean",
+                        "example": None,
+                        "default": "True",
+                    },
                     "query_timeout": {
                         "description": "Seconds one statement to a SQL Server may take before it counts as not "
                         "answering. Agent calls take a few hundred ms.",

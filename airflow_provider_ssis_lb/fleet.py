@@ -180,6 +180,17 @@ class Fleet:
                 self.log.warning("server '%s' skipped: %s", reading.server.conn_id, reading.reason)
         return readings
 
+    def baselines(self) -> list[JobRun]:
+        """A handle per server that answers and has the job, with the job's last history row now: a run that
+        begins later on that server is told from the runs before it (the ledger's pool intent)."""
+
+        def one(conn_id: str) -> JobRun:
+            with self.hook(conn_id).session(self.label) as session:
+                return session.next_run(session.job(self.job_name, self.job_id))
+
+        calls = [(s.conn_id, one, (s.conn_id,)) for s in self.pool.servers]
+        return [a for a in bounded_calls(calls, Timeouts.from_config().call) if isinstance(a, JobRun)]
+
     def admit(
         self,
         position: int,

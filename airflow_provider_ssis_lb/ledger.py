@@ -23,7 +23,7 @@ STATE_KEY = "sql_agent_run"
 PLAN_KEY = "sql_agent_plan"  # how this try starts (step, server): kept across its deferrals
 TRIES_KEY = "sql_agent_tries"  # the runs this task's tries started, oldest first
 MAX_TRIES_KEPT = 20
-Phase = Literal["waiting", "starting", "started"]
+Phase = Literal["waiting", "queued", "starting", "started"]
 Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "started", "unknown"]
 
 
@@ -31,8 +31,10 @@ Delivered = Literal["succeeded", "failed", "canceled", "abandoned", "timeout", "
 class RunRecord:
     """What the task state store keeps about this task's run, for the next try.
 
-    ``phase``: 'waiting' (for someone else's run to end), 'starting' (about to call sp_start_job; ``run``
-    is the handle a start would get) or 'started' (``run`` is the run this task follows).
+    ``phase``: 'waiting' (for someone else's run to end), 'queued' (deferred to a trigger that starts the job
+    on the pool: ``intents`` holds a handle per server with the job's baseline then, ``token`` the deferral's
+    start token), 'starting' (about to call sp_start_job; ``run`` is the handle a start would get) or
+    'started' (``run`` is the run this task follows).
     """
 
     phase: Phase
@@ -45,6 +47,8 @@ class RunRecord:
     outcome: Delivered | None = None
     deadline: float | None = None
     failed_step: dict[str, Any] | None = None  # {"id", "name"} of the step a delivered failure ended at
+    intents: list[dict[str, Any]] | None = None  # phase 'queued': JobRun.to_dict() per server of the pool
+    token: str | None = None  # phase 'queued': the start token of the deferral (start_record.py)
 
 
 class RunLedger:
@@ -91,6 +95,22 @@ class RunLedger:
         self._write()
         if phase == "started" and owned:
             self._remember_try(run)
+
+    def save_queued(self, token: str, intents: list[JobRun], *, deadline: float | None = None) -> None:
+        """Before deferring to a trigger that starts the job: the pool intent a retry settles
+        (docs/fleet.md, "Starting from the triggerer")."""
+        runs = [run.to_dict() for run in intents]
+        self.record = RunRecord(
+            "queued",
+            runs[0] if runs else {},
+            self.max_tries,
+            self.clear_number,
+            self.try_number,
+            deadline=deadline,
+            intents=runs,
+            token=token,
+        )
+        self._write()
 
     def deliver(self, outcome: Delivered, failed_step: dict[str, Any] | None = None) -> None:
         """Note that this outcome reached the task, so a retry does not deliver it again (and where it

@@ -8,9 +8,10 @@ import datetime as dt
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator
@@ -36,7 +37,9 @@ from ..missing_job import advice as missing_job_advice
 from ..missing_job import missing_everywhere
 from ..reporting import XCOM_ERROR_KEY, XCOM_RUN_KEY, failure_cause, format_history, summarize, where
 from ..runs import JobRun, RunProgress, RunResult
+from ..start_record import TaskKey
 from ..triggers.sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, defer_not_before
+from ..triggers.sql_agent_start import SqlAgentStartJobTrigger, start_in_triggerer
 from ..validation import is_template, job_guid, positive_seconds
 
 if TYPE_CHECKING:
@@ -234,6 +237,8 @@ class SqlAgentRunJobOperator(BaseOperator):
     def _carry_out(self, context: Context, ledger: RunLedger, deadline: float | None) -> dict[str, Any]:
         """Decide what this try does (``lifecycle.decide``) and do it."""
         record = ledger.load()
+        if record is not None and record.phase == "queued":
+            record = self._settle_queued(ledger, record)
         run = JobRun.from_dict(record.run) if record is not None else None
         cleared = record is not None and not ledger.same_lineage(record)
         if record is not None and cleared:
@@ -443,6 +448,8 @@ class SqlAgentRunJobOperator(BaseOperator):
             servers = tuple(s for s in pool.servers if s.conn_id == affinity.conn_id)
             if not affinity.require:
                 wait_until = plan["until"] if deadline is None else min(deadline, plan["until"])
+        if self.deferrable and start_in_triggerer() and servers == pool.servers and doubt is None:
+            self._defer_start(context, pool, position, deadline, plan)
         if doubt is None:
             self.log.info(
                 "%s; waiting for a free slot: %s",
@@ -467,6 +474,95 @@ class SqlAgentRunJobOperator(BaseOperator):
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs)
         return self.execute_complete(context, run_trigger_here(trigger), **kwargs)
+
+    def _defer_start(
+        self,
+        context: Context,
+        pool: ServerPool,
+        position: int,
+        deadline: float | None,
+        plan: dict[str, Any],
+    ) -> NoReturn:
+        """Defer to a trigger that waits for a slot, starts the job and follows the run (docs/fleet.md,
+        "Starting from the triggerer"); the pool intent in the ledger covers a retry if that trigger is lost."""
+        self.log.info("every eligible server is full; the triggerer starts the job when a slot frees")
+        ledger = RunLedger.from_context(context)
+        token = uuid.uuid4().hex
+        fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
+        ledger.save_queued(token, fleet.baselines(), deadline=deadline)
+        trigger = SqlAgentStartJobTrigger(
+            servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
+            token=token,
+            task_key=TaskKey.of(context["ti"]).to_dict(),
+            job_name=self.job_name or None,
+            job_id=self.job_id or None,
+            strategy=pool.strategy.value,
+            position=position,
+            step_name=_step_name(plan, self.step_name),
+            poll_interval=self.poll_interval,
+            wait_deadline=deadline,
+            run_deadline=self._wait_deadline(context, deadline),
+            stop_on_kill=self.stop_on_kill,
+            not_before=defer_not_before(),
+        )
+        kwargs = {"resumed": "pool_start", "deadline": deadline, "plan": plan}
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs)
+
+    def _after_pool_start(self, context: Context, event: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
+        """The start trigger's one event: its run's outcome, someone else's run (``if_running`` applies), or
+        the capacity wait's end (timeout, none eligible, a misconfigured server), when it started nothing."""
+        event = event or {}
+        ledger = RunLedger.from_context(context)
+        record = ledger.load()
+        deadline = kwargs.get("deadline", record.deadline if record else None)
+        run = JobRun.from_dict(event["run"]) if isinstance(event.get("run"), dict) else None
+        if run is not None and event.get("status") != "running":
+            if record is None or (record.phase, record.run) != ("started", run.to_dict()):
+                ledger.save("started", run, deadline=deadline)
+            context["ti"].xcom_push(key=XCOM_RUN_KEY, value=run.to_dict())
+            self.log.info("the triggerer started %s (conn_id %s)", where(run), run.conn_id)
+            return self._after_run(context, event, owned=True)
+        if record is not None and record.phase == "queued" and record.token:
+            ledger.save_queued(record.token, [], deadline=deadline)  # the trigger started nothing
+        if run is not None:
+            return self._apply_if_running(context, ledger, run, deadline)
+        return self._after_capacity(context, event, **kwargs)
+
+    def _settle_queued(self, ledger: RunLedger, record: RunRecord) -> RunRecord | None:
+        """An earlier try deferred to a start trigger that never reported (it raised, or was lost with its
+        start record): adopt a run that began on a server after the pool intent's baseline there; when none
+        did, wait out Agent's pickup grace once, then start (docs/fleet.md, "Starting from the triggerer")."""
+        if record.delivered or not ledger.same_lineage(record):
+            return None  # a Clear starts afresh; a run still going is seen by the admission (if_running)
+        intents = [JobRun.from_dict(d) for d in record.intents or []]
+        waited = False
+        while intents:
+            pending = False
+            for intent in intents:
+                state = self._read_state(ledger, record, intent, cleared=False)
+                if state.state is RunProgress.PENDING:
+                    pending = True
+                elif state.state is not RunProgress.UNKNOWN and not (
+                    state.state is RunProgress.ABANDONED and state.current_step is None
+                ):
+                    self.log.info(
+                        "try %s deferred to the triggerer, which started %s: following that run",
+                        record.try_number,
+                        where(intent),
+                    )
+                    return dataclasses.replace(record, phase="started", run=intent.to_dict(), intents=None, token=None)
+            if waited and not pending:
+                break
+            if not pending:
+                self.log.info(
+                    "try %s deferred to the triggerer; no run of the job began since then: waiting %s s (Agent's "
+                    "pickup grace) in case its start is still queued",
+                    record.try_number,
+                    PICKUP_GRACE_SECONDS,
+                )
+            time.sleep(PICKUP_GRACE_SECONDS if not pending else min(self.poll_interval, 5.0))
+            waited = waited or not pending
+        return None
 
     def _after_capacity(self, context: Context, event: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
         """A slot freed up (or the wait timed out): choose again; another child may have taken it."""
@@ -655,6 +751,8 @@ class SqlAgentRunJobOperator(BaseOperator):
             return self._after_capacity(context, event, **kwargs)
         if resumed == "waited":
             return self._after_wait(context, event, **kwargs)
+        if resumed == "pool_start":
+            return self._after_pool_start(context, event, **kwargs)
         return self._after_run(context, event, **kwargs)
 
     def execute_after_capacity(self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any) -> Any:
@@ -772,6 +870,8 @@ def _resumed_for(event: dict[str, Any] | None, record: RunRecord | None) -> str:
     """What a resume is for when its kwargs are gone (``dag.test()`` passes the event alone): a capacity
     trigger's event names no run; a run we waited for is the one the ledger says we wait for."""
     run = (event or {}).get("run")
+    if (event or {}).get("started_in_trigger") or (record is not None and record.phase == "queued"):
+        return "pool_start"
     if event is not None and run is None and "deadline" in event:
         return "capacity"
     if record is not None and record.phase == "waiting" and run == record.run:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -30,8 +31,9 @@ from airflow_provider_ssis_lb.exceptions import (
 from airflow_provider_ssis_lb.hooks.sql_agent import JobInfo, RunState
 from airflow_provider_ssis_lb.operators import sql_agent as module
 from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
-from airflow_provider_ssis_lb.reporting import failure_cause, format_history
+from airflow_provider_ssis_lb.reporting import XCOM_RUN_KEY, failure_cause, format_history
 from airflow_provider_ssis_lb.runs import JobRun, RunResult, SsisMessage, StepResult
+from airflow_provider_ssis_lb.triggers.sql_agent_start import SqlAgentStartJobTrigger
 
 JOB = JobInfo("JOB-1", "child a", True, False, "")
 OURS = JobRun("op", "SQL1", "JOB-1", "child a", "2024-05-01T12:00:00.000", 41)
@@ -117,6 +119,8 @@ class FakeStore:
 
 
 class FakeTI:
+    dag_id, run_id, task_id, map_index = "parent", "manual__1", "run", -1
+
     def __init__(self, try_number: int = 1, max_tries: int = 2) -> None:
         self.try_number = try_number
         self.max_tries = max_tries
@@ -802,7 +806,10 @@ def test_failover_within_a_try_with_no_other_server_fails_naming_each_cause(pool
         pooled().execute(mapped(0))
 
 
-def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[str, PoolHook]) -> None:
+def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(
+    pool: dict[str, PoolHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__START_IN_TRIGGERER", "False")
     pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
     ctx = mapped(1)
     op = pooled(timeout=60)
@@ -827,6 +834,47 @@ def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(pool: dict[s
             ctx, {"status": "free", "deadline": trigger.deadline}, resumed="capacity"
         )  # a fresh operator
     assert resumed(started.value) == "run" and started.value.trigger.run_handle.conn_id == "b"
+
+
+def test_all_full_defers_on_a_trigger_that_starts_the_job(pool: dict[str, PoolHook]) -> None:
+    """By default the trigger that waits for the slot also starts the job; the ledger keeps the pool intent."""
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
+    ctx = mapped(1)
+    deferral = deferred(pooled(timeout=60), ctx)
+    trigger = deferral.trigger
+    assert isinstance(trigger, SqlAgentStartJobTrigger) and resumed(deferral) == "pool_start"
+    assert (trigger.job_name, trigger.position, trigger.strategy, trigger.step_name) == (
+        "child a",
+        1,
+        "least_loaded",
+        None,
+    )
+    assert trigger.task_key.to_dict() == {"dag_id": "parent", "run_id": "manual__1", "task_id": "run", "map_index": 1}
+    record = stored(ctx["task_state_store"])
+    assert record["phase"] == "queued" and record["token"] == trigger.token and len(trigger.token) == 32
+    assert trigger.wait_deadline is not None and not any(h.started for h in pool.values())
+    kind, kwargs = trigger.serialize()
+    assert kind.endswith("sql_agent_start.SqlAgentStartJobTrigger") and "password" not in json.dumps(kwargs)
+    assert SqlAgentStartJobTrigger(**json.loads(json.dumps(kwargs))).serialize() == (kind, kwargs)
+
+
+def test_the_start_triggers_run_is_recorded_then_delivered(pool: dict[str, PoolHook]) -> None:
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
+    ctx = mapped(1)
+    deferral = deferred(pooled(timeout=60), ctx)
+    run_on_b = dataclasses.replace(OURS, conn_id="b", server="B")
+    event = {
+        "status": "success",
+        "message": "ok",
+        "run": run_on_b.to_dict(),
+        "outcome_instance_id": 9,
+        "outcome": "succeeded",
+        "started_in_trigger": True,
+    }
+    summary = pooled(timeout=60).execute_complete(ctx, event, **deferral.kwargs)
+    assert summary["conn_id"] == "b" and ctx["ti"].xcom[XCOM_RUN_KEY] == run_on_b.to_dict()
+    record = stored(ctx["task_state_store"])
+    assert (record["phase"], record["run"], record["delivered"]) == ("started", run_on_b.to_dict(), True)
 
 
 def test_capacity_wait_timeout(pool: dict[str, PoolHook]) -> None:

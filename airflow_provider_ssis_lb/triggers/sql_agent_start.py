@@ -1,0 +1,251 @@
+"""SqlAgentStartJobTrigger: wait for a free slot in a pool, start the job there, and follow the run, all in the
+triggerer, so that a slot that frees is taken without a worker (docs/fleet.md, "Starting from the triggerer")."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.common.compat.sdk import conf
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from .. import metrics
+from ..balancing import ServerPool, Strategy, parse_strategy
+from ..exceptions import ServerMisconfiguredError, SqlAgentError
+from ..fleet import Admission, Fleet, describe
+from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, SqlAgentHook
+from ..runs import JobRun, RunProgress
+from ..start_record import StartRecord, StartRecords, TaskKey
+from ..validation import positive_seconds
+from .sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, hold_until, shared_monitor
+
+XCOM_RUN_KEY = "sql_agent_run"  # reporting.XCOM_RUN_KEY (not imported: it pulls in the operator's reporting)
+SETTLE_POLL_SECONDS = 2.0
+# Admissions block on locks and on Agent's pickup: their own threads, never the triggerer's default pool.
+_ADMISSIONS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ssis-lb-admission")
+
+
+def start_in_triggerer() -> bool:
+    """``[ssis_lb] start_in_triggerer`` (default on): a deferrable child that waits for a slot is started by
+    its trigger; off: the trigger only says a slot may be free and the task resumes to start it."""
+    return conf.getboolean("ssis_lb", "start_in_triggerer", fallback=True)
+
+
+class TwinStarted(Exception):
+    """Under the job's locks, a copy found that a copy of its deferral has already begun a start."""
+
+    def __init__(self, *, record: StartRecord) -> None:
+        super().__init__()
+        self.record = record
+
+
+class SqlAgentStartJobTrigger(BaseTrigger):
+    """Wait for this child's turn and a free slot, admit and start the job under the servers' locks
+    (``Fleet.admit``), then follow the run to its end: one event, the run's outcome.
+
+    Copies of one deferral share ``token``; each reads the start record (``start_record``) before it starts
+    and again under the job's locks, so a restarted copy or a twin adopts its own deferral's run and never
+    another task's. Events that are not an outcome hand the decision back to the task: ``running`` (someone
+    else's run: ``if_running`` applies), and the capacity wait's ``timeout``, ``none_eligible`` and ``error``.
+
+    :param servers: the pool, as ``[{"conn_id": ..., "capacity": ...}, ...]``.
+    :param token: this deferral's start token (the worker's, random).
+    :param task_key: ``TaskKey.to_dict()`` of the task: where the start record is kept.
+    :param step_name: start at this step (a retry resuming at its failed step).
+    :param wait_deadline: epoch seconds by which a slot must be found (``timeout``).
+    :param run_deadline: epoch seconds by which the run must end (``timeout``, cut by ``execution_timeout``).
+    """
+
+    def __init__(
+        self,
+        servers: list[dict[str, Any]],
+        token: str,
+        task_key: dict[str, Any],
+        job_name: str | None = None,
+        job_id: str | None = None,
+        strategy: str = Strategy.LEAST_LOADED.value,
+        position: int = 0,
+        step_name: str | None = None,
+        poll_interval: float = 10.0,
+        wait_deadline: float | None = None,
+        run_deadline: float | None = None,
+        stop_on_kill: bool = True,
+        not_before: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.servers = [{"conn_id": str(s["conn_id"]), "capacity": int(s.get("capacity", 1))} for s in servers]
+        self.token = token
+        self.task_key = TaskKey(**task_key)
+        self.job_name = job_name
+        self.job_id = job_id
+        self.strategy = parse_strategy(strategy).value
+        self.position = position
+        self.step_name = step_name
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.wait_deadline = wait_deadline
+        self.run_deadline = run_deadline
+        self.stop_on_kill = stop_on_kill
+        self.not_before = not_before
+        self._records = StartRecords(self.task_key, token)
+        self._follower: SqlAgentJobTrigger | None = None
+        self._admitting: concurrent.futures.Future[Admission] | None = None
+        self._dismissed: StartRecord | None = None  # a copy's intent that never became a run
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "servers": self.servers,
+                "token": self.token,
+                "task_key": self.task_key.to_dict(),
+                "job_name": self.job_name,
+                "job_id": self.job_id,
+                "strategy": self.strategy,
+                "position": self.position,
+                "step_name": self.step_name,
+                "poll_interval": self.poll_interval,
+                "wait_deadline": self.wait_deadline,
+                "run_deadline": self.run_deadline,
+                "stop_on_kill": self.stop_on_kill,
+                "not_before": self.not_before,
+            },
+        )
+
+    @property
+    def label(self) -> str:
+        return self.job_name or self.job_id or "?"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self._start_and_follow()
+        await hold_until(self.not_before)
+        yield event
+
+    def _wait_until(self) -> float | None:
+        deadlines = [d for d in (self.wait_deadline, self.run_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    async def _start_and_follow(self) -> TriggerEvent:
+        run = await self._adopt()
+        while run is None:
+            waiter = SqlAgentCapacityTrigger(
+                self.servers,
+                self.job_name,
+                self.job_id,
+                self.strategy,
+                self.position,
+                self.poll_interval,
+                deadline=self._wait_until(),
+            )
+            waited = await waiter._wait()
+            if waited.payload.get("status") != "free":
+                return waited  # timeout, none_eligible or a misconfigured server: the task decides
+            freed_at = waited.payload.get("freed_at")
+            try:
+                admission = await self._admit(freed_at)
+            except TwinStarted:
+                run = await self._adopt()
+                continue
+            except ServerMisconfiguredError as exc:
+                return TriggerEvent({"status": "error", "message": str(exc), "deadline": self.wait_deadline})
+            except SqlAgentError as exc:  # sp_start_job itself failed: the record says whether a start happened
+                self.log.warning("job '%s': the start failed (%s); settling what it left", self.label, exc)
+                run = await self._adopt()
+                if run is None:
+                    await asyncio.sleep(self.poll_interval)
+                continue
+            if admission.kind == "started" and admission.run is not None:
+                run = admission.run
+                await asyncio.to_thread(self._records.write, "started", run)
+            elif admission.kind == "running" and admission.run is not None:
+                run = await self._adopt()  # a twin's run shows as running too: only a record tells them apart
+                if run is None:
+                    current = admission.run.to_dict()
+                    return TriggerEvent({"status": "running", "run": current, "deadline": self.wait_deadline})
+            elif admission.kind == "none_eligible":
+                why = "; ".join(describe(r) for r in admission.readings)
+                return TriggerEvent({"status": "none_eligible", "message": why, "deadline": self.wait_deadline})
+            elif admission.kind == "unsure":
+                await asyncio.sleep(self.poll_interval)  # the capacity wait cannot see a lock held
+        await asyncio.to_thread(self._records.publish_run, XCOM_RUN_KEY, run)
+        return await self._follow(run)
+
+    async def _admit(self, freed_at: Any) -> Admission:
+        pool = ServerPool.of(self.servers, self.strategy)
+        fleet = Fleet(pool, self.job_name, self.job_id, log=self.log, hook=SqlAgentHook)
+
+        def admit() -> Admission:
+            metrics.slot_freed({"freed_at": freed_at})
+            return fleet.admit(self.position, self.step_name, on_intent=self._intent)
+
+        self._admitting = _ADMISSIONS.submit(admit)
+        try:
+            return await asyncio.wrap_future(self._admitting)
+        finally:
+            self._admitting = None
+
+    def _intent(self, run: JobRun) -> None:
+        """Called under the job's locks just before ``sp_start_job``: a copy of this deferral that began a
+        start first wins (``TwinStarted``); otherwise this copy's intent is recorded."""
+        found = self._records.read()
+        if found is not None and found != self._dismissed:
+            raise TwinStarted(record=found)
+        self._records.write("starting", run)
+
+    async def _adopt(self) -> JobRun | None:
+        """The run a copy of this deferral started, if any: a ``started`` record's run, or a ``starting``
+        record's once Agent shows it (watched until its pickup grace has passed in server time)."""
+        record = await asyncio.to_thread(self._records.read)
+        if record is None or record == self._dismissed:
+            return None
+        if record.phase == "started":
+            self.log.info("job '%s': a copy of this trigger started the run on %s", self.label, record.run.conn_id)
+            return record.run
+        hook = SqlAgentHook(record.run.conn_id)
+        self.log.info(
+            "job '%s': a copy of this trigger recorded a start on %s; waiting up to %s s to see whether it happened",
+            self.label,
+            record.run.conn_id,
+            PICKUP_GRACE_SECONDS,
+        )
+        while True:
+            try:
+                state = await asyncio.to_thread(hook.run_state, record.run)
+            except SqlAgentError as exc:  # cannot tell yet: never start another run meanwhile
+                self.log.warning("job '%s': cannot read %s (%s); reading again", self.label, record.run.conn_id, exc)
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if state.state is RunProgress.PENDING:
+                await asyncio.sleep(SETTLE_POLL_SECONDS)
+                continue
+            if state.state is RunProgress.ABANDONED and state.current_step is None:
+                self.log.info("job '%s': that start never happened; starting", self.label)
+                self._dismissed = record
+                return None
+            await asyncio.to_thread(self._records.write, "started", record.run)
+            return record.run
+
+    async def _follow(self, run: JobRun) -> TriggerEvent:
+        self._follower = SqlAgentJobTrigger(
+            run.to_dict(), self.poll_interval, deadline=self.run_deadline, stop_on_kill=self.stop_on_kill
+        )
+        self._follower.task_instance = getattr(self, "task_instance", None)
+        follower = self._follower
+        event = await (follower._watch_shared() if shared_monitor() else follower._watch())
+        return TriggerEvent({**event.payload, "started_in_trigger": True})
+
+    async def on_kill(self) -> None:
+        """A user acted on the deferred task (or the trigger moved): stop the run this deferral started, as
+        the run's own trigger would (``SqlAgentJobTrigger.on_kill``). A start still being admitted is
+        waited for first, so it is never left running unwatched."""
+        if self._admitting is not None:
+            try:
+                admission = await asyncio.wait_for(asyncio.wrap_future(self._admitting), 60.0)
+            except Exception:  # noqa: BLE001 - nothing started, or it cannot be known here: the record says
+                return
+            if admission.kind == "started" and admission.run is not None and self._follower is None:
+                self._follower = SqlAgentJobTrigger(admission.run.to_dict(), stop_on_kill=self.stop_on_kill)
+        if self._follower is not None:
+            self._follower.task_instance = getattr(self, "task_instance", None)
+            await self._follower.on_kill()
