@@ -67,6 +67,15 @@ def get_provider_info() -> dict:
                         "example": None,
                         "default": "2",
                     },
+                    "monitor_fast_tick": {
+                        "description": "Seconds between a server's reads while children wait for a free slot on "
+                        "it: the executing jobs only (one procedure call), so a freed slot is taken within this "
+                        "time; outcomes still come with every monitor_tick. Equal to monitor_tick: no fast reads.",
+                        "version_added": "0.4.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "0.5",
+                    },
                     "shared_monitor": {
                         "description": "Watch runs through the fleet monitor (one connection per server per "
                         "triggerer). False: every wait polls on its own connection every poll_interval.",

@@ -7,6 +7,10 @@ O(servers), and each watcher is woken only when its run's sighting changes.
 
 The tick (``[ssis_lb] monitor_tick``, default ``TICK_SECONDS``) is the same for every watcher of a
 server, whatever their ``poll_interval``: a tick is cheap, so waits learn of an outcome within a tick.
+While children wait for a slot on a server (load watchers), it is read every ``monitor_fast_tick``
+(default ``FAST_TICK_SECONDS``) in between: the executing jobs only, one procedure call, offered to the
+load watchers alone, so a freed slot is seen within a fast tick; runs still learn their outcome from the
+full ticks.
 A trigger's ``poll_interval`` still paces what it reads on its own (a run not seen executing and without
 an outcome: pending or abandoned) and is not a floor on detection.
 
@@ -24,6 +28,7 @@ import datetime as dt
 import itertools
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +43,7 @@ from .hooks.sql_agent import AgentSession, Outcome, SqlAgentHook, Tick
 from .runs import JobRun
 
 TICK_SECONDS = 2.0
+FAST_TICK_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 60.0
 log = logging.getLogger(__name__)
 
@@ -134,9 +140,18 @@ class ServerPoller:
     bounded by ``Timeouts.call`` (``bounded.bounded_call``), one at a time, so the connection is never used
     by two threads at once and the triggerer's shared executor is never used."""
 
-    def __init__(self, conn_id: str, tick: float, stats: MonitorStats, hook: Callable[[str], SqlAgentHook]) -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        tick: float,
+        stats: MonitorStats,
+        hook: Callable[[str], SqlAgentHook],
+        fast_tick: float | None = None,
+    ) -> None:
         self.conn_id = conn_id
         self.tick = tick
+        self.fast_tick = min(tick, fast_tick) if fast_tick else tick
+        self.full_due = 0.0  # monotonic: when the next read must be a full one (outcomes for run watchers)
         self.stats = stats
         self.hook = hook(conn_id)
         self.watchers: dict[int, Watcher] = {}
@@ -144,8 +159,9 @@ class ServerPoller:
         self.task: asyncio.Task[None] | None = None
         self.connected_before = False  # a later connection is a reconnect (metrics)
 
-    def _read(self) -> Tick:
-        """In the server's thread: (re)connect if needed, then one round trip."""
+    def _read(self) -> tuple[Tick, bool]:
+        """In the server's thread: (re)connect if needed, then one round trip; whether it was a full read
+        (outcomes too), which run watchers need, or a fast one (the executing jobs only)."""
         if self.session is None:
             self.session = self.hook.open_session()
             self.stats.connections_opened += 1
@@ -153,7 +169,11 @@ class ServerPoller:
             self.connected_before = True
         self.stats.round_trips += 1
         runs = [w.run for w in list(self.watchers.values()) if w.run is not None]
-        return self.session.watch_tick(since_date(iter(runs)), history=bool(runs))  # load watchers: no history
+        now = time.monotonic()
+        full = bool(runs) and now >= self.full_due
+        if full:
+            self.full_due = now + self.tick - 0.05  # a fast tick that lands a hair early does not skip one
+        return self.session.watch_tick(since_date(iter(runs)), history=full), full  # load watchers: no history
 
     async def loop(self) -> None:
         failures = 0
@@ -161,7 +181,7 @@ class ServerPoller:
             while self.watchers:
                 began = asyncio.get_running_loop().time()
                 try:
-                    tick = await bounded_call(self.conn_id, self._read)  # a daemon thread, bounded (bounded.py)
+                    tick, full = await bounded_call(self.conn_id, self._read)  # a daemon thread, bounded
                 except Exception as exc:  # noqa: BLE001 - the poller must outlive any error; watchers decide
                     if not isinstance(exc, SqlAgentError | TimeoutError):
                         log.exception("fleet monitor: reading server '%s' failed unexpectedly", self.conn_id)
@@ -180,11 +200,14 @@ class ServerPoller:
                     self.stats.ticks += 1
                     outcomes = by_job(tick)
                     for watcher in list(self.watchers.values()):
-                        watcher.offer(sight(watcher.run, tick, outcomes))
+                        if full or watcher.run is None:  # a fast read has no outcomes: runs wait for a full one
+                            watcher.offer(sight(watcher.run, tick, outcomes))
                     took = asyncio.get_running_loop().time() - began
                     self.stats.read_seconds += took
                     metrics.monitor_tick(self.conn_id, took, len(tick.executing))
-                    delay = max(0.0, self.tick - took)  # ticks at a fixed rate: a slow read does not add a tick
+                    waiting = any(w.run is None for w in list(self.watchers.values()))
+                    tick_seconds = self.fast_tick if waiting else self.tick
+                    delay = max(0.0, tick_seconds - took)  # a fixed rate: a slow read does not add a tick
                 await asyncio.sleep(delay)
         finally:
             self._drop()
@@ -201,8 +224,16 @@ class ServerPoller:
 class FleetMonitor:
     """The pollers of one event loop (the triggerer's), by conn id."""
 
-    def __init__(self, tick: float | None = None, hook: Callable[[str], SqlAgentHook] = SqlAgentHook) -> None:
+    def __init__(
+        self,
+        tick: float | None = None,
+        hook: Callable[[str], SqlAgentHook] = SqlAgentHook,
+        fast_tick: float | None = None,
+    ) -> None:
         self.tick = tick if tick is not None else conf.getfloat("ssis_lb", "monitor_tick", fallback=TICK_SECONDS)
+        if fast_tick is None:
+            fast_tick = conf.getfloat("ssis_lb", "monitor_fast_tick", fallback=FAST_TICK_SECONDS)
+        self.fast_tick = fast_tick
         self.hook = hook
         self.stats = MonitorStats()
         self.pollers: dict[str, ServerPoller] = {}
@@ -221,7 +252,7 @@ class FleetMonitor:
     def _watch(self, conn_id: str, run: JobRun | None) -> Iterator[Watcher]:
         poller = self.pollers.get(conn_id)
         if poller is None or poller.task is None or poller.task.done():
-            poller = self.pollers[conn_id] = ServerPoller(conn_id, self.tick, self.stats, self.hook)
+            poller = self.pollers[conn_id] = ServerPoller(conn_id, self.tick, self.stats, self.hook, self.fast_tick)
         watcher = Watcher(run, next(self._keys))
         poller.watchers[watcher.key] = watcher
         if poller.task is None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.integration.pool import NAMES, POOL, Pool
 from tests.integration.test_operator import QUICK, run_dag
 
@@ -54,7 +56,11 @@ def test_a_server_without_the_job_is_not_eligible(lb: Pool, capfd) -> None:
     assert all(f"lb_lb{n} (LB{n}): running 0/capacity" in message for n in (1, 2, 3))
 
 
-def test_waits_at_capacity_then_starts_when_a_slot_frees(lb: Pool, capfd) -> None:
+@pytest.mark.parametrize("in_triggerer", [True, False], ids=["started-by-trigger", "resumed-to-start"])
+def test_waits_at_capacity_then_starts_when_a_slot_frees(
+    lb: Pool, capfd, monkeypatch: pytest.MonkeyPatch, in_triggerer: bool
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__START_IN_TRIGGERER", str(in_triggerer))
     name = lb.job_on(NAMES, [QUICK])
     lb.block("LB1", 2, 12)  # long enough that a loaded machine still finds every server full
     lb.block("LB2", 1, 6)
@@ -64,6 +70,11 @@ def test_waits_at_capacity_then_starts_when_a_slot_frees(lb: Pool, capfd) -> Non
     assert result.state == "success"
     assert result.xcom()["server"] == "LB2"  # its blocker ends first
     log = capfd.readouterr().out
-    assert "every eligible server is full; waiting for a free slot" in log
-    assert "a server may have a free slot now (free); choosing again" in log
+    if in_triggerer:
+        assert "every eligible server is full; the triggerer starts the job when a slot frees" in log
+        assert "the triggerer started job '" in log and "chose lb_lb2 (LB2): running 0/capacity 1" in log
+        assert "a server may have a free slot now" not in log  # the task did not resume to start it
+    else:
+        assert "every eligible server is full; waiting for a free slot" in log
+        assert "a server may have a free slot now (free); choosing again" in log
     assert time.monotonic() - started < 12  # it started on LB2 before the other blockers ended

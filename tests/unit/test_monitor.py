@@ -37,6 +37,7 @@ class FakeSession:
 
     def watch_tick(self, since: int | None, history: bool = True) -> Tick:
         self.server.reads.append(since)
+        self.server.full.append(history)
         answer = self.server.script.pop(0) if len(self.server.script) > 1 else self.server.script[0]
         if isinstance(answer, Exception):
             raise answer
@@ -53,6 +54,7 @@ class FakeServer:
         self.script = script
         self.sessions: list[FakeSession] = []
         self.reads: list[int | None] = []
+        self.full: list[bool] = []  # each read: with the outcome rows (history) or the executing jobs only
 
     def open_session(self, job: str | None = None) -> FakeSession:
         self.sessions.append(FakeSession(self))
@@ -141,3 +143,45 @@ def test_an_unexpected_read_failure_reaches_the_watchers_as_a_sql_agent_error() 
 
     error = asyncio.run(first_error()).error
     assert error is not None and error.cause == "the fleet monitor's read failed: KeyError('run_status')"  # type: ignore[union-attr]
+
+
+def test_while_children_wait_for_a_slot_the_server_is_read_fast_and_runs_hear_only_full_reads() -> None:
+    """Fast reads (executing jobs only) between full ones, offered to load watchers alone: a run watcher is
+    never told 'idle' by a read that had no outcome rows to show."""
+    server = FakeServer([Tick({"JOB-1": "1", "OTHER": "1"}, []), Tick({"OTHER": "1"}, [])])
+    fleet = FleetMonitor(tick=0.2, fast_tick=0.02, hook=lambda conn_id: server)  # type: ignore[arg-type,return-value]
+
+    async def watch() -> tuple[list[Sighting], list[Sighting]]:
+        loads: list[Sighting] = []
+        runs: list[Sighting] = []
+        with fleet.watch(run_on("a", "JOB-1")) as run, fleet.watch_load("a") as load:
+
+            async def collect(watcher: Any, into: list[Sighting]) -> None:
+                while True:
+                    into.append(await watcher.next())
+
+            tasks = [asyncio.ensure_future(collect(run, runs)), asyncio.ensure_future(collect(load, loads))]
+            await asyncio.sleep(0.5)
+            for task in tasks:
+                task.cancel()
+        return loads, runs
+
+    loads, runs = asyncio.run(watch())
+    fast, full = server.full.count(False), server.full.count(True)
+    assert full in (2, 3, 4) and fast >= 3 * full  # about ten fast reads per full one here
+    assert {s.kind for s in loads} == {"load"} and loads[-1].executing == frozenset({"OTHER"})
+    assert runs[0].kind == "running" and {s.kind for s in runs[1:]} <= {"idle"}
+    assert len(runs) <= full  # a run watcher hears full reads only
+
+
+def test_without_children_waiting_every_read_is_a_full_one_at_the_tick() -> None:
+    server = FakeServer([Tick({"JOB-1": "1"}, [])])
+    fleet = FleetMonitor(tick=0.05, fast_tick=0.01, hook=lambda conn_id: server)  # type: ignore[arg-type,return-value]
+
+    async def watch() -> None:
+        with fleet.watch(run_on("a", "JOB-1")) as run:
+            await run.next()
+            await asyncio.sleep(0.3)
+
+    asyncio.run(watch())
+    assert all(server.full) and 4 <= len(server.full) <= 8  # 0.3 s at 0.05 s: no fast reads
