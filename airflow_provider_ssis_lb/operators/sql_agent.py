@@ -490,6 +490,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         token = uuid.uuid4().hex
         fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
         ledger.save_queued(token, fleet.baselines(), deadline=deadline)
+        affinity = self._affinity(pool, plan)  # a preference only here: a required or awaited server waits apart
         trigger = SqlAgentStartJobTrigger(
             servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
             token=token,
@@ -499,6 +500,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             strategy=pool.strategy.value,
             position=position,
             step_name=_step_name(plan, self.step_name),
+            preferred_server=affinity.conn_id if affinity is not None else None,
             poll_interval=self.poll_interval,
             wait_deadline=deadline,
             run_deadline=self._wait_deadline(context, deadline),
@@ -543,7 +545,7 @@ class SqlAgentRunJobOperator(BaseOperator):
                 if state.state is RunProgress.PENDING:
                     pending = True
                 elif state.state is not RunProgress.UNKNOWN and not (
-                    state.state is RunProgress.ABANDONED and state.current_step is None
+                    state.state is RunProgress.ABANDONED and not state.current_step
                 ):
                     self.log.info(
                         "try %s deferred to the triggerer, which started %s: following that run",

@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from .. import metrics
-from ..balancing import ServerPool, Strategy, parse_strategy
+from ..balancing import Affinity, ServerPool, Strategy, parse_strategy
 from ..exceptions import ServerMisconfiguredError, SqlAgentError
 from ..fleet import Admission, Fleet, describe
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, SqlAgentHook
@@ -25,6 +25,11 @@ XCOM_RUN_KEY = "sql_agent_run"  # reporting.XCOM_RUN_KEY (not imported: it pulls
 SETTLE_POLL_SECONDS = 2.0
 # Admissions block on locks and on Agent's pickup: their own threads, never the triggerer's default pool.
 _ADMISSIONS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ssis-lb-admission")
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """A blocking call of the trigger (the start record, an admission) in the trigger's own threads."""
+    return await asyncio.wrap_future(_ADMISSIONS.submit(fn, *args))
 
 
 def start_in_triggerer() -> bool:
@@ -54,6 +59,8 @@ class SqlAgentStartJobTrigger(BaseTrigger):
     :param token: this deferral's start token (the worker's, random).
     :param task_key: ``TaskKey.to_dict()`` of the task: where the start record is kept.
     :param step_name: start at this step (a retry resuming at its failed step).
+    :param preferred_server: the conn id to start on when it has a free slot (``preferred_server``, or a
+        retry's ``retry_on_same_server="prefer"`` once its wait is over); otherwise the strategy chooses.
     :param wait_deadline: epoch seconds by which a slot must be found (``timeout``).
     :param run_deadline: epoch seconds by which the run must end (``timeout``, cut by ``execution_timeout``).
     """
@@ -68,6 +75,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         strategy: str = Strategy.LEAST_LOADED.value,
         position: int = 0,
         step_name: str | None = None,
+        preferred_server: str | None = None,
         poll_interval: float = 10.0,
         wait_deadline: float | None = None,
         run_deadline: float | None = None,
@@ -83,6 +91,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         self.strategy = parse_strategy(strategy).value
         self.position = position
         self.step_name = step_name
+        self.preferred_server = preferred_server
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.wait_deadline = wait_deadline
         self.run_deadline = run_deadline
@@ -105,6 +114,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
                 "strategy": self.strategy,
                 "position": self.position,
                 "step_name": self.step_name,
+                "preferred_server": self.preferred_server,
                 "poll_interval": self.poll_interval,
                 "wait_deadline": self.wait_deadline,
                 "run_deadline": self.run_deadline,
@@ -157,7 +167,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
                 continue
             if admission.kind == "started" and admission.run is not None:
                 run = admission.run
-                await asyncio.to_thread(self._records.write, "started", run)
+                await _in_thread(self._records.write, "started", run)
             elif admission.kind == "running" and admission.run is not None:
                 run = await self._adopt()  # a twin's run shows as running too: only a record tells them apart
                 if run is None:
@@ -168,7 +178,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
                 return TriggerEvent({"status": "none_eligible", "message": why, "deadline": self.wait_deadline})
             elif admission.kind == "unsure":
                 await asyncio.sleep(self.poll_interval)  # the capacity wait cannot see a lock held
-        await asyncio.to_thread(self._records.publish_run, XCOM_RUN_KEY, run)
+        await _in_thread(self._records.publish_run, XCOM_RUN_KEY, run)
         return await self._follow(run)
 
     async def _admit(self, freed_at: Any) -> Admission:
@@ -177,9 +187,10 @@ class SqlAgentStartJobTrigger(BaseTrigger):
 
         def admit() -> Admission:
             metrics.slot_freed({"freed_at": freed_at})
-            return fleet.admit(self.position, self.step_name, on_intent=self._intent)
+            affinity = Affinity(self.preferred_server) if self.preferred_server else None
+            return fleet.admit(self.position, self.step_name, on_intent=self._intent, affinity=affinity)
 
-        self._admitting = _ADMISSIONS.submit(admit)
+        self._admitting = _ADMISSIONS.submit(admit)  # kept: on_kill waits for a start in progress
         try:
             return await asyncio.wrap_future(self._admitting)
         finally:
@@ -196,7 +207,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
     async def _adopt(self) -> JobRun | None:
         """The run a copy of this deferral started, if any: a ``started`` record's run, or a ``starting``
         record's once Agent shows it (watched until its pickup grace has passed in server time)."""
-        record = await asyncio.to_thread(self._records.read)
+        record = await _in_thread(self._records.read)
         if record is None or record == self._dismissed:
             return None
         if record.phase == "started":
@@ -219,11 +230,11 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             if state.state is RunProgress.PENDING:
                 await asyncio.sleep(SETTLE_POLL_SECONDS)
                 continue
-            if state.state is RunProgress.ABANDONED and state.current_step is None:
+            if state.state is RunProgress.ABANDONED and not state.current_step:
                 self.log.info("job '%s': that start never happened; starting", self.label)
                 self._dismissed = record
                 return None
-            await asyncio.to_thread(self._records.write, "started", record.run)
+            await _in_thread(self._records.write, "started", record.run)
             return record.run
 
     async def _follow(self, run: JobRun) -> TriggerEvent:

@@ -112,6 +112,7 @@ class Try:
             injected=die_at or "",
         )
         self.ti = FakeTI(child.try_number, child.max_tries, child.map_index, task_id=child.name)
+        injection.XCOMS[(self.ti.dag_id, self.ti.run_id, self.ti.task_id, self.ti.map_index)] = self.ti.xcom
         self.context = {"ti": self.ti, "dag_run": FakeDagRun(child.clear_number), "task_state_store": child.store}
         self.operator = SqlAgentRunJobOperator(
             task_id=child.name,
@@ -124,7 +125,11 @@ class Try:
         )
         self.die_at = die_at
         self.deferred = False  # in a trigger now (a kill goes through the trigger's on_kill)
+        self.in_start_trigger = False  # ... and that trigger starts the job itself (SqlAgentStartJobTrigger)
         self.kill_requested = threading.Event()
+        self.triggerer_lost = threading.Event()  # the trigger's triggerer dies: a copy restarts from serialize()
+        self.twin_requested = threading.Event()  # a second copy runs beside the first (triggerer failover)
+        self.triggerer_events: list[str] = []  # what happened to its triggers (for the report)
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"{child.name} try {child.try_number}")
         self._alarm: threading.Timer | None = None
 
@@ -186,32 +191,86 @@ class Try:
 
     async def _run_trigger(self, trigger: Any) -> dict[str, Any]:
         """The triggerer in small: follow the trigger to its event; on a user's kill cancel it with the
-        user-action message and run its on_kill, as Airflow 3.3 does."""
-        trigger.task_instance = self.ti
+        user-action message and run its on_kill, as Airflow 3.3 does.
+
+        A start trigger (``SqlAgentStartJobTrigger``) may also lose its triggerer: at a death point of its
+        start (``injection``) or when ``triggerer_lost`` is set, its copy is gone without on_kill and a copy
+        rebuilt from ``serialize()`` goes on (the try goes on, still deferred). ``twin_requested`` runs a
+        second copy beside the first; the first event wins and the other copy is cancelled as Airflow
+        cancels the copy of a triggerer that wakes up (the user-action path, the task still deferred)."""
         self.deferred = True
         self.ti.state = "deferred"
+        restartable = self.in_start_trigger = hasattr(trigger, "token")
+        copies: dict[asyncio.Future[dict[str, Any]], Any] = {}
 
-        async def follow() -> dict[str, Any]:
-            async for event in trigger.run():
-                return dict(event.payload)
-            raise RuntimeError("the trigger ended without an event")
+        def launch(copy: Any) -> None:
+            copy.task_instance = self.ti
+            copies[asyncio.ensure_future(_first_event(copy))] = copy
 
-        task = asyncio.ensure_future(follow())
+        def fresh() -> Any:
+            classpath, kwargs = trigger.serialize()
+            return type(trigger)(**kwargs)
+
+        launch(trigger)
         try:
-            while not task.done():
+            while True:
+                for task in [t for t in copies if t.done()]:
+                    copy = copies.pop(task)
+                    try:
+                        return task.result()
+                    except injection.WorkerDied as died:  # only a start trigger's admission can die
+                        if not restartable:
+                            raise
+                        injection.disarm()
+                        self.triggerer_events.append(f"triggerer died {died}")
+                        if not copies:
+                            launch(fresh())
                 if self.kill_requested.is_set():
-                    task.cancel(USER_ACTION)
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    await asyncio.wait_for(trigger.on_kill(), 30)
+                    for task, copy in list(copies.items()):
+                        task.cancel(USER_ACTION)
+                        with contextlib.suppress(asyncio.CancelledError, injection.WorkerDied):
+                            await task
+                        await asyncio.wait_for(copy.on_kill(), 30)
                     raise injection.TaskKilled()
-                await asyncio.wait({task}, timeout=0.1)
-            return task.result()
+                if restartable and self.triggerer_lost.is_set():
+                    self.triggerer_lost.clear()
+                    for task in list(copies):
+                        task.cancel()  # the process is gone: no on_kill
+                        with contextlib.suppress(asyncio.CancelledError, injection.WorkerDied):
+                            await task
+                        del copies[task]
+                    self.triggerer_events.append("triggerer lost")
+                    launch(fresh())
+                if restartable and self.twin_requested.is_set():
+                    self.twin_requested.clear()
+                    self.triggerer_events.append("twin")
+                    launch(fresh())
+                await asyncio.wait(set(copies), timeout=0.1)
         finally:
-            self.deferred = False
+            for task, copy in list(copies.items()):  # a twin that lost the race: cancelled, task deferred
+                task.cancel(USER_ACTION)
+                with contextlib.suppress(asyncio.CancelledError, injection.WorkerDied, Exception):
+                    await task
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(copy.on_kill(), 30)
+            self.deferred = self.in_start_trigger = False
             self.ti.state = "running"
 
     # ------------------------------------------------------------------ from outside
+
+    def lose_triggerer(self) -> bool:
+        """Its start trigger's triggerer dies (False: not deferred in a start trigger now)."""
+        if not self.in_start_trigger:
+            return False
+        self.triggerer_lost.set()
+        return True
+
+    def run_twin(self) -> bool:
+        """A second copy of its start trigger runs beside the first (False: not deferred in one now)."""
+        if not self.in_start_trigger:
+            return False
+        self.twin_requested.set()
+        return True
 
     def kill(self) -> None:
         """A user marks the task failed: the trigger's on_kill while deferred, else the operator's
@@ -230,3 +289,9 @@ class Try:
 
 def functools_partial(method: Any, context: Any, event: Any, kwargs: dict[str, Any]) -> Any:
     return lambda: method(context, event, **kwargs)
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise RuntimeError("the trigger ended without an event")

@@ -5,19 +5,26 @@
   'started') and ``AgentSession.start`` (sp_start_job);
 - a record of every sp_start_job a try made (the lineage's starts, for the invariants);
 - the task instance state a deferred trigger reads on ``on_kill`` (``user_action._read_state``);
+- the start trigger's XCom (``StartRecords``): each try's own dict (``XCOMS``, a new one per try, as Airflow
+  clears XCom when a try starts), with the deaths of its triggerer around the record of a start
+  ('starting', 'started'), and its admission threads armed as the try that submitted them;
 - exceptions delivered into a worker thread (``raise_in``): SIGTERM's kill, execution_timeout's alarm.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_ssis_lb import user_action
+from airflow_provider_ssis_lb import start_record, user_action
 from airflow_provider_ssis_lb.hooks.sql_agent import AgentSession
 from airflow_provider_ssis_lb.ledger import RunLedger
+from airflow_provider_ssis_lb.runs import JobRun
+from airflow_provider_ssis_lb.triggers import sql_agent_start
 
 BEFORE_INTENT = "before_intent"  # the worker dies before the intent record is saved
 AFTER_INTENT = "after_intent"  # ... after the intent, before sp_start_job
@@ -34,12 +41,21 @@ class TaskKilled(BaseException):
     """SIGTERM reached the task (a user marked it failed): Airflow ran on_kill and ends the process."""
 
 
-class _Current(threading.local):
+@dataclass
+class Arming:
+    """One try's: where it dies (consumed once, by whichever of its threads gets there first) and where its
+    sp_start_job handles are recorded."""
+
     die_at: str | None = None
-    starts: list[dict[str, Any]] | None = None  # where this thread's sp_start_job handles are recorded
+    starts: list[dict[str, Any]] | None = None
+
+
+class _Current(threading.local):
+    arming: Arming = Arming()
 
 
 current = _Current()
+XCOMS: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # a task's XCom (TaskKey fields) -> its try's dict
 _installed = False
 _install_lock = threading.Lock()
 _originals: dict[tuple[Any, str], Any] = {}
@@ -52,14 +68,54 @@ _starting = threading.RLock()
 
 def arm(die_at: str | None, starts: list[dict[str, Any]]) -> None:
     """For the calling thread (one try): die at ``die_at`` (or not), and record its starts in ``starts``."""
-    current.die_at = die_at
-    current.starts = starts
+    current.arming = Arming(die_at, starts)
+
+
+def disarm() -> None:
+    """The try's death is spent elsewhere (its triggerer died instead): none left for this thread."""
+    current.arming.die_at = None
 
 
 def _die(point: str) -> None:
-    if current.die_at == point:
-        current.die_at = None
+    if current.arming.die_at == point:
+        current.arming.die_at = None
         raise WorkerDied(point)
+
+
+class _ArmedExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The start trigger's admission threads, each armed as the try whose trigger submitted the call."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        arming = current.arming
+
+        def armed() -> Any:
+            current.arming = arming
+            return fn(*args, **kwargs)
+
+        return super().submit(armed)
+
+
+def _xcom(records: start_record.StartRecords) -> dict[str, Any]:
+    task = records.task
+    return XCOMS.setdefault((task.dag_id, task.run_id, task.task_id, task.map_index), {})
+
+
+def _read_record(records: start_record.StartRecords) -> start_record.StartRecord | None:
+    value = _xcom(records).get(start_record.XCOM_START_KEY)
+    if not isinstance(value, dict) or value.get("token") != records.token:
+        return None
+    return start_record.StartRecord(records.token, value["phase"], JobRun.from_dict(value["run"]))
+
+
+def _write_record(records: start_record.StartRecords, phase: str, run: JobRun) -> None:
+    _die(BEFORE_INTENT if phase == "starting" else BEFORE_STARTED)
+    _xcom(records)[start_record.XCOM_START_KEY] = {"token": records.token, "phase": phase, "run": run.to_dict()}
+    if phase == "starting":
+        _die(AFTER_INTENT)
+
+
+def _publish_run(records: start_record.StartRecords, key: str, run: JobRun) -> None:
+    _xcom(records)[key] = run.to_dict()
 
 
 def install() -> None:
@@ -81,8 +137,8 @@ def install() -> None:
         @functools.wraps(start)
         def starting(self: AgentSession, *args: Any, **kwargs: Any) -> Any:
             run = start(self, *args, **kwargs)
-            if current.starts is not None:
-                current.starts.append(run.to_dict())
+            if current.arming.starts is not None:
+                current.arming.starts.append(run.to_dict())
             _die(AFTER_START)
             return run
 
@@ -93,6 +149,10 @@ def install() -> None:
                 (RunLedger, "save"): save,
                 (AgentSession, "start"): start,
                 (user_action, "_read_state"): user_action._read_state,
+                (start_record.StartRecords, "read"): start_record.StartRecords.read,
+                (start_record.StartRecords, "write"): start_record.StartRecords.write,
+                (start_record.StartRecords, "publish_run"): start_record.StartRecords.publish_run,
+                (sql_agent_start, "_ADMISSIONS"): sql_agent_start._ADMISSIONS,
             }
         )
 
@@ -105,6 +165,10 @@ def install() -> None:
         RunLedger.save = saving  # type: ignore[method-assign]
         AgentSession.start = starting  # type: ignore[method-assign]
         user_action._read_state = _read_state  # type: ignore[attr-defined]
+        start_record.StartRecords.read = _read_record  # type: ignore[method-assign]
+        start_record.StartRecords.write = _write_record  # type: ignore[method-assign,assignment]
+        start_record.StartRecords.publish_run = _publish_run  # type: ignore[method-assign]
+        sql_agent_start._ADMISSIONS = _ArmedExecutor(max_workers=16, thread_name_prefix="fx-admission")
 
 
 def uninstall() -> None:

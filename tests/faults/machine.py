@@ -202,6 +202,32 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ Agent and msdb
 
+    @rule(server=AIMED, seconds=st.sampled_from((2, 4)))
+    def fill_server(self, server: int, seconds: int) -> None:
+        """Other people's jobs fill a server for a while: children that find the pool full wait in the
+        trigger that starts them (SqlAgentStartJobTrigger)."""
+        name = self._server(server)
+        try:
+            self.w.fill(name, seconds)
+            self._injected("a server filled by other jobs")
+        except Exception:
+            self.stats.faults["fill refused (server faulted)"] += 1
+
+    @rule(pick=st.integers(0, 100))
+    def triggerer_lost(self, pick: int) -> None:
+        """The triggerer of a child waiting in (or following from) its start trigger dies; another restarts
+        the trigger from its serialized form."""
+        child = self._pick(pick, lambda c: c.current is not None and c.current.in_start_trigger)
+        if child is not None and child.current is not None and child.current.lose_triggerer():
+            self._injected("start trigger's triggerer lost")
+
+    @rule(pick=st.integers(0, 100))
+    def twin_trigger(self, pick: int) -> None:
+        """A triggerer thought dead is not: two copies of a start trigger run at once."""
+        child = self._pick(pick, lambda c: c.current is not None and c.current.in_start_trigger)
+        if child is not None and child.current is not None and child.current.run_twin():
+            self._injected("start trigger twins")
+
     @rule(job=st.integers(0, len(JOB_SECONDS) - 1))
     def purge_history(self, job: int) -> None:
         """Agent's history purge for the job on every server (one that does not answer is left out)."""

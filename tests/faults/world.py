@@ -196,6 +196,15 @@ class World:
         self.observer.name_job(server, job_id, name)
         return job_id
 
+    def fill(self, server: str, seconds: int) -> None:
+        """Start other people's jobs on ``server`` (as many as its capacity), running ``seconds``."""
+        names = [
+            self.create_job_on(server, f"fx load {uuid.uuid4().hex[:6]}", seconds) for _ in range(self.capacity[server])
+        ]
+        with self.sa(server) as sa:
+            for job_id in names:
+                sa.run("EXEC msdb.dbo.sp_start_job @job_id = ?", job_id)
+
     def recreate_job(self, server: str, name: str, seconds: int) -> bool:
         """sp_delete_job, then the job again under the same name (a new job_id), if it is idle there; the
         history the delete takes with it is recorded first. False when it was running (left alone)."""

@@ -106,10 +106,10 @@ def test_twins_start_the_job_once_and_both_follow_that_run(lb: Pool, records: Sh
 
 
 def test_another_tasks_run_of_the_job_is_never_adopted(lb: Pool, records: SharedRecords) -> None:
-    job = lb.job_on(NAMES, [waitfor(3)])
-    lb.block("LB1", 2, 3)
-    lb.block("LB3", 1, 3)
-    with closing(lb.sa("LB2")) as sa:  # another starter's run of the same job, on the only server with room
+    job = lb.job_on(NAMES, [waitfor(4)])
+    lb.block("LB1", 2, 1)
+    lb.block("LB3", 1, 1)
+    with closing(lb.sa("LB2")) as sa:  # another starter's run of the same job, outlasting the blockers
         sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", job)
     event = asyncio.run(asyncio.wait_for(first_event(copy_of(uuid.uuid4().hex, job)), 60))
     assert event["status"] == "running" and event["run"]["conn_id"] == "lb_lb2"  # if_running is the task's

@@ -858,6 +858,12 @@ def test_all_full_defers_on_a_trigger_that_starts_the_job(pool: dict[str, PoolHo
     assert SqlAgentStartJobTrigger(**json.loads(json.dumps(kwargs))).serialize() == (kind, kwargs)
 
 
+def test_a_preferred_server_goes_with_the_start_trigger(pool: dict[str, PoolHook]) -> None:
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
+    deferral = deferred(pooled(timeout=60, preferred_server="b"), mapped(1))
+    assert isinstance(deferral.trigger, SqlAgentStartJobTrigger) and deferral.trigger.preferred_server == "b"
+
+
 def test_the_start_triggers_run_is_recorded_then_delivered(pool: dict[str, PoolHook]) -> None:
     pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3
     ctx = mapped(1)
@@ -875,6 +881,46 @@ def test_the_start_triggers_run_is_recorded_then_delivered(pool: dict[str, PoolH
     assert summary["conn_id"] == "b" and ctx["ti"].xcom[XCOM_RUN_KEY] == run_on_b.to_dict()
     record = stored(ctx["task_state_store"])
     assert (record["phase"], record["run"], record["delivered"]) == ("started", run_on_b.to_dict(), True)
+
+
+def queued_earlier(intents: list[JobRun]) -> FakeStore:
+    """The ledger of try 1 that deferred to a start trigger which never reported (it raised, or was lost)."""
+    store = FakeStore()
+    ledger.RunLedger(store, FakeTI(1, 2), SimpleNamespace(clear_number=0)).save_queued("t0ken", intents)
+    return store
+
+
+def test_a_retry_after_a_lost_start_trigger_follows_the_run_it_began(pool: dict[str, PoolHook]) -> None:
+    on_a, on_b = (dataclasses.replace(INTENT, conn_id=c, server=c.upper()) for c in ("a", "b"))
+    pool["a"].state = RunState("abandoned")  # no run after that baseline
+    pool["b"].state = RunState("running", "1 (load)")
+    ctx = context(queued_earlier([on_a, on_b]), try_number=2)
+    ctx["ti"].map_index = 0
+    deferral = deferred(pooled(), ctx)
+    assert deferral.trigger.run_handle == on_b and not any(h.started for h in pool.values())
+    assert stored(ctx["task_state_store"])["phase"] == "started"
+
+
+def test_a_retry_after_a_start_trigger_that_started_nothing_starts_at_once(
+    pool: dict[str, PoolHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(module.time, "sleep", lambda seconds: pytest.fail(f"slept {seconds} s"))
+    ctx = context(queued_earlier([]), try_number=2)  # its event said it started nothing
+    ctx["ti"].map_index = 0
+    deferred(pooled(), ctx)
+    assert sum(len(h.started) for h in pool.values()) == 1
+
+
+def test_a_retry_that_finds_no_run_waits_out_the_pickup_grace_once_then_starts(
+    pool: dict[str, PoolHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(module.time, "sleep", slept.append)
+    pool["a"].state = RunState("abandoned")
+    ctx = context(queued_earlier([dataclasses.replace(INTENT, conn_id="a", server="A")]), try_number=2)
+    ctx["ti"].map_index = 0
+    deferred(pooled(), ctx)
+    assert slept == [module.PICKUP_GRACE_SECONDS] and sum(len(h.started) for h in pool.values()) == 1
 
 
 def test_capacity_wait_timeout(pool: dict[str, PoolHook]) -> None:
