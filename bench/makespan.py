@@ -41,10 +41,13 @@ STRATEGIES = {
     "lpt_headroom": "makespan_lpt_headroom",
     "lpt_triggers": "makespan_lpt_triggers",
     "lpt_packed": "makespan_lpt_packed",
+    "lpt_triggerer": "makespan_lpt_triggerer",
+    "packed_triggerer": "makespan_packed_triggerer",
 }
-PLANNED = {"lpt", "lpt_headroom", "lpt_triggers", "lpt_packed"}
+PLANNED = {"lpt", "lpt_headroom", "lpt_triggers", "lpt_packed", "lpt_triggerer", "packed_triggerer"}
 FLEET_POOL = "makespan_fleet"
 HEADROOM_POOL = "makespan_fleet_headroom"
+WORKER_POOL = "makespan_workers"  # deferred tasks not counted: children wait in the triggerer
 # Passwords made per run: the emulated servers listen on 127.0.0.1, which every local user can reach.
 LOGINS = (
     ("sa", "Sa!" + secrets.token_hex(12), "sysadmin"),
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": [{"conn_id": c, "capacity": cpus} for c, cpus in zip(conn_ids, CPUS.values(), strict=True)],
         "fleet_pool": FLEET_POOL,
         "headroom_pool": HEADROOM_POOL,
+        "worker_pool": WORKER_POOL,
         "poll_interval": args.poll_interval,
     }
     (dags / "makespan_spec.json").write_text(json.dumps(spec))
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         api = airflow.start()
         api.ensure_pool(FLEET_POOL, sum(CPUS.values()), "bench: the fleet's capacity")
         api.ensure_pool(HEADROOM_POOL, sum(CPUS.values()) + len(CPUS), "bench: the fleet's capacity + 1 per server")
+        api.ensure_pool(WORKER_POOL, sum(CPUS.values()), "bench: children in workers", include_deferred=False)
         for conn_id, cpus in zip(conn_ids, CPUS.values(), strict=True):
             api.ensure_pool(f"makespan_{conn_id}", cpus, f"bench: {conn_id}'s capacity")
         for strategy in strategies:

@@ -15,7 +15,11 @@ Agent job of the same name on every server; the strategies differ only in how ch
 - ``makespan_lpt_triggers``: planned, but no Airflow pool: every child starts at once and waits for a
   free server in the triggerer;
 - ``makespan_lpt_packed``: through the fleet pool, in the order of ``plan_pool`` (LPT improved by moves
-  and swaps, speed-aware), each child with its planned server as ``preferred_server``.
+  and swaps, speed-aware), each child with its planned server as ``preferred_server``;
+- ``makespan_lpt_triggerer`` and ``makespan_packed_triggerer``: lpt's and lpt_packed's plans through a pool
+  that does not count deferred tasks (``worker_pool``): it bounds only the children in workers, every child
+  defers, and the ones that find the fleet full are started by their trigger in the triggerer the moment a
+  slot frees (``[ssis_lb] start_in_triggerer``), in planned order.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ SERVERS: list[dict] = SPEC["servers"]
 POOL = ServerPool.of(SERVERS)
 FLEET_POOL = SPEC["fleet_pool"]
 HEADROOM_POOL = SPEC["headroom_pool"]
+WORKER_POOL = SPEC["worker_pool"]
 COMMON = {"deferrable": True, "poll_interval": SPEC["poll_interval"], "retries": 0}
 
 
@@ -65,7 +70,12 @@ with bench_dag("makespan_least_loaded"):
         task_id="child", servers=POOL, pool=FLEET_POOL, map_index_template="{{ task.job_name }}", **COMMON
     ).expand(job_name=CHILDREN)
 
-PLANNED = {"makespan_lpt": FLEET_POOL, "makespan_lpt_headroom": HEADROOM_POOL, "makespan_lpt_triggers": "default_pool"}
+PLANNED = {
+    "makespan_lpt": FLEET_POOL,
+    "makespan_lpt_headroom": HEADROOM_POOL,
+    "makespan_lpt_triggers": "default_pool",
+    "makespan_lpt_triggerer": WORKER_POOL,
+}
 for dag_id, pool in PLANNED.items():
     with bench_dag(dag_id):
 
@@ -77,13 +87,14 @@ for dag_id, pool in PLANNED.items():
             task_id="child", servers=POOL, pool=pool, map_index_template="{{ task.job_name }}", **COMMON
         ).expand(job_name=plan())
 
-with bench_dag("makespan_lpt_packed"):
+for dag_id, pool in {"makespan_lpt_packed": FLEET_POOL, "makespan_packed_triggerer": WORKER_POOL}.items():
+    with bench_dag(dag_id):
 
-    @task(task_id="plan")
-    def packed_plan() -> list[dict[str, str | None]]:
-        plan = plan_pool(POOL, CHILDREN).plan
-        return [{"job_name": c.job_name, "preferred_server": c.preferred_server} for c in plan.children]
+        @task(task_id="plan")
+        def packed_plan() -> list[dict[str, str | None]]:
+            plan = plan_pool(POOL, CHILDREN).plan
+            return [{"job_name": c.job_name, "preferred_server": c.preferred_server} for c in plan.children]
 
-    SqlAgentRunJobOperator.partial(
-        task_id="child", servers=POOL, pool=FLEET_POOL, map_index_template="{{ task.job_name }}", **COMMON
-    ).expand_kwargs(packed_plan())
+        SqlAgentRunJobOperator.partial(
+            task_id="child", servers=POOL, pool=pool, map_index_template="{{ task.job_name }}", **COMMON
+        ).expand_kwargs(packed_plan())

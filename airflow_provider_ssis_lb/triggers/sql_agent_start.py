@@ -98,7 +98,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         self.stop_on_kill = stop_on_kill
         self.not_before = not_before
         self._records = StartRecords(self.task_key, token)
-        self._follower: SqlAgentJobTrigger | None = None
+        self._run: JobRun | None = None  # the run this copy started or adopted, once known (for on_kill)
         self._admitting: concurrent.futures.Future[Admission] | None = None
         self._dismissed: StartRecord | None = None  # a copy's intent that never became a run
 
@@ -137,7 +137,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         return min(deadlines) if deadlines else None
 
     async def _start_and_follow(self) -> TriggerEvent:
-        run = await self._adopt()
+        run = self._run = await self._adopt()
         while run is None:
             waiter = SqlAgentCapacityTrigger(
                 self.servers,
@@ -155,21 +155,21 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             try:
                 admission = await self._admit(freed_at)
             except TwinStarted:
-                run = await self._adopt()
+                run = self._run = await self._adopt()
                 continue
             except ServerMisconfiguredError as exc:
                 return TriggerEvent({"status": "error", "message": str(exc), "deadline": self.wait_deadline})
             except SqlAgentError as exc:  # sp_start_job itself failed: the record says whether a start happened
                 self.log.warning("job '%s': the start failed (%s); settling what it left", self.label, exc)
-                run = await self._adopt()
+                run = self._run = await self._adopt()
                 if run is None:
                     await asyncio.sleep(self.poll_interval)
                 continue
             if admission.kind == "started" and admission.run is not None:
-                run = admission.run
+                run = self._run = admission.run
                 await _in_thread(self._records.write, "started", run)
             elif admission.kind == "running" and admission.run is not None:
-                run = await self._adopt()  # a twin's run shows as running too: only a record tells them apart
+                run = self._run = await self._adopt()  # a twin's run shows as running too: only a record tells
                 if run is None:
                     current = admission.run.to_dict()
                     return TriggerEvent({"status": "running", "run": current, "deadline": self.wait_deadline})
@@ -190,11 +190,10 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             affinity = Affinity(self.preferred_server) if self.preferred_server else None
             return fleet.admit(self.position, self.step_name, on_intent=self._intent, affinity=affinity)
 
-        self._admitting = _ADMISSIONS.submit(admit)  # kept: on_kill waits for a start in progress
-        try:
-            return await asyncio.wrap_future(self._admitting)
-        finally:
-            self._admitting = None
+        self._admitting = _ADMISSIONS.submit(admit)  # kept if cancelled meanwhile: on_kill waits for it
+        admission = await asyncio.wrap_future(self._admitting)
+        self._admitting = None
+        return admission
 
     def _intent(self, run: JobRun) -> None:
         """Called under the job's locks just before ``sp_start_job``: a copy of this deferral that began a
@@ -237,12 +236,15 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             await _in_thread(self._records.write, "started", record.run)
             return record.run
 
-    async def _follow(self, run: JobRun) -> TriggerEvent:
-        self._follower = SqlAgentJobTrigger(
+    def _follower(self, run: JobRun) -> SqlAgentJobTrigger:
+        follower = SqlAgentJobTrigger(
             run.to_dict(), self.poll_interval, deadline=self.run_deadline, stop_on_kill=self.stop_on_kill
         )
-        self._follower.task_instance = getattr(self, "task_instance", None)
-        follower = self._follower
+        follower.task_instance = getattr(self, "task_instance", None)
+        return follower
+
+    async def _follow(self, run: JobRun) -> TriggerEvent:
+        follower = self._follower(run)
         event = await (follower._watch_shared() if shared_monitor() else follower._watch())
         return TriggerEvent({**event.payload, "started_in_trigger": True})
 
@@ -250,13 +252,13 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         """A user acted on the deferred task (or the trigger moved): stop the run this deferral started, as
         the run's own trigger would (``SqlAgentJobTrigger.on_kill``). A start still being admitted is
         waited for first, so it is never left running unwatched."""
-        if self._admitting is not None:
+        pending = self._admitting
+        if pending is not None and not pending.cancelled():
             try:
-                admission = await asyncio.wait_for(asyncio.wrap_future(self._admitting), 60.0)
-            except Exception:  # noqa: BLE001 - nothing started, or it cannot be known here: the record says
-                return
-            if admission.kind == "started" and admission.run is not None and self._follower is None:
-                self._follower = SqlAgentJobTrigger(admission.run.to_dict(), stop_on_kill=self.stop_on_kill)
-        if self._follower is not None:
-            self._follower.task_instance = getattr(self, "task_instance", None)
-            await self._follower.on_kill()
+                admission = await asyncio.wait_for(asyncio.wrap_future(pending), 60.0)
+            except (Exception, asyncio.CancelledError):  # nothing started, or it cannot be known here
+                admission = None
+            if admission is not None and admission.kind == "started" and admission.run is not None:
+                self._run = admission.run
+        if self._run is not None:
+            await self._follower(self._run).on_kill()

@@ -179,17 +179,20 @@ def wrong_outcomes(tries: Iterable[TryRecord], runs: Sequence[AgentRun], *, fina
     found = []
     for t in tries:
         if t.result == "success" and t.summary:
-            started = dt.datetime.fromisoformat(str(t.summary["started"]))
-            run = next(
-                (
-                    r
-                    for r in runs
-                    if r.server == t.summary["server"]
-                    and r.job_id == str(t.summary["job_id"]).upper()
-                    and r.outcome_start == started
-                ),
-                None,
-            )
+            if t.summary.get("started") is None:  # its details were gone (purged): the run its handle names
+                run = run_of(t.handle, runs) if t.handle else None
+            else:
+                started = dt.datetime.fromisoformat(str(t.summary["started"]))
+                run = next(
+                    (
+                        r
+                        for r in runs
+                        if r.server == t.summary["server"]
+                        and r.job_id == str(t.summary["job_id"]).upper()
+                        and r.outcome_start == started
+                    ),
+                    None,
+                )
             if run is None and final:
                 found.append(f"{t} reported success of a run msdb has no record of ({t.summary['started']})")
             elif run is not None and run.status != SUCCEEDED:
