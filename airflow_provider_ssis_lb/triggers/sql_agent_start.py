@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,9 +28,15 @@ SETTLE_POLL_SECONDS = 2.0
 _ADMISSIONS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ssis-lb-admission")
 
 
+def _submit(fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
+    """A blocking call of the trigger in the trigger's own threads, in its context as ``asyncio.to_thread``
+    runs one: the triggerer files a log line by the trigger id in it (without it, the admission's lines,
+    "chose ...", went to the triggerer's own log)."""
+    return _ADMISSIONS.submit(contextvars.copy_context().run, fn, *args)
+
+
 async def _in_thread(fn: Any, *args: Any) -> Any:
-    """A blocking call of the trigger (the start record, an admission) in the trigger's own threads."""
-    return await asyncio.wrap_future(_ADMISSIONS.submit(fn, *args))
+    return await asyncio.wrap_future(_submit(fn, *args))
 
 
 def start_in_triggerer() -> bool:
@@ -190,7 +197,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             affinity = Affinity(self.preferred_server) if self.preferred_server else None
             return fleet.admit(self.position, self.step_name, on_intent=self._intent, affinity=affinity)
 
-        self._admitting = _ADMISSIONS.submit(admit)  # kept if cancelled meanwhile: on_kill waits for it
+        self._admitting = _submit(admit)  # kept if cancelled meanwhile: on_kill waits for it
         admission = await asyncio.wrap_future(self._admitting)
         self._admitting = None
         return admission

@@ -133,9 +133,7 @@ def test_a_restarted_copy_adopts_the_start_its_predecessor_made(lb: Pool, record
     assert runs_of(lb, job) == {"LB1": 0, "LB2": 0, "LB3": 1}
 
 
-def test_a_restarted_copy_starts_when_its_predecessors_start_never_happened(
-    lb: Pool, records: SharedRecords
-) -> None:
+def test_a_restarted_copy_starts_when_its_predecessors_start_never_happened(lb: Pool, records: SharedRecords) -> None:
     """The predecessor recorded its intent and died before sp_start_job, long enough ago that Agent's pickup
     grace has passed: no run follows that baseline, so the copy starts the job itself, once."""
     job = lb.job_on(NAMES, [waitfor(1)])

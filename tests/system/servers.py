@@ -65,6 +65,7 @@ PACKAGES = (
     Package("Shortish", 5),
     Package("HandStarted", 12),
     Package("Watched", 45),
+    Package("Filling", 60),
 )
 
 # job name -> package name
@@ -86,13 +87,19 @@ JOBS = {
     "SysStoredConn": "Quick",  # test_connection_stores.py
 }
 # The distributed deployment's children (tests/system/dags/ssis_distributed.py): 3 s and 5 s packages,
-# the last one longer (it is also started by hand); and the HA test's 45 s child.
+# the last one longer (it is also started by hand); and the HA tests' children.
 DISTRIBUTED_CHILDREN = [f"DistChild{n:02}" for n in range(1, 17)]
 HAND_STARTED_JOB = DISTRIBUTED_CHILDREN[-1]
 DISTRIBUTED_JOBS = {job: ("Shortish" if n % 4 == 0 else "Short") for n, job in enumerate(DISTRIBUTED_CHILDREN, 1)}
 DISTRIBUTED_JOBS[HAND_STARTED_JOB] = "HandStarted"
 HA_JOB = "HaWatched"
 DISTRIBUTED_JOBS[HA_JOB] = "Watched"
+# The HA start test's: 60 s children that fill every slot of DISTRIBUTED_SERVERS, and one 5 s child that then
+# waits in the start trigger.
+HA_FILLERS = [f"HaFill{n}" for n in range(1, sum(server.capacity for server in DISTRIBUTED_SERVERS) + 1)]
+DISTRIBUTED_JOBS.update(dict.fromkeys(HA_FILLERS, "Filling"))
+HA_START_JOB = "HaStartedByTrigger"
+DISTRIBUTED_JOBS[HA_START_JOB] = "Shortish"
 
 
 def _toml_path(path: str) -> str:
