@@ -5,7 +5,7 @@ different processes (workers, triggerers, other DAGs, other Airflow deployments)
 the servers, so a start is admitted under application locks in each server's msdb
 (``sp_getapplock``, owned by the session, so a starter that dies releases them):
 
-1. the job's lock (``ssis_lb/job/<job_id>``) on every reachable server of the pool where the job
+1. the job's lock (``ssis_lb/job/name/<job name>``) on every reachable server of the pool where the job
    exists, taken in server-name order: two starters of one job are serialized, and under the locks
    the job is read again everywhere, so a run in progress anywhere in the pool is seen (fleet-wide
    ``if_running``);
@@ -243,7 +243,7 @@ class Fleet:
                     return self._unsure(readings, unreadable(reading.server, exc.cause))
                 sessions[conn_id] = session
                 try:
-                    session.lock(job_lock_resource(reading.job_id or ""), self.lock_timeout)
+                    session.lock(job_lock_resource(self.job_name, reading.job_id or ""), self.lock_timeout)
                 except ServerMisconfiguredError:
                     raise
                 except SqlAgentError as exc:  # not granted, cut short, or the connection lost: nothing started
@@ -289,13 +289,17 @@ class Fleet:
         return next(s for s in self.pool.servers if s.conn_id == conn_id) if conn_id else self.pool.servers[0]
 
     def _reread(self, reading: ServerReading, session: AgentSession | None) -> ServerReading:
-        """The reading again, under the job's lock on that server."""
+        """The reading again, under the job's lock on that server. A job deleted since the first read is
+        looked up again by name: re-created meanwhile (a new job_id), it is the same job, maybe running."""
         if session is None:
             return reading
         try:
             job: JobInfo | None = session.job(None, reading.job_id)
-        except JobNotFoundError:  # deleted since the first read
-            job = None
+        except JobNotFoundError:
+            try:
+                job = session.job(self.job_name, None) if self.job_name else None
+            except JobNotFoundError:  # deleted, not re-created
+                job = None
         return _reading(reading.server, reading.name, session.running_count(), job)
 
     @staticmethod

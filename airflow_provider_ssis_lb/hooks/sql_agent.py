@@ -85,9 +85,13 @@ ADMISSION_RESOURCE = "ssis_lb/admission"
 _LOOKUP = threading.Lock()
 
 
-def job_lock_resource(job_id: str) -> str:
-    """The application lock that serializes starts of one job across the fleet (held on every server)."""
-    return f"ssis_lb/job/{job_id.upper()}"
+def job_lock_resource(job_name: str | None, job_id: str = "") -> str:
+    """The application lock that serializes starts of one job across the fleet (held on every server).
+
+    Keyed by the job's name when the pool names the job (names are unique on a server, and a job dropped
+    and re-created under its name gets a new job_id: starters that read it before and after the
+    re-creation must still exclude each other), by its id when the pool names it by id."""
+    return f"ssis_lb/job/name/{job_name.lower()}" if job_name else f"ssis_lb/job/{job_id.upper()}"
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def test_losing_the_server_where_the_job_runs_before_its_lock_is_not_a_key_error
     first = first_try(world, job, "a", 0)
     until(lambda: running_on(world, job), what="the first child's run")
     (server,) = running_on(world, job)
-    world.hold_lock(server, job_lock_resource(world.jobs[job][server]), seconds=SHORT_QUERY_TIMEOUT + 3)
+    world.hold_lock(server, job_lock_resource(job, world.jobs[job][server]), seconds=SHORT_QUERY_TIMEOUT + 3)
 
     second = first_try(world, job, "b", 1)  # another DAG run's child of the same job
     assert second.join(30) and first.join(30)
@@ -144,3 +144,18 @@ def test_execution_timeout_while_waiting_in_a_worker_stops_the_run(world: World)
     time.sleep(1.5)  # sp_stop_job is asynchronous: Agent cancels the step within a moment
 
     assert running_on(world, job) == []
+
+
+def test_a_job_recreated_while_a_child_waits_for_its_locks_is_still_seen_running(world: World) -> None:
+    """bench.faults --seed 12: our child read the pool, then waited for the job's locks held by another
+    starter; meanwhile the job was dropped and re-created on F3 (a new job_id) and the other starter started
+    it there. Under the locks the child read F3 by the old job_id, took the job for gone and started it on
+    F1: two runs at once. The lock is now the job's name, and a job gone by id is read again by name."""
+    job = world.create_job(6)
+    world.foreign_starter(job, seconds=3.0, start_on="F3", start_after=1.5)
+    child = first_try(world, job, "a", 0, timeout=40)
+    time.sleep(0.5)  # the child has read the pool and waits for F1's job lock
+    assert world.recreate_job("F3", job, 6)
+    until(lambda: running_on(world, job) == ["F3"], what="the other starter's run of the re-created job")
+    assert child.join(60)  # it waited for that run (if_running = wait), then ran its own
+    assert child.record.result == "success" and overlaps(world, job) == []

@@ -321,7 +321,7 @@ class World:
             starts = name == start_on
             lock = self.hold_lock(
                 name,
-                job_lock_resource(self.jobs[job][name]),
+                job_lock_resource(job, self.jobs[job][name]),
                 seconds,
                 start_after=start_after if starts else None,
                 job=job if starts else None,

@@ -754,9 +754,9 @@ def test_the_start_is_admitted_under_the_job_lock_everywhere_and_the_chosen_serv
 ) -> None:
     pool["b"].job = None  # no job there: nothing to lock
     deferred(pooled(), mapped(0))
-    assert pool["a"].locks == ["ssis_lb/job/JOB-1", "ssis_lb/admission"] and pool["a"].started
+    assert pool["a"].locks == ["ssis_lb/job/name/child a", "ssis_lb/admission"] and pool["a"].started
     assert pool["a"].released == ["ssis_lb/admission"]
-    assert pool["c"].locks == ["ssis_lb/job/JOB-1"] and not pool["b"].locks
+    assert pool["c"].locks == ["ssis_lb/job/name/child a"] and not pool["b"].locks
 
 
 def test_a_server_that_filled_up_meanwhile_is_passed_over_inside_the_lock(
