@@ -14,7 +14,7 @@ from typing import Any
 
 from .manifest import Manifest, load_manifest
 from .packing import Plan
-from .planning import HANDOFF_SECONDS, PoolPlan, plan_pool
+from .planning import PoolPlan, default_handoff, plan_pool
 from .speeds import PRIOR_JOBS
 
 
@@ -91,7 +91,7 @@ def format_plan(manifest: Manifest, planned: PoolPlan, label: str = "") -> str:
         f"{len(manifest.servers)} servers; plan: {plan.method}"
         + (
             f"; planned makespan {_seconds(plan.makespan)} (plain LPT {_seconds(plan.lpt_makespan)}),"
-            f" {HANDOFF_SECONDS:g} s hand-off per child"
+            f" {default_handoff():g} s hand-off per child"
             if plan.makespan is not None
             else ""
         ),

@@ -12,15 +12,26 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from airflow.providers.common.compat.sdk import conf
+
 from .balancing import ServerPool, expected_duration, plan_children
 from .hooks.sql_agent import SqlAgentHook
 from .packing import Plan, plan_children_on_slots
 from .speeds import History, SpeedFactor, expected_at_unit_speed, learn_speeds
 
 log = logging.getLogger(__name__)
-# The idle seconds between one child's end and the next start on its slot, as measured through Airflow
-# (docs/benchmarks.md, "With the fleet monitor"): the plan charges each child one.
+# The idle seconds between one child's end and the next start on its slot, as measured (docs/benchmarks.md):
+# the plan charges each child one. Through Airflow (the task resumes, the next task starts and admits):
 HANDOFF_SECONDS = 3.0
+# ... when the waiting child's trigger starts it in the triggerer ([ssis_lb] start_in_triggerer):
+TRIGGERER_HANDOFF_SECONDS = 1.0
+
+
+def default_handoff() -> float:
+    """The hand-off a plan charges by default: the triggerer's when children wait there (the default),
+    Airflow's otherwise. A parent behind a fleet-sized pool that counts deferred tasks passes ``handoff=3.0``."""
+    start_in_triggerer = conf.getboolean("ssis_lb", "start_in_triggerer", fallback=True)
+    return TRIGGERER_HANDOFF_SECONDS if start_in_triggerer else HANDOFF_SECONDS
 
 
 def pool_history(pool: ServerPool, children: Sequence[str], limit: int = 10) -> History:
@@ -64,7 +75,7 @@ def plan_pool(
     limit: int = 10,
     speed_aware: bool = True,
     eligible: Mapping[str, Collection[str]] | None = None,
-    handoff: float = HANDOFF_SECONDS,
+    handoff: float | None = None,
 ) -> PoolPlan:
     """The plan for ``children`` on the pool, from each child's recent successful runs on each server
     (``eligible``: job -> the conn ids it may run on). ``speed_aware`` learns each server's speed from the
@@ -83,7 +94,7 @@ def plan_from_server_history(
     *,
     speed_aware: bool = True,
     eligible: Mapping[str, Collection[str]] | None = None,
-    handoff: float = HANDOFF_SECONDS,
+    handoff: float | None = None,
 ) -> PoolPlan:
     """``plan_pool`` once the history is read (no I/O): ``history`` is job -> conn id -> run times."""
     names = [s.conn_id for s in pool.servers]
@@ -95,5 +106,6 @@ def plan_from_server_history(
         speeds, factors = {s: SpeedFactor(s) for s in names}, {}
         expected = {c: expected_duration(d for ds in history.get(c, {}).values() for d in ds) for c in children}
     capacities = {s.conn_id: s.capacity for s in pool.servers}
+    handoff = default_handoff() if handoff is None else handoff
     plan = plan_children_on_slots(children, expected, capacities, speeds=factors, eligible=eligible, handoff=handoff)
     return PoolPlan(plan, speeds)
