@@ -12,7 +12,10 @@ others defer again. That thundering herd costs a worker start per waiter and los
   passed: the slot is not offered to the next child meanwhile.
 
 A line only orders, it never admits: the operator checks capacity again when it resumes. Several
-triggerers (HA) each keep their own line, which is no worse than no line at all.
+triggerers (HA) each keep their own line, which is no worse than no line at all. A trigger that admits
+the start itself (``SqlAgentStartJobTrigger``) moves its claim to the server it started on, or drops it
+when it started nothing (``settle``): the admission may choose another server than the one claimed, and a
+claim left on the first would keep its free slot from the next child for ``CLAIM_SECONDS``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class _Claim:
     server: str
     running: int  # the server's running jobs when the claim was made
     expires: float
+    ticket: int = -1  # the waiter that made it
 
 
 @dataclass
@@ -76,9 +80,16 @@ class WaitingLine:
         if ahead >= sum(unclaimed[server] for server in servers):
             return False
         server = max(sorted(servers), key=lambda s: unclaimed[s])
-        self._claims.append(_Claim(server, running[server], now + CLAIM_SECONDS))
+        self._claims.append(_Claim(server, running[server], now + CLAIM_SECONDS, ticket))
         self.leave(ticket)  # from now on its claim holds its place
         return True
+
+    def settle(self, ticket: int, server: str | None = None, running: int = 0) -> None:
+        """The waiter's admission is over: its claim moves to ``server`` (where it started, which had
+        ``running`` jobs before) until that server is seen running more, or goes (``server`` None)."""
+        self._claims = [c for c in self._claims if c.ticket != ticket]
+        if server is not None:
+            self._claims.append(_Claim(server, running, clock() + CLAIM_SECONDS, ticket))
 
 
 def _could_use(waiter: _Waiter, servers: Collection[str]) -> bool:

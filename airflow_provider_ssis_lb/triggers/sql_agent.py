@@ -321,6 +321,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         self.position = position
         self.poll_interval = positive_seconds("poll_interval", poll_interval)
         self.deadline = deadline
+        self.line: WaitingLine | None = None  # the line it waits in, and its place there
+        self.ticket = -1
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -366,8 +368,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         yield event
 
     async def _wait(self) -> TriggerEvent:
-        line = line_for(s["conn_id"] for s in self.servers)
-        ticket = line.join(self.position)
+        line = self.line = line_for(s["conn_id"] for s in self.servers)
+        ticket = self.ticket = line.join(self.position)  # a start trigger settles its claim (waiting_line)
         try:
             return await self._wait_in(line, ticket)
         finally:

@@ -20,6 +20,7 @@ from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, SqlAgentHook
 from ..runs import JobRun, RunProgress
 from ..start_record import StartRecord, StartRecords, TaskKey
 from ..validation import positive_seconds
+from ..waiting_line import WaitingLine
 from .sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, hold_until, shared_monitor
 
 XCOM_RUN_KEY = "sql_agent_run"  # reporting.XCOM_RUN_KEY (not imported: it pulls in the operator's reporting)
@@ -159,19 +160,28 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             if waited.payload.get("status") != "free":
                 return waited  # timeout, none_eligible or a misconfigured server: the task decides
             freed_at = waited.payload.get("freed_at")
+            line, ticket = waiter.line or WaitingLine(), waiter.ticket
             try:
                 admission = await self._admit(freed_at)
             except TwinStarted:
+                line.settle(ticket)
                 run = self._run = await self._adopt()
                 continue
             except ServerMisconfiguredError as exc:
+                line.settle(ticket)
                 return TriggerEvent({"status": "error", "message": str(exc), "deadline": self.wait_deadline})
             except SqlAgentError as exc:  # sp_start_job itself failed: the record says whether a start happened
+                line.settle(ticket)
                 self.log.warning("job '%s': the start failed (%s); settling what it left", self.label, exc)
                 run = self._run = await self._adopt()
                 if run is None:
                     await asyncio.sleep(self.poll_interval)
                 continue
+            started_on = admission.chosen if admission.kind == "started" else None
+            if started_on is not None:  # the claim follows the start, wherever the admission chose
+                line.settle(ticket, started_on.server.conn_id, started_on.running or 0)
+            else:
+                line.settle(ticket)
             if admission.kind == "started" and admission.run is not None:
                 run = self._run = admission.run
                 await _in_thread(self._records.write, "started", run)

@@ -66,3 +66,18 @@ def test_equal_positions_wait_in_the_order_they_joined() -> None:
 def test_one_line_per_pool_whatever_the_order_of_its_servers() -> None:
     assert line_for(["x2", "x1"]) is line_for(["x1", "x2"])
     assert line_for(["x1"]) is not line_for(["x1", "x2"])
+
+
+def test_a_claim_follows_the_start_to_the_server_the_admission_chose() -> None:
+    """A start trigger fired for a slot on 'a', but its admission started on 'b' (a tie broken the other
+    way): the claim moves to 'b', so the next child in line gets 'a' at once, not after CLAIM_SECONDS."""
+    line = WaitingLine()
+    first, second = line.join(0), line.join(1)
+    free, running = {"a": 1, "b": 1}, {"a": 1, "b": 1}
+    assert line.my_turn(first, ["a", "b"], free, running)
+    line.settle(first, "b", 1)  # started on b, which ran 1 job before
+    assert line.my_turn(second, ["a", "b"], {"a": 1, "b": 1}, {"a": 1, "b": 1})  # a is unclaimed
+    third = line.join(2)
+    assert not line.my_turn(third, ["a", "b"], {"a": 1, "b": 1}, {"a": 1, "b": 1})  # both slots claimed now
+    line.settle(second)  # its admission started nothing: the slot is offered again
+    assert line.my_turn(third, ["a", "b"], {"a": 1, "b": 1}, {"a": 1, "b": 1})
