@@ -11,10 +11,10 @@ each server has an Agent job per child (see ``demo/servers.toml``).
 
 The servers keep their own capacity: every start is admitted under locks held in each server's msdb
 (docs/fleet.md), so other DAGs and deployments may share the fleet. The Airflow pool
-``ssis_lb_servers`` is an optional throttle with one slot per job the fleet runs at once (4 + 2 + 2),
-counting deferred tasks: it keeps the planned order (the scheduler admits mapped tasks by map index)
-and is the fastest way to run one parent (docs/benchmarks.md). Create it once with
-``airflow pools set ssis_lb_servers 8 "SSIS child packages" --include-deferred``.
+``ssis_lb_servers`` only bounds the children in workers at once (8); it does not count deferred tasks, so
+every child defers, and one that finds the fleet full waits in the triggerer, whose trigger starts it the
+moment a slot frees, in planned order (docs/install.md, docs/benchmarks.md). Create it once with
+``airflow pools set ssis_lb_servers 8 "SSIS children in workers"`` (without ``--include-deferred``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ POOL = ServerPool.of(
         {"conn_id": "sqlnode3", "capacity": 2},
     ]
 )
-AIRFLOW_POOL = "ssis_lb_servers"  # slots = POOL.total_capacity, include_deferred
+AIRFLOW_POOL = "ssis_lb_servers"  # 8 slots, deferred tasks not counted
 
 
 with DAG(
