@@ -220,6 +220,12 @@ class RunState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", RunProgress(self.state))
 
+    @property
+    def never_began(self) -> bool:
+        """No run followed the handle's baseline, and Agent's pickup grace has passed: the start it names
+        never happened (an abandoned run has logged steps)."""
+        return self.state is RunProgress.ABANDONED and not self.current_step
+
 
 @dataclass(frozen=True)
 class Outcome:

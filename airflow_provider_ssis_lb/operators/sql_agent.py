@@ -449,7 +449,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             if not affinity.require:
                 wait_until = plan["until"] if deadline is None else min(deadline, plan["until"])
         if self.deferrable and start_in_triggerer() and servers == pool.servers and doubt is None:
-            self._defer_start(context, pool, position, deadline, plan)
+            self._defer_start(context, pool, position, deadline, plan, affinity)
         if doubt is None:
             self.log.info(
                 "%s; waiting for a free slot: %s",
@@ -482,6 +482,7 @@ class SqlAgentRunJobOperator(BaseOperator):
         position: int,
         deadline: float | None,
         plan: dict[str, Any],
+        affinity: Affinity | None,
     ) -> NoReturn:
         """Defer to a trigger that waits for a slot, starts the job and follows the run (docs/fleet.md,
         "Starting from the triggerer"); the pool intent in the ledger covers a retry if that trigger is lost."""
@@ -490,7 +491,6 @@ class SqlAgentRunJobOperator(BaseOperator):
         token = uuid.uuid4().hex
         fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
         ledger.save_queued(token, fleet.baselines(), deadline=deadline)
-        affinity = self._affinity(pool, plan)  # a preference only here: a required or awaited server waits apart
         trigger = SqlAgentStartJobTrigger(
             servers=[{"conn_id": s.conn_id, "capacity": s.capacity} for s in pool.servers],
             token=token,
@@ -544,9 +544,7 @@ class SqlAgentRunJobOperator(BaseOperator):
                 state = self._read_state(ledger, record, intent, cleared=False)
                 if state.state is RunProgress.PENDING:
                     pending = True
-                elif state.state is not RunProgress.UNKNOWN and not (
-                    state.state is RunProgress.ABANDONED and not state.current_step
-                ):
+                elif state.state is not RunProgress.UNKNOWN and not state.never_began:
                     self.log.info(
                         "try %s deferred to the triggerer, which started %s: following that run",
                         record.try_number,

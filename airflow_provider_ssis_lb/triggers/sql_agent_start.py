@@ -17,13 +17,13 @@ from ..balancing import Affinity, ServerPool, Strategy, parse_strategy
 from ..exceptions import ServerMisconfiguredError, SqlAgentError
 from ..fleet import Admission, Fleet, describe
 from ..hooks.sql_agent import PICKUP_GRACE_SECONDS, SqlAgentHook
+from ..reporting import XCOM_RUN_KEY
 from ..runs import JobRun, RunProgress
 from ..start_record import StartRecord, StartRecords, TaskKey
 from ..validation import positive_seconds
 from ..waiting_line import WaitingLine
 from .sql_agent import SqlAgentCapacityTrigger, SqlAgentJobTrigger, hold_until, shared_monitor
 
-XCOM_RUN_KEY = "sql_agent_run"  # reporting.XCOM_RUN_KEY (not imported: it pulls in the operator's reporting)
 SETTLE_POLL_SECONDS = 2.0
 # Admissions block on locks and on Agent's pickup: their own threads, never the triggerer's default pool.
 _ADMISSIONS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ssis-lb-admission")
@@ -164,24 +164,21 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             try:
                 admission = await self._admit(freed_at)
             except TwinStarted:
-                line.settle(ticket)
                 run = self._run = await self._adopt()
                 continue
             except ServerMisconfiguredError as exc:
-                line.settle(ticket)
                 return TriggerEvent({"status": "error", "message": str(exc), "deadline": self.wait_deadline})
             except SqlAgentError as exc:  # sp_start_job itself failed: the record says whether a start happened
-                line.settle(ticket)
                 self.log.warning("job '%s': the start failed (%s); settling what it left", self.label, exc)
                 run = self._run = await self._adopt()
                 if run is None:
                     await asyncio.sleep(self.poll_interval)
                 continue
+            finally:
+                line.settle(ticket)  # whatever came of it, the claim it fired with is over
             started_on = admission.chosen if admission.kind == "started" else None
             if started_on is not None:  # the claim follows the start, wherever the admission chose
                 line.settle(ticket, started_on.server.conn_id, started_on.running or 0)
-            else:
-                line.settle(ticket)
             if admission.kind == "started" and admission.run is not None:
                 run = self._run = admission.run
                 await _in_thread(self._records.write, "started", run)
@@ -246,7 +243,7 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             if state.state is RunProgress.PENDING:
                 await asyncio.sleep(SETTLE_POLL_SECONDS)
                 continue
-            if state.state is RunProgress.ABANDONED and not state.current_step:
+            if state.never_began:
                 self.log.info("job '%s': that start never happened; starting", self.label)
                 self._dismissed = record
                 return None
