@@ -175,8 +175,13 @@ def test_cancel_from_another_thread(stack: str, sql_server: SqlServerTarget) -> 
         timer.start()
         try:
             cursor.execute("WAITFOR DELAY '00:00:10'")
-        except Exception as exc:  # FreeTDS reports HY008; ODBC 18 ends the statement quietly
-            assert "cancel" in str(exc).lower()
+        except Exception as exc:
+            # FreeTDS reports HY008; ODBC 18 ends the statement quietly. Through unixODBC a third outcome
+            # is a race of the client's, not the server's: the driver manager's SQLCancel closes the
+            # statement (state S1, as SQLFreeStmt(SQL_CLOSE)) once the driver's cancel returns, and when
+            # that lands between the execute's return and pyodbc's SQLRowCount, SQLRowCount gets HY010.
+            message = str(exc).lower()
+            assert "cancel" in message or ("hy010" in message and "sqlrowcount" in message), message
         finally:
             timer.join()
         assert time.monotonic() - started < 5

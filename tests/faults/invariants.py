@@ -100,6 +100,7 @@ class TryRecord:
     summary: dict[str, Any] | None = None
     error: str = ""
     handle: dict[str, Any] | None = None  # the last run handle the try published (XCom sql_agent_run)
+    pool: tuple[str, ...] = ()  # the servers the try was given (its operator's pool)
     starts: list[dict[str, Any]] = field(default_factory=list)  # handles of its sp_start_job calls
     injected: str = ""  # the death point armed for this try, if any
 
@@ -113,10 +114,11 @@ def _clock(epoch: float) -> str:
 
 
 def double_runs(
-    runs: Sequence[AgentRun], now: float, out_of_pool: Callable[[str, float], bool] = lambda _s, _t: False
+    runs: Sequence[AgentRun], now: float, unseen: Callable[[AgentRun, AgentRun], bool] = lambda _a, _b: False
 ) -> list[str]:
-    """Invariant 1: pairs of runs of one job (by name) that overlapped, on one server or two, unless one of
-    them was on a server out of the pool when the later one began (its starter could not see the other)."""
+    """Invariant 1: pairs of runs of one job (by name) that overlapped, on one server or two, unless the
+    later run's starter could not see the earlier one (``unseen``: its server was not in that starter's
+    pool, as when a try began while the server's connection was removed)."""
     by_job: dict[str, list[AgentRun]] = defaultdict(list)
     for run in runs:
         by_job[run.job].append(run)
@@ -127,7 +129,7 @@ def double_runs(
             a0, a1 = first.interval(now)
             for later in ordered[i + 1 :]:
                 b0, b1 = later.interval(now)
-                if out_of_pool(first.server, later.start) or out_of_pool(later.server, later.start):
+                if unseen(first, later):
                     continue
                 if min(a1, b1) - max(a0, b0) > OVERLAP_TOLERANCE:
                     found.append(f"{first} and {later} ran at once")

@@ -92,7 +92,9 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
 
     def _launch(self, child: Child, die_at: str | None, barrier: threading.Barrier | None = None) -> None:
         self.stats.tries += 1
-        attempt = Try(child, self.w.pool(), die_at)
+        names = self.w.pool_names()
+        attempt = Try(child, self.w.pool(names), die_at)
+        attempt.record.pool = tuple(names)
         child.tries.append(attempt)
         if die_at:
             self._injected(f"worker dies {die_at}")
@@ -297,11 +299,16 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         records = [t.record for t in self._tries()]
         ours = [r for r in runs if r.job in self.jobs]  # the record outlives the example: judge its own jobs
         now = time.time()
-        admitted = [r for r in (inv.run_of(h, runs) for rec in records for h in rec.starts) if r is not None]
+        starters = {run: rec.pool for rec in records for h in rec.starts if (run := inv.run_of(h, runs)) is not None}
+        admitted = list(starters)
+
+        def unseen(first: inv.AgentRun, later: inv.AgentRun) -> bool:  # a server the later one's starter lacked
+            return later in starters and first.server not in starters[later]
+
         checks: list[tuple[str, type[inv.Violation], list[str]]] = []
         if final:  # on the whole record: between steps a run the Agent just abandoned may still read as running
             checks += [
-                ("no two runs of one job at once", inv.DoubleRun, inv.double_runs(ours, now, self.w.out_of_pool)),
+                ("no two runs of one job at once", inv.DoubleRun, inv.double_runs(ours, now, unseen)),
                 (
                     "no server above its capacity",
                     inv.OverCapacity,

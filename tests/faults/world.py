@@ -82,7 +82,7 @@ class World:
         self.jobs: dict[str, dict[str, str]] = {}  # job name -> server -> job_id (current)
         self.fault_timers: list[threading.Timer] = []
         self.locks: list[ForeignLock] = []
-        self.removals: list[tuple[str, float, float | None]] = []  # (server, removed, defined again) epochs
+        self.removed: set[str] = set()  # servers whose Airflow connection is removed now
         self.query_timeout: dict[str, int] = {}
         self._saved_env: dict[str, str | None] = {}
 
@@ -141,24 +141,12 @@ class World:
             "extra": extra,
         }
         self._set_env(f"AIRFLOW_CONN_{conn_id(name).upper()}", json.dumps(connection))
-        now = time.time()
-        self.removals = [(n, t0, now if n == name and t1 is None else t1) for n, t0, t1 in self.removals]
+        self.removed.discard(name)
 
     def remove_connection(self, name: str) -> None:
         """The server is taken out of Airflow's connections (decommissioned); its Agent goes on."""
         self._set_env(f"AIRFLOW_CONN_{conn_id(name).upper()}", None)
-        if name not in self.removed:
-            self.removals.append((name, time.time(), None))
-
-    @property
-    def removed(self) -> set[str]:
-        """The servers whose Airflow connection is removed now."""
-        return {name for name, _began, ended in self.removals if ended is None}
-
-    def out_of_pool(self, name: str, at: float) -> bool:
-        """Was the server out of the pool (its connection removed) at ``at``? A run there is then none of
-        the pool's business: the promises hold within the pool (docs/fleet.md, "Failure model")."""
-        return any(n == name and began <= at and (ended is None or at < ended) for n, began, ended in self.removals)
+        self.removed.add(name)
 
     def set_query_timeout(self, seconds: int) -> None:
         """``[ssis_lb] query_timeout`` for every connection that does not set its own."""
@@ -169,9 +157,14 @@ class World:
         query = max([int(os.environ["AIRFLOW__SSIS_LB__QUERY_TIMEOUT"]), *self.query_timeout.values()])
         return float(LOGIN_TIMEOUT), float(query)
 
-    def pool(self) -> list[dict[str, Any]]:
-        """The pool as children are given it now (servers whose connection was removed are left out)."""
-        return [{"conn_id": conn_id(n), "capacity": self.capacity[n]} for n in self.names if n not in self.removed]
+    def pool_names(self) -> list[str]:
+        """The servers of the pool as children are given it now (those whose connection was removed are out)."""
+        return [n for n in self.names if n not in self.removed]
+
+    def pool(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """The pool argument of a child: ``names`` (default: the pool now) with their capacities."""
+        chosen = self.pool_names() if names is None else names
+        return [{"conn_id": conn_id(n), "capacity": self.capacity[n]} for n in chosen]
 
     # ------------------------------------------------------------------ sa clients and jobs
 
