@@ -45,7 +45,6 @@ from .exceptions import (
 )
 from .hooks.sql_agent import (
     ADMISSION_RESOURCE,
-    PICKUP_GRACE_SECONDS,
     AgentSession,
     JobInfo,
     SqlAgentHook,
@@ -341,6 +340,7 @@ class Fleet:
                     load = session.running_count()
                     job = session.job(None, choice.job_id) if load < choice.server.capacity else None
                     intent = session.next_run(job) if job is not None else None
+                    incarnation = session.agent_incarnation(job.job_id) if job is not None else None
                 except ServerMisconfiguredError:
                     raise
                 except SqlAgentError as exc:
@@ -370,34 +370,46 @@ class Fleet:
                     )
                     readings = _replace(readings, choice, eligible=False, reason=exc.cause)
                     continue
+                if incarnation is None:  # the job had no activity row before its request: read it now
+                    incarnation = session.agent_incarnation(job.job_id)
                 chosen = dataclasses.replace(choice, running=load)
                 self._log_choice(chosen, readings)
-                self._hold_until_pickup(session, run)
+                if not self._hold_until_pickup(session, run, incarnation):
+                    continue  # the request is gone with Agent's queue: nothing runs; start again
                 return Admission("started", tuple(readings), chosen, run)
             finally:
                 with contextlib.suppress(SqlAgentError):
                     session.unlock(ADMISSION_RESOURCE)
 
-    def _hold_until_pickup(self, session: AgentSession, run: JobRun) -> None:
+    def _hold_until_pickup(self, session: AgentSession, run: JobRun, incarnation: str | None) -> bool:
         """Keep the locks until msdb shows the run, so no starter counts a stale load or starts the job
-        again elsewhere; past Agent's pickup grace, on until ``PICKUP_HOLD_SECONDS`` (docs/fleet.md)."""
+        again elsewhere; past Agent's pickup grace, on until ``PICKUP_HOLD_SECONDS`` (docs/fleet.md).
+        False when an Agent restart lost the request (``wait_for_pickup``): the job may be started again."""
         try:
-            if session.wait_for_pickup(run):
-                return
-            self.log.warning(
-                "%s: Agent has not picked the start up within %s s; holding the locks up to %s s more",
-                run.conn_id,
-                PICKUP_GRACE_SECONDS,
-                PICKUP_HOLD_SECONDS,
-            )
-            if session.wait_for_pickup(run, PICKUP_HOLD_SECONDS):
-                return
+            pickup = session.wait_for_pickup(run, incarnation=incarnation)
+            if pickup == "waiting":
+                self.log.warning(
+                    "%s: Agent has not picked the start up within its grace; holding the locks up to %s s more",
+                    run.conn_id,
+                    PICKUP_HOLD_SECONDS,
+                )
+                pickup = session.wait_for_pickup(run, PICKUP_HOLD_SECONDS, incarnation)
         except SqlAgentError as exc:  # the start went through: follow it; the locks end with the session
             self.log.warning(
                 "%s: could not watch Agent pick the start up (%s); following the run", run.conn_id, exc.cause
             )
-            return
-        self.log.warning("%s: Agent has still not picked the start up; releasing the locks", run.conn_id)
+            return True
+        if pickup == "lost":
+            self.log.warning(
+                "%s: SQL Server Agent restarted before it picked the start of job '%s' up, and the new Agent "
+                "has not run it: the request was lost with the old Agent's queue; starting the job again",
+                run.conn_id,
+                run.job_name,
+            )
+            return False
+        if pickup == "waiting":
+            self.log.warning("%s: Agent has still not picked the start up; releasing the locks", run.conn_id)
+        return True
 
     def _log_choice(self, chosen: ServerReading, readings: Sequence[ServerReading]) -> None:
         others = "; ".join(describe(r) for r in readings if r.server != chosen.server) or "none"

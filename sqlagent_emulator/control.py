@@ -49,6 +49,16 @@ async def _slow(server: EmulatedServer, value: str | None) -> None:
     await server.set_fault(Fault.SLOW, delay_ms)
 
 
+async def _pickup_delay(server: EmulatedServer, value: str | None) -> None:
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"pickup-delay needs seconds (0 or more), e.g. 'pickup-delay SQL1 2'; got {value!r}")
+    server.agent.pickup_delay = seconds
+
+
 def _fault(fault: Fault) -> Callable[[EmulatedServer, str | None], Awaitable[None]]:
     return lambda server, _value: server.set_fault(fault)
 
@@ -61,6 +71,7 @@ COMMANDS: dict[str, Callable[[EmulatedServer, str | None], Awaitable[Any]]] = {
     "online": lambda s, _v: s.bring_online(),
     "restart": lambda s, _v: s.restart_service(),
     "drop-connections": lambda s, _v: s.drop_connections(),
+    "pickup-delay": _pickup_delay,
     Fault.HANG.value: _fault(Fault.HANG),
     Fault.STALL.value: _fault(Fault.STALL),
     Fault.SLOW.value: _slow,

@@ -179,6 +179,7 @@ class StepOutcome:
 
 
 AgentState = Literal["answers", "stopped", "unknown"]
+Pickup = Literal["picked", "lost", "waiting"]  # wait_for_pickup: begun or ended; lost with an Agent restart; neither
 
 
 @dataclass(frozen=True)
@@ -806,6 +807,7 @@ class AgentSession:
         self.hook = hook
         self.label = label  # the job, for error messages
         self.query_timeout = query_timeout  # seconds, as the driver applies it to each statement
+        self._services_denied = False  # sys.dm_server_services refused (no VIEW SERVER STATE)
         self.mark = "%s" if type(raw).__module__.startswith("pymssql") else "?"
         # A statement and the close never overlap: FreeTDS (pymssql) aborts the whole process when a
         # connection is freed while another thread is in its network I/O (tds_free_connection's assertion),
@@ -1083,20 +1085,54 @@ class AgentSession:
             ) from exc
         return run
 
-    def wait_for_pickup(self, run: JobRun, grace: float = PICKUP_GRACE_SECONDS) -> bool:
-        """Wait until msdb shows the started run (executing, or already ended); False after ``grace`` seconds.
+    def agent_incarnation(self, job_id: str) -> str | None:
+        """Which start of the SQL Server Agent service answers now: its last start in sys.dm_server_services
+        (needs VIEW SERVER STATE), else its msdb session in the activity rows (sp_help_jobactivity shows
+        other owners' jobs to sysadmin only); None when neither is visible or the read fails."""
+        with contextlib.suppress(SqlAgentError):
+            if not self._services_denied:
+                try:
+                    rows = self.query(
+                        "SELECT last_startup_time FROM sys.dm_server_services WHERE servicename LIKE ?",
+                        ("SQL Server Agent%",),
+                    )
+                except SqlAgentError:
+                    self._services_denied = True  # no VIEW SERVER STATE: not asked again on this session
+                else:
+                    if rows and rows[0] and rows[0][0].get("last_startup_time") is not None:
+                        return f"service started {_iso(rows[0][0]['last_startup_time'])}"
+            for params in ({"job_id": job_id}, {}):  # the job's row; any job's when it has none yet
+                sets = self.call("sp_help_jobactivity", params)
+                if sets and sets[0]:
+                    return f"session {int(sets[0][0]['session_id'])}"
+        return None
+
+    def wait_for_pickup(self, run: JobRun, grace: float | None = None, incarnation: str | None = None) -> Pickup:
+        """Wait until msdb shows the started run (executing, or already ended): "picked"; "waiting" after
+        ``grace`` seconds (default: Agent's pickup grace).
 
         Between sp_start_job and Agent picking the request up, the job may still look idle; a starter
         that keeps the admission lock until then never lets another starter count a stale load.
+
+        ``incarnation``: ``agent_incarnation`` just before sp_start_job. Agent keeps the requests it has
+        not picked up in memory, so a restart loses them: "lost" once another start of Agent has answered
+        for a whole pickup grace without running the job (the new Agent runs a request it did get at once).
         """
-        give_up = time.monotonic() + grace
+        give_up = time.monotonic() + (PICKUP_GRACE_SECONDS if grace is None else grace)
+        restarted_at: float | None = None  # when another start of Agent was first seen
         while True:
             if self.job(None, run.job_id).executing:
-                return True
+                return "picked"
             if self.first_outcome_after(run.job_id, run.baseline_instance_id, run.requested_at) is not None:
-                return True
-            if time.monotonic() >= give_up:
-                return False
+                return "picked"
+            now = time.monotonic()
+            current = self.agent_incarnation(run.job_id) if incarnation is not None else None
+            if current is not None and current != incarnation:
+                restarted_at = now if restarted_at is None else restarted_at
+                if now - restarted_at >= PICKUP_GRACE_SECONDS:
+                    return "lost"
+            if now >= give_up:
+                return "waiting"
             time.sleep(PICKUP_POLL_SECONDS)
 
     def lock(self, resource: str, timeout: float) -> None:

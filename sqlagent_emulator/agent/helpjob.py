@@ -115,7 +115,7 @@ TARGET_COLUMNS = [
 def execution_state(agent: AgentControl, job_id: str) -> tuple[int, str, int]:
     """(current_execution_status, current_execution_step, current_retry_attempt) of one job."""
     running = agent.running(job_id) if agent.is_running else None
-    if running is None:
+    if running is None or running.queued:
         return int(ExecutionStatus.IDLE), f"0 {UNKNOWN}", 0
     status = ExecutionStatus.BETWEEN_RETRIES if running.between_retries else ExecutionStatus.EXECUTING
     step = f"{running.current_step_id} ({running.current_step_name})" if running.current_step_id else f"0 {UNKNOWN}"

@@ -91,6 +91,7 @@ class RunningJob:
     retry_attempt: int = 0
     between_retries: bool = False
     stop_requested_by: str | None = None
+    queued: bool = False  # requested, not picked up yet (``Agent.pickup_delay``): idle to sp_help_job
 
 
 @dataclass(frozen=True)

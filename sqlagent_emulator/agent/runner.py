@@ -78,6 +78,9 @@ class Agent:
         self.checkpoints: dict[str, tuple[str, ...]] = {}  # this server's checkpoint files: package -> tasks done
         self._session_id: int | None = None
         self.capacity = Capacity(cpus, self.executing_count, speed)
+        # Ours, a test device: seconds between a request and Agent picking it up. The request waits in this
+        # Agent's memory meanwhile, so an Agent restart loses it (docs/emulator.md).
+        self.pickup_delay = 0.0
 
     # ------------------------------------------------------------------ AgentControl (engine thread)
 
@@ -99,15 +102,15 @@ class Agent:
             return [run.job for run in self._runs.values()]
 
     def executing_count(self) -> int:
-        """Jobs occupying a slot: running and not waiting between retries."""
+        """Jobs occupying a slot: picked up and not waiting between retries."""
         with self._lock:
-            return sum(1 for run in self._runs.values() if not run.job.between_retries)
+            return sum(1 for run in self._runs.values() if not (run.job.between_retries or run.job.queued))
 
     def start_job(self, job_id: str, job_name: str, start_step_id: int, invoked_by: str) -> None:
         session_id = self._session_id
         if session_id is None:
             raise RuntimeError("SQL Server Agent is not running")
-        job = RunningJob(job_id.upper(), job_name, invoked_by, start_step_id)
+        job = RunningJob(job_id.upper(), job_name, invoked_by, start_step_id, queued=self.pickup_delay > 0)
         with self._lock:
             run = self._runs[job.job_id] = _Run(job)
         self.store.request_run(session_id, job.job_id)
@@ -162,21 +165,34 @@ class Agent:
     # ------------------------------------------------------------------ one run
 
     def _launch(self, run: _Run, session_id: int) -> None:
+        if session_id != self._session_id:  # Agent restarted after the request: it was lost with its memory
+            self._forget(run)
+            log.info("%s: the request to run job %s was lost with an Agent restart", self.server_name, run.job.job_name)
+            return
         run.task = self._loop.create_task(self._execute(run, session_id), name=f"job {run.job.job_name}")
         self.capacity.load_changed()
+
+    def _forget(self, run: _Run) -> None:
+        with self._lock:
+            if self._runs.get(run.job.job_id) is run:
+                del self._runs[run.job.job_id]
 
     async def _execute(self, run: _Run, session_id: int) -> None:
         job = run.job
         try:
+            if job.queued:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.stop.wait(), self.pickup_delay)
+                if run.stop.is_set():  # sp_stop_job withdrew the request before Agent picked it up
+                    return
+                job.queued = False
             await self._execute_steps(run, session_id)
         except asyncio.CancelledError:
             raise
         except Exception:  # an emulator bug must not leave the job "running" forever
             log.exception("%s: job %s crashed the emulated Agent", self.server_name, job.job_name)
         finally:
-            with self._lock:
-                if self._runs.get(job.job_id) is run:
-                    del self._runs[job.job_id]
+            self._forget(run)
             self.capacity.load_changed()
 
     async def _execute_steps(self, run: _Run, session_id: int) -> None:

@@ -153,6 +153,51 @@ def test_a_single_server_whose_agent_is_stopped_is_a_clear_error(lb: Pool) -> No
     assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): SQL Server Agent is not running on this server" in message
 
 
+def test_a_start_lost_with_an_agent_restart_is_made_again(lb: Pool, monkeypatch, capfd) -> None:
+    """Agent restarts after sp_start_job queued the request and before it picked it up: the request dies
+    with the old Agent's memory. The starter sees the new session without its request and starts again,
+    one pickup grace later, instead of holding the locks for PICKUP_HOLD_SECONDS."""
+    monkeypatch.setattr(hook_module, "PICKUP_GRACE_SECONDS", 2)
+    job = lb.job_on(("LB2",), [QUICK])
+    with closing(lb.sa("LB2")) as sa:  # its activity rows visible to the starter's login (its own job)
+        sa.run("EXEC msdb.dbo.sp_update_job @job_name = ?, @owner_login_name = 'agent_operator'", job)
+    lb.controller.control("pickup-delay", "LB2", "3")
+
+    def restart_once_requested() -> None:
+        with closing(lb.sa("LB2")) as sa:
+            give_up = time.monotonic() + 30
+            while time.monotonic() < give_up:
+                rows = sa.run("EXEC msdb.dbo.sp_help_jobactivity @job_name = ?", job)
+                if rows and rows[0][3] is not None:  # run_requested_date: the request is queued
+                    break
+                time.sleep(0.05)
+        lb.controller.call(lb.controller["LB2"].agent.restart())
+        lb.controller.control("pickup-delay", "LB2", "0")
+
+    restarter = threading.Thread(target=restart_once_requested)
+    restarter.start()
+    try:
+        began = time.monotonic()
+        result = run_dag(servers=POOL, job_name=job)
+        took = time.monotonic() - began
+    finally:
+        restarter.join(60)
+        lb.controller.control("pickup-delay", "LB2", "0")
+    assert result.state == "success" and result.xcom()["server"] == "LB2", result.error
+    assert took < 30  # not held for PICKUP_HOLD_SECONDS (600)
+    assert f"SQL Server Agent restarted before it picked the start of job '{job}' up" in capfd.readouterr().out
+    with closing(lb.sa("LB2")) as sa:
+        outcomes = sa.run("EXEC msdb.dbo.sp_help_jobhistory @job_name = ?, @step_id = 0", job)
+        activity = sa.run(
+            "SELECT a.session_id, a.run_requested_date, a.start_execution_date FROM msdb.dbo.sysjobactivity a "
+            "JOIN msdb.dbo.sysjobs j ON j.job_id = a.job_id WHERE j.name = ? ORDER BY a.session_id",
+            job,
+        )
+    assert len(outcomes) == 1  # the lost request never ran; the second one did, once
+    assert activity[0][1] is not None and activity[0][2] is None  # the old session: requested, never started
+    assert activity[-1][2] is not None
+
+
 # ---------------------------------------------------------------------- a retry that finds only the intent
 
 
