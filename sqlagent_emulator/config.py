@@ -12,6 +12,7 @@ from typing import Any
 
 from .agent.model import JobSpec, PackageSpec, StepSpec
 from .agent.packagestore import split_msdb_path
+from .agent.permissions import VIEW_SERVER_STATE
 from .agent.retention import DEFAULT_MAX_ROWS, DEFAULT_MAX_ROWS_PER_JOB, NO_MAXIMUM, limits_problem
 from .sql.engine import Login
 from .tds.tls import ENCRYPTION_MODES, EncryptionMode
@@ -25,6 +26,8 @@ else:  # pragma: no cover
 ROLES = frozenset(
     {"sysadmin", "SQLAgentOperatorRole", "SQLAgentUserRole", "SQLAgentReaderRole", "ssis_admin", "ssis_logreader"}
 )
+# Server permissions a login may be granted (GRANT ... TO login); sysadmin holds them all.
+PERMISSIONS = frozenset({VIEW_SERVER_STATE})
 _SERVER_KEYS = {
     "name",
     "port",
@@ -47,7 +50,7 @@ _SERVER_KEYS = {
     "package_files",
     "msdb_packages",
 }
-_LOGIN_KEYS = {"name", "password", "password_env", "roles"}
+_LOGIN_KEYS = {"name", "password", "password_env", "roles", "permissions"}
 _PACKAGE_KEYS = {
     "path",
     "duration",
@@ -243,16 +246,22 @@ def _parse_login(entry: dict[str, Any], where: str, environ: Mapping[str, str]) 
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     name = _typed(entry, "name", str, where, required=True)
-    password = _login_password(entry, f"{where} ({name})", environ)
-    roles = entry.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise ConfigError(f"{where} ({name}): roles must be a list of strings")
-    bad = set(roles) - ROLES
+    where = f"{where} ({name})"
+    password = _login_password(entry, where, environ)
+    roles = _known_names(entry, "roles", "role", ROLES, where)
+    permissions = _known_names(entry, "permissions", "permission", PERMISSIONS, where)
+    return Login(name=name, password=password, roles=roles, permissions=permissions)
+
+
+def _known_names(entry: dict[str, Any], key: str, noun: str, known: frozenset[str], where: str) -> frozenset[str]:
+    """An optional list of names, each one of ``known`` (a login's roles or server permissions)."""
+    names = entry.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    bad = set(names) - known
     if bad:
-        raise ConfigError(
-            f"{where} ({name}): unknown role(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(ROLES))}"
-        )
-    return Login(name=name, password=password, roles=frozenset(roles))
+        raise ConfigError(f"{where}: unknown {noun}(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+    return frozenset(names)
 
 
 def _login_password(entry: dict[str, Any], where: str, environ: Mapping[str, str]) -> str:

@@ -30,6 +30,7 @@ from .agent.setup import ensure_jobs
 from .config import ServerConfig
 from .faults import Fault, FaultSwitch
 from .sql.engine import Engine
+from .sql.services import Service
 from .tds.certs import configured_identity, generated_identity
 from .tds.connection import TdsConnection
 from .tds.tls import ServerTls
@@ -76,6 +77,7 @@ class EmulatedServer:
 
     async def start(self) -> None:
         await self._open_engine()
+        await self.run(self.engine.service_started, Service.ENGINE)
         if self.config.agent_running:
             await self.agent.start()
         await self.listen()
@@ -172,6 +174,7 @@ class EmulatedServer:
         if self.config.state_dir:
             await self.run(self.engine.close)
             await self._open_engine()
+        await self.run(self.engine.service_started, Service.ENGINE)  # a new process, a new start time
         await self.agent.start()
         await self.listen()
 

@@ -13,6 +13,8 @@ SQLAgentOperatorRole includes SQLAgentReaderRole, which includes SQLAgentUserRol
 - msdb.dbo.syssessions, the proxy tables (sysproxies, sysproxysubsystem, sysproxylogin) and the package
   store (sysssispackages, sysssispackagefolders): sysadmin only.
 - Proxies (create, grant, use in a step): see ``proxies``.
+- Server-scoped dynamic management views (sys.dm_server_services): VIEW SERVER STATE, which sysadmin
+  holds and the configuration may grant a login (``Login.permissions``); else error 300, then 297.
 - Database principals (sp_getapplock's @DbPrincipal): a login with an Agent role is a user of msdb,
   named as the login, and a member of its role and of the roles it includes (msdb nests them:
   SQLAgentOperatorRole is a member of SQLAgentReaderRole, which is a member of SQLAgentUserRole);
@@ -26,7 +28,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from ..sql.applockprocs import default_principals
-from ..sql.results import SqlError
+from ..sql.results import Message, SqlError
 from .logins import login_sid
 
 if TYPE_CHECKING:
@@ -159,9 +161,33 @@ AGENT_TABLES = frozenset(
 )
 
 
+# Server-scoped DMVs: "These require VIEW SERVER STATE permission on the server" (system-dynamic-management-views;
+# sys-dm-server-services-transact-sql, "Permissions"). SQL Server 2022 splits it into VIEW SERVER PERFORMANCE STATE
+# and VIEW SERVER SECURITY STATE, both implied by VIEW SERVER STATE: only VIEW SERVER STATE itself is emulated.
+VIEW_SERVER_STATE = "VIEW SERVER STATE"
+SERVER_STATE_VIEWS = frozenset({("master", "sys", "dm_server_services")})
+
+
+def has_server_permission(login: Login, permission: str) -> bool:
+    return is_sysadmin(login) or permission in login.permissions
+
+
+def server_state_denied() -> SqlError:
+    """Msg 300 (severity 14), then Msg 297, as SQL Server answers a DMV read without VIEW SERVER STATE."""
+    return SqlError(
+        300,
+        f"{VIEW_SERVER_STATE} permission was denied on object 'server', database 'master'.",
+        14,
+        1,
+        then=(Message(297, "The user does not have permission to perform this action.", 16, 1),),
+    )
+
+
 def check_table_select(login: Login, database: str, schema: str, table: str) -> None:
-    """Raise 229 (SELECT) when the login may not read the table."""
+    """Raise 229 (SELECT) when the login may not read the table, 300 for a server-scoped DMV."""
     key = (database.lower(), schema.lower(), table.lower())
+    if key in SERVER_STATE_VIEWS and not has_server_permission(login, VIEW_SERVER_STATE):
+        raise server_state_denied()
     if key in SYSADMIN_ONLY_TABLES and not is_sysadmin(login):
         raise permission_denied("SELECT", table, database, schema)
     if key in AGENT_TABLES and access_of(login) is AgentAccess.NONE:

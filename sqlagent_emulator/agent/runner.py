@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..sql.engine import Engine, Login
+from ..sql.services import Service
 from . import messages
 from .capacity import Capacity
 from .model import AGENT_SERVICE_ACCOUNT, PackageSpec, RunningJob, RunStatus, StepAction
@@ -126,10 +127,15 @@ class Agent:
     # ------------------------------------------------------------------ the service (event loop)
 
     async def start(self) -> int:
-        """Start the service: a new Agent session, as SQL Server Agent does at every start."""
+        """Start the service: a new Agent session, as SQL Server Agent does at every start, and a new
+        process in sys.dm_server_services."""
         if self._session_id is None:
-            self._session_id = await self.db(self.store.begin_session)
+            self._session_id = await self.db(self._begin)
         return self._session_id
+
+    def _begin(self) -> int:
+        self.engine.service_started(Service.AGENT)
+        return self.store.begin_session()
 
     async def stop(self) -> None:
         """Stop the service abruptly: running jobs are abandoned (their processes killed) and keep no
@@ -146,6 +152,7 @@ class Agent:
                 with contextlib.suppress(BaseException):
                     await run.task
         self.capacity.load_changed()
+        await self.db(self.engine.service_stopped, Service.AGENT)
 
     async def restart(self) -> int:
         await self.stop()

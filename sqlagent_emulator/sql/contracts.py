@@ -39,6 +39,9 @@ class EngineServices(Protocol):
     database_principals: Callable[[Login, str], frozenset[str]]
 
     @property
+    def service_instance(self) -> str: ...
+
+    @property
     def version_text(self) -> str: ...
 
     @property

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import applockprocs, functions
+from . import applockprocs, functions, services
 from .applocks import AppLockManager
 from .catalog import DATABASE_IDS, Catalog, TableRef, canonical_database
 from .model import Login, ProcArg
@@ -57,6 +57,8 @@ class Engine:
         self.database_principals: applockprocs.PrincipalsOf = applockprocs.default_principals
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.catalog = Catalog(self.conn, path)
+        self.process_id = 0  # SERVERPROPERTY('ProcessID'): set when the SQL Server service starts
+        services.install(self.conn, self.service_instance, version.split(".")[0])
         functions.register(self.conn, self)
 
     # -- public API -----------------------------------------------------------------------------
@@ -71,6 +73,21 @@ class Engine:
 
     def logins(self) -> list[Login]:
         return list(self._logins.values())
+
+    @property
+    def service_instance(self) -> str:
+        """@@SERVICENAME: the instance name, MSSQLSERVER for the default instance."""
+        return self.instance_name or "MSSQLSERVER"
+
+    def service_started(self, service: services.Service) -> int:
+        """``sys.dm_server_services``: the service is Running from now, with a new process id (returned)."""
+        pid = services.mark_started(self.conn, service, self.service_instance, self.now())
+        if service is services.Service.ENGINE:
+            self.process_id = pid
+        return pid
+
+    def service_stopped(self, service: services.Service) -> None:
+        services.mark_stopped(self.conn, service, self.service_instance)
 
     def now(self) -> datetime.datetime:
         """Server local time (naive): UTC plus the server's offset."""
@@ -154,7 +171,7 @@ class Engine:
             "isintegratedsecurityonly": 0,
             "ishadrenabled": 0,
             "isfulltextinstalled": 0,
-            "processid": 1,
+            "processid": self.process_id,
         }
         return props.get(str(name).lower()) if name is not None else None
 

@@ -12,6 +12,7 @@ class Login:
     name: str
     password: str
     roles: frozenset[str]  # e.g. {"sysadmin"}, {"SQLAgentOperatorRole"}
+    permissions: frozenset[str] = frozenset()  # server permissions granted, e.g. {"VIEW SERVER STATE"}
 
 
 @dataclass(frozen=True)

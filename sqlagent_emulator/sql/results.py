@@ -128,9 +128,12 @@ class SqlError(Exception):
         procedure: str = "",
         *,
         return_status: int | None = None,
+        then: tuple[Message, ...] = (),
     ):
         super().__init__(text)
         self.message = Message(number, text, severity, state, procedure)
+        # Errors SQL Server sends after this one for the same failure (297 after a denied 300).
+        self.then = then
         # Set when a procedure reports the error and still returns a status (sp_getapplock's -999):
         # the error ends that statement only, and the batch goes on, as in SQL Server.
         self.return_status = return_status

@@ -59,7 +59,7 @@ class Runtime:
         values: dict[str, tuple[Any, SqlType]] = {
             "@@VERSION": (engine.version_text, SqlType.NVARCHAR),
             "@@SERVERNAME": (engine.server_name, SqlType.NVARCHAR),
-            "@@SERVICENAME": (engine.instance_name or "MSSQLSERVER", SqlType.NVARCHAR),
+            "@@SERVICENAME": (engine.service_instance, SqlType.NVARCHAR),
             "@@SPID": (session.spid, SqlType.SMALLINT),
             "@@TRANCOUNT": (session.trancount, SqlType.INT),
             "@@ROWCOUNT": (session.last_rowcount, SqlType.INT),

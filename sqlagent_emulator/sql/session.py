@@ -92,13 +92,14 @@ class SqlSession:
         except SqlError as exc:
             if not getattr(exc, "located", False):
                 exc.message = replace(exc.message, line=stmt.line)
+                exc.then = tuple(replace(m, line=stmt.line) for m in exc.then)
                 exc.located = True  # type: ignore[attr-defined]
             raise
 
     def _failure(self, exc: SqlError) -> StatementResult:
-        self.last_error = exc.message.number
+        self.last_error = (exc.then or (exc.message,))[-1].number
         self.engine.pending_error = None
-        return StatementResult(messages=[exc.message], failed=True)
+        return StatementResult(messages=[exc.message, *exc.then], failed=True)
 
     def run_with_scope(
         self, sql: str, params: Mapping[str, TypedValue] | None = None
