@@ -158,6 +158,7 @@ class ServerPoller:
         self.session: AgentSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.connected_before = False  # a later connection is a reconnect (metrics)
+        self.wake = asyncio.Event()  # set when a load watcher joins a poller asleep for a full tick
 
     def _read(self) -> tuple[Tick, bool]:
         """In the server's thread: (re)connect if needed, then one round trip; whether it was a full read
@@ -208,7 +209,9 @@ class ServerPoller:
                     waiting = any(w.run is None for w in list(self.watchers.values()))
                     tick_seconds = self.fast_tick if waiting else self.tick
                     delay = max(0.0, tick_seconds - took)  # a fixed rate: a slow read does not add a tick
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                self.wake.clear()
         finally:
             self._drop()
 
@@ -254,6 +257,8 @@ class FleetMonitor:
         if poller is None or poller.task is None or poller.task.done():
             poller = self.pollers[conn_id] = ServerPoller(conn_id, self.tick, self.stats, self.hook, self.fast_tick)
         watcher = Watcher(run, next(self._keys))
+        if run is None and poller.watchers and not any(w.run is None for w in poller.watchers.values()):
+            poller.wake.set()  # the poller sleeps a full tick: read now, then at the fast tick
         poller.watchers[watcher.key] = watcher
         if poller.task is None:
             poller.task = asyncio.get_running_loop().create_task(poller.loop(), name=f"ssis-lb monitor {conn_id}")

@@ -187,21 +187,7 @@ def last_seen_executing(session: AgentSession, job_id: str, timeout: float = 30)
     raise AssertionError(f"job {job_id} still executing after {timeout} s")
 
 
-@pytest.mark.parametrize(
-    "run_wait_first",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="a load watcher joining a poller asleep for a full tick gets no fast read until that tick",
-            ),
-        ),
-    ],
-    ids=["alone", "after-the-filler-run-wait"],
-)
+@pytest.mark.parametrize("run_wait_first", [False, True], ids=["alone", "after-the-filler-run-wait"])
 def test_a_waiting_child_sees_a_freed_slot_within_a_fast_tick(
     airflow_connections, conn_type, make_job, monkeypatch: pytest.MonkeyPatch, run_wait_first: bool
 ) -> None:
