@@ -98,6 +98,13 @@ def emulator_config(name: str = "SQLTEST1", cpus: int = 2, **overrides: object) 
             Login("sa", SA_PASSWORD, frozenset({"sysadmin"})),
             # The provider's recommended login: Operator in msdb, ssis_logreader in SSISDB (docs/permissions.md).
             Login("agent_operator", OPERATOR_PASSWORD, frozenset({"SQLAgentOperatorRole", "ssis_logreader"})),
+            # The same with VIEW SERVER STATE, which lets the provider see an Agent restart (docs/permissions.md).
+            Login(
+                "agent_operator_state",
+                OPERATOR_PASSWORD,
+                frozenset({"SQLAgentOperatorRole", "ssis_logreader"}),
+                frozenset({"VIEW SERVER STATE"}),
+            ),
             # The same without SSISDB: the catalog views hide the runs' SSIS messages from it.
             Login("agent_operator_only", OPERATOR_PASSWORD, frozenset({"SQLAgentOperatorRole"})),
             Login("agent_user", OPERATOR_PASSWORD, frozenset({"SQLAgentUserRole"})),

@@ -30,6 +30,7 @@ CAPACITY = {"F1": 2, "F2": 1, "F3": 1}
 LOGIN_TIMEOUT = 2
 NORMAL_QUERY_TIMEOUT = 25  # above fleet.LOCK_TIMEOUT_SECONDS (20), as the provider's docs require
 SHORT_QUERY_TIMEOUT = 3  # below it: a lock wait is cut short by the driver
+PICKUP_DELAY = 0.3  # seconds Agent takes to pick a request up: an Agent restart meanwhile loses it
 # The provider's settings for the harness: quick ticks, no settle hold (no scheduler to race).
 AIRFLOW_SETTINGS = {
     "AIRFLOW__SSIS_LB__LOGIN_TIMEOUT": str(LOGIN_TIMEOUT),
@@ -93,6 +94,7 @@ class World:
             self._set_env(key, value)
         self.controller.start()
         for name in self.names:
+            self.controller.control("pickup-delay", name, str(PICKUP_DELAY))
             self.targets[name] = SqlServerTarget(
                 name, "127.0.0.1", self.controller[name].port, "sa", SA_PASSWORD, self.controller
             )
@@ -135,7 +137,7 @@ class World:
             "conn_type": "mssql",
             "host": target.host,
             "port": target.port,
-            "login": "agent_operator",
+            "login": "agent_operator_state",  # sees Agent restarts (sys.dm_server_services)
             "password": OPERATOR_PASSWORD,
             "schema": "msdb",
             "extra": extra,
