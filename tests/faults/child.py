@@ -28,6 +28,7 @@ from tests.faults.invariants import TryRecord
 USER_ACTION = "__airflow_user_action__"  # airflow.jobs.triggerer_job_runner._USER_ACTION_CANCEL_MSG
 RETRIES = 3
 POLL_INTERVAL = 0.5
+LOSS_AFTER = 0.5  # seconds into a start trigger that an armed triggerer loss strikes (admitting or following)
 
 
 class Store(dict):
@@ -128,6 +129,7 @@ class Try:
         self.in_start_trigger = False  # ... and that trigger starts the job itself (SqlAgentStartJobTrigger)
         self.kill_requested = threading.Event()
         self.triggerer_lost = threading.Event()  # the trigger's triggerer dies: a copy restarts from serialize()
+        self.triggerer_lost_armed = threading.Event()  # ... LOSS_AFTER seconds into its next start trigger
         self.twin_requested = threading.Event()  # a second copy runs beside the first (triggerer failover)
         self.triggerer_events: list[str] = []  # what happened to its triggers (for the report)
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"{child.name} try {child.try_number}")
@@ -212,6 +214,7 @@ class Try:
             return type(trigger)(**kwargs)
 
         launch(trigger)
+        lose_at = time.monotonic() + LOSS_AFTER
         try:
             while True:
                 for task in [t for t in copies if t.done()]:
@@ -232,8 +235,10 @@ class Try:
                             await task
                         await asyncio.wait_for(copy.on_kill(), 30)
                     raise injection.TaskKilled()
-                if restartable and self.triggerer_lost.is_set():
+                armed_loss = self.triggerer_lost_armed.is_set() and time.monotonic() >= lose_at
+                if restartable and (self.triggerer_lost.is_set() or armed_loss):
                     self.triggerer_lost.clear()
+                    self.triggerer_lost_armed.clear()
                     for task in list(copies):
                         task.cancel()  # the process is gone: no on_kill
                         with contextlib.suppress(asyncio.CancelledError, injection.WorkerDied):
@@ -258,12 +263,16 @@ class Try:
 
     # ------------------------------------------------------------------ from outside
 
-    def lose_triggerer(self) -> bool:
-        """Its start trigger's triggerer dies (False: not deferred in a start trigger now)."""
-        if not self.in_start_trigger:
-            return False
-        self.triggerer_lost.set()
-        return True
+    def lose_triggerer(self) -> str | None:
+        """Its start trigger's triggerer dies: "now" when deferred in one, "armed" when the try may still
+        defer to one (it then dies LOSS_AFTER seconds into it), None otherwise."""
+        if self.in_start_trigger:
+            self.triggerer_lost.set()
+            return "now"
+        if self.child.deferrable and self.thread.is_alive():
+            self.triggerer_lost_armed.set()
+            return "armed"
+        return None
 
     def run_twin(self) -> bool:
         """A second copy of its start trigger runs beside the first (False: not deferred in one now)."""

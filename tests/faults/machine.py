@@ -217,11 +217,13 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 100))
     def triggerer_lost(self, pick: int) -> None:
-        """The triggerer of a child waiting in (or following from) its start trigger dies; another restarts
-        the trigger from its serialized form."""
-        child = self._pick(pick, lambda c: c.current is not None and c.current.in_start_trigger)
-        if child is not None and child.current is not None and child.current.lose_triggerer():
-            self._injected("start trigger's triggerer lost")
+        """The triggerer of a child waiting in (or following from) its start trigger dies, now or, for a
+        deferrable child still in its worker, a moment into the start trigger it defers to; another
+        triggerer restarts the trigger from its serialized form."""
+        child = self._pick(pick, lambda c: c.deferrable and c.busy)
+        when = child.current.lose_triggerer() if child is not None and child.current is not None else None
+        if when is not None:
+            self._injected(f"start trigger's triggerer lost ({when})")
 
     @rule(pick=st.integers(0, 100))
     def twin_trigger(self, pick: int) -> None:
