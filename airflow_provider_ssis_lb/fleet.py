@@ -381,7 +381,7 @@ class Fleet:
                 with contextlib.suppress(SqlAgentError):
                     session.unlock(ADMISSION_RESOURCE)
 
-    def _hold_until_pickup(self, session: AgentSession, run: JobRun, incarnation: str | None) -> bool:
+    def _hold_until_pickup(self, session: AgentSession, run: JobRun, incarnation: tuple[str, str] | None) -> bool:
         """Keep the locks until msdb shows the run, so no starter counts a stale load or starts the job
         again elsewhere; past Agent's pickup grace, on until ``PICKUP_HOLD_SECONDS`` (docs/fleet.md).
         False when an Agent restart lost the request (``wait_for_pickup``): the job may be started again."""

@@ -59,6 +59,7 @@ from ..timeouts import QUERY_TIMEOUT_SECONDS, Timeouts, apply_query_timeout, dri
 
 Row = dict[str, Any]
 _PERMISSION_ERRORS = {229, 230, 14393, 14525, 14515, 14242, 15247}
+_VIEW_SERVER_STATE_DENIED = {300, 297}  # "VIEW SERVER STATE permission was denied", then "no permission"
 # A login SSISDB will not let read its catalog views: 916 (no user in the database), 229 (no SELECT).
 _CATALOG_REFUSALS = {916, 229}
 SSISDB_GRANT_HINT = "grant ssis_logreader in SSISDB to read SSIS errors (docs/permissions.md, section 4)"
@@ -1085,29 +1086,34 @@ class AgentSession:
             ) from exc
         return run
 
-    def agent_incarnation(self, job_id: str) -> str | None:
-        """Which start of the SQL Server Agent service answers now: its last start in sys.dm_server_services
-        (needs VIEW SERVER STATE), else its msdb session in the activity rows (sp_help_jobactivity shows
-        other owners' jobs to sysadmin only); None when neither is visible or the read fails."""
+    def agent_incarnation(self, job_id: str) -> tuple[str, str] | None:
+        """Which start of the SQL Server Agent service answers now, as (source, marker): its process in
+        sys.dm_server_services (needs VIEW SERVER STATE; a new one at every start, and an int, where
+        last_startup_time is a datetimeoffset that pyodbc cannot fetch), else its msdb session in the
+        activity rows (sp_help_jobactivity shows other owners' jobs to sysadmin only); None when neither
+        can be read. A process id reused by the next start reads as no restart: the starter then holds on."""
+        if not self._services_denied:
+            try:
+                rows = self.query(
+                    "SELECT process_id FROM sys.dm_server_services WHERE servicename LIKE ?", ("SQL Server Agent%",)
+                )
+            except SqlAgentError as exc:
+                if exc.number not in _VIEW_SERVER_STATE_DENIED:
+                    return None  # not read this time
+                self._services_denied = True  # not asked again on this session
+            else:
+                if rows and rows[0] and rows[0][0].get("process_id") is not None:  # None: Agent is stopped
+                    return "service", str(rows[0][0]["process_id"])
         with contextlib.suppress(SqlAgentError):
-            if not self._services_denied:
-                try:
-                    rows = self.query(
-                        "SELECT last_startup_time FROM sys.dm_server_services WHERE servicename LIKE ?",
-                        ("SQL Server Agent%",),
-                    )
-                except SqlAgentError:
-                    self._services_denied = True  # no VIEW SERVER STATE: not asked again on this session
-                else:
-                    if rows and rows[0] and rows[0][0].get("last_startup_time") is not None:
-                        return f"service started {_iso(rows[0][0]['last_startup_time'])}"
             for params in ({"job_id": job_id}, {}):  # the job's row; any job's when it has none yet
                 sets = self.call("sp_help_jobactivity", params)
                 if sets and sets[0]:
-                    return f"session {int(sets[0][0]['session_id'])}"
+                    return "session", str(sets[0][0]["session_id"])
         return None
 
-    def wait_for_pickup(self, run: JobRun, grace: float | None = None, incarnation: str | None = None) -> Pickup:
+    def wait_for_pickup(
+        self, run: JobRun, grace: float | None = None, incarnation: tuple[str, str] | None = None
+    ) -> Pickup:
         """Wait until msdb shows the started run (executing, or already ended): "picked"; "waiting" after
         ``grace`` seconds (default: Agent's pickup grace).
 
@@ -1115,8 +1121,9 @@ class AgentSession:
         that keeps the admission lock until then never lets another starter count a stale load.
 
         ``incarnation``: ``agent_incarnation`` just before sp_start_job. Agent keeps the requests it has
-        not picked up in memory, so a restart loses them: "lost" once another start of Agent has answered
-        for a whole pickup grace without running the job (the new Agent runs a request it did get at once).
+        not picked up in memory, so a restart loses them: "lost" once another start of Agent (read from the
+        same source) has answered for a whole pickup grace without running the job (the new Agent runs a
+        request it did get at once).
         """
         give_up = time.monotonic() + (PICKUP_GRACE_SECONDS if grace is None else grace)
         restarted_at: float | None = None  # when another start of Agent was first seen
@@ -1127,7 +1134,7 @@ class AgentSession:
                 return "picked"
             now = time.monotonic()
             current = self.agent_incarnation(run.job_id) if incarnation is not None else None
-            if current is not None and current != incarnation:
+            if incarnation is not None and current is not None and _restarted(incarnation, current):
                 restarted_at = now if restarted_at is None else restarted_at
                 if now - restarted_at >= PICKUP_GRACE_SECONDS:
                     return "lost"
@@ -1266,6 +1273,11 @@ def _step_params(step: JobStepDefinition) -> dict[str, Any]:
         for k, v in dataclasses.asdict(step).items()
         if k != "proxy_id" and not (k in optional and v == optional[k])
     }
+
+
+def _restarted(before: tuple[str, str], now: tuple[str, str]) -> bool:
+    """Two reads of ``agent_incarnation`` from the same source that name different starts of Agent."""
+    return before[0] == now[0] and before[1] != now[1]
 
 
 def _iso(value: Any) -> str:

@@ -12,6 +12,8 @@ import time
 from contextlib import closing
 from typing import Any
 
+import pytest
+
 from airflow_provider_ssis_lb.balancing import ServerPool
 from airflow_provider_ssis_lb.fleet import Admission, Fleet
 from airflow_provider_ssis_lb.hooks import sql_agent as hook_module
@@ -19,6 +21,8 @@ from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.ledger import STATE_KEY
 from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
 from tests.agent_jobs import EXECUTING, job_status
+from tests.conftest import OPERATOR_PASSWORD
+from tests.integration.conftest import _connection
 from tests.integration.pool import NAMES, POOL, Pool, waitfor
 from tests.integration.test_operator import QUICK, run_dag, wait_until
 
@@ -153,26 +157,36 @@ def test_a_single_server_whose_agent_is_stopped_is_a_clear_error(lb: Pool) -> No
     assert f"job '{job}' on server 'LB2' (conn_id 'lb_lb2'): SQL Server Agent is not running on this server" in message
 
 
-def test_a_start_lost_with_an_agent_restart_is_made_again(lb: Pool, monkeypatch, capfd) -> None:
+@pytest.mark.parametrize("sees", ["own job", "view server state"])
+def test_a_start_lost_with_an_agent_restart_is_made_again(lb: Pool, monkeypatch, capfd, sees: str) -> None:
     """Agent restarts after sp_start_job queued the request and before it picked it up: the request dies
-    with the old Agent's memory. The starter sees the new session without its request and starts again,
-    one pickup grace later, instead of holding the locks for PICKUP_HOLD_SECONDS."""
+    with the old Agent's memory. The starter sees another start of Agent that does not run the job and
+    starts again, one pickup grace later, instead of holding the locks for PICKUP_HOLD_SECONDS. It tells
+    the restart from Agent's session in the job's activity row (``own job``: an Operator login sees its own
+    jobs' rows only; LB2, pymssql) or from Agent's process in sys.dm_server_services (``view server
+    state``: a login granted it, the job sa's; LB3, ODBC 18)."""
     monkeypatch.setattr(hook_module, "PICKUP_GRACE_SECONDS", 2)
-    job = lb.job_on(("LB2",), [QUICK])
-    with closing(lb.sa("LB2")) as sa:  # its activity rows visible to the starter's login (its own job)
-        sa.run("EXEC msdb.dbo.sp_update_job @job_name = ?, @owner_login_name = 'agent_operator'", job)
-    lb.controller.control("pickup-delay", "LB2", "3")
+    server = "LB2" if sees == "own job" else "LB3"
+    job = lb.job_on((server,), [QUICK])
+    if sees == "own job":
+        with closing(lb.sa(server)) as sa:
+            sa.run("EXEC msdb.dbo.sp_update_job @job_name = ?, @owner_login_name = 'agent_operator'", job)
+    else:
+        tls = {"Encrypt": "yes", "TrustServerCertificate": "yes"}
+        login = _connection("odbc", lb.targets[server], "agent_operator_state", OPERATOR_PASSWORD, **tls)
+        monkeypatch.setenv(f"AIRFLOW_CONN_LB_{server}", json.dumps(login))
+    lb.controller.control("pickup-delay", server, "3")
 
     def restart_once_requested() -> None:
-        with closing(lb.sa("LB2")) as sa:
+        with closing(lb.sa(server)) as sa:
             give_up = time.monotonic() + 30
             while time.monotonic() < give_up:
                 rows = sa.run("EXEC msdb.dbo.sp_help_jobactivity @job_name = ?", job)
                 if rows and rows[0][3] is not None:  # run_requested_date: the request is queued
                     break
                 time.sleep(0.05)
-        lb.controller.call(lb.controller["LB2"].agent.restart())
-        lb.controller.control("pickup-delay", "LB2", "0")
+        lb.controller.call(lb.controller[server].agent.restart())
+        lb.controller.control("pickup-delay", server, "0")
 
     restarter = threading.Thread(target=restart_once_requested)
     restarter.start()
@@ -182,11 +196,11 @@ def test_a_start_lost_with_an_agent_restart_is_made_again(lb: Pool, monkeypatch,
         took = time.monotonic() - began
     finally:
         restarter.join(60)
-        lb.controller.control("pickup-delay", "LB2", "0")
-    assert result.state == "success" and result.xcom()["server"] == "LB2", result.error
+        lb.controller.control("pickup-delay", server, "0")
+    assert result.state == "success" and result.xcom()["server"] == server, result.error
     assert took < 30  # not held for PICKUP_HOLD_SECONDS (600)
     assert f"SQL Server Agent restarted before it picked the start of job '{job}' up" in capfd.readouterr().out
-    with closing(lb.sa("LB2")) as sa:
+    with closing(lb.sa(server)) as sa:
         outcomes = sa.run("EXEC msdb.dbo.sp_help_jobhistory @job_name = ?, @step_id = 0", job)
         activity = sa.run(
             "SELECT a.session_id, a.run_requested_date, a.start_execution_date FROM msdb.dbo.sysjobactivity a "

@@ -635,10 +635,12 @@ class PoolSession:
     def start(self, job: JobInfo, step_name: str | None = None, intent: JobRun | None = None) -> JobRun:
         return self.hook.start_job(job, step_name)
 
-    def agent_incarnation(self, job_id: str) -> str | None:
-        return "session 1"
+    def agent_incarnation(self, job_id: str) -> tuple[str, str] | None:
+        return "session", "1"
 
-    def wait_for_pickup(self, run: JobRun, grace: float | None = None, incarnation: str | None = None) -> str:
+    def wait_for_pickup(
+        self, run: JobRun, grace: float | None = None, incarnation: tuple[str, str] | None = None
+    ) -> str:
         return "picked"
 
 
