@@ -12,10 +12,12 @@ others defer again. That thundering herd costs a worker start per waiter and los
   passed: the slot is not offered to the next child meanwhile.
 
 A line only orders, it never admits: the operator checks capacity again when it resumes. Several
-triggerers (HA) each keep their own line, which is no worse than no line at all. A trigger that admits
-the start itself (``SqlAgentStartJobTrigger``) moves its claim to the server it started on, or drops it
-when it started nothing (``settle``): the admission may choose another server than the one claimed, and a
-claim left on the first would keep its free slot from the next child for ``CLAIM_SECONDS``.
+triggerers (HA) each keep their own line, which is no worse than no line at all. The start prefers the
+claimed server (the trigger's event names it), so the claim and the start agree unless that server filled
+up meanwhile. A trigger that admits the start itself (``SqlAgentStartJobTrigger``) also moves its claim to
+the server it started on, or drops it when it started nothing (``settle``); a worker that resumed after a
+capacity wait cannot reach the line, so there a claim on a server it did not start on stays until it
+expires or the server runs one job more.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ class WaitingLine:
 
     def my_turn(
         self, ticket: int, eligible: Iterable[str], free: Mapping[str, int], running: Mapping[str, int]
-    ) -> bool:
-        """Whether this waiter may take a free slot now; if so, the slot is claimed for it.
+    ) -> str | None:
+        """The server whose free slot this waiter may take now, claimed for it; None: not its turn.
 
         ``eligible``: the servers its job may run on; ``free``: free slots it may use, per server;
         ``running``: the jobs running on every server read.
@@ -78,11 +80,11 @@ class WaitingLine:
         servers = {server for server, slots in unclaimed.items() if slots > 0}
         ahead = sum(1 for w in self._waiters.values() if w.key < me.key and _could_use(w, servers))
         if ahead >= sum(unclaimed[server] for server in servers):
-            return False
+            return None
         server = max(sorted(servers), key=lambda s: unclaimed[s])
         self._claims.append(_Claim(server, running[server], now + CLAIM_SECONDS, ticket))
         self.leave(ticket)  # from now on its claim holds its place
-        return True
+        return server
 
     def settle(self, ticket: int, server: str | None = None, running: int = 0) -> None:
         """The waiter's admission is over: its claim moves to ``server`` (where it started, which had

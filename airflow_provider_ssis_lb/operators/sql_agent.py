@@ -381,19 +381,26 @@ class SqlAgentRunJobOperator(BaseOperator):
         return Affinity(conn_id, require=wish == "require", wait=holding)
 
     def _start_on_pool(
-        self, context: Context, ledger: RunLedger, deadline: float | None, plan: dict[str, Any]
+        self,
+        context: Context,
+        ledger: RunLedger,
+        deadline: float | None,
+        plan: dict[str, Any],
+        claimed: str | None = None,
     ) -> dict[str, Any]:
         """Admit the start on a server of the pool (``fleet``); apply ``if_running`` when the job runs
-        anywhere in the pool; wait for a free slot when every eligible server is full."""
+        anywhere in the pool; wait for a free slot when every eligible server is full. ``claimed``: the
+        server whose slot the capacity wait's waiting line gave this child, preferred when nothing else is."""
         pool = self._pool()
         position = self._position(context)
         affinity = self._affinity(pool, plan)
         fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
+        in_pool = claimed in {s.conn_id for s in pool.servers}
         admission = fleet.admit(
             position,
             _step_name(plan, self.step_name),
             on_intent=lambda run: ledger.save("starting", run, deadline=deadline),
-            affinity=affinity,
+            affinity=affinity or (Affinity(claimed) if claimed and in_pool else None),
         )
         if admission.kind == "started" and admission.run is not None:
             run = admission.run
@@ -593,7 +600,7 @@ class SqlAgentRunJobOperator(BaseOperator):
             raise SqlAgentError(pool_label(self._pool()), self.job_name or self.job_id, str(event.get("message")))
         self.log.info("a server may have a free slot now (%s); choosing again", event.get("status"))
         metrics.slot_freed(event)
-        return self._start_on_pool(context, RunLedger.from_context(context), deadline, plan)
+        return self._start_on_pool(context, RunLedger.from_context(context), deadline, plan, event.get("server"))
 
     def _settle_intent(self, hook: SqlAgentHook, run: JobRun, record: RunRecord, state: RunState) -> RunState:
         """Only the intent of an earlier try is stored, and Agent may still pick that start up: watch

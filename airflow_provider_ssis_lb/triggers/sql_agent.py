@@ -356,10 +356,15 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         metrics.server_readings(readings)  # a waiting child keeps the servers' gauges fresh
         return readings
 
-    def _event(self, status: str, message: str = "") -> TriggerEvent:
+    def _event(self, status: str, message: str = "", server: str | None = None) -> TriggerEvent:
+        """``server``: with "free", the server whose slot the waiting line claimed for this child (the start
+        prefers it, so the claim and the start agree)."""
         freed = {"freed_at": time.time()} if status == "free" else {}  # the hand-off metric starts here
         return TriggerEvent(
-            {"status": status, "deadline": self.deadline} | ({"message": message} if message else {}) | freed
+            {"status": status, "deadline": self.deadline}
+            | ({"message": message} if message else {})
+            | ({"server": server} if server else {})
+            | freed
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -375,12 +380,13 @@ class SqlAgentCapacityTrigger(BaseTrigger):
         finally:
             line.leave(ticket)
 
-    def _my_turn(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> bool:
-        """A free slot for this job, not wanted by a child planned before it (``waiting_line``)."""
+    def _my_turn(self, line: WaitingLine, ticket: int, readings: list[ServerReading]) -> str | None:
+        """The server of a free slot for this job, not wanted by a child planned before it (``waiting_line``)."""
         strategy = Strategy(self.strategy)
         settling = self.not_before is not None and time.time() < self.not_before
         if strategy is Strategy.ROUND_ROBIN:  # its own server only: nobody else's turn to take
-            return not settling and choose_server(readings, strategy, self.position) is not None
+            own = None if settling else choose_server(readings, strategy, self.position)
+            return own.server.conn_id if own is not None else None
         # While it settles after deferral (defer_not_before) it neither takes a slot nor blocks one.
         eligible = [] if settling else [r.server.conn_id for r in readings if r.reachable and r.eligible]
         free = {} if settling else {r.server.conn_id: r.free for r in readings if r.usable}
@@ -443,8 +449,8 @@ class SqlAgentCapacityTrigger(BaseTrigger):
                 doubt.reason,
             )
             return None
-        if self._my_turn(line, ticket, readings):
-            return self._event("free")
+        if (claimed := self._my_turn(line, ticket, readings)) is not None:
+            return self._event("free", server=claimed)
         reachable = [r for r in readings if r.reachable]
         if reachable and not any(r.eligible for r in reachable):
             return self._event("none_eligible")

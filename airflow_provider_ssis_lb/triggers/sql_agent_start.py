@@ -159,10 +159,10 @@ class SqlAgentStartJobTrigger(BaseTrigger):
             waited = await waiter._wait()
             if waited.payload.get("status") != "free":
                 return waited  # timeout, none_eligible or a misconfigured server: the task decides
-            freed_at = waited.payload.get("freed_at")
+            freed_at, claimed = waited.payload.get("freed_at"), waited.payload.get("server")
             line, ticket = waiter.line or WaitingLine(), waiter.ticket
             try:
-                admission = await self._admit(freed_at)
+                admission = await self._admit(freed_at, claimed)
             except TwinStarted:
                 run = self._run = await self._adopt()
                 continue
@@ -195,13 +195,16 @@ class SqlAgentStartJobTrigger(BaseTrigger):
         await _in_thread(self._records.publish_run, XCOM_RUN_KEY, run)
         return await self._follow(run)
 
-    async def _admit(self, freed_at: Any) -> Admission:
+    async def _admit(self, freed_at: Any, claimed: str | None) -> Admission:
+        """``claimed``: the server whose slot the waiting line gave this child, preferred unless the child
+        has its own ``preferred_server``."""
         pool = ServerPool.of(self.servers, self.strategy)
         fleet = Fleet(pool, self.job_name, self.job_id, log=self.log, hook=SqlAgentHook)
 
         def admit() -> Admission:
             metrics.slot_freed({"freed_at": freed_at})
-            affinity = Affinity(self.preferred_server) if self.preferred_server else None
+            preferred = self.preferred_server or claimed
+            affinity = Affinity(preferred) if preferred else None
             return fleet.admit(self.position, self.step_name, on_intent=self._intent, affinity=affinity)
 
         self._admitting = _submit(admit)  # kept if cancelled meanwhile: on_kill waits for it

@@ -11,8 +11,8 @@ IDLE = {"a": 0, "b": 0}
 def test_a_free_slot_goes_to_the_child_planned_first() -> None:
     line = WaitingLine()
     later, first = line.join(position=7), line.join(position=2)
-    assert not line.my_turn(later, ["a", "b"], {"a": 1}, IDLE)
-    assert line.my_turn(first, ["a", "b"], {"a": 1}, IDLE)
+    assert line.my_turn(later, ["a", "b"], {"a": 1}, IDLE) is None
+    assert line.my_turn(first, ["a", "b"], {"a": 1}, IDLE) == "a"  # the server whose slot it claimed
 
 
 def test_the_claimed_slot_is_not_offered_again_until_the_claimant_started_its_job() -> None:
@@ -38,7 +38,7 @@ def test_as_many_children_go_as_there_are_free_slots() -> None:
     line = WaitingLine()
     tickets = [line.join(position) for position in range(4)]
     turns = [line.my_turn(t, ["a", "b"], {"a": 2, "b": 1}, IDLE) for t in tickets]
-    assert turns == [True, True, True, False]
+    assert turns == ["a", "a", "b", None]  # each claim on a server with a slot left
 
 
 def test_a_child_ahead_that_cannot_use_the_free_server_does_not_block() -> None:

@@ -841,6 +841,22 @@ def test_all_full_defers_on_the_capacity_trigger_then_chooses_again(
     assert resumed(started.value) == "run" and started.value.trigger.run_handle.conn_id == "b"
 
 
+def test_the_start_after_a_capacity_wait_prefers_the_server_whose_slot_it_was_given(
+    pool: dict[str, PoolHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting line claimed c's slot for this child: starting there keeps the claim and the start on one
+    server (least-loaded choice alone would take b, whose claim would then keep c's slot from the next)."""
+    monkeypatch.setenv("AIRFLOW__SSIS_LB__START_IN_TRIGGERER", "False")
+    pool["a"].running, pool["b"].running, pool["c"].running = 1, 0, 0
+    with pytest.raises(TaskDeferred) as started:
+        pooled().execute_complete(mapped(1), {"status": "free", "server": "c", "deadline": None}, resumed="capacity")
+    assert started.value.trigger.run_handle.conn_id == "c"
+    pool["c"].running = 1  # full by now: the claim is only a preference
+    with pytest.raises(TaskDeferred) as elsewhere:
+        pooled().execute_complete(mapped(2), {"status": "free", "server": "c", "deadline": None}, resumed="capacity")
+    assert elsewhere.value.trigger.run_handle.conn_id == "b"
+
+
 def test_all_full_defers_on_a_trigger_that_starts_the_job(pool: dict[str, PoolHook]) -> None:
     """By default the trigger that waits for the slot also starts the job; the ledger keeps the pool intent."""
     pool["a"].running, pool["b"].running, pool["c"].running = 1, 2, 3

@@ -171,7 +171,7 @@ def test_capacity_waits_until_a_slot_frees(monkeypatch) -> None:
     before = time.time()
     payload, polls = capacity(monkeypatch, {"a": [("A", 2, JOB), ("A", 2, JOB), ("A", 1, JOB)], "b": [down]})
     assert before <= payload.pop("freed_at") <= time.time()  # when the slot was seen free (the hand-off metric)
-    assert payload == {"status": "free", "deadline": None} and polls == 2
+    assert payload == {"status": "free", "deadline": None, "server": "a"} and polls == 2
 
 
 def test_capacity_takes_no_slot_while_a_server_cannot_be_read(monkeypatch) -> None:
@@ -180,7 +180,7 @@ def test_capacity_takes_no_slot_while_a_server_cannot_be_read(monkeypatch) -> No
     script = {"a": [("A", 0, JOB)], "b": [unreadable, unreadable, ("B", 0, JOB)]}
     payload, polls = capacity(monkeypatch, script)
     assert isinstance(payload.pop("freed_at"), float)
-    assert payload == {"status": "free", "deadline": None} and polls == 2
+    assert payload == {"status": "free", "deadline": None, "server": "a"} and polls == 2
 
 
 def test_capacity_reports_when_no_reachable_server_is_eligible(monkeypatch) -> None:
