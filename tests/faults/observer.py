@@ -139,13 +139,20 @@ class Observer:
                 "seconds": decode_hhmmss(int(duration)),
                 "message": str(message or ""),
             }
-        for session_id, job_id, start, stop, history_id in self._rows(
+        rows = self._rows(
             conn,
             "SELECT session_id, job_id, start_execution_date, stop_execution_date, job_history_id "
-            "FROM msdb.dbo.sysjobactivity WHERE start_execution_date IS NOT NULL",
-        ):
+            "FROM msdb.dbo.sysjobactivity",
+        )
+        latest = {(int(session_id), str(job_id).upper()): start for session_id, job_id, start, *_ in rows}
+        for (job_id, start), row in record.activity.items():  # a run last seen going, its row now another run's
+            if row["stop"] is None and row.get("overwritten") is None and latest.get((row["session"], job_id)) != start:
+                row["overwritten"] = time.time()
+        for session_id, job_id, start, stop, history_id in rows:
+            if start is None:
+                continue
             key = (str(job_id).upper(), start)
-            record.activity[key] = {
+            record.activity[key] = record.activity.get(key, {}) | {
                 "session": int(session_id),
                 "stop": stop,
                 "history_id": int(history_id) if history_id is not None else None,
@@ -165,15 +172,29 @@ class Observer:
     @staticmethod
     def _server_runs(record: ServerRecord) -> list[AgentRun]:
         runs = []
-        linked: set[int] = set()
+        linked = {row["history_id"] for row in record.activity.values() if row["history_id"] is not None}
         sessions = sorted(record.session_starts)
-        for (job_id, start), row in record.activity.items():
+        for (job_id, start), row in sorted(record.activity.items(), key=lambda item: item[0][1]):
             outcome = record.history.get(row["history_id"]) if row["history_id"] is not None else None
-            if row["history_id"] is not None:
-                linked.add(row["history_id"])
             end: float | None
+            coarse = False
+            if row["stop"] is None and row.get("overwritten") is not None:
+                # Its stop was never seen: the next request reset the row between two polls. Its outcome row
+                # is the job's first one that began in the second it began or later, not yet linked; when that
+                # is gone too, it ended before it was seen overwritten.
+                found = _outcome_of(record, job_id, start, linked)
+                if found is not None:
+                    row = row | {"history_id": found}
+                    outcome = record.history[found]
+                    linked.add(found)
             if row["stop"] is not None:
                 end, state = record.epoch(row["stop"]), "ended"
+            elif row.get("overwritten") is not None:
+                if outcome is not None:  # whole seconds: within [start + 1, end - 1] it surely ran
+                    end, coarse = record.epoch(outcome["start"]) + outcome["seconds"] + 1, True
+                else:
+                    end = row["overwritten"]
+                state = "ended"
             elif row["session"] < record.current_session:  # Agent stopped under it: abandoned at the restart
                 later = [s for s in sessions if s > row["session"]]
                 end = record.epoch(record.session_starts[later[0]]) if later else None
@@ -195,6 +216,7 @@ class Observer:
                     history_id=row["history_id"],
                     status=outcome["status"] if outcome else None,
                     message=outcome["message"] if outcome else "",
+                    coarse=coarse,
                     local_start=start,
                     outcome_start=outcome["start"] if outcome else None,
                 )
@@ -221,3 +243,14 @@ class Observer:
                 )
             )
         return runs
+
+
+def _outcome_of(record: ServerRecord, job_id: str, start: dt.datetime, linked: set[int]) -> int | None:
+    """The first outcome row of the job not linked to another run, begun in ``start``'s second or later."""
+    second = start.replace(microsecond=0)
+    candidates = [
+        instance_id
+        for instance_id, outcome in record.history.items()
+        if outcome["job_id"] == job_id and instance_id not in linked and outcome["start"] >= second
+    ]
+    return min(candidates, default=None)
