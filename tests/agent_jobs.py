@@ -78,5 +78,14 @@ def history(client: Client, name: str) -> list[tuple[Any, ...]]:
     )
 
 
+def requests(client: Client, name: str) -> list[tuple[Any, ...]]:
+    """The job's activity rows, one per Agent session: (session_id, run_requested_date, start_execution_date)."""
+    return client.run(
+        "SELECT a.session_id, a.run_requested_date, a.start_execution_date FROM msdb.dbo.sysjobactivity a "
+        "JOIN msdb.dbo.sysjobs j ON j.job_id = a.job_id WHERE j.name = ? ORDER BY a.session_id",
+        name,
+    )
+
+
 def server_now(client: Client) -> dt.datetime:
     return client.run("SELECT GETDATE() AS now")[0][0]

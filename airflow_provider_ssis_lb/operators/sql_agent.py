@@ -395,12 +395,12 @@ class SqlAgentRunJobOperator(BaseOperator):
         position = self._position(context)
         affinity = self._affinity(pool, plan)
         fleet = Fleet(pool, self.job_name or None, self.job_id or None, log=self.log, hook=SqlAgentHook)
-        in_pool = claimed in {s.conn_id for s in pool.servers}
+        claim = Affinity(claimed) if claimed in {s.conn_id for s in pool.servers} else None  # not a retry's
         admission = fleet.admit(
             position,
             _step_name(plan, self.step_name),
             on_intent=lambda run: ledger.save("starting", run, deadline=deadline),
-            affinity=affinity or (Affinity(claimed) if claimed and in_pool else None),
+            affinity=affinity or claim,
         )
         if admission.kind == "started" and admission.run is not None:
             run = admission.run

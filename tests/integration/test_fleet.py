@@ -20,7 +20,7 @@ from airflow_provider_ssis_lb.hooks import sql_agent as hook_module
 from airflow_provider_ssis_lb.hooks.sql_agent import SqlAgentHook
 from airflow_provider_ssis_lb.ledger import STATE_KEY
 from airflow_provider_ssis_lb.operators.sql_agent import SqlAgentRunJobOperator
-from tests.agent_jobs import EXECUTING, job_status
+from tests.agent_jobs import EXECUTING, job_status, requests
 from tests.conftest import OPERATOR_PASSWORD
 from tests.integration.conftest import _connection
 from tests.integration.pool import NAMES, POOL, Pool, waitfor
@@ -202,11 +202,7 @@ def test_a_start_lost_with_an_agent_restart_is_made_again(lb: Pool, monkeypatch,
     assert f"SQL Server Agent restarted before it picked the start of job '{job}' up" in capfd.readouterr().out
     with closing(lb.sa(server)) as sa:
         outcomes = sa.run("EXEC msdb.dbo.sp_help_jobhistory @job_name = ?, @step_id = 0", job)
-        activity = sa.run(
-            "SELECT a.session_id, a.run_requested_date, a.start_execution_date FROM msdb.dbo.sysjobactivity a "
-            "JOIN msdb.dbo.sysjobs j ON j.job_id = a.job_id WHERE j.name = ? ORDER BY a.session_id",
-            job,
-        )
+        activity = requests(sa, job)
     assert len(outcomes) == 1  # the lost request never ran; the second one did, once
     assert activity[0][1] is not None and activity[0][2] is None  # the old session: requested, never started
     assert activity[-1][2] is not None

@@ -26,6 +26,7 @@ from tests.agent_jobs import (
     create_job,
     history,
     job_status,
+    requests,
     wait_until_idle,
 )
 from tests.clients import connect, error_number
@@ -67,42 +68,38 @@ def test_agent_restart_abandons_the_running_job(own_server) -> None:
         assert history(sa, name) == []  # no outcome row for an abandoned run
 
 
-def _activity(sa: Client, name: str) -> list[tuple]:
-    return sa.run(
-        "SELECT a.session_id, a.run_requested_date, a.start_execution_date FROM msdb.dbo.sysjobactivity a "
-        "JOIN msdb.dbo.sysjobs j ON j.job_id = a.job_id WHERE j.name = ? ORDER BY a.session_id",
-        name,
-    )
+def _queued_request(controller: EmulatorController, sa: Client) -> str:
+    """A new job started while Agent takes 1.5 s to pick requests up: its request is queued now."""
+    controller.control("pickup-delay", "FAULTY", "1.5")
+    name = create_job(sa, [{"subsystem": "TSQL", "command": "SELECT 1"}])
+    sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+    return name
 
 
 def test_a_request_agent_has_not_picked_up_is_idle_then_runs(own_server) -> None:
     controller, target = own_server
-    controller.control("pickup-delay", "FAULTY", "1.5")
     with closing(sa_client(target)) as sa:
-        name = create_job(sa, [{"subsystem": "TSQL", "command": "SELECT 1"}])
-        sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+        name = _queued_request(controller, sa)
         assert job_status(sa, name)[0] == IDLE  # queued in Agent: not executing yet
-        [(_session, requested, started)] = _activity(sa, name)
+        [(_session, requested, started)] = requests(sa, name)
         assert requested is not None and started is None
         give_up = time.monotonic() + 10
         while not history(sa, name) and time.monotonic() < give_up:
             time.sleep(0.1)
         assert history(sa, name)[-1][2] == SUCCEEDED
-        [(_session, _requested, started)] = _activity(sa, name)
+        [(_session, _requested, started)] = requests(sa, name)
         assert (started - requested).total_seconds() >= 1.4  # picked up after the delay
 
 
 def test_an_agent_restart_loses_a_request_not_picked_up(own_server) -> None:
     controller, target = own_server
-    controller.control("pickup-delay", "FAULTY", "1.5")
     with closing(sa_client(target)) as sa:
-        name = create_job(sa, [{"subsystem": "TSQL", "command": "SELECT 1"}])
-        sa.run("EXEC msdb.dbo.sp_start_job @job_name = ?", name)
+        name = _queued_request(controller, sa)
         controller.call(controller["FAULTY"].agent.restart())
         time.sleep(2.5)  # past the pickup delay: a request that survived would have run by now
         assert job_status(sa, name)[0] == IDLE
         assert history(sa, name) == []
-        old, new = _activity(sa, name)
+        old, new = requests(sa, name)
         assert old[1] is not None and old[2] is None  # requested in the old session, never started
         assert new[0] > old[0] and new[1] is None and new[2] is None
         assert controller.control("status", "FAULTY")["servers"][0]["running_jobs"] == []
